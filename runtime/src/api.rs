@@ -1,0 +1,28 @@
+//! Generated protobuf messages and ttrpc services for berthd's API (`runtime/proto/`).
+//!
+//! The generated modules refer to each other as `super::<name>`, so they live side by side here.
+#![allow(
+    missing_docs,
+    unused_imports,
+    unused_qualifications,
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    unknown_lints,
+    renamed_and_removed_lints,
+    non_upper_case_globals,
+    unused_mut,
+    dead_code
+)]
+
+macro_rules! generated {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[allow(missing_docs, clippy::all)]
+            pub mod $name {
+                include!(concat!(env!("OUT_DIR"), "/", stringify!($name), ".rs"));
+            }
+        )*
+    };
+}
+
+generated!(version, version_ttrpc, introspection, introspection_ttrpc);
