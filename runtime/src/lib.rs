@@ -1,1 +1,12 @@
+//! berth's container engine: configuration, the ttrpc API server (`berthd`) and its client
+//! (`berthctl`).
+//!
+//! Binaries are thin: `berthd` and `berthctl` (and the image's multi-call `berth`) call
+//! [`daemon::main_with_args`] and [`ctl::main_with_args`].
+
 pub mod api;
+pub mod client;
+pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod plugins;
