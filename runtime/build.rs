@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
 
 fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    println!("cargo:rerun-if-env-changed=BERTH_REVISION");
     for p in PROTOS {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -1,32 +1,150 @@
-//! Client side of berthd's ttrpc API.
+//! Client side of berthd's ttrpc API, used by berthctl, init's readiness check and tests.
+
 use std::time::Duration;
+
+use crate::api::{introspection, introspection_ttrpc, version, version_ttrpc};
 
 /// Errors talking to berthd.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to berthd at {address}: {source}")]
-    Connect { address: String, #[source] source: ttrpc::Error },
-    #[error("{method} call to berthd at {address} failed: {source}")]
-    Call { address: String, method: &'static str, #[source] source: ttrpc::Error },
+    Connect {
+        address: String,
+        #[source]
+        source: ttrpc::Error,
+    },
+    #[error("{method} call to berthd at {address} failed: {}", describe(source))]
+    Call {
+        address: String,
+        method: &'static str,
+        #[source]
+        source: ttrpc::Error,
+    },
     #[error("{method} call to berthd at {address} timed out after {timeout:?}")]
-    Timeout { address: String, method: &'static str, timeout: Duration },
+    Timeout {
+        address: String,
+        method: &'static str,
+        timeout: Duration,
+    },
     #[error("cannot start an async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
 
+/// A ttrpc status as `CODE: message`, the rest as is.
+fn describe(e: &ttrpc::Error) -> String {
+    match e {
+        ttrpc::Error::RpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        other => other.to_string(),
+    }
+}
+
 /// Normalises an address: a bare path becomes `unix://<path>`.
 pub fn normalize_address(address: &str) -> String {
-    if address.contains("://") { address.to_string() } else { format!("unix://{address}") }
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("unix://{address}")
+    }
+}
+
+/// A connected API client.
+#[derive(Clone)]
+pub struct Client {
+    address: String,
+    timeout: Duration,
+    version: version_ttrpc::VersionClient,
+    introspection: introspection_ttrpc::IntrospectionClient,
+}
+
+impl Client {
+    /// Connects to berthd at `address` (`unix:///path` or a path); each call is bounded by
+    /// `timeout`.
+    pub async fn connect(address: &str, timeout: Duration) -> Result<Client, ClientError> {
+        let address = normalize_address(address);
+        let inner = match tokio::time::timeout(timeout, ttrpc::r#async::Client::connect(&address))
+            .await
+        {
+            Ok(r) => r.map_err(|source| ClientError::Connect {
+                address: address.clone(),
+                source,
+            })?,
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    address,
+                    method: "connect",
+                    timeout,
+                })
+            }
+        };
+        Ok(Client {
+            version: version_ttrpc::VersionClient::new(inner.clone()),
+            introspection: introspection_ttrpc::IntrospectionClient::new(inner),
+            address,
+            timeout,
+        })
+    }
+
+    fn ctx(&self) -> ttrpc::context::Context {
+        ttrpc::context::with_timeout(self.timeout.as_nanos().min(i64::MAX as u128) as i64)
+    }
+
+    async fn bounded<T>(
+        &self,
+        method: &'static str,
+        fut: impl std::future::Future<Output = ttrpc::Result<T>>,
+    ) -> Result<T, ClientError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(|source| ClientError::Call {
+                address: self.address.clone(),
+                method,
+                source,
+            }),
+            Err(_) => Err(ClientError::Timeout {
+                address: self.address.clone(),
+                method,
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    /// `Version`: the engine's (version, revision).
+    pub async fn version(&self) -> Result<(String, String), ClientError> {
+        let r = self
+            .bounded(
+                "Version",
+                self.version
+                    .version(self.ctx(), &version::VersionRequest::new()),
+            )
+            .await?;
+        Ok((r.version, r.revision))
+    }
+
+    /// `Introspection.Plugins` with `type==`/`id==` filters.
+    pub async fn plugins(
+        &self,
+        filters: Vec<String>,
+    ) -> Result<Vec<introspection::Plugin>, ClientError> {
+        let req = introspection::PluginsRequest {
+            filters,
+            ..Default::default()
+        };
+        let r = self
+            .bounded("Plugins", self.introspection.plugins(self.ctx(), &req))
+            .await?;
+        Ok(r.plugins)
+    }
 }
 
 /// Asks berthd for its version; returns (version, revision).
 pub async fn version(address: &str, timeout: Duration) -> Result<(String, String), ClientError> {
-    let _ = (address, timeout);
-    todo!("filled in by the runtime work")
+    Client::connect(address, timeout).await?.version().await
 }
 
 /// Blocking [`version`], for callers without an async runtime (init's readiness check).
 pub fn version_blocking(address: &str, timeout: Duration) -> Result<(String, String), ClientError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ClientError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ClientError::Runtime)?;
     rt.block_on(version(address, timeout))
 }

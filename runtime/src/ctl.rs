@@ -1,4 +1,193 @@
-//! berthctl: the command-line client.
-use std::ffi::OsString;
+//! berthctl: the command-line client of berthd's API (ctr-like verbs).
+
+use std::{ffi::OsString, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{
+    api::introspection::{Plugin, PluginStatus},
+    client::{Client, ClientError},
+    config::DEFAULT_ADDRESS,
+};
+
+/// berthctl command line.
+#[derive(Debug, Parser)]
+#[command(name = "berthctl", version, about = "Talk to berthd over its ttrpc API")]
+struct Args {
+    /// berthd's socket (`unix:///path` or a path); on a QEMU host, the bridged virtio-serial socket.
+    #[arg(long, short = 'a', global = true, env = "BERTH_ADDRESS", default_value = DEFAULT_ADDRESS)]
+    address: String,
+    /// Seconds to wait for berthd's answer.
+    #[arg(long, global = true, default_value_t = 10)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the client's and the server's version.
+    Version,
+    /// Engine plugins.
+    #[command(subcommand, alias = "plugin")]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List plugins with their status (like `ctr plugins ls`).
+    #[command(alias = "list")]
+    Ls {
+        /// `type==<type>` or `id==<id>`; repeatable, all must match.
+        #[arg(long, short = 'f')]
+        filter: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Print only `type.id`.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
 /// Runs berthctl with `args` (argv including argv[0]); returns the process exit code.
-pub fn main_with_args(args: Vec<OsString>) -> i32 { let _ = args; todo!() }
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let args = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthctl: error: {}", ClientError::Runtime(e));
+            return 1;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berthctl: error: {e}");
+            1
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), ClientError> {
+    let client = Client::connect(&args.address, Duration::from_secs(args.timeout)).await?;
+    match args.command {
+        Command::Version => {
+            println!("Client:");
+            println!("  Version:  {}", crate::services::VERSION);
+            println!("  Revision: {}", crate::services::REVISION);
+            let (v, r) = client.version().await?;
+            println!();
+            println!("Server:");
+            println!("  Version:  {v}");
+            println!("  Revision: {r}");
+        }
+        Command::Plugins(PluginsCommand::Ls {
+            filter,
+            format,
+            quiet,
+        }) => {
+            let plugins = client.plugins(filter).await?;
+            if quiet {
+                for p in &plugins {
+                    println!("{}.{}", p.type_, p.id);
+                }
+            } else if format == Format::Json {
+                let v: Vec<_> = plugins.iter().map(plugin_json).collect();
+                println!("{}", serde_json::to_string_pretty(&v).expect("json of plain values"));
+            } else {
+                print!("{}", plugins_table(&plugins));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn status_name(p: &Plugin) -> &'static str {
+    match p.status.enum_value() {
+        Ok(PluginStatus::OK) => "ok",
+        Ok(PluginStatus::SKIPPED) => "skipped",
+        Ok(PluginStatus::ERROR) => "error",
+        Err(_) => "unknown",
+    }
+}
+
+fn plugin_json(p: &Plugin) -> serde_json::Value {
+    serde_json::json!({
+        "type": p.type_,
+        "id": p.id,
+        "status": status_name(p),
+        "reason": p.reason,
+        "requires": p.requires,
+        "exports": p.exports.iter().collect::<std::collections::BTreeMap<_, _>>(),
+    })
+}
+
+/// A left-aligned table with two spaces between columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut l = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < n {
+                l.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn plugins_table(plugins: &[Plugin]) -> String {
+    let rows: Vec<Vec<String>> = plugins
+        .iter()
+        .map(|p| {
+            vec![
+                p.type_.clone(),
+                p.id.clone(),
+                status_name(p).to_string(),
+                p.reason.clone(),
+            ]
+        })
+        .collect();
+    table(&["TYPE", "ID", "STATUS", "REASON"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["TYPE", "ID"],
+            &[vec!["berth.service.v1".into(), "version".into()]],
+        );
+        assert_eq!(t, "TYPE              ID\nberth.service.v1  version\n");
+    }
+}

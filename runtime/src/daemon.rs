@@ -1,4 +1,254 @@
-//! berthd: the engine daemon.
-use std::ffi::OsString;
+//! berthd: loads the configuration, prepares its directories, registers plugins and serves the
+//! ttrpc API on a root-only unix socket until SIGTERM/SIGINT. SIGHUP reloads the configuration.
+
+use std::{
+    ffi::OsString,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+use tracing_subscriber::{filter::LevelFilter, reload, Registry as Subscriber};
+
+use crate::{
+    api::{introspection_ttrpc, version_ttrpc},
+    config::{Config, ConfigError, LogLevel, DEFAULT_CONFIG_PATH},
+    plugins::{Registry, Status},
+    services::{IntrospectionService, VersionService},
+};
+
+/// berthd command line.
+#[derive(Debug, Parser)]
+#[command(name = "berthd", version, about = "berth's container engine daemon")]
+struct Args {
+    /// Configuration file (default /etc/berth/berthd.toml; built-in defaults when absent).
+    #[arg(long, short = 'c', value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Overrides `[ttrpc] address`.
+    #[arg(long, short = 'a', value_name = "PATH")]
+    address: Option<String>,
+    /// Overrides `[debug] level`.
+    #[arg(long, short = 'l', value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+/// Errors that stop berthd from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--log-level {0:?}: expected one of trace, debug, info, warn, error")]
+    BadLogLevel(String),
+    #[error("cannot create {what} directory {path}: {source}")]
+    Dir {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another berthd is already serving {0}")]
+    InUse(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ttrpc server: {0}")]
+    Server(#[source] ttrpc::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+fn level_filter(l: LogLevel) -> LevelFilter {
+    match l {
+        LogLevel::Trace => LevelFilter::TRACE,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Error => LevelFilter::ERROR,
+    }
+}
+
+/// Which file to read: the one given, else the default when it exists, else none.
+fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| {
+        let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+        p.exists().then_some(p)
+    })
+}
+
+fn load(args: &Args) -> Result<Config, DaemonError> {
+    let mut cfg = match config_path(args.config.clone()) {
+        Some(p) => Config::load(&p)?,
+        None => Config::default(),
+    };
+    if let Some(a) = &args.address {
+        cfg.ttrpc.address = a.clone();
+    }
+    if let Some(l) = &args.log_level {
+        cfg.debug.level = serde_json::from_value(serde_json::Value::String(l.clone()))
+            .map_err(|_| DaemonError::BadLogLevel(l.clone()))?;
+    }
+    Ok(cfg)
+}
+
 /// Runs berthd with `args` (argv including argv[0]); returns the process exit code.
-pub fn main_with_args(args: Vec<OsString>) -> i32 { let _ = args; todo!() }
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let args = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    // One line on stderr and a non-zero exit: init shows it on the console and stops
+    // restarting a berthd that cannot start.
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berthd: error: {e}");
+            return 1;
+        }
+    };
+    let (filter, handle) = reload::Layer::new(level_filter(cfg.debug.level));
+    use tracing_subscriber::prelude::*;
+    let _ = Subscriber::default()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .without_time()
+                .with_ansi(false),
+        )
+        .try_init();
+
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthd: error: {}", DaemonError::Runtime(e));
+            return 1;
+        }
+    };
+    match rt.block_on(serve(cfg, args, handle)) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("berthd: error: {e}");
+            1
+        }
+    }
+}
+
+fn make_dir(what: &'static str, path: &Path, mode: u32) -> Result<(), DaemonError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|source| DaemonError::Dir {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Binds the API socket with mode 0600, replacing a stale socket file but never a live one.
+fn bind(path: &Path, uid: u32, gid: u32) -> Result<tokio::net::UnixListener, DaemonError> {
+    let listen_err = |source| DaemonError::Listen {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(listen_err)?;
+    }
+    if let Some(parent) = path.parent() {
+        make_dir("socket", parent, 0o711)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(listen_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen_err)?;
+    if uid != 0 || gid != 0 {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(listen_err)?;
+    }
+    Ok(listener)
+}
+
+fn registry(cfg: &Config) -> Registry {
+    let mut r = Registry::default();
+    let dirs = r.register("berth.internal.v1", "dirs", Status::Ok);
+    dirs.exports
+        .insert("root".into(), cfg.root.display().to_string());
+    dirs.exports
+        .insert("state".into(), cfg.state.display().to_string());
+    r.register("berth.service.v1", "version", Status::Ok);
+    r.register("berth.service.v1", "introspection", Status::Ok);
+    r
+}
+
+async fn serve(
+    cfg: Config,
+    args: Args,
+    log: reload::Handle<LevelFilter, Subscriber>,
+) -> Result<(), DaemonError> {
+    make_dir("root", &cfg.root, 0o711)?;
+    make_dir("state", &cfg.state, 0o711)?;
+    let socket = cfg.socket_path();
+    let listener = bind(&socket, cfg.ttrpc.uid, cfg.ttrpc.gid)?;
+
+    let registry = Arc::new(registry(&cfg));
+    let mut server = ttrpc::r#async::Server::new()
+        .add_listener(listener.into())
+        .register_service(version_ttrpc::create_version(Arc::new(VersionService)))
+        .register_service(introspection_ttrpc::create_introspection(Arc::new(
+            IntrospectionService { registry },
+        )));
+    server.start().await.map_err(DaemonError::Server)?;
+    info!(
+        version = crate::services::VERSION,
+        address = %socket.display(),
+        "berthd serving"
+    );
+
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Runtime)?;
+    let mut current = cfg;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                // SIGHUP reloads; a bad file is reported and the running config stays.
+                match load(&args) {
+                    Err(e) => error!("reload rejected, keeping the running configuration: {e}"),
+                    Ok(new) => {
+                        if new.debug.level != current.debug.level {
+                            let _ = log.modify(|f| *f = level_filter(new.debug.level));
+                            info!(from = %current.debug.level, to = %new.debug.level, "reload: debug.level changed");
+                        }
+                        let restart = current.needs_restart(&new);
+                        if restart.is_empty() {
+                            info!("configuration reloaded");
+                        } else {
+                            warn!(keys = ?restart, "configuration reloaded; these changes take effect after a restart of berthd");
+                        }
+                        current.debug.level = new.debug.level;
+                    }
+                }
+            }
+        }
+    }
+    server.shutdown().await.map_err(DaemonError::Server)?;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}

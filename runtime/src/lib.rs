@@ -10,3 +10,4 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod plugins;
+pub mod services;
