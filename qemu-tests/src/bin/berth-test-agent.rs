@@ -1,0 +1,45 @@
+//! berth-test-agent: acts inside a berth test image on behalf of QEMU scenarios.
+//!
+//! Runs as a service under berth-init: `berth-test-agent [--port NAME]`. Everything lives in
+//! [`berth_qemu_tests::agent`]; this only parses arguments.
+
+use std::process::ExitCode;
+
+use berth_qemu_tests::{agent, protocol};
+
+const USAGE: &str = "usage: berth-test-agent [--port NAME]\n\
+Serves the berth test agent protocol on the virtio-serial port NAME (default org.berth.test).";
+
+fn main() -> ExitCode {
+    let mut port = protocol::DEFAULT_PORT.to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => match args.next() {
+                Some(name) => port = name,
+                None => return usage_error("--port needs a value"),
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("berth-test-agent {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            other => return usage_error(&format!("unexpected argument {other:?}")),
+        }
+    }
+    match agent::serve(&port) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("berth-test-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("berth-test-agent: {message}\n{USAGE}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,202 @@
+//! Image directories produced by `berth-image build`, and variants built on the fly.
+//!
+//! An image directory holds `vmlinuz`, `initramfs.img`, `cmdline` and `manifest.json`
+//! (`docs/architecture.md`, "berth-image"). Scenarios boot the test image
+//! (`BERTH_TEST_IMAGE`, default `<workspace>/out/image-test`, built by `make image-test`);
+//! scenarios about bad configuration build a [`Variant`] with edited copies of `configs/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::error::{Error, Result};
+use crate::process;
+
+/// Environment variable naming the test image directory.
+pub const TEST_IMAGE_ENV: &str = "BERTH_TEST_IMAGE";
+
+/// Where the static build puts binaries (`scripts/build-static.sh`).
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Hang guard for building one image variant.
+pub const VARIANT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The workspace root (this crate's parent directory).
+pub fn workspace_dir() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// `target/x86_64-unknown-linux-gnu/release` of the workspace (honours `CARGO_TARGET_DIR`).
+pub fn release_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { workspace_dir().join(p) })
+        .unwrap_or_else(|| workspace_dir().join("target"));
+    target.join(STATIC_TARGET).join("release")
+}
+
+/// A bootable image directory.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The directory.
+    pub dir: PathBuf,
+    /// `vmlinuz`.
+    pub kernel: PathBuf,
+    /// `initramfs.img`.
+    pub initramfs: PathBuf,
+    /// The image's kernel command line (`cmdline`, trimmed).
+    pub cmdline: String,
+}
+
+impl Image {
+    /// Opens an image directory, checking that its artefacts exist.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        for name in ["vmlinuz", "initramfs.img", "cmdline"] {
+            if !dir.join(name).is_file() {
+                return Err(Error::ImageMissing { path: dir.join(name) });
+            }
+        }
+        let cmdline = fs::read_to_string(dir.join("cmdline"))
+            .map_err(Error::io(format!("cannot read {}", dir.join("cmdline").display())))?
+            .trim()
+            .to_string();
+        Ok(Self { kernel: dir.join("vmlinuz"), initramfs: dir.join("initramfs.img"), cmdline, dir })
+    }
+
+    /// The test image: `$BERTH_TEST_IMAGE` or `<workspace>/out/image-test`.
+    pub fn test_image() -> Result<Self> {
+        let dir = std::env::var_os(TEST_IMAGE_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_dir().join("out/image-test"));
+        Self::open(dir)
+    }
+
+    /// `manifest.json`, parsed.
+    pub fn manifest(&self) -> Result<serde_json::Value> {
+        let path = self.dir.join("manifest.json");
+        let text = fs::read_to_string(&path).map_err(Error::io(format!("cannot read {}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| Error::Io {
+            what: format!("cannot parse {}", path.display()),
+            source: std::io::Error::other(e),
+        })
+    }
+
+    /// Size of `initramfs.img` in bytes.
+    pub fn initramfs_size(&self) -> Result<u64> {
+        fs::metadata(&self.initramfs)
+            .map(|m| m.len())
+            .map_err(Error::io(format!("cannot stat {}", self.initramfs.display())))
+    }
+
+    /// Userland size from the manifest: the sum of `size` over its file list, and the number
+    /// of files.
+    pub fn userland_size(&self) -> Result<(u64, usize)> {
+        userland_size(&self.manifest()?)
+            .ok_or_else(|| Error::Manifest(format!("{}/manifest.json has no file list with sizes", self.dir.display())))
+    }
+}
+
+/// Sums the sizes of a manifest's file list (`files: [{path, size, sha256}…]`).
+pub fn userland_size(manifest: &serde_json::Value) -> Option<(u64, usize)> {
+    let files = manifest.get("files")?.as_array()?;
+    let sizes: Vec<u64> = files.iter().filter_map(|f| f.get("size").and_then(serde_json::Value::as_u64)).collect();
+    Some((sizes.iter().sum(), sizes.len()))
+}
+
+/// A test image built with edited configuration; removed on drop.
+#[derive(Debug)]
+pub struct Variant {
+    /// The built image.
+    pub image: Image,
+    _dir: TempDir,
+}
+
+/// Copies `configs/*.toml` to a scratch directory, lets the scenario edit them, then runs
+/// `berth-image build --test` on them with the static binaries and the shared kernel cache.
+#[derive(Debug)]
+pub struct VariantBuilder {
+    dir: TempDir,
+}
+
+impl VariantBuilder {
+    /// Starts from copies of the workspace's `configs/*.toml`.
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-variant-")
+            .tempdir()
+            .map_err(Error::io("cannot create a scratch directory"))?;
+        let configs = workspace_dir().join("configs");
+        let dest = dir.path().join("configs");
+        fs::create_dir(&dest).map_err(Error::io(format!("cannot create {}", dest.display())))?;
+        let entries = fs::read_dir(&configs).map_err(Error::io(format!("cannot list {}", configs.display())))?;
+        for entry in entries {
+            let path = entry.map_err(Error::io(format!("cannot list {}", configs.display())))?.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let target = dest.join(path.file_name().unwrap_or_default());
+                fs::copy(&path, &target).map_err(Error::io(format!("cannot copy {}", path.display())))?;
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    /// The configuration directory being edited.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("configs")
+    }
+
+    /// Rewrites `file` (e.g. `berthd.toml`) with `edit`.
+    pub fn edit(self, file: &str, edit: impl FnOnce(String) -> String) -> Result<Self> {
+        let path = self.config_dir().join(file);
+        let text = fs::read_to_string(&path).map_err(Error::io(format!("cannot read {}", path.display())))?;
+        fs::write(&path, edit(text)).map_err(Error::io(format!("cannot write {}", path.display())))?;
+        Ok(self)
+    }
+
+    /// Builds the image; prints how long it took.
+    pub fn build(self) -> Result<Variant> {
+        let release = release_dir();
+        let berth_image = release.join("berth-image");
+        if !berth_image.is_file() {
+            return Err(Error::BinaryMissing { path: berth_image, env: "(none)" });
+        }
+        let out = self.dir.path().join("image");
+        let mut command = Command::new(&berth_image);
+        command
+            .current_dir(workspace_dir())
+            .arg("build")
+            .arg("--bin-dir")
+            .arg(&release)
+            .arg("--test")
+            .arg("--config-dir")
+            .arg(self.config_dir())
+            .arg("--out")
+            .arg(&out);
+        let output = process::run_ok(command, VARIANT_BUILD_TIMEOUT)?;
+        println!("built image variant in {:.1} s: {}", output.elapsed.as_secs_f64(), out.display());
+        Ok(Variant { image: Image::open(out)?, _dir: self.dir })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_image_says_how_to_build_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = Image::open(tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("make image-test"), "{e}");
+    }
+
+    #[test]
+    fn sums_manifest_sizes() {
+        let m = serde_json::json!({"files": [{"path": "/a", "size": 10}, {"path": "/b", "size": 5}]});
+        assert_eq!(userland_size(&m), Some((15, 2)));
+        assert_eq!(userland_size(&serde_json::json!({})), None);
+    }
+}

@@ -1,0 +1,513 @@
+//! A berth image booted under QEMU, with its console, monitor and host sockets.
+//!
+//! Every VM gets a scratch directory holding `console.log` (the serial console), `qemu.log`
+//! (QEMU's own output), `qmp.sock` (the monitor), `api.sock` (`org.berth.api`, bridged by
+//! init to berthd) and `test.sock` (`org.berth.test`, the test agent). The directory is removed
+//! when the VM is dropped, unless the test panicked or a hang guard of this VM expired: then it
+//! is kept and its path printed.
+//!
+//! QEMU always runs with `-accel tcg`: KVM hangs on the machines this project runs on.
+
+use std::cell::Cell;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use tempfile::TempDir;
+
+use crate::berthctl;
+use crate::client::AgentClient;
+use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::process::CommandOutput;
+use crate::qmp::Qmp;
+
+/// Hang guard for a boot (QEMU start to `berth ready`) under TCG.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// QEMU binary, overridable with `BERTH_QEMU`.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Console lines quoted in hang-guard errors.
+const TAIL_LINES: usize = 40;
+
+/// Port names from `docs/architecture.md`.
+const API_PORT: &str = "org.berth.api";
+const TEST_PORT: &str = "org.berth.test";
+
+/// Configures a [`Vm`].
+#[derive(Debug, Clone)]
+pub struct VmBuilder {
+    name: String,
+    kernel: Option<PathBuf>,
+    initramfs: Option<PathBuf>,
+    cmdline: String,
+    append: Vec<String>,
+    memory_mib: u32,
+    cpus: u32,
+    disks: Vec<PathBuf>,
+    extra_args: Vec<OsString>,
+    test_port: bool,
+}
+
+impl VmBuilder {
+    /// A VM called `name` (used in messages and the scratch directory's name) with 512 MiB,
+    /// one vCPU and the test agent port.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            kernel: None,
+            initramfs: None,
+            cmdline: String::new(),
+            append: Vec::new(),
+            memory_mib: 512,
+            cpus: 1,
+            disks: Vec::new(),
+            extra_args: Vec::new(),
+            test_port: true,
+        }
+    }
+
+    /// Boots `image`: its kernel, initramfs and command line.
+    pub fn image(mut self, image: &Image) -> Self {
+        self.kernel = Some(image.kernel.clone());
+        self.initramfs = Some(image.initramfs.clone());
+        self.cmdline = image.cmdline.clone();
+        self
+    }
+
+    /// Uses this kernel.
+    pub fn kernel(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kernel = Some(path.into());
+        self
+    }
+
+    /// Uses this initramfs.
+    pub fn initramfs(mut self, path: impl Into<PathBuf>) -> Self {
+        self.initramfs = Some(path.into());
+        self
+    }
+
+    /// Replaces the base kernel command line.
+    pub fn cmdline(mut self, cmdline: &str) -> Self {
+        self.cmdline = cmdline.into();
+        self
+    }
+
+    /// Appends to the kernel command line (after the image's `cmdline`, so it wins).
+    pub fn append(mut self, args: &str) -> Self {
+        self.append.push(args.into());
+        self
+    }
+
+    /// Guest memory in MiB.
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Number of vCPUs.
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        self.cpus = cpus;
+        self
+    }
+
+    /// Attaches a raw disk image as a virtio-blk device (in order: vda, vdb, …).
+    pub fn disk(mut self, path: impl Into<PathBuf>) -> Self {
+        self.disks.push(path.into());
+        self
+    }
+
+    /// Adds one raw QEMU argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.extra_args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds raw QEMU arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Self {
+        self.extra_args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Whether to add the `org.berth.test` port (default true).
+    pub fn test_port(mut self, enabled: bool) -> Self {
+        self.test_port = enabled;
+        self
+    }
+
+    /// The kernel command line the VM boots with.
+    pub fn full_cmdline(&self) -> String {
+        std::iter::once(self.cmdline.as_str())
+            .chain(self.append.iter().map(String::as_str))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Starts QEMU and waits until its sockets exist.
+    pub fn spawn(self) -> Result<Vm> {
+        let kernel = self.kernel.clone().ok_or_else(|| Error::ImageMissing { path: "vmlinuz".into() })?;
+        let initramfs = self.initramfs.clone().ok_or_else(|| Error::ImageMissing { path: "initramfs.img".into() })?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("berth-vm-{}-", self.name))
+            .tempdir()
+            .map_err(Error::io("cannot create the VM directory"))?;
+        let path = dir.path().to_path_buf();
+        let qemu = std::env::var_os("BERTH_QEMU").unwrap_or_else(|| QEMU.into());
+        let mut command = Command::new(&qemu);
+        command
+            .arg("-name")
+            .arg(format!("berth-{}", self.name))
+            .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
+            .arg("-m")
+            .arg(self.memory_mib.to_string())
+            .arg("-smp")
+            .arg(self.cpus.to_string())
+            .arg("-kernel")
+            .arg(&kernel)
+            .arg("-initrd")
+            .arg(&initramfs)
+            .arg("-append")
+            .arg(self.full_cmdline())
+            .arg("-chardev")
+            .arg(format!("file,id=con,path={}", path.join("console.log").display()))
+            .args(["-serial", "chardev:con"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", path.join("qmp.sock").display()))
+            .args(["-device", "virtio-serial-pci,id=vser0"]);
+        let mut ports = vec![("api", API_PORT)];
+        if self.test_port {
+            ports.push(("test", TEST_PORT));
+        }
+        for (id, name) in ports {
+            command
+                .arg("-chardev")
+                .arg(format!("socket,id={id},path={},server=on,wait=off", path.join(format!("{id}.sock")).display()))
+                .arg("-device")
+                .arg(format!("virtserialport,bus=vser0.0,chardev={id},name={name}"));
+        }
+        for disk in &self.disks {
+            command.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display()));
+        }
+        command.args(&self.extra_args);
+        let log = File::create(path.join("qemu.log")).map_err(Error::io("cannot create qemu.log"))?;
+        let log2 = log.try_clone().map_err(Error::io("cannot clone qemu.log"))?;
+        command.stdin(Stdio::null()).stdout(log).stderr(log2);
+        fs::write(path.join("qemu.cmdline"), crate::process::command_line(&command))
+            .map_err(Error::io("cannot write qemu.cmdline"))?;
+
+        let started = Instant::now();
+        let child = command.spawn().map_err(Error::io(format!("cannot start {}", qemu.to_string_lossy())))?;
+        let mut vm = Vm {
+            name: self.name,
+            path,
+            dir: Some(dir),
+            child,
+            status: None,
+            started,
+            cursor: 0,
+            ids: Arc::new(AtomicU64::new(0)),
+            failed: Cell::new(false),
+        };
+        let qmp = vm.path.join("qmp.sock");
+        vm.wait_for("QEMU's monitor socket", Duration::from_secs(30), |_| qmp.exists())?;
+        Ok(vm)
+    }
+}
+
+/// A running (or exited) QEMU with a berth image.
+pub struct Vm {
+    name: String,
+    path: PathBuf,
+    dir: Option<TempDir>,
+    child: Child,
+    status: Option<ExitStatus>,
+    started: Instant,
+    cursor: u64,
+    ids: Arc<AtomicU64>,
+    failed: Cell<bool>,
+}
+
+impl Vm {
+    /// Starts configuring a VM called `name`.
+    pub fn builder(name: &str) -> VmBuilder {
+        VmBuilder::new(name)
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The VM's scratch directory.
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    /// The serial console log.
+    pub fn console_path(&self) -> PathBuf {
+        self.path.join("console.log")
+    }
+
+    /// The host end of `org.berth.api`: pass it to `berthctl --address`.
+    pub fn api_address(&self) -> PathBuf {
+        self.path.join("api.sock")
+    }
+
+    /// The host end of `org.berth.test`.
+    pub fn test_socket(&self) -> PathBuf {
+        self.path.join("test.sock")
+    }
+
+    /// When QEMU was started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Keeps the scratch directory after drop even if the test passes.
+    pub fn keep(&self) {
+        self.failed.set(true);
+    }
+
+    /// Waits for the next console line matching `pattern`, after the line the previous call
+    /// matched (like expect). Fails if QEMU exits or `timeout` passes; the error quotes the
+    /// last console lines.
+    pub fn wait_for_line(&mut self, pattern: &str, timeout: Duration) -> Result<String> {
+        let re = Regex::new(pattern)?;
+        let what = format!("a console line matching /{pattern}/");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let exited = self.poll_exit()?;
+            if let Some(line) = self.scan(&re)? {
+                return Ok(line);
+            }
+            if let Some(status) = exited {
+                return Err(self.failure(Error::QemuExited { what, status, context: String::new() }));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(Error::Timeout { what, timeout, context: String::new() }));
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Reads complete console lines past the cursor; consumes them up to the first match.
+    fn scan(&mut self, re: &Regex) -> Result<Option<String>> {
+        let mut file = match File::open(self.console_path()) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("cannot open console.log")(e)),
+        };
+        file.seek(SeekFrom::Start(self.cursor)).map_err(Error::io("cannot seek console.log"))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(Error::io("cannot read console.log"))?;
+        let mut consumed = 0;
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            if chunk.last() != Some(&b'\n') {
+                break;
+            }
+            consumed += chunk.len();
+            let line = clean_line(chunk);
+            if re.is_match(&line) {
+                self.cursor += consumed as u64;
+                return Ok(Some(line));
+            }
+        }
+        self.cursor += consumed as u64;
+        Ok(None)
+    }
+
+    /// The whole console log so far, lines without `\r`.
+    pub fn console_text(&self) -> String {
+        let bytes = fs::read(self.console_path()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).replace('\r', "")
+    }
+
+    /// The last `n` console lines.
+    pub fn console_tail(&self, n: usize) -> String {
+        let text = self.console_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Marks the VM failed (its directory is kept) and adds the console tail to hang guards.
+    fn failure(&self, error: Error) -> Error {
+        self.failed.set(true);
+        let mut context = format!(
+            "\n--- last {TAIL_LINES} console lines ({}) ---\n{}",
+            self.console_path().display(),
+            self.console_tail(TAIL_LINES)
+        );
+        let qemu_log = fs::read_to_string(self.path.join("qemu.log")).unwrap_or_default();
+        if !qemu_log.trim().is_empty() {
+            context.push_str(&format!("\n--- QEMU output ---\n{}", qemu_log.trim_end()));
+        }
+        match error {
+            Error::Timeout { what, timeout, context: c } => Error::Timeout { what, timeout, context: c + &context },
+            Error::QemuExited { what, status, context: c } => Error::QemuExited { what, status, context: c + &context },
+            other => other,
+        }
+    }
+
+    /// Polls `check` every 50 ms as a hang guard that knows about this VM: it fails early if
+    /// QEMU exits, and quotes the console on failure. `check` gets the VM.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, mut check: impl FnMut(&mut Self) -> bool) -> Result<Duration> {
+        let started = Instant::now();
+        loop {
+            if check(self) {
+                return Ok(started.elapsed());
+            }
+            if let Some(status) = self.poll_exit()? {
+                return Err(self.failure(Error::QemuExited { what: what.into(), status, context: String::new() }));
+            }
+            if started.elapsed() >= timeout {
+                return Err(self.failure(Error::Timeout { what: what.into(), timeout, context: String::new() }));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Like [`Vm::wait_for`] for a fallible attempt; the error also quotes its last failure.
+    pub fn wait_for_ok<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        interval: Duration,
+        mut attempt: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<(T, Duration)> {
+        let started = Instant::now();
+        loop {
+            let last = match attempt(self) {
+                Ok(value) => return Ok((value, started.elapsed())),
+                Err(e) => e.to_string(),
+            };
+            let context = format!("\nlast attempt: {last}");
+            if let Some(status) = self.poll_exit()? {
+                return Err(self.failure(Error::QemuExited { what: what.into(), status, context }));
+            }
+            if started.elapsed() >= timeout {
+                return Err(self.failure(Error::Timeout { what: what.into(), timeout, context }));
+            }
+            thread::sleep(interval);
+        }
+    }
+
+    /// QEMU's exit status if it has exited.
+    pub fn poll_exit(&mut self) -> Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().map_err(Error::io("cannot wait for QEMU"))?;
+        }
+        Ok(self.status)
+    }
+
+    /// Waits for QEMU to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.poll_exit()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(Error::Timeout { what: "QEMU to exit".into(), timeout, context: String::new() }));
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// A fresh QMP session on the VM's monitor.
+    pub fn qmp(&self) -> Result<Qmp> {
+        Qmp::connect(&self.path.join("qmp.sock"), Duration::from_secs(10))
+    }
+
+    /// Runs a human monitor command (e.g. `info status`) and returns its output.
+    pub fn monitor(&self, command: &str) -> Result<String> {
+        self.qmp()?.hmp(command)
+    }
+
+    /// Presses the ACPI power button (`system_powerdown`). Only useful if the guest's init
+    /// acts on it; asking init over the test agent (SIGTERM to pid 1) is the reliable way.
+    pub fn powerdown(&self) -> Result<()> {
+        self.qmp()?.execute("system_powerdown", None).map(drop)
+    }
+
+    /// Connects to the test agent and waits (up to [`BOOT_TIMEOUT`]) for it to answer a ping.
+    pub fn agent(&mut self) -> Result<AgentClient> {
+        let mut client = AgentClient::connect(&self.test_socket(), self.ids.clone())?;
+        match client.ping(BOOT_TIMEOUT) {
+            Ok(_) => Ok(client),
+            Err(e) => Err(self.failure(Error::Timeout {
+                what: "the test agent to answer ping".into(),
+                timeout: BOOT_TIMEOUT,
+                context: format!("\n{e}"),
+            })),
+        }
+    }
+
+    /// Runs the host's `berthctl --address <api.sock> <args…>` (any exit status).
+    pub fn berthctl(&self, args: &[&str], timeout: Duration) -> Result<CommandOutput> {
+        berthctl::run(&self.api_address(), args, timeout)
+    }
+
+    /// Like [`Vm::berthctl`], but a non-zero exit is an error.
+    pub fn berthctl_ok(&self, args: &[&str], timeout: Duration) -> Result<CommandOutput> {
+        berthctl::run_ok(&self.api_address(), args, timeout)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            // It may have exited since the last poll: kill and wait settle it either way.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for socket in ["api.sock", "test.sock", "qmp.sock"] {
+            let _ = fs::remove_file(self.path.join(socket));
+        }
+        if thread::panicking() || self.failed.get() {
+            if let Some(dir) = self.dir.take() {
+                let kept = dir.keep();
+                eprintln!("VM {}: console log and QEMU output kept in {}", self.name, kept.display());
+            }
+        }
+    }
+}
+
+/// A console line as text: without the line ending and carriage returns.
+fn clean_line(chunk: &[u8]) -> String {
+    String::from_utf8_lossy(chunk).trim_end_matches(['\n', '\r']).replace('\r', "")
+}
+
+/// Parses the uptime prefix `[   1.234567] …` of a kernel or init console line.
+pub fn line_uptime(line: &str) -> Option<f64> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    let (number, _) = rest.split_once(']')?;
+    number.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_uptime_prefixes() {
+        assert_eq!(line_uptime("[    1.234567] berth-init: berth ready"), Some(1.234567));
+        assert_eq!(line_uptime("[2.5] x"), Some(2.5));
+        assert_eq!(line_uptime("berth ready"), None);
+    }
+
+    #[test]
+    fn cmdline_appends_after_the_image_line() {
+        let b = VmBuilder::new("t").cmdline("console=ttyS0 quiet").append("berth.debug=1");
+        assert_eq!(b.full_cmdline(), "console=ttyS0 quiet berth.debug=1");
+        assert_eq!(VmBuilder::new("t").append("a").full_cmdline(), "a");
+    }
+}
