@@ -1,0 +1,44 @@
+#!/bin/sh
+# Build every workspace binary statically linked against glibc, reproducibly.
+#
+# - `-C target-feature=+crt-static` links glibc statically; the explicit `--target` keeps
+#   proc-macros and build scripts (which run on the build host) dynamic.
+# - `--remap-path-prefix` rewrites the checkout, CARGO_HOME and (when set) CARGO_TARGET_DIR
+#   to fixed names, so the same sources give byte-identical binaries from any checkout path.
+# - The release profile in the root Cargo.toml does thin LTO and strips.
+#
+# Usage: scripts/build-static.sh [extra cargo args...]
+# Honours CARGO_TARGET_DIR and CARGO_HOME. Prints the directory holding the binaries.
+set -eu
+
+TARGET=x86_64-unknown-linux-gnu
+checkout=$(cd "$(dirname "$0")/.." && pwd -P)
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+if [ -d "$cargo_home" ]; then
+    cargo_home=$(cd "$cargo_home" && pwd -P)
+fi
+
+flags="-C target-feature=+crt-static"
+flags="$flags --remap-path-prefix=$checkout=/berth"
+flags="$flags --remap-path-prefix=$cargo_home=/cargo"
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    mkdir -p "$CARGO_TARGET_DIR"
+    CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd -P)
+    export CARGO_TARGET_DIR
+    flags="$flags --remap-path-prefix=$CARGO_TARGET_DIR=/target"
+    target_dir=$CARGO_TARGET_DIR
+else
+    target_dir=$checkout/target
+fi
+
+cd "$checkout"
+RUSTFLAGS="$flags" cargo build --release --locked --target "$TARGET" --bins "$@"
+
+bin_dir=$target_dir/$TARGET/release
+echo "static binaries in $bin_dir:" >&2
+for f in "$bin_dir"/*; do
+    if [ -f "$f" ] && [ -x "$f" ]; then
+        echo "  $(basename "$f")" >&2
+    fi
+done
+echo "$bin_dir"
