@@ -1,0 +1,128 @@
+//! Signals and child reaping for PID 1.
+//!
+//! Init blocks the signals it cares about in every thread (threads inherit the mask; children
+//! get a clean mask from `std::process::Command`) and reads them from a `signalfd`, so the
+//! main loop handles them synchronously. Blocked signals are queued even for PID 1, which
+//! otherwise ignores signals it has no handler for. Orphans re-parented to init are reaped
+//! with `waitpid(-1, WNOHANG)` until nothing is left.
+
+use std::fmt;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Errors setting up signal handling.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// Blocking the signals failed.
+    #[error("cannot block signals: {0}")]
+    Mask(#[source] Errno),
+    /// Creating the signalfd failed.
+    #[error("cannot create signalfd: {0}")]
+    SignalFd(#[source] Errno),
+}
+
+/// Signals init handles: SIGCHLD (reap), SIGTERM/SIGUSR2/SIGPWR (power off), SIGINT
+/// (reboot; Ctrl-Alt-Del), SIGHUP (ignored for now).
+pub const HANDLED: &[Signal] = &[
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGUSR2,
+    Signal::SIGPWR,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+];
+
+/// Blocks [`HANDLED`] in the calling thread (call before spawning threads) and returns a
+/// non-blocking signalfd that reads them.
+pub fn block_and_open() -> Result<SignalFd, SignalError> {
+    let mut set = SigSet::empty();
+    for sig in HANDLED {
+        set.add(*sig);
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(SignalError::Mask)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(SignalError::SignalFd)
+}
+
+/// Reads every pending signal from `fd`.
+pub fn pending(fd: &SignalFd) -> Vec<Signal> {
+    let mut out = Vec::new();
+    while let Ok(Some(info)) = fd.read_signal() {
+        if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+            out.push(sig);
+        }
+    }
+    out
+}
+
+/// How a child ended, shell style: `code` is the exit code, or 128 + signal number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Exit code or 128 + signal.
+    pub code: i32,
+    /// The signal that killed it, if any.
+    pub signal: Option<Signal>,
+}
+
+impl ExitStatus {
+    /// Converts a `waitpid` status; `None` for stops and continues.
+    pub fn from_wait(status: WaitStatus) -> Option<(Pid, Self)> {
+        match status {
+            WaitStatus::Exited(pid, code) => Some((pid, Self { code, signal: None })),
+            WaitStatus::Signaled(pid, sig, _) => Some((pid, Self { code: 128 + sig as i32, signal: Some(sig) })),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.signal {
+            Some(sig) => write!(f, "exit status {} ({})", self.code, sig.as_str()),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+/// Reaps every child that has ended, without blocking. `Err(ECHILD)` from `waitpid` (no
+/// children at all) ends the loop like `StillAlive` does.
+pub fn reap() -> Vec<(Pid, ExitStatus)> {
+    let mut out = Vec::new();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(status) => out.extend(ExitStatus::from_wait(status)),
+        }
+    }
+    out
+}
+
+/// Whether init has any child left.
+pub fn has_children() -> bool {
+    !matches!(
+        nix::sys::wait::waitid(
+            nix::sys::wait::Id::All,
+            WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED
+        ),
+        Err(Errno::ECHILD)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signalled_children_are_128_plus_signal() {
+        let pid = Pid::from_raw(42);
+        let (_, st) = ExitStatus::from_wait(WaitStatus::Signaled(pid, Signal::SIGKILL, false)).unwrap();
+        assert_eq!(st.code, 137);
+        assert_eq!(st.to_string(), "exit status 137 (SIGKILL)");
+        let (_, st) = ExitStatus::from_wait(WaitStatus::Exited(pid, 1)).unwrap();
+        assert_eq!(st.to_string(), "exit status 1");
+        assert!(ExitStatus::from_wait(WaitStatus::StillAlive).is_none());
+    }
+}

@@ -1,0 +1,198 @@
+//! Stage 2: PID 1 on the real (read-only) root. Brings the node up and runs the main loop.
+//!
+//! Order: configuration → pseudo filesystems → modules → `lo` → API bridge → berthd and
+//! `[[service]]`s → main loop (signals, reaping, supervision) → orderly shutdown.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+
+use crate::config::{self, Config};
+use crate::console::{Console, Level};
+use crate::events;
+use crate::modules::{ModuleIndex, Outcome};
+use crate::mounts::{self, Mounted};
+use crate::power::{self, FatalPolicy, PowerAction};
+use crate::reaper;
+use crate::supervisor::{Backoff, Event, Readiness, ServiceSpec, Supervisor};
+
+/// Longest the main loop sleeps without a reason (a safety net for missed wake-ups).
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+
+/// Brings the node up from `config_path` and supervises it until a power signal.
+/// Never returns. `fatal` is updated from the configuration as soon as it is known, for
+/// the caller's panic handling.
+pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
+    // Block signals before any thread exists so every thread inherits the mask.
+    let signals = reaper::block_and_open();
+    // Ctrl-Alt-Del sends SIGINT to init instead of rebooting on the spot.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+
+    let mount_results = mounts::mount_table(mounts::STAGE2_MOUNTS);
+    mounts::create_dev_symlinks();
+
+    let (config, config_error) = Config::load(config_path);
+    let console = Console::new(config.console.level);
+    *fatal = FatalPolicy {
+        action: config.shutdown.on_fatal.into(),
+        timeout: Duration::from_secs(config.shutdown.timeout_secs),
+        console,
+    };
+    if let Some(err) = config_error {
+        console.error(&format!("{err}; continuing with built-in defaults"));
+    }
+    for (spec, result) in mount_results {
+        match result {
+            Ok(Mounted::Mounted) => console.debug(&format!("mounted {} on {}", spec.fstype, spec.target)),
+            Ok(Mounted::AlreadyMounted) => {}
+            Err(err) => console.warn(&err.to_string()),
+        }
+    }
+    let signals = match signals {
+        Ok(fd) => Some(fd),
+        Err(err) => {
+            console.error(&format!("{err}; signals will not be handled"));
+            None
+        }
+    };
+
+    load_modules(&config, console);
+    if let Err(err) = crate::net::interface_up("lo") {
+        console.warn(&format!("cannot bring lo up: {err}"));
+    }
+    let socket_dir = Path::new(crate::bridge::socket_path(&config.berthd.address)).parent().map(Path::to_path_buf);
+    if let Some(dir) = socket_dir {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if !config.bridge.port.is_empty() {
+        crate::bridge::spawn(
+            config.bridge.port.clone(),
+            config.berthd.address.clone(),
+            Duration::from_secs(config.bridge.wait_secs),
+            console,
+        );
+    }
+
+    let (tx, rx) = match events::channel() {
+        Ok(pair) => pair,
+        Err(err) => {
+            console.error(&format!("{err}; cannot supervise services; powering off"));
+            power::finish(fatal.action, console)
+        }
+    };
+    let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
+    main_loop(&mut supervisor, signals.as_ref(), &rx, &config, console)
+}
+
+/// The services from the configuration: berthd first.
+pub fn service_specs(config: &Config) -> Vec<ServiceSpec> {
+    let b = &config.berthd;
+    let mut specs = vec![ServiceSpec {
+        name: "berthd".into(),
+        path: b.path.clone(),
+        args: b.args.clone(),
+        max_failures: b.max_failures,
+        backoff: Backoff {
+            initial: Duration::from_millis(b.backoff_initial_ms),
+            max: Duration::from_millis(b.backoff_max_ms),
+        },
+        readiness: Readiness::Version { address: b.address.clone(), timeout: b.ready_timeout() },
+    }];
+    specs.extend(config.services.iter().map(|s| ServiceSpec {
+        name: s.name.clone(),
+        path: s.path.clone(),
+        args: s.args.clone(),
+        max_failures: s.max_failures,
+        backoff: Backoff {
+            initial: Duration::from_millis(s.backoff_initial_ms),
+            max: Duration::from_millis(s.backoff_max_ms),
+        },
+        readiness: Readiness::Running,
+    }));
+    specs
+}
+
+/// Loads `[modules] load` and reports the outcome in one info line plus one warning per
+/// failure (the console is slow).
+fn load_modules(config: &Config, console: Console) {
+    if config.modules.load.is_empty() {
+        return;
+    }
+    let index = match ModuleIndex::for_running_kernel(Path::new("/")) {
+        Ok(index) => index,
+        Err(err) => {
+            console.warn(&format!("modules: {err}"));
+            return;
+        }
+    };
+    let mut loaded = Vec::new();
+    let mut present = Vec::new();
+    for (name, result) in index.load(&config.modules.load) {
+        match result {
+            Ok(Outcome::Loaded) => loaded.push(name),
+            Ok(Outcome::AlreadyLoaded | Outcome::Builtin) => present.push(name),
+            Err(err) => console.warn(&format!("modules: {err}")),
+        }
+    }
+    let mut line = format!("modules: loaded {}", if loaded.is_empty() { "none".into() } else { loaded.join(" ") });
+    if !present.is_empty() {
+        line.push_str(&format!("; built in or already loaded: {}", present.join(" ")));
+    }
+    console.info(&line);
+}
+
+fn main_loop(
+    supervisor: &mut Supervisor,
+    signals: Option<&SignalFd>,
+    rx: &events::Receiver<Event>,
+    config: &Config,
+    console: Console,
+) -> ! {
+    let shutdown_timeout = Duration::from_secs(config.shutdown.timeout_secs);
+    loop {
+        let now = Instant::now();
+        supervisor.tick(now);
+        let sleep = supervisor
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        // Round up so we do not wake a hair early and spin.
+        let ms = u16::try_from(sleep.as_millis() + 1).unwrap_or(u16::MAX);
+        {
+            let mut fds = vec![PollFd::new(rx.fd(), PollFlags::POLLIN)];
+            if let Some(sfd) = signals {
+                fds.push(PollFd::new(std::os::fd::AsFd::as_fd(sfd), PollFlags::POLLIN));
+            }
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+        }
+        if let Some(sfd) = signals {
+            for sig in reaper::pending(sfd) {
+                match sig {
+                    Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => {
+                        power::shutdown(supervisor, shutdown_timeout, PowerAction::Poweroff, console)
+                    }
+                    Signal::SIGINT => power::shutdown(supervisor, shutdown_timeout, PowerAction::Reboot, console),
+                    Signal::SIGCHLD => {}
+                    other => console.debug(&format!("ignoring {}", other.as_str())),
+                }
+            }
+        }
+        for event in rx.drain() {
+            supervisor.handle(event, Instant::now());
+        }
+        for (pid, status) in reaper::reap() {
+            if !supervisor.on_exit(pid, status, Instant::now()) && console.level() >= Level::Debug {
+                console.debug(&format!("reaped orphan {pid} ({status})"));
+            }
+        }
+    }
+}
+
+/// Where stage 2 reads its configuration.
+pub fn default_config_path() -> &'static Path {
+    Path::new(config::DEFAULT_PATH)
+}
