@@ -93,19 +93,17 @@ impl Image {
             .map_err(Error::io(format!("cannot stat {}", self.initramfs.display())))
     }
 
-    /// Userland size from the manifest: the sum of `size` over its file list, and the number
-    /// of files.
-    pub fn userland_size(&self) -> Result<(u64, usize)> {
+    /// Userland size from the manifest (`sizes.userland`: everything but the kernel and its
+    /// modules).
+    pub fn userland_size(&self) -> Result<u64> {
         userland_size(&self.manifest()?)
-            .ok_or_else(|| Error::Manifest(format!("{}/manifest.json has no file list with sizes", self.dir.display())))
+            .ok_or_else(|| Error::Manifest(format!("{}/manifest.json has no sizes.userland", self.dir.display())))
     }
 }
 
-/// Sums the sizes of a manifest's file list (`files: [{path, size, sha256}…]`).
-pub fn userland_size(manifest: &serde_json::Value) -> Option<(u64, usize)> {
-    let files = manifest.get("files")?.as_array()?;
-    let sizes: Vec<u64> = files.iter().filter_map(|f| f.get("size").and_then(serde_json::Value::as_u64)).collect();
-    Some((sizes.iter().sum(), sizes.len()))
+/// `sizes.userland` of a manifest.
+pub fn userland_size(manifest: &serde_json::Value) -> Option<u64> {
+    manifest.get("sizes")?.get("userland")?.as_u64()
 }
 
 /// A test image built with edited configuration; removed on drop.
@@ -194,9 +192,9 @@ mod tests {
     }
 
     #[test]
-    fn sums_manifest_sizes() {
-        let m = serde_json::json!({"files": [{"path": "/a", "size": 10}, {"path": "/b", "size": 5}]});
-        assert_eq!(userland_size(&m), Some((15, 2)));
+    fn reads_the_userland_size() {
+        let m = serde_json::json!({"sizes": {"userland": 15, "kernel_modules": 3}});
+        assert_eq!(userland_size(&m), Some(15));
         assert_eq!(userland_size(&serde_json::json!({})), None);
     }
 }

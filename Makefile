@@ -1,0 +1,38 @@
+# Thin entry points; the logic lives in scripts/ and the Rust crates.
+# `make run` boots the default image with its console here; `make test` is what CI runs.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET := x86_64-unknown-linux-gnu
+RELEASE := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release
+BERTH_IMAGE := $(RELEASE)/berth-image
+# rustup's cargo when it is not on PATH yet (fresh shells, CI).
+export PATH := $(PATH):$(HOME)/.cargo/bin
+
+.PHONY: help deps static image image-test run test clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+deps: ## Install the host packages (QEMU, erofs-utils, cpio, kmod…) and check cargo.
+	scripts/install-deps.sh
+
+static: ## Build every binary statically into target/x86_64-unknown-linux-gnu/release.
+	scripts/build-static.sh
+
+image: static ## Build the default image into out/image.
+	$(BERTH_IMAGE) build --bin-dir $(RELEASE) --out out/image
+
+image-test: static ## Build the test image (with the test agent) into out/image-test.
+	$(BERTH_IMAGE) build --bin-dir $(RELEASE) --test --out out/image-test
+
+run: deps static image ## Boot out/image under QEMU, console on this terminal (Ctrl-a x quits).
+	scripts/run-qemu.sh out/image
+
+test: deps static image image-test ## Unit and host tests, then the QEMU scenarios one at a time.
+	$(CARGO) test --workspace --exclude berth-qemu-tests
+	$(CARGO) test -p berth-qemu-tests -- --test-threads=1
+
+clean: ## Remove out/ and cargo's build output.
+	rm -rf out
+	$(CARGO) clean

@@ -1,0 +1,227 @@
+//! Boot, API reachability, supervision, power-off and configuration errors of a berth test
+//! image under QEMU.
+//!
+//! Needs the test image (`make image-test`) and the static binaries (`make static`); run one
+//! at a time: `cargo test -p berth-qemu-tests -- --test-threads=1`. Durations are printed,
+//! never asserted beyond the hang guards.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use berth_qemu_tests::image::VariantBuilder;
+use berth_qemu_tests::vm::{line_uptime, BOOT_TIMEOUT};
+use berth_qemu_tests::{Image, Vm};
+
+/// Init's readiness line (`[<uptime>] berth-init: berth ready …`).
+const READY: &str = r"berth-init: berth ready";
+/// Hang guard for one berthctl call over the bridge.
+const CTL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Hang guard for restarts and shutdowns.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn boot(name: &str, image: &Image) -> Result<Vm> {
+    Ok(Vm::builder(name).image(image).spawn()?)
+}
+
+fn boot_test_image(name: &str) -> Result<Vm> {
+    boot(name, &Image::test_image()?)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB ({bytes} bytes)", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Retries `berthctl version` until it answers; returns its output and the time it took.
+fn first_version(vm: &mut Vm, timeout: Duration) -> Result<String> {
+    let (out, _) = vm.wait_for_ok("berthctl version to answer", timeout, Duration::from_millis(100), |vm| {
+        vm.berthctl_ok(&["version"], Duration::from_secs(5))
+    })?;
+    Ok(out.stdout)
+}
+
+#[test]
+fn boots_to_ready_and_answers_version() -> Result<()> {
+    let mut vm = boot_test_image("ready")?;
+    first_version(&mut vm, BOOT_TIMEOUT)?;
+    let first_reply = vm.started().elapsed();
+    let line = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+    let uptime = line_uptime(&line).with_context(|| format!("no uptime prefix on {line:?}"))?;
+    println!("ready line: {line}");
+    println!("kernel uptime at `berth ready`: {uptime:.3} s");
+    println!("QEMU start -> first berthctl version reply: {:.3} s", first_reply.as_secs_f64());
+    Ok(())
+}
+
+#[test]
+fn berthctl_reaches_berthd_through_the_bridge() -> Result<()> {
+    let mut vm = boot_test_image("berthctl")?;
+    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+
+    let version = vm.berthctl_ok(&["version"], CTL_TIMEOUT)?;
+    println!("berthctl version ({:.3} s):\n{}", version.elapsed.as_secs_f64(), version.stdout);
+    let server = version.stdout.split("Server:").nth(1).context("no Server section")?;
+    ensure!(
+        server.contains(env!("CARGO_PKG_VERSION")),
+        "server version {} missing from:\n{}",
+        env!("CARGO_PKG_VERSION"),
+        version.stdout
+    );
+
+    let plugins = vm.berthctl_ok(&["plugins", "ls"], CTL_TIMEOUT)?;
+    println!("berthctl plugins ls ({:.3} s):\n{}", plugins.elapsed.as_secs_f64(), plugins.stdout);
+    let mut lines = plugins.stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    ensure!(header.contains("TYPE") && header.contains("ID"), "no table header in:\n{}", plugins.stdout);
+    ensure!(lines.next().is_some(), "no plugin rows in:\n{}", plugins.stdout);
+    Ok(())
+}
+
+#[test]
+fn sigterm_to_init_powers_off_cleanly() -> Result<()> {
+    let mut vm = boot_test_image("poweroff")?;
+    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+    let mut agent = vm.agent()?;
+    let asked = Instant::now();
+    agent.kill(1, libc::SIGTERM)?;
+    let status = vm.wait_exit(ACTION_TIMEOUT)?;
+    println!("SIGTERM to pid 1 -> QEMU exit: {:.3} s", asked.elapsed().as_secs_f64());
+    let console = vm.console_text();
+    ensure!(status.success(), "QEMU exited with {status}");
+    ensure!(console.contains("reboot: Power down"), "no `reboot: Power down` on the console");
+    ensure!(!console.contains("Kernel panic"), "kernel panic on the console");
+    Ok(())
+}
+
+#[test]
+fn berthd_killed_is_restarted() -> Result<()> {
+    let mut vm = boot_test_image("restart")?;
+    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+    let mut agent = vm.agent()?;
+    let pids = agent.pidof("berthd")?;
+    let &[old] = pids.as_slice() else { bail!("expected one berthd, found pids {pids:?}") };
+
+    let killed = Instant::now();
+    agent.kill(old, libc::SIGKILL)?;
+    let (new, _) = vm.wait_for_ok("a new berthd", ACTION_TIMEOUT, Duration::from_millis(100), |_| {
+        match agent.pidof("berthd")?.as_slice() {
+            [pid] if *pid != old => Ok(*pid),
+            other => Err(berth_qemu_tests::Error::AgentProtocol(format!("berthd pids {other:?}"))),
+        }
+    })?;
+    let restarted = killed.elapsed();
+    first_version(&mut vm, ACTION_TIMEOUT)?;
+    println!("berthd pid {old} killed; pid {new} after {:.3} s, answering Version after {:.3} s",
+        restarted.as_secs_f64(), killed.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Renames `key` to `typo` on its line within `[table]`; returns the 1-based line number.
+fn misspell_key(text: &str, table: &str, key: &str, typo: &str) -> Option<(String, usize)> {
+    let mut in_table = false;
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for (i, line) in lines.iter_mut().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_table = trimmed == format!("[{table}]");
+        } else if in_table && trimmed.split('=').next().map(str::trim) == Some(key) {
+            *line = line.replacen(key, typo, 1);
+            return Some((lines.join("\n") + "\n", i + 1));
+        }
+    }
+    None
+}
+
+/// Replaces the value of `key` within `[table]`; returns the 1-based line number.
+fn replace_value(text: &str, table: &str, key: &str, value: &str) -> Option<(String, usize)> {
+    let mut in_table = false;
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for (i, line) in lines.iter_mut().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_table = trimmed == format!("[{table}]");
+        } else if in_table && trimmed.split('=').next().map(str::trim) == Some(key) {
+            *line = format!("{key} = {value}");
+            return Some((lines.join("\n") + "\n", i + 1));
+        }
+    }
+    None
+}
+
+#[test]
+fn bad_berthd_config_is_reported_and_berthd_is_not_started() -> Result<()> {
+    let mut line_no = 0;
+    let variant = VariantBuilder::new()?
+        .edit("berthd.toml", |text| {
+            let (edited, n) = misspell_key(&text, "ttrpc", "address", "adress").expect("[ttrpc] address in berthd.toml");
+            line_no = n;
+            edited
+        })?
+        .build()?;
+    let mut vm = boot("bad-berthd", &variant.image)?;
+
+    let report = vm.wait_for_line(r"/etc/berth/berthd\.toml", BOOT_TIMEOUT)?;
+    println!("config error line: {report}");
+    ensure!(report.contains(&format!(":{line_no}")), "line {line_no} not named in {report:?}");
+    ensure!(report.contains("adress"), "key not named in {report:?}");
+
+    let started = Instant::now();
+    let gave_up = vm.wait_for_line(
+        r"(?i)berth-init:.*berthd.*(cannot start|can't start|not start|giving up|gave up|failed to start)",
+        BOOT_TIMEOUT,
+    )?;
+    println!("give-up line after {:.1} s: {gave_up}", started.elapsed().as_secs_f64());
+
+    thread::sleep(Duration::from_secs(5));
+    let console = vm.console_text();
+    ensure!(!console.contains("berth ready"), "`berth ready` appeared despite the bad config");
+    ensure!(!console.contains("Kernel panic"), "kernel panic on the console");
+    Ok(())
+}
+
+#[test]
+fn bad_init_config_falls_back_to_defaults() -> Result<()> {
+    let mut line_no = 0;
+    let variant = VariantBuilder::new()?
+        .edit("init.toml", |text| {
+            let (edited, n) = replace_value(&text, "berthd", "max_failures", "\"x\"").expect("[berthd] max_failures in init.toml");
+            line_no = n;
+            edited
+        })?
+        .build()?;
+    let mut vm = boot("bad-init", &variant.image)?;
+
+    let report = vm.wait_for_line(r"/etc/berth/init\.toml", BOOT_TIMEOUT)?;
+    println!("config error line: {report}");
+    ensure!(report.contains(&format!(":{line_no}")), "line {line_no} not named in {report:?}");
+    ensure!(report.contains("max_failures"), "key not named in {report:?}");
+    ensure!(report.to_lowercase().contains("default"), "no mention of defaults in {report:?}");
+
+    let ready = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+    println!("still ready: {ready}");
+    Ok(())
+}
+
+#[test]
+fn image_sizes() -> Result<()> {
+    let image = Image::test_image()?;
+    println!("test image {}:", image.dir.display());
+    println!("  initramfs.img: {}", mib(image.initramfs_size()?));
+    println!("  userland (manifest sizes.userland): {}", mib(image.userland_size()?));
+    let manifest = image.manifest()?;
+    if let Some(sizes) = manifest.get("sizes") {
+        println!("  all sizes: {sizes}");
+    }
+    Ok(())
+}
+
+#[test]
+fn config_edits_find_their_line() {
+    let text = "version = 1\n[ttrpc]\n# c\naddress = \"/x\"\n[debug]\naddress = 2\n";
+    let (edited, n) = misspell_key(text, "ttrpc", "address", "adress").unwrap();
+    assert_eq!(n, 4);
+    assert!(edited.contains("adress = \"/x\"\n[debug]\naddress = 2"));
+    let (edited, n) = replace_value("[berthd]\nmax_failures = 5\n", "berthd", "max_failures", "\"x\"").unwrap();
+    assert_eq!((edited.as_str(), n), ("[berthd]\nmax_failures = \"x\"\n", 2));
+    assert!(misspell_key(text, "nope", "address", "x").is_none());
+}

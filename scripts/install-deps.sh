@@ -1,0 +1,48 @@
+#!/bin/sh
+# Install what building and booting berth images needs on a Debian 12 host. Idempotent: it
+# only touches apt when a package is missing, and runs `apt-get update` at most once.
+#
+# - qemu-system-x86: boots images (make run, make test); TCG only, no KVM needed.
+# - erofs-utils, cpio, kmod: berth-image builds the root image, the initramfs and modules.dep.
+# - libc6-dev: the static glibc (libc.a) the static build links.
+# - dpkg-dev, xz-utils, zstd, ca-certificates: fetching and unpacking the kernel .deb.
+#
+# The host's apt sources may list unreachable third-party repositories: errors from
+# `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
+set -eu
+
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates"
+
+missing=""
+for pkg in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $pkg"
+    fi
+done
+
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-deps: missing packages:$missing; run this script as root" >&2
+        exit 1
+    fi
+    echo "install-deps: installing$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get update; then
+        echo "install-deps: apt-get update reported errors (unreachable repositories?); continuing" >&2
+    fi
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    apt-get install -y --no-install-recommends $missing
+else
+    echo "install-deps: system packages present" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "install-deps: cargo not found. Install a Rust toolchain >= 1.85 with rustup" >&2
+    echo "  (Debian 12's own rustc is too old), then open a new shell or run:" >&2
+    echo "  . \"\$HOME/.cargo/env\"" >&2
+    exit 1
+fi
+echo "install-deps: $(cargo --version)" >&2
