@@ -137,12 +137,14 @@ where
             (ev(&fds[0]), fds.get(1).map(ev).unwrap_or(PollFlags::empty()))
         };
 
-        // Host side gone: forget the berthd connection and any stale bytes, then wait.
+        // Host side gone: forget the berthd connection, then wait for the next client.
+        // Unread bytes are left alone: they may already be the next client's request (a
+        // quick reconnect clears POLLHUP before we look again), and draining them here
+        // would lose it.
         if port_ev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
             if conn.take().is_some() {
                 console.debug("API bridge: host hung up; berthd connection closed");
             }
-            drain(port, &mut buf);
             std::thread::sleep(HANGUP_RECHECK);
             continue;
         }
@@ -195,15 +197,6 @@ where
         }
     }
     Ok(())
-}
-
-/// Reads and discards whatever the port holds.
-fn drain<P: Read>(port: &mut P, buf: &mut [u8]) {
-    while let Ok(n) = port.read(buf) {
-        if n == 0 {
-            break;
-        }
-    }
 }
 
 /// Writes all of `data` to the non-blocking port, waiting for room; false if the host went

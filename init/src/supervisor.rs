@@ -340,9 +340,9 @@ impl Supervisor {
         let failure = Tracker::is_failure(ready, ran);
         let reason = status.to_string();
         let what = if !ready {
-            format!("{} exited ({reason}) before becoming ready", svc.spec.name)
+            format!("{} (pid {pid}) exited before becoming ready: {reason}", svc.spec.name)
         } else {
-            format!("{} (pid {pid}) exited ({reason}) after {:.1}s", svc.spec.name, ran.as_secs_f64())
+            format!("{} (pid {pid}) exited after {:.1}s: {reason}", svc.spec.name, ran.as_secs_f64())
         };
         self.decide(i, failure, what, reason, now);
     }
@@ -390,6 +390,18 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // async-signal-safe functions (sigemptyset, pthread_sigmask) on a local set.
+        unsafe {
+            command.pre_exec(|| {
+                // std does not reset the mask: the child would inherit init's blocked
+                // SIGTERM/SIGINT/SIGCHLD and never see them.
+                let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+                libc::sigemptyset(set.as_mut_ptr());
+                libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+                Ok(())
+            });
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(err) => {
@@ -591,6 +603,20 @@ mod tests {
         drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Failed));
         assert_eq!(sup.services[0].tracker.failures(), 3);
         assert_eq!(sup.services[0].last.lock().unwrap().best(), Some("boom"));
+    }
+
+    #[test]
+    fn services_start_with_an_empty_signal_mask() {
+        let mut set = nix::sys::signal::SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.thread_block().unwrap();
+        let (tx, rx) = events::channel().unwrap();
+        let svc = spec("mask", "/bin/grep", &["SigBlk", "/proc/self/status"], 1);
+        let mut sup = Supervisor::new(vec![svc], Console::new(console::Level::Error), tx);
+        drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Failed));
+        set.thread_unblock().unwrap();
+        let last = sup.services[0].last.lock().unwrap();
+        assert_eq!(last.any.as_deref(), Some("SigBlk:\t0000000000000000"));
     }
 
     #[test]
