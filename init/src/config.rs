@@ -127,6 +127,8 @@ pub struct ShutdownConfig {
     pub timeout_secs: u64,
     /// `poweroff` or `reboot` after a fatal init error.
     pub on_fatal: FatalAction,
+    /// Power off when the ACPI power button is pressed (QEMU `system_powerdown`).
+    pub power_button: bool,
 }
 
 /// One `[[service]]`: an extra process init starts after berthd and supervises.
@@ -199,7 +201,7 @@ impl Default for BridgeConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { timeout_secs: 10, on_fatal: FatalAction::Poweroff }
+        Self { timeout_secs: 10, on_fatal: FatalAction::Poweroff, power_button: true }
     }
 }
 

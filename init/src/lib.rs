@@ -21,6 +21,7 @@ pub mod mounts;
 pub mod net;
 pub mod output;
 pub mod power;
+pub mod power_button;
 pub mod reaper;
 pub mod stage1;
 pub mod stage2;

@@ -59,7 +59,17 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         }
     };
 
-    load_modules(&config, console);
+    let index = match ModuleIndex::for_running_kernel(Path::new("/")) {
+        Ok(index) => Some(index),
+        Err(err) => {
+            console.warn(&format!("modules: {err}"));
+            None
+        }
+    };
+    load_modules(&config, index.as_ref(), console);
+    if config.shutdown.power_button {
+        crate::power_button::spawn(index.as_ref(), console);
+    }
     if let Err(err) = crate::net::interface_up("lo") {
         console.warn(&format!("cannot bring lo up: {err}"));
     }
@@ -117,17 +127,11 @@ pub fn service_specs(config: &Config) -> Vec<ServiceSpec> {
 
 /// Loads `[modules] load` and reports the outcome in one info line plus one warning per
 /// failure (the console is slow).
-fn load_modules(config: &Config, console: Console) {
+fn load_modules(config: &Config, index: Option<&ModuleIndex>, console: Console) {
     if config.modules.load.is_empty() {
         return;
     }
-    let index = match ModuleIndex::for_running_kernel(Path::new("/")) {
-        Ok(index) => index,
-        Err(err) => {
-            console.warn(&format!("modules: {err}"));
-            return;
-        }
-    };
+    let Some(index) = index else { return };
     let mut loaded = Vec::new();
     let mut present = Vec::new();
     for (name, result) in index.load(&config.modules.load) {
