@@ -75,10 +75,13 @@ impl AgentClient {
             self.stream.set_read_timeout(Some(left)).map_err(Error::io("cannot set a read timeout"))?;
             let mut chunk = [0u8; 64 * 1024];
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(Error::AgentProtocol(format!("connection closed before the reply to {name}"))),
+                Ok(0) => return Err(Error::AgentGone { op: name.into() }),
                 Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(Error::AgentGone { op: name.into() })
+                }
                 Err(e) => return Err(Error::io(format!("cannot read the reply to {name}"))(e)),
             }
         }
@@ -123,7 +126,8 @@ impl AgentClient {
             .map_err(|e| Error::AgentProtocol(format!("read_file data is not base64: {e}")))
     }
 
-    /// Sends signal number `signal` to `pid` in the guest.
+    /// Sends signal number `signal` to `pid` in the guest. Signalling init (pid 1) to power
+    /// off can end the VM before the reply arrives: that is [`Error::AgentGone`].
     pub fn kill(&mut self, pid: i32, signal: i32) -> Result<()> {
         self.request::<Empty>(Op::Kill { pid, signal }, REQUEST_TIMEOUT).map(drop)
     }

@@ -71,6 +71,13 @@ pub enum Error {
         /// The agent's message.
         error: String,
     },
+    /// The connection to the test agent closed before the reply (the VM powered off, or the
+    /// agent was killed). Expected after asking init to power off.
+    #[error("test agent connection closed before the reply to {op}")]
+    AgentGone {
+        /// The operation.
+        op: String,
+    },
     /// The test agent's reply could not be understood.
     #[error("test agent protocol: {0}")]
     AgentProtocol(String),

@@ -3,8 +3,8 @@
 //! Every VM gets a scratch directory holding `console.log` (the serial console), `qemu.log`
 //! (QEMU's own output), `qmp.sock` (the monitor), `api.sock` (`org.berth.api`, bridged by
 //! init to berthd) and `test.sock` (`org.berth.test`, the test agent). The directory is removed
-//! when the VM is dropped, unless the test panicked or a hang guard of this VM expired: then it
-//! is kept and its path printed.
+//! when the VM is dropped, unless the test panicked, a hang guard of this VM expired or
+//! `BERTH_KEEP_VM` is set: then it is kept and its path printed.
 //!
 //! QEMU always runs with `-accel tcg`: KVM hangs on the machines this project runs on.
 
@@ -34,6 +34,9 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// QEMU binary, overridable with `BERTH_QEMU`.
 pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Set to keep every VM's directory, passing or not.
+pub const KEEP_ENV: &str = "BERTH_KEEP_VM";
 
 /// Console lines quoted in hang-guard errors.
 const TAIL_LINES: usize = 40;
@@ -472,7 +475,7 @@ impl Drop for Vm {
         for socket in ["api.sock", "test.sock", "qmp.sock"] {
             let _ = fs::remove_file(self.path.join(socket));
         }
-        if thread::panicking() || self.failed.get() {
+        if thread::panicking() || self.failed.get() || std::env::var_os(KEEP_ENV).is_some() {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
                 eprintln!("VM {}: console log and QEMU output kept in {}", self.name, kept.display());

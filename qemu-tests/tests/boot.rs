@@ -32,10 +32,13 @@ fn mib(bytes: u64) -> String {
     format!("{:.2} MiB ({bytes} bytes)", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Retries `berthctl version` until it answers; returns its output and the time it took.
+/// Retries `berthctl version` until it answers; returns its output.
+///
+/// The bridge drops a request that arrives while berthd is not listening yet, so each attempt
+/// gets only berthctl's shortest timeout (1 s): that is the resolution of the measurement.
 fn first_version(vm: &mut Vm, timeout: Duration) -> Result<String> {
-    let (out, _) = vm.wait_for_ok("berthctl version to answer", timeout, Duration::from_millis(100), |vm| {
-        vm.berthctl_ok(&["version"], Duration::from_secs(5))
+    let (out, _) = vm.wait_for_ok("berthctl version to answer", timeout, Duration::from_millis(50), |vm| {
+        vm.berthctl_ok(&["--timeout", "1", "version"], Duration::from_secs(5))
     })?;
     Ok(out.stdout)
 }
@@ -43,13 +46,24 @@ fn first_version(vm: &mut Vm, timeout: Duration) -> Result<String> {
 #[test]
 fn boots_to_ready_and_answers_version() -> Result<()> {
     let mut vm = boot_test_image("ready")?;
-    first_version(&mut vm, BOOT_TIMEOUT)?;
+    // Poll the API and the console together; each berthctl attempt is cut after 0.5 s (a
+    // request the bridge received before berthd listened is dropped), which bounds the error.
+    let mut ready_seen = None;
+    vm.wait_for_ok("berthctl version to answer", BOOT_TIMEOUT, Duration::from_millis(20), |vm| {
+        if ready_seen.is_none() && vm.console_text().contains("berth ready") {
+            ready_seen = Some(vm.started().elapsed());
+        }
+        vm.berthctl_ok(&["--timeout", "1", "version"], Duration::from_millis(500))
+    })?;
     let first_reply = vm.started().elapsed();
     let line = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let uptime = line_uptime(&line).with_context(|| format!("no uptime prefix on {line:?}"))?;
     println!("ready line: {line}");
     println!("kernel uptime at `berth ready`: {uptime:.3} s");
-    println!("QEMU start -> first berthctl version reply: {:.3} s", first_reply.as_secs_f64());
+    if let Some(seen) = ready_seen {
+        println!("QEMU start -> `berth ready` seen on the console: {:.3} s", seen.as_secs_f64());
+    }
+    println!("QEMU start -> first berthctl version reply: {:.3} s (attempts cut at 0.5 s)", first_reply.as_secs_f64());
     Ok(())
 }
 
@@ -83,7 +97,11 @@ fn sigterm_to_init_powers_off_cleanly() -> Result<()> {
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let mut agent = vm.agent()?;
     let asked = Instant::now();
-    agent.kill(1, libc::SIGTERM)?;
+    match agent.kill(1, libc::SIGTERM) {
+        // Init may power off before the agent's reply gets out.
+        Ok(()) | Err(berth_qemu_tests::Error::AgentGone { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     let status = vm.wait_exit(ACTION_TIMEOUT)?;
     println!("SIGTERM to pid 1 -> QEMU exit: {:.3} s", asked.elapsed().as_secs_f64());
     let console = vm.console_text();

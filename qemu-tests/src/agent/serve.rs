@@ -8,8 +8,14 @@
 //!   `POLLHUP` (immediately, so we sleep between checks instead of spinning);
 //! - `read` fails with `EAGAIN` while a host is connected and silent.
 //!
-//! When a host hangs up we discard its unfinished line so the next connection starts clean,
-//! and drop any reply we could not deliver to it.
+//! The host's connection state reaches the guest as a control message on another virtqueue
+//! than the data, so a new host's first bytes can be read while the driver still believes no
+//! host is connected (`read` then returns data, and `poll` says `POLLHUP`). Hence:
+//! - a hang-up is believed only after the host was seen connected (`EAGAIN`, or `poll`
+//!   without `POLLHUP`), or after it lasted [`HANG_UP_GRACE`]; then the unfinished line of
+//!   the old connection is discarded so the next one starts clean;
+//! - a reply that meets `POLLHUP` waits up to [`HANG_UP_GRACE`] for the host to show up
+//!   before it is dropped (a late reply on a newer connection is harmless: clients match ids).
 
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
@@ -27,6 +33,9 @@ use crate::protocol::{Op, Reply, Request};
 
 /// Pause between checks while no host is connected.
 const DISCONNECTED_POLL: Duration = Duration::from_millis(50);
+/// How long "no host connected" must last before it is believed without having seen the host
+/// connected first.
+pub const HANG_UP_GRACE: Duration = Duration::from_millis(500);
 /// Give up delivering one reply after this long (the host stopped reading).
 const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// A line longer than this is discarded: no request is legitimately that large.
@@ -139,19 +148,18 @@ fn open(path: &Path) -> Result<File, ServeError> {
 /// Serves until a read fails for a reason other than the host's state.
 fn serve_port(mut port: &File) -> io::Error {
     let mut session = Session::default();
-    let mut connected = false;
+    let mut link = Link::default();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         match port.read(&mut chunk) {
             Ok(0) => {
-                if connected {
-                    connected = false;
+                if link.disconnected() {
                     session.hang_up();
                 }
                 thread::sleep(DISCONNECTED_POLL);
             }
             Ok(n) => {
-                connected = true;
+                link.data();
                 for line in session.push(&chunk[..n]) {
                     if let Some(reply) = handle_line(&line) {
                         if let Err(e) = write_reply(port, &reply) {
@@ -161,11 +169,12 @@ fn serve_port(mut port: &File) -> io::Error {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                connected = true;
+                link.connected();
                 match wait(port, PollFlags::POLLIN, PollTimeout::NONE) {
                     Ok(revents) if revents.contains(PollFlags::POLLHUP) => {
-                        connected = false;
-                        session.hang_up();
+                        if link.disconnected() {
+                            session.hang_up();
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => return e,
@@ -177,11 +186,50 @@ fn serve_port(mut port: &File) -> io::Error {
     }
 }
 
+/// What the agent believes about the host connection (see the module docs).
+#[derive(Debug, Default)]
+struct Link {
+    /// The driver said a host is connected since the last believed hang-up.
+    seen_connected: bool,
+    /// Since when the driver has been saying no host is connected.
+    down_since: Option<Instant>,
+    /// The current connection's data was already discarded.
+    discarded: bool,
+}
+
+impl Link {
+    fn connected(&mut self) {
+        self.seen_connected = true;
+        self.down_since = None;
+        self.discarded = false;
+    }
+
+    fn data(&mut self) {
+        self.down_since = None;
+        self.discarded = false;
+    }
+
+    /// The driver says no host is connected; true when that is a hang-up to act on (once).
+    fn disconnected(&mut self) -> bool {
+        let since = *self.down_since.get_or_insert_with(Instant::now);
+        if self.discarded {
+            return false;
+        }
+        if self.seen_connected || since.elapsed() >= HANG_UP_GRACE {
+            self.seen_connected = false;
+            self.discarded = true;
+            return true;
+        }
+        false
+    }
+}
+
 /// Writes one reply line; fails if the host hangs up or stops reading.
 fn write_reply(mut port: &File, reply: &Reply) -> io::Result<()> {
     let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
     line.push(b'\n');
     let deadline = Instant::now() + WRITE_DEADLINE;
+    let mut hung_up: Option<Instant> = None;
     let mut rest = &line[..];
     while !rest.is_empty() {
         match port.write(rest) {
@@ -192,7 +240,14 @@ fn write_reply(mut port: &File, reply: &Reply) -> io::Result<()> {
                 }
                 let revents = wait(port, PollFlags::POLLOUT, PollTimeout::from(200u16))?;
                 if revents.contains(PollFlags::POLLHUP) {
-                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the host hung up"));
+                    let down = *hung_up.get_or_insert_with(Instant::now);
+                    if down.elapsed() >= HANG_UP_GRACE {
+                        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the host hung up"));
+                    }
+                    // POLLHUP returns at once: do not spin.
+                    thread::sleep(DISCONNECTED_POLL);
+                } else {
+                    hung_up = None;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -222,6 +277,25 @@ mod tests {
         assert_eq!(s.push(b"\"op\":\"ping\"}\n{\"id\":2"), vec![b"{\"id\":1,\"op\":\"ping\"}".to_vec()]);
         s.hang_up();
         assert_eq!(s.push(b"{\"id\":3}\n\n"), vec![b"{\"id\":3}".to_vec(), Vec::new()]);
+    }
+
+    #[test]
+    fn hang_ups_are_believed_once_seen_connected_or_after_the_grace() {
+        let mut link = Link::default();
+        link.data();
+        assert!(!link.disconnected(), "data before the open message is not a hang-up");
+        link.connected();
+        assert!(link.disconnected());
+        assert!(!link.disconnected(), "acted on once");
+        let mut link = Link::default();
+        link.data();
+        assert!(!link.disconnected());
+        thread::sleep(HANG_UP_GRACE);
+        assert!(link.disconnected());
+        assert!(!link.disconnected());
+        link.data();
+        link.connected();
+        assert!(link.disconnected());
     }
 
     #[test]
