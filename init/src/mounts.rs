@@ -181,7 +181,15 @@ pub fn mount_table(table: &[MountSpec]) -> Vec<(&MountSpec, Result<Mounted, Moun
 }
 
 /// Creates the missing [`DEV_SYMLINKS`]; errors are ignored (they are conveniences).
+/// devtmpfs's own `/dev/ptmx` node is replaced by the `pts/ptmx` link once devpts is
+/// mounted (with `ptmxmode=0666`), as devpts.rst recommends.
 pub fn create_dev_symlinks() {
+    let ptmx = Path::new("/dev/ptmx");
+    if is_mount_point(Path::new("/dev/pts"))
+        && std::fs::symlink_metadata(ptmx).is_ok_and(|m| !m.file_type().is_symlink())
+    {
+        let _ = std::fs::remove_file(ptmx);
+    }
     for (target, link) in DEV_SYMLINKS {
         if std::fs::symlink_metadata(link).is_err() {
             let _ = std::os::unix::fs::symlink(target, link);

@@ -79,8 +79,8 @@ fn is_pid1() -> bool {
 /// The orderly shutdown: SIGTERM to the services and then to every process, wait up to
 /// `timeout` while reaping, SIGKILL what is left, sync, unmount in reverse order, and
 /// power off or reboot. Never returns.
-pub fn shutdown(supervisor: &mut Supervisor, timeout: Duration, action: PowerAction, console: Console) -> ! {
-    console.info(&format!("shutting down ({action})"));
+pub fn shutdown(supervisor: &mut Supervisor, timeout: Duration, action: PowerAction, reason: &str, console: Console) -> ! {
+    console.info(&format!("shutting down ({action}, {reason})"));
     let services = supervisor.begin_shutdown();
     for pid in &services {
         supervisor::kill_run(*pid, Signal::SIGTERM);

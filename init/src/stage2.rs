@@ -177,9 +177,11 @@ fn main_loop(
             for sig in reaper::pending(sfd) {
                 match sig {
                     Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => {
-                        power::shutdown(supervisor, shutdown_timeout, PowerAction::Poweroff, console)
+                        power::shutdown(supervisor, shutdown_timeout, PowerAction::Poweroff, sig.as_str(), console)
                     }
-                    Signal::SIGINT => power::shutdown(supervisor, shutdown_timeout, PowerAction::Reboot, console),
+                    Signal::SIGINT => {
+                        power::shutdown(supervisor, shutdown_timeout, PowerAction::Reboot, sig.as_str(), console)
+                    }
                     Signal::SIGCHLD => {}
                     other => console.debug(&format!("ignoring {}", other.as_str())),
                 }

@@ -1,6 +1,9 @@
 //! `berth`: the image's static multi-call binary. Dispatches on `basename(argv[0])`:
-//! `init` (or running as PID 1) → berth-init, `berthd` → the engine, `berthctl` → the CLI.
-//! `berth <applet> args…` works too.
+//! `init` → berth-init, `berthd` → the engine, `berthctl` → the CLI; `berth <applet> args…`
+//! works too. Any other name running as PID 1 (e.g. `init=/usr/bin/berth`) is init.
+//!
+//! Names win over "am I PID 1": the engine may re-execute this binary as PID 1 of a new PID
+//! namespace, and that must not turn into a second init.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -12,14 +15,7 @@ fn applet_name(arg0: &OsString) -> String {
 fn main() {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let mut name = args.first().map(applet_name).unwrap_or_default();
-    if std::process::id() == 1 {
-        berth_init::run();
-    }
-    if name == "berth" {
-        if args.len() < 2 {
-            eprintln!("usage: berth <init|berthd|berthctl> [args...]");
-            std::process::exit(2);
-        }
+    if name == "berth" && args.len() >= 2 {
         args.remove(0);
         name = applet_name(&args[0]);
     }
@@ -27,6 +23,11 @@ fn main() {
         "init" | "berth-init" => berth_init::run(),
         "berthd" => std::process::exit(berth_runtime::daemon::main_with_args(args)),
         "berthctl" => std::process::exit(berth_runtime::ctl::main_with_args(args)),
+        _ if std::process::id() == 1 => berth_init::run(),
+        "berth" => {
+            eprintln!("usage: berth <init|berthd|berthctl> [args...]");
+            std::process::exit(2);
+        }
         other => {
             eprintln!("berth: unknown applet {other:?} (expected init, berthd or berthctl)");
             std::process::exit(2);
