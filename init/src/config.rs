@@ -234,12 +234,11 @@ impl Config {
             let key = err.path().to_string();
             let inner = err.into_inner();
             let line = inner.span().map(|span| line_of(text, span.start));
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                key: (!key.is_empty() && key != ".").then_some(key),
-                message: inner.message().trim().to_string(),
-            }
+            let key = (!key.is_empty() && key != ".").then_some(key);
+            let message = inner.message().trim().replace('\n', " ");
+            // Without a key the parser failed before reaching one: a syntax error.
+            let message = if key.is_none() { format!("invalid TOML: {message}") } else { message };
+            ConfigError::Invalid { path: path.to_path_buf(), line, key, message }
         })
     }
 
@@ -347,7 +346,7 @@ mod tests {
     fn syntax_error_has_a_line() {
         let err = parse("[console]\nlevel = \"info\"\nthis is not toml\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:3: "), "{msg}");
+        assert!(msg.starts_with("/etc/berth/init.toml:3: invalid TOML: "), "{msg}");
         assert!(!msg.contains('\n'), "{msg}");
     }
 
