@@ -115,30 +115,21 @@ pub struct Variant {
 }
 
 /// Copies `configs/*.toml` to a scratch directory, lets the scenario edit them, then runs
-/// `berth-image build --test` on them with the static binaries and the shared kernel cache.
+/// `berth-image build --test` on them (the copied `image.toml` as the definition) with the
+/// static binaries and the shared kernel cache.
 #[derive(Debug)]
 pub struct VariantBuilder {
     dir: TempDir,
 }
 
 impl VariantBuilder {
-    /// Starts from copies of the workspace's `configs/*.toml`.
+    /// Starts from a copy of the workspace's `configs/` (the `*.toml` files and `certs.d/`).
     pub fn new() -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("berth-variant-")
             .tempdir()
             .map_err(Error::io("cannot create a scratch directory"))?;
-        let configs = workspace_dir().join("configs");
-        let dest = dir.path().join("configs");
-        fs::create_dir(&dest).map_err(Error::io(format!("cannot create {}", dest.display())))?;
-        let entries = fs::read_dir(&configs).map_err(Error::io(format!("cannot list {}", configs.display())))?;
-        for entry in entries {
-            let path = entry.map_err(Error::io(format!("cannot list {}", configs.display())))?.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                let target = dest.join(path.file_name().unwrap_or_default());
-                fs::copy(&path, &target).map_err(Error::io(format!("cannot copy {}", path.display())))?;
-            }
-        }
+        copy_tree(&workspace_dir().join("configs"), &dir.path().join("configs"))?;
         Ok(Self { dir })
     }
 
@@ -171,13 +162,34 @@ impl VariantBuilder {
             .arg(&release)
             .arg("--test")
             .arg("--config-dir")
-            .arg(self.config_dir())
+            .arg(self.config_dir());
+        let definition = self.config_dir().join("image.toml");
+        if definition.is_file() {
+            command.arg("--definition").arg(definition);
+        }
+        command
             .arg("--out")
             .arg(&out);
         let output = process::run_ok(command, VARIANT_BUILD_TIMEOUT)?;
         println!("built image variant in {:.1} s: {}", output.elapsed.as_secs_f64(), out.display());
         Ok(Variant { image: Image::open(out)?, _dir: self.dir })
     }
+}
+
+/// Copies regular files and directories from `from` into a new directory `to`.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir(to).map_err(Error::io(format!("cannot create {}", to.display())))?;
+    let entries = fs::read_dir(from).map_err(Error::io(format!("cannot list {}", from.display())))?;
+    for entry in entries {
+        let path = entry.map_err(Error::io(format!("cannot list {}", from.display())))?.path();
+        let target = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copy_tree(&path, &target)?;
+        } else {
+            fs::copy(&path, &target).map_err(Error::io(format!("cannot copy {}", path.display())))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

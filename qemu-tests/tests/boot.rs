@@ -112,6 +112,22 @@ fn sigterm_to_init_powers_off_cleanly() -> Result<()> {
 }
 
 #[test]
+fn acpi_power_button_powers_off_cleanly() -> Result<()> {
+    let mut vm = boot_test_image("powerbutton")?;
+    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+    println!("monitor `info status`: {}", vm.monitor("info status")?.trim());
+    let pressed = Instant::now();
+    vm.powerdown()?;
+    let status = vm.wait_exit(ACTION_TIMEOUT)?;
+    println!("system_powerdown -> QEMU exit: {:.3} s", pressed.elapsed().as_secs_f64());
+    let console = vm.console_text();
+    ensure!(status.success(), "QEMU exited with {status}");
+    ensure!(console.contains("reboot: Power down"), "no `reboot: Power down` on the console");
+    ensure!(!console.contains("Kernel panic"), "kernel panic on the console");
+    Ok(())
+}
+
+#[test]
 fn berthd_killed_is_restarted() -> Result<()> {
     let mut vm = boot_test_image("restart")?;
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
