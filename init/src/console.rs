@@ -64,6 +64,12 @@ impl Console {
         write_line(&format_line(uptime(), INIT, &message));
     }
 
+    /// Prints a milestone line whatever the level (`berth ready`, shutting down): tests and
+    /// operators rely on them.
+    pub fn notice(&self, message: &str) {
+        write_line(&format_line(uptime(), INIT, message));
+    }
+
     /// Prints an error line (always shown).
     pub fn error(&self, message: &str) {
         self.log(Level::Error, message);

@@ -80,7 +80,7 @@ fn is_pid1() -> bool {
 /// `timeout` while reaping, SIGKILL what is left, sync, unmount in reverse order, and
 /// power off or reboot. Never returns.
 pub fn shutdown(supervisor: &mut Supervisor, timeout: Duration, action: PowerAction, reason: &str, console: Console) -> ! {
-    console.info(&format!("shutting down ({action}, {reason})"));
+    console.notice(&format!("shutting down ({action}, {reason})"));
     let services = supervisor.begin_shutdown();
     for pid in &services {
         supervisor::kill_run(*pid, Signal::SIGTERM);

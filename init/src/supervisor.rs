@@ -289,9 +289,9 @@ impl Supervisor {
                 if !self.announced {
                     self.announced = true;
                     let up = console::uptime().as_secs_f64();
-                    console.info(&format!("berth ready ({name} {version}, uptime {up:.2}s)"));
+                    console.notice(&format!("berth ready ({name} {version}, uptime {up:.2}s)"));
                 } else {
-                    console.info(&format!("{name} ready again (pid {pid}, {name} {version})"));
+                    console.notice(&format!("{name} ready again (pid {pid}, {name} {version})"));
                 }
             }
             Err(ReadyError::Timeout(timeout, last)) => {
