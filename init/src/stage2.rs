@@ -66,9 +66,19 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             None
         }
     };
-    load_modules(&config, index.as_ref(), console);
-    if config.shutdown.power_button {
-        crate::power_button::spawn(index.as_ref(), console);
+    // Modules load while berthd starts: berthd needs none of them, and probing PCI devices is
+    // the slowest part of boot under emulation. The bridge waits for its port to appear.
+    {
+        let config = config.clone();
+        let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
+            load_modules(&config, index.as_ref(), console);
+            if config.shutdown.power_button {
+                crate::power_button::spawn(index.as_ref(), console);
+            }
+        });
+        if let Err(err) = spawned {
+            console.warn(&format!("modules: cannot start the loader thread: {err}"));
+        }
     }
     if let Err(err) = crate::net::interface_up("lo") {
         console.warn(&format!("cannot bring lo up: {err}"));

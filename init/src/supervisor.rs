@@ -504,7 +504,8 @@ fn wait_ready(address: &str, timeout: Duration, pid: i32, current: &AtomicI32) -
                 Err(_) => return Some(Err(ReadyError::Panicked)),
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Short: readiness is the boot's finish line, and a connect attempt is cheap.
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
