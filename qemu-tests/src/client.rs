@@ -28,9 +28,15 @@ pub struct AgentClient {
 
 impl AgentClient {
     /// Connects to the host end of the agent's port; `ids` numbers requests.
+    ///
+    /// Sends an empty line first: should an earlier client have left an unfinished line in
+    /// the port that the agent did not notice was abandoned, the newline ends it (the agent
+    /// answers it as invalid, a reply this client skips) instead of it swallowing our first
+    /// request.
     pub fn connect(path: &Path, ids: Arc<AtomicU64>) -> Result<Self> {
-        let stream = UnixStream::connect(path)
+        let mut stream = UnixStream::connect(path)
             .map_err(Error::io(format!("cannot connect to the test agent socket {}", path.display())))?;
+        stream.write_all(b"\n").map_err(Error::io("cannot write to the test agent socket"))?;
         Ok(Self { stream, pending: Vec::new(), ids })
     }
 

@@ -16,6 +16,10 @@
 //!   the old connection is discarded so the next one starts clean;
 //! - a reply that meets `POLLHUP` waits up to [`HANG_UP_GRACE`] for the host to show up
 //!   before it is dropped (a late reply on a newer connection is harmless: clients match ids).
+//!
+//! A host that leaves half a line and reconnects within the grace is not noticed; the host
+//! client ([`crate::client::AgentClient`]) starts every connection with an empty line so
+//! such a leftover ends there.
 
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
@@ -35,7 +39,7 @@ use crate::protocol::{Op, Reply, Request};
 const DISCONNECTED_POLL: Duration = Duration::from_millis(50);
 /// How long "no host connected" must last before it is believed without having seen the host
 /// connected first.
-pub const HANG_UP_GRACE: Duration = Duration::from_millis(500);
+pub const HANG_UP_GRACE: Duration = Duration::from_millis(250);
 /// Give up delivering one reply after this long (the host stopped reading).
 const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// A line longer than this is discarded: no request is legitimately that large.
