@@ -20,7 +20,7 @@ pub fn path() -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(Error::BinaryMissing { path, env: BERTHCTL_ENV })
+        Err(Error::BinaryMissing { path, env: Some(BERTHCTL_ENV) })
     }
 }
 

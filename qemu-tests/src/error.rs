@@ -24,12 +24,12 @@ pub enum Error {
         path: PathBuf,
     },
     /// A host binary the scenarios need was not built.
-    #[error("{path} is missing: build it with `make static` (or set {env})")]
+    #[error("{path} is missing: build it with `make static`{}", env.map(|e| format!(" (or set {e})")).unwrap_or_default())]
     BinaryMissing {
         /// Where it was looked for.
         path: PathBuf,
-        /// The environment variable that overrides the location.
-        env: &'static str,
+        /// The environment variable that overrides the location, if any.
+        env: Option<&'static str>,
     },
     /// An I/O operation of the harness failed.
     #[error("{what}: {source}")]

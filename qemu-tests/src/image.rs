@@ -151,7 +151,7 @@ impl VariantBuilder {
         let release = release_dir();
         let berth_image = release.join("berth-image");
         if !berth_image.is_file() {
-            return Err(Error::BinaryMissing { path: berth_image, env: "(none)" });
+            return Err(Error::BinaryMissing { path: berth_image, env: None });
         }
         let out = self.dir.path().join("image");
         let mut command = Command::new(&berth_image);
