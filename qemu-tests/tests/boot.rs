@@ -267,6 +267,11 @@ fn bad_berthd_config_is_reported_and_berthd_is_not_started() -> Result<()> {
     thread::sleep(Duration::from_secs(5));
     let console = vm.console_text();
     ensure!(!console.contains("berth ready"), "`berth ready` appeared despite the bad config");
+    let mentions: Vec<&str> = console.lines().filter(|l| l.contains("berthd.toml")).collect();
+    println!("{} console lines name berthd.toml (one per start attempt)", mentions.len());
+    for line in &mentions {
+        ensure!(line.contains(&format!(":{line_no}")) && line.contains("adress"), "error split over lines: {line:?}");
+    }
     ensure!(!console.contains("Kernel panic"), "kernel panic on the console");
     Ok(())
 }
@@ -291,6 +296,8 @@ fn bad_init_config_falls_back_to_defaults() -> Result<()> {
 
     let ready = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     println!("still ready: {ready}");
+    let mentions = vm.console_text().lines().filter(|l| l.contains("init.toml")).count();
+    ensure!(mentions == 1, "init.toml named on {mentions} console lines, expected one");
     Ok(())
 }
 
