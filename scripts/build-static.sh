@@ -31,6 +31,8 @@ else
     target_dir=$checkout/target
 fi
 
+# Our flags, not whatever the environment carries (CARGO_ENCODED_RUSTFLAGS would win).
+unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
 cd "$checkout"
 RUSTFLAGS="$flags" cargo build --release --locked --target "$TARGET" --bins "$@"
 

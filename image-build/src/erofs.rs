@@ -80,9 +80,8 @@ mod tests {
             names.reverse();
         }
         let mut t = Tree::new();
-        for (i, n) in names.iter().enumerate() {
+        for n in &names {
             let idx: usize = n[n.len() - 2..].parse().unwrap();
-            let _ = i;
             t.bytes(n, 0o644, vec![b'a' + (idx % 26) as u8; 3000 + idx * 100]).unwrap();
         }
         t.symlink("lib", "usr/lib").unwrap();

@@ -77,13 +77,12 @@ fn main() -> Result<()> {
     let m = &report.manifest;
     let size = |name: &str| m.artefacts.get(name).map(|a| a.size).unwrap_or(0);
     println!(
-        "built {}{} in {}: kernel {} ({}), initramfs.img {} bytes ({}, {} uncompressed), \
+        "built {} in {}: kernel {} ({}), initramfs.img {} bytes ({}, {} uncompressed), \
 root image {} bytes ({}), userland {} bytes, SOURCE_DATE_EPOCH={}",
         if m.test_image { "test image" } else { "image" },
-        "",
         opts.out_dir.display(),
         m.kernel.release,
-        m.kernel.package.as_deref().unwrap_or("local"),
+        m.kernel.package.as_deref().unwrap_or("local kernel"),
         size("initramfs.img"),
         m.initramfs.compression,
         m.sizes.initramfs_uncompressed,

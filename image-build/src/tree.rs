@@ -310,8 +310,10 @@ fn check(path: &Path) -> Result<PathBuf, TreeError> {
 mod tests {
     use super::*;
 
+    type Op = Box<dyn Fn(&mut Tree)>;
+
     fn sample(reverse: bool) -> Tree {
-        let mut ops: Vec<Box<dyn Fn(&mut Tree)>> = vec![
+        let mut ops: Vec<Op> = vec![
             Box::new(|t| t.bytes("etc/os-release", 0o644, "NAME=berth\n").unwrap()),
             Box::new(|t| t.symlink("bin", "usr/bin").unwrap()),
             Box::new(|t| t.bytes("usr/bin/berth", 0o755, vec![0x7f, b'E']).unwrap()),
