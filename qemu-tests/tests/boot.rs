@@ -114,7 +114,21 @@ fn sigterm_to_init_powers_off_cleanly() -> Result<()> {
 
 #[test]
 fn acpi_power_button_powers_off_cleanly() -> Result<()> {
-    let mut vm = boot_test_image("powerbutton")?;
+    // init watches the button through evdev, which needs these modules in the root image.
+    let image = Image::test_image()?;
+    let manifest = image.manifest()?;
+    let has = |name: &str| {
+        ["modules", "builtin_modules"].iter().any(|k| {
+            manifest["root"][k].as_array().is_some_and(|m| m.iter().any(|v| v.as_str() == Some(name)))
+        })
+    };
+    let missing: Vec<&str> = ["button", "evdev"].into_iter().filter(|m| !has(m)).collect();
+    ensure!(
+        missing.is_empty(),
+        "the image lacks the modules {missing:?} (configs/image.toml [root] modules): init's \
+         [shutdown] power_button cannot see QEMU's system_powerdown without them"
+    );
+    let mut vm = boot("powerbutton", &image)?;
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     println!("monitor `info status`: {}", vm.monitor("info status")?.trim());
     let pressed = Instant::now();
