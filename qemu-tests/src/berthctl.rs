@@ -16,11 +16,16 @@ pub const BERTHCTL_ENV: &str = "BERTHCTL";
 
 /// Locates berthctl.
 pub fn path() -> Result<PathBuf> {
-    let path = std::env::var_os(BERTHCTL_ENV).map(PathBuf::from).unwrap_or_else(|| release_dir().join("berthctl"));
+    let path = std::env::var_os(BERTHCTL_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| release_dir().join("berthctl"));
     if path.is_file() {
         Ok(path)
     } else {
-        Err(Error::BinaryMissing { path, env: Some(BERTHCTL_ENV) })
+        Err(Error::BinaryMissing {
+            path,
+            env: Some(BERTHCTL_ENV),
+        })
     }
 }
 

@@ -14,7 +14,9 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::protocol::{Empty, Op, PidofOutput, PingOutput, ReadFileOutput, Reply, Request, RunOutput};
+use crate::protocol::{
+    Empty, Op, PidofOutput, PingOutput, ReadFileOutput, Reply, Request, RunOutput,
+};
 
 /// Default time allowed for one request (a `run` gets its own timeout plus this).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,19 +36,30 @@ impl AgentClient {
     /// answers it as invalid, a reply this client skips) instead of it swallowing our first
     /// request.
     pub fn connect(path: &Path, ids: Arc<AtomicU64>) -> Result<Self> {
-        let mut stream = UnixStream::connect(path)
-            .map_err(Error::io(format!("cannot connect to the test agent socket {}", path.display())))?;
-        stream.write_all(b"\n").map_err(Error::io("cannot write to the test agent socket"))?;
-        Ok(Self { stream, pending: Vec::new(), ids })
+        let mut stream = UnixStream::connect(path).map_err(Error::io(format!(
+            "cannot connect to the test agent socket {}",
+            path.display()
+        )))?;
+        stream
+            .write_all(b"\n")
+            .map_err(Error::io("cannot write to the test agent socket"))?;
+        Ok(Self {
+            stream,
+            pending: Vec::new(),
+            ids,
+        })
     }
 
     /// Sends `op` and waits up to `timeout` for its reply; an `ok:false` reply is an error.
     pub fn request<T: DeserializeOwned>(&mut self, op: Op, timeout: Duration) -> Result<T> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let name = op_name(&op);
-        let mut line = serde_json::to_vec(&Request { id, op }).map_err(|e| Error::AgentProtocol(e.to_string()))?;
+        let mut line = serde_json::to_vec(&Request { id, op })
+            .map_err(|e| Error::AgentProtocol(e.to_string()))?;
         line.push(b'\n');
-        self.stream.write_all(&line).map_err(Error::io(format!("cannot send {name} to the test agent")))?;
+        self.stream
+            .write_all(&line)
+            .map_err(Error::io(format!("cannot send {name} to the test agent")))?;
         let deadline = Instant::now() + timeout;
         loop {
             let reply = self.read_reply(deadline, timeout, &name)?;
@@ -55,7 +68,10 @@ impl AgentClient {
                 continue;
             }
             if !reply.ok {
-                return Err(Error::AgentOp { op: name, error: reply.error.unwrap_or_default() });
+                return Err(Error::AgentOp {
+                    op: name,
+                    error: reply.error.unwrap_or_default(),
+                });
             }
             return serde_json::from_value(serde_json::Value::Object(reply.result))
                 .map_err(|e| Error::AgentProtocol(format!("bad {name} reply: {e}")));
@@ -67,7 +83,10 @@ impl AgentClient {
             if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 return serde_json::from_slice(&line).map_err(|e| {
-                    Error::AgentProtocol(format!("bad reply {:?}: {e}", String::from_utf8_lossy(&line)))
+                    Error::AgentProtocol(format!(
+                        "bad reply {:?}: {e}",
+                        String::from_utf8_lossy(&line)
+                    ))
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -78,12 +97,18 @@ impl AgentClient {
                     context: String::new(),
                 });
             }
-            self.stream.set_read_timeout(Some(left)).map_err(Error::io("cannot set a read timeout"))?;
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(Error::io("cannot set a read timeout"))?;
             let mut chunk = [0u8; 64 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(Error::AgentGone { op: name.into() }),
                 Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                     return Err(Error::AgentGone { op: name.into() })
@@ -95,7 +120,8 @@ impl AgentClient {
 
     /// `ping`; returns the agent's version.
     pub fn ping(&mut self, timeout: Duration) -> Result<String> {
-        self.request::<PingOutput>(Op::Ping, timeout).map(|o| o.version)
+        self.request::<PingOutput>(Op::Ping, timeout)
+            .map(|o| o.version)
     }
 
     /// Runs a program in the guest with the default 30 s timeout.
@@ -121,12 +147,21 @@ impl AgentClient {
     /// Writes a file in the guest.
     pub fn write_file(&mut self, path: &str, data: &[u8], mode: Option<u32>) -> Result<()> {
         let data = base64::engine::general_purpose::STANDARD.encode(data);
-        self.request::<Empty>(Op::WriteFile { path: path.into(), data, mode }, REQUEST_TIMEOUT).map(drop)
+        self.request::<Empty>(
+            Op::WriteFile {
+                path: path.into(),
+                data,
+                mode,
+            },
+            REQUEST_TIMEOUT,
+        )
+        .map(drop)
     }
 
     /// Reads a file from the guest.
     pub fn read_file(&mut self, path: &str) -> Result<Vec<u8>> {
-        let out: ReadFileOutput = self.request(Op::ReadFile { path: path.into() }, REQUEST_TIMEOUT)?;
+        let out: ReadFileOutput =
+            self.request(Op::ReadFile { path: path.into() }, REQUEST_TIMEOUT)?;
         base64::engine::general_purpose::STANDARD
             .decode(out.data)
             .map_err(|e| Error::AgentProtocol(format!("read_file data is not base64: {e}")))
@@ -135,23 +170,35 @@ impl AgentClient {
     /// Sends signal number `signal` to `pid` in the guest. Signalling init (pid 1) to power
     /// off can end the VM before the reply arrives: that is [`Error::AgentGone`].
     pub fn kill(&mut self, pid: i32, signal: i32) -> Result<()> {
-        self.request::<Empty>(Op::Kill { pid, signal }, REQUEST_TIMEOUT).map(drop)
+        self.request::<Empty>(Op::Kill { pid, signal }, REQUEST_TIMEOUT)
+            .map(drop)
     }
 
     /// Pids of the guest processes called `name`.
     pub fn pidof(&mut self, name: &str) -> Result<Vec<i32>> {
-        self.request::<PidofOutput>(Op::Pidof { name: name.into() }, REQUEST_TIMEOUT).map(|o| o.pids)
+        self.request::<PidofOutput>(Op::Pidof { name: name.into() }, REQUEST_TIMEOUT)
+            .map(|o| o.pids)
     }
 
     /// Sends a syslog message to the guest's `/dev/log`.
     pub fn syslog(&mut self, message: &str) -> Result<()> {
-        self.request::<Empty>(Op::Syslog { message: message.into() }, REQUEST_TIMEOUT).map(drop)
+        self.request::<Empty>(
+            Op::Syslog {
+                message: message.into(),
+            },
+            REQUEST_TIMEOUT,
+        )
+        .map(drop)
     }
 }
 
 fn op_name(op: &Op) -> String {
     match serde_json::to_value(op) {
-        Ok(v) => v.get("op").and_then(|o| o.as_str()).unwrap_or("request").to_string(),
+        Ok(v) => v
+            .get("op")
+            .and_then(|o| o.as_str())
+            .unwrap_or("request")
+            .to_string(),
         Err(_) => "request".into(),
     }
 }

@@ -60,6 +60,14 @@ pub enum Error {
         /// Console tail and QEMU's own output, preceded by a newline.
         context: String,
     },
+    /// A scenario's check on the guest failed ([`crate::Vm::check`]).
+    #[error("{message}{context}")]
+    Check {
+        /// What was expected.
+        message: String,
+        /// Console tail, preceded by a newline.
+        context: String,
+    },
     /// The QEMU monitor (QMP) refused or broke.
     #[error("QEMU monitor: {0}")]
     Monitor(String),

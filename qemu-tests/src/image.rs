@@ -34,7 +34,13 @@ pub fn workspace_dir() -> PathBuf {
 pub fn release_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { workspace_dir().join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                workspace_dir().join(p)
+            }
+        })
         .unwrap_or_else(|| workspace_dir().join("target"));
     target.join(STATIC_TARGET).join("release")
 }
@@ -58,14 +64,24 @@ impl Image {
         let dir = dir.into();
         for name in ["vmlinuz", "initramfs.img", "cmdline"] {
             if !dir.join(name).is_file() {
-                return Err(Error::ImageMissing { path: dir.join(name) });
+                return Err(Error::ImageMissing {
+                    path: dir.join(name),
+                });
             }
         }
         let cmdline = fs::read_to_string(dir.join("cmdline"))
-            .map_err(Error::io(format!("cannot read {}", dir.join("cmdline").display())))?
+            .map_err(Error::io(format!(
+                "cannot read {}",
+                dir.join("cmdline").display()
+            )))?
             .trim()
             .to_string();
-        Ok(Self { kernel: dir.join("vmlinuz"), initramfs: dir.join("initramfs.img"), cmdline, dir })
+        Ok(Self {
+            kernel: dir.join("vmlinuz"),
+            initramfs: dir.join("initramfs.img"),
+            cmdline,
+            dir,
+        })
     }
 
     /// The test image: `$BERTH_TEST_IMAGE` or `<workspace>/out/image-test`.
@@ -79,7 +95,8 @@ impl Image {
     /// `manifest.json`, parsed.
     pub fn manifest(&self) -> Result<serde_json::Value> {
         let path = self.dir.join("manifest.json");
-        let text = fs::read_to_string(&path).map_err(Error::io(format!("cannot read {}", path.display())))?;
+        let text = fs::read_to_string(&path)
+            .map_err(Error::io(format!("cannot read {}", path.display())))?;
         serde_json::from_str(&text).map_err(|e| Error::Io {
             what: format!("cannot parse {}", path.display()),
             source: std::io::Error::other(e),
@@ -90,14 +107,21 @@ impl Image {
     pub fn initramfs_size(&self) -> Result<u64> {
         fs::metadata(&self.initramfs)
             .map(|m| m.len())
-            .map_err(Error::io(format!("cannot stat {}", self.initramfs.display())))
+            .map_err(Error::io(format!(
+                "cannot stat {}",
+                self.initramfs.display()
+            )))
     }
 
     /// Userland size from the manifest (`sizes.userland`: everything but the kernel and its
     /// modules).
     pub fn userland_size(&self) -> Result<u64> {
-        userland_size(&self.manifest()?)
-            .ok_or_else(|| Error::Manifest(format!("{}/manifest.json has no sizes.userland", self.dir.display())))
+        userland_size(&self.manifest()?).ok_or_else(|| {
+            Error::Manifest(format!(
+                "{}/manifest.json has no sizes.userland",
+                self.dir.display()
+            ))
+        })
     }
 }
 
@@ -129,7 +153,10 @@ impl VariantBuilder {
             .prefix("berth-variant-")
             .tempdir()
             .map_err(Error::io("cannot create a scratch directory"))?;
-        copy_tree(&workspace_dir().join("configs"), &dir.path().join("configs"))?;
+        copy_tree(
+            &workspace_dir().join("configs"),
+            &dir.path().join("configs"),
+        )?;
         Ok(Self { dir })
     }
 
@@ -141,8 +168,10 @@ impl VariantBuilder {
     /// Rewrites `file` (e.g. `berthd.toml`) with `edit`.
     pub fn edit(self, file: &str, edit: impl FnOnce(String) -> String) -> Result<Self> {
         let path = self.config_dir().join(file);
-        let text = fs::read_to_string(&path).map_err(Error::io(format!("cannot read {}", path.display())))?;
-        fs::write(&path, edit(text)).map_err(Error::io(format!("cannot write {}", path.display())))?;
+        let text = fs::read_to_string(&path)
+            .map_err(Error::io(format!("cannot read {}", path.display())))?;
+        fs::write(&path, edit(text))
+            .map_err(Error::io(format!("cannot write {}", path.display())))?;
         Ok(self)
     }
 
@@ -151,7 +180,10 @@ impl VariantBuilder {
         let release = release_dir();
         let berth_image = release.join("berth-image");
         if !berth_image.is_file() {
-            return Err(Error::BinaryMissing { path: berth_image, env: None });
+            return Err(Error::BinaryMissing {
+                path: berth_image,
+                env: None,
+            });
         }
         let out = self.dir.path().join("image");
         let mut command = Command::new(&berth_image);
@@ -167,26 +199,35 @@ impl VariantBuilder {
         if definition.is_file() {
             command.arg("--definition").arg(definition);
         }
-        command
-            .arg("--out")
-            .arg(&out);
+        command.arg("--out").arg(&out);
         let output = process::run_ok(command, VARIANT_BUILD_TIMEOUT)?;
-        println!("built image variant in {:.1} s: {}", output.elapsed.as_secs_f64(), out.display());
-        Ok(Variant { image: Image::open(out)?, _dir: self.dir })
+        println!(
+            "built image variant in {:.1} s: {}",
+            output.elapsed.as_secs_f64(),
+            out.display()
+        );
+        Ok(Variant {
+            image: Image::open(out)?,
+            _dir: self.dir,
+        })
     }
 }
 
 /// Copies regular files and directories from `from` into a new directory `to`.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir(to).map_err(Error::io(format!("cannot create {}", to.display())))?;
-    let entries = fs::read_dir(from).map_err(Error::io(format!("cannot list {}", from.display())))?;
+    let entries =
+        fs::read_dir(from).map_err(Error::io(format!("cannot list {}", from.display())))?;
     for entry in entries {
-        let path = entry.map_err(Error::io(format!("cannot list {}", from.display())))?.path();
+        let path = entry
+            .map_err(Error::io(format!("cannot list {}", from.display())))?
+            .path();
         let target = to.join(path.file_name().unwrap_or_default());
         if path.is_dir() {
             copy_tree(&path, &target)?;
         } else {
-            fs::copy(&path, &target).map_err(Error::io(format!("cannot copy {}", path.display())))?;
+            fs::copy(&path, &target)
+                .map_err(Error::io(format!("cannot copy {}", path.display())))?;
         }
     }
     Ok(())

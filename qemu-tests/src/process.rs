@@ -57,14 +57,21 @@ pub fn run(mut command: Command, timeout: Duration) -> Result<CommandOutput> {
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(Error::io(format!("cannot wait for {line}")))? {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(Error::io(format!("cannot wait for {line}")))?
+        {
             break status;
         }
         if started.elapsed() >= timeout {
             // Already exited is fine: wait() below reaps it either way.
             let _ = child.kill();
             let _ = child.wait();
-            return Err(Error::Timeout { what: line, timeout, context: String::new() });
+            return Err(Error::Timeout {
+                what: line,
+                timeout,
+                context: String::new(),
+            });
         }
         thread::sleep(Duration::from_millis(20));
     };
@@ -84,7 +91,11 @@ pub fn run_ok(command: Command, timeout: Duration) -> Result<CommandOutput> {
     if out.status.success() {
         Ok(out)
     } else {
-        Err(Error::Command { command: line, status: out.status.to_string(), output: format!("\n{}", out.combined()) })
+        Err(Error::Command {
+            command: line,
+            status: out.status.to_string(),
+            output: format!("\n{}", out.combined()),
+        })
     }
 }
 

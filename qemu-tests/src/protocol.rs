@@ -98,12 +98,22 @@ impl Reply {
             Ok(_) => serde_json::Map::new(),
             Err(e) => return Self::failure(id, format!("cannot encode reply: {e}")),
         };
-        Self { id, ok: true, error: None, result }
+        Self {
+            id,
+            ok: true,
+            error: None,
+            result,
+        }
     }
 
     /// A failed reply.
     pub fn failure(id: u64, error: impl Into<String>) -> Self {
-        Self { id, ok: false, error: Some(error.into()), result: serde_json::Map::new() }
+        Self {
+            id,
+            ok: false,
+            error: Some(error.into()),
+            result: serde_json::Map::new(),
+        }
     }
 }
 
@@ -161,13 +171,21 @@ mod tests {
     fn request_wire_format_matches_the_contract() {
         let line = r#"{"id":7,"op":"kill","pid":1,"signal":15}"#;
         let req: Request = serde_json::from_str(line).unwrap();
-        assert_eq!(req, Request { id: 7, op: Op::Kill { pid: 1, signal: 15 } });
+        assert_eq!(
+            req,
+            Request {
+                id: 7,
+                op: Op::Kill { pid: 1, signal: 15 }
+            }
+        );
         assert_eq!(serde_json::to_string(&req).unwrap(), line);
 
         let run: Request =
             serde_json::from_str(r#"{"id":1,"op":"run","argv":["/usr/bin/berthctl","version"]}"#)
                 .unwrap();
-        assert!(matches!(run.op, Op::Run { ref argv, env: None, timeout_secs: None } if argv.len() == 2));
+        assert!(
+            matches!(run.op, Op::Run { ref argv, env: None, timeout_secs: None } if argv.len() == 2)
+        );
         let ping: Request = serde_json::from_str(r#"{"op":"ping","id":3}"#).unwrap();
         assert_eq!(ping.op, Op::Ping);
     }
@@ -175,7 +193,10 @@ mod tests {
     #[test]
     fn reply_flattens_output_fields() {
         let reply = Reply::success(4, &PidofOutput { pids: vec![12, 40] });
-        assert_eq!(serde_json::to_string(&reply).unwrap(), r#"{"id":4,"ok":true,"pids":[12,40]}"#);
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            r#"{"id":4,"ok":true,"pids":[12,40]}"#
+        );
         let err = Reply::failure(5, "no such file");
         assert_eq!(
             serde_json::to_string(&err).unwrap(),

@@ -21,11 +21,22 @@ pub struct Qmp {
 impl Qmp {
     /// Connects, reads the greeting and leaves capabilities negotiation mode.
     pub fn connect(path: &Path, timeout: Duration) -> Result<Self> {
-        let stream = UnixStream::connect(path)
-            .map_err(Error::io(format!("cannot connect to the QEMU monitor at {}", path.display())))?;
-        stream.set_read_timeout(Some(timeout)).map_err(Error::io("cannot set a monitor timeout"))?;
-        let reader = BufReader::new(stream.try_clone().map_err(Error::io("cannot clone the monitor socket"))?);
-        let mut qmp = Self { writer: stream, reader };
+        let stream = UnixStream::connect(path).map_err(Error::io(format!(
+            "cannot connect to the QEMU monitor at {}",
+            path.display()
+        )))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(Error::io("cannot set a monitor timeout"))?;
+        let reader = BufReader::new(
+            stream
+                .try_clone()
+                .map_err(Error::io("cannot clone the monitor socket"))?,
+        );
+        let mut qmp = Self {
+            writer: stream,
+            reader,
+        };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
             return Err(Error::Monitor(format!("unexpected greeting {greeting}")));
@@ -42,7 +53,9 @@ impl Qmp {
         }
         let mut line = request.to_string();
         line.push('\n');
-        self.writer.write_all(line.as_bytes()).map_err(Error::io("cannot write to the QEMU monitor"))?;
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(Error::io("cannot write to the QEMU monitor"))?;
         loop {
             let message = self.read_message()?;
             if let Some(value) = message.get("return") {
@@ -56,16 +69,23 @@ impl Qmp {
 
     /// Runs a human monitor command (e.g. `info status`) and returns its text output.
     pub fn hmp(&mut self, command_line: &str) -> Result<String> {
-        let value = self.execute("human-monitor-command", Some(json!({ "command-line": command_line })))?;
+        let value = self.execute(
+            "human-monitor-command",
+            Some(json!({ "command-line": command_line })),
+        )?;
         Ok(value.as_str().unwrap_or_default().to_string())
     }
 
     fn read_message(&mut self) -> Result<Value> {
         let mut line = String::new();
-        let n = self.reader.read_line(&mut line).map_err(Error::io("cannot read from the QEMU monitor"))?;
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(Error::io("cannot read from the QEMU monitor"))?;
         if n == 0 {
             return Err(Error::Monitor("QEMU closed the monitor connection".into()));
         }
-        serde_json::from_str(&line).map_err(|e| Error::Monitor(format!("bad message {line:?}: {e}")))
+        serde_json::from_str(&line)
+            .map_err(|e| Error::Monitor(format!("bad message {line:?}: {e}")))
     }
 }

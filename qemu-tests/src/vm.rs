@@ -136,7 +136,8 @@ impl VmBuilder {
 
     /// Adds raw QEMU arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Self {
-        self.extra_args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.extra_args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -157,8 +158,12 @@ impl VmBuilder {
 
     /// Starts QEMU and waits until its sockets exist.
     pub fn spawn(self) -> Result<Vm> {
-        let kernel = self.kernel.clone().ok_or_else(|| Error::ImageMissing { path: "vmlinuz".into() })?;
-        let initramfs = self.initramfs.clone().ok_or_else(|| Error::ImageMissing { path: "initramfs.img".into() })?;
+        let kernel = self.kernel.clone().ok_or_else(|| Error::ImageMissing {
+            path: "vmlinuz".into(),
+        })?;
+        let initramfs = self.initramfs.clone().ok_or_else(|| Error::ImageMissing {
+            path: "initramfs.img".into(),
+        })?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("berth-vm-{}-", self.name))
             .tempdir()
@@ -169,7 +174,14 @@ impl VmBuilder {
         command
             .arg("-name")
             .arg(format!("berth-{}", self.name))
-            .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
+            .args([
+                "-accel",
+                "tcg",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
             .arg("-m")
             .arg(self.memory_mib.to_string())
             .arg("-smp")
@@ -181,10 +193,16 @@ impl VmBuilder {
             .arg("-append")
             .arg(self.full_cmdline())
             .arg("-chardev")
-            .arg(format!("file,id=con,path={}", path.join("console.log").display()))
+            .arg(format!(
+                "file,id=con,path={}",
+                path.join("console.log").display()
+            ))
             .args(["-serial", "chardev:con"])
             .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", path.join("qmp.sock").display()))
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                path.join("qmp.sock").display()
+            ))
             .args(["-device", "virtio-serial-pci,id=vser0"]);
         let mut ports = vec![("api", API_PORT)];
         if self.test_port {
@@ -193,22 +211,38 @@ impl VmBuilder {
         for (id, name) in ports {
             command
                 .arg("-chardev")
-                .arg(format!("socket,id={id},path={},server=on,wait=off", path.join(format!("{id}.sock")).display()))
+                .arg(format!(
+                    "socket,id={id},path={},server=on,wait=off",
+                    path.join(format!("{id}.sock")).display()
+                ))
                 .arg("-device")
-                .arg(format!("virtserialport,bus=vser0.0,chardev={id},name={name}"));
+                .arg(format!(
+                    "virtserialport,bus=vser0.0,chardev={id},name={name}"
+                ));
         }
         for disk in &self.disks {
-            command.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display()));
+            command
+                .arg("-drive")
+                .arg(format!("file={},format=raw,if=virtio", disk.display()));
         }
         command.args(&self.extra_args);
-        let log = File::create(path.join("qemu.log")).map_err(Error::io("cannot create qemu.log"))?;
-        let log2 = log.try_clone().map_err(Error::io("cannot clone qemu.log"))?;
+        let log =
+            File::create(path.join("qemu.log")).map_err(Error::io("cannot create qemu.log"))?;
+        let log2 = log
+            .try_clone()
+            .map_err(Error::io("cannot clone qemu.log"))?;
         command.stdin(Stdio::null()).stdout(log).stderr(log2);
-        fs::write(path.join("qemu.cmdline"), crate::process::command_line(&command))
-            .map_err(Error::io("cannot write qemu.cmdline"))?;
+        fs::write(
+            path.join("qemu.cmdline"),
+            crate::process::command_line(&command),
+        )
+        .map_err(Error::io("cannot write qemu.cmdline"))?;
 
         let started = Instant::now();
-        let child = command.spawn().map_err(Error::io(format!("cannot start {}", qemu.to_string_lossy())))?;
+        let child = command.spawn().map_err(Error::io(format!(
+            "cannot start {}",
+            qemu.to_string_lossy()
+        )))?;
         let mut vm = Vm {
             name: self.name,
             path,
@@ -221,7 +255,9 @@ impl VmBuilder {
             failed: Cell::new(false),
         };
         let qmp = vm.path.join("qmp.sock");
-        vm.wait_for("QEMU's monitor socket", Duration::from_secs(30), |_| qmp.exists())?;
+        vm.wait_for("QEMU's monitor socket", Duration::from_secs(30), |_| {
+            qmp.exists()
+        })?;
         Ok(vm)
     }
 }
@@ -293,10 +329,18 @@ impl Vm {
                 return Ok(line);
             }
             if let Some(status) = exited {
-                return Err(self.failure(Error::QemuExited { what, status, context: String::new() }));
+                return Err(self.failure(Error::QemuExited {
+                    what,
+                    status,
+                    context: String::new(),
+                }));
             }
             if Instant::now() >= deadline {
-                return Err(self.failure(Error::Timeout { what, timeout, context: String::new() }));
+                return Err(self.failure(Error::Timeout {
+                    what,
+                    timeout,
+                    context: String::new(),
+                }));
             }
             thread::sleep(Duration::from_millis(25));
         }
@@ -309,9 +353,11 @@ impl Vm {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("cannot open console.log")(e)),
         };
-        file.seek(SeekFrom::Start(self.cursor)).map_err(Error::io("cannot seek console.log"))?;
+        file.seek(SeekFrom::Start(self.cursor))
+            .map_err(Error::io("cannot seek console.log"))?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(Error::io("cannot read console.log"))?;
+        file.read_to_end(&mut bytes)
+            .map_err(Error::io("cannot read console.log"))?;
         let mut consumed = 0;
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             if chunk.last() != Some(&b'\n') {
@@ -354,25 +400,74 @@ impl Vm {
             context.push_str(&format!("\n--- QEMU output ---\n{}", qemu_log.trim_end()));
         }
         match error {
-            Error::Timeout { what, timeout, context: c } => Error::Timeout { what, timeout, context: c + &context },
-            Error::QemuExited { what, status, context: c } => Error::QemuExited { what, status, context: c + &context },
+            Error::Timeout {
+                what,
+                timeout,
+                context: c,
+            } => Error::Timeout {
+                what,
+                timeout,
+                context: c + &context,
+            },
+            Error::QemuExited {
+                what,
+                status,
+                context: c,
+            } => Error::QemuExited {
+                what,
+                status,
+                context: c + &context,
+            },
+            Error::Check {
+                message,
+                context: c,
+            } => Error::Check {
+                message,
+                context: c + &context,
+            },
             other => other,
+        }
+    }
+
+    /// Fails with `message` unless `ok`; a failure keeps the VM's directory and quotes the
+    /// console, like the hang guards.
+    pub fn check(&self, ok: bool, message: impl std::fmt::Display) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.failure(Error::Check {
+                message: message.to_string(),
+                context: String::new(),
+            }))
         }
     }
 
     /// Polls `check` every 50 ms as a hang guard that knows about this VM: it fails early if
     /// QEMU exits, and quotes the console on failure. `check` gets the VM.
-    pub fn wait_for(&mut self, what: &str, timeout: Duration, mut check: impl FnMut(&mut Self) -> bool) -> Result<Duration> {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&mut Self) -> bool,
+    ) -> Result<Duration> {
         let started = Instant::now();
         loop {
             if check(self) {
                 return Ok(started.elapsed());
             }
             if let Some(status) = self.poll_exit()? {
-                return Err(self.failure(Error::QemuExited { what: what.into(), status, context: String::new() }));
+                return Err(self.failure(Error::QemuExited {
+                    what: what.into(),
+                    status,
+                    context: String::new(),
+                }));
             }
             if started.elapsed() >= timeout {
-                return Err(self.failure(Error::Timeout { what: what.into(), timeout, context: String::new() }));
+                return Err(self.failure(Error::Timeout {
+                    what: what.into(),
+                    timeout,
+                    context: String::new(),
+                }));
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -394,10 +489,18 @@ impl Vm {
             };
             let context = format!("\nlast attempt: {last}");
             if let Some(status) = self.poll_exit()? {
-                return Err(self.failure(Error::QemuExited { what: what.into(), status, context }));
+                return Err(self.failure(Error::QemuExited {
+                    what: what.into(),
+                    status,
+                    context,
+                }));
             }
             if started.elapsed() >= timeout {
-                return Err(self.failure(Error::Timeout { what: what.into(), timeout, context }));
+                return Err(self.failure(Error::Timeout {
+                    what: what.into(),
+                    timeout,
+                    context,
+                }));
             }
             thread::sleep(interval);
         }
@@ -406,7 +509,10 @@ impl Vm {
     /// QEMU's exit status if it has exited.
     pub fn poll_exit(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self.child.try_wait().map_err(Error::io("cannot wait for QEMU"))?;
+            self.status = self
+                .child
+                .try_wait()
+                .map_err(Error::io("cannot wait for QEMU"))?;
         }
         Ok(self.status)
     }
@@ -419,7 +525,11 @@ impl Vm {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                return Err(self.failure(Error::Timeout { what: "QEMU to exit".into(), timeout, context: String::new() }));
+                return Err(self.failure(Error::Timeout {
+                    what: "QEMU to exit".into(),
+                    timeout,
+                    context: String::new(),
+                }));
             }
             thread::sleep(Duration::from_millis(25));
         }
@@ -478,7 +588,11 @@ impl Drop for Vm {
         if thread::panicking() || self.failed.get() || std::env::var_os(KEEP_ENV).is_some() {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
-                eprintln!("VM {}: console log and QEMU output kept in {}", self.name, kept.display());
+                eprintln!(
+                    "VM {}: console log and QEMU output kept in {}",
+                    self.name,
+                    kept.display()
+                );
             }
         }
     }
@@ -486,7 +600,9 @@ impl Drop for Vm {
 
 /// A console line as text: without the line ending and carriage returns.
 fn clean_line(chunk: &[u8]) -> String {
-    String::from_utf8_lossy(chunk).trim_end_matches(['\n', '\r']).replace('\r', "")
+    String::from_utf8_lossy(chunk)
+        .trim_end_matches(['\n', '\r'])
+        .replace('\r', "")
 }
 
 /// Parses the uptime prefix `[   1.234567] …` of a kernel or init console line.
@@ -502,14 +618,19 @@ mod tests {
 
     #[test]
     fn parses_uptime_prefixes() {
-        assert_eq!(line_uptime("[    1.234567] berth-init: berth ready"), Some(1.234567));
+        assert_eq!(
+            line_uptime("[    1.234567] berth-init: berth ready"),
+            Some(1.234567)
+        );
         assert_eq!(line_uptime("[2.5] x"), Some(2.5));
         assert_eq!(line_uptime("berth ready"), None);
     }
 
     #[test]
     fn cmdline_appends_after_the_image_line() {
-        let b = VmBuilder::new("t").cmdline("console=ttyS0 quiet").append("berth.debug=1");
+        let b = VmBuilder::new("t")
+            .cmdline("console=ttyS0 quiet")
+            .append("berth.debug=1");
         assert_eq!(b.full_cmdline(), "console=ttyS0 quiet berth.debug=1");
         assert_eq!(VmBuilder::new("t").append("a").full_cmdline(), "a");
     }

@@ -16,8 +16,14 @@ pub fn wait_until(
     interval: Duration,
     mut check: impl FnMut() -> bool,
 ) -> Result<Duration> {
-    wait_until_ok(what, timeout, interval, || if check() { Ok(()) } else { Err("not yet") })
-        .map(|((), elapsed)| elapsed)
+    wait_until_ok(what, timeout, interval, || {
+        if check() {
+            Ok(())
+        } else {
+            Err("not yet")
+        }
+    })
+    .map(|((), elapsed)| elapsed)
 }
 
 /// Calls `attempt` every `interval` until it succeeds; returns its value and the time it took.
@@ -52,14 +58,28 @@ mod tests {
     #[test]
     fn returns_the_value_or_the_last_error() {
         let mut n = 0;
-        let (v, _) = wait_until_ok("n", Duration::from_secs(5), Duration::from_millis(1), || {
-            n += 1;
-            if n == 3 { Ok(n) } else { Err(format!("n={n}")) }
-        })
+        let (v, _) = wait_until_ok(
+            "n",
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            || {
+                n += 1;
+                if n == 3 {
+                    Ok(n)
+                } else {
+                    Err(format!("n={n}"))
+                }
+            },
+        )
         .unwrap();
         assert_eq!(v, 3);
-        let e = wait_until("never", Duration::from_millis(20), Duration::from_millis(5), || false)
-            .unwrap_err();
+        let e = wait_until(
+            "never",
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+            || false,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("waiting for never"), "{e}");
     }
 }

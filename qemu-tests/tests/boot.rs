@@ -30,7 +30,10 @@ fn boot_test_image(name: &str) -> Result<Vm> {
 }
 
 fn mib(bytes: u64) -> String {
-    format!("{:.2} MiB ({bytes} bytes)", bytes as f64 / (1024.0 * 1024.0))
+    format!(
+        "{:.2} MiB ({bytes} bytes)",
+        bytes as f64 / (1024.0 * 1024.0)
+    )
 }
 
 /// One quick `berthctl version` attempt.
@@ -47,7 +50,12 @@ const ATTEMPT: Duration = Duration::from_millis(500);
 
 /// Retries `berthctl version` until it answers; returns its output.
 fn first_version(vm: &mut Vm, timeout: Duration) -> Result<String> {
-    let (out, _) = vm.wait_for_ok("berthctl version to answer", timeout, Duration::from_millis(20), try_version)?;
+    let (out, _) = vm.wait_for_ok(
+        "berthctl version to answer",
+        timeout,
+        Duration::from_millis(20),
+        try_version,
+    )?;
     Ok(out.stdout)
 }
 
@@ -57,21 +65,32 @@ fn boots_to_ready_and_answers_version() -> Result<()> {
     // Poll the API and the console together; each berthctl attempt is cut after 0.5 s (a
     // request the bridge received before berthd listened is dropped), which bounds the error.
     let mut ready_seen = None;
-    vm.wait_for_ok("berthctl version to answer", BOOT_TIMEOUT, Duration::from_millis(20), |vm| {
-        if ready_seen.is_none() && vm.console_text().contains("berth ready") {
-            ready_seen = Some(vm.started().elapsed());
-        }
-        try_version(vm)
-    })?;
+    vm.wait_for_ok(
+        "berthctl version to answer",
+        BOOT_TIMEOUT,
+        Duration::from_millis(20),
+        |vm| {
+            if ready_seen.is_none() && vm.console_text().contains("berth ready") {
+                ready_seen = Some(vm.started().elapsed());
+            }
+            try_version(vm)
+        },
+    )?;
     let first_reply = vm.started().elapsed();
     let line = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let uptime = line_uptime(&line).with_context(|| format!("no uptime prefix on {line:?}"))?;
     println!("ready line: {line}");
     println!("kernel uptime at `berth ready`: {uptime:.3} s");
     if let Some(seen) = ready_seen {
-        println!("QEMU start -> `berth ready` seen on the console: {:.3} s", seen.as_secs_f64());
+        println!(
+            "QEMU start -> `berth ready` seen on the console: {:.3} s",
+            seen.as_secs_f64()
+        );
     }
-    println!("QEMU start -> first berthctl version reply: {:.3} s (attempts cut at 0.5 s)", first_reply.as_secs_f64());
+    println!(
+        "QEMU start -> first berthctl version reply: {:.3} s (attempts cut at 0.5 s)",
+        first_reply.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -81,21 +100,41 @@ fn berthctl_reaches_berthd_through_the_bridge() -> Result<()> {
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
 
     let version = vm.berthctl_ok(&["version"], CTL_TIMEOUT)?;
-    println!("berthctl version ({:.3} s):\n{}", version.elapsed.as_secs_f64(), version.stdout);
-    let server = version.stdout.split("Server:").nth(1).context("no Server section")?;
-    ensure!(
-        server.contains(env!("CARGO_PKG_VERSION")),
-        "server version {} missing from:\n{}",
-        env!("CARGO_PKG_VERSION"),
+    println!(
+        "berthctl version ({:.3} s):\n{}",
+        version.elapsed.as_secs_f64(),
         version.stdout
     );
+    let server = version
+        .stdout
+        .split("Server:")
+        .nth(1)
+        .context("no Server section")?;
+    let expected = env!("CARGO_PKG_VERSION");
+    vm.check(
+        server.contains(expected),
+        format!(
+            "server version {expected} missing from:\n{}",
+            version.stdout
+        ),
+    )?;
 
     let plugins = vm.berthctl_ok(&["plugins", "ls"], CTL_TIMEOUT)?;
-    println!("berthctl plugins ls ({:.3} s):\n{}", plugins.elapsed.as_secs_f64(), plugins.stdout);
+    println!(
+        "berthctl plugins ls ({:.3} s):\n{}",
+        plugins.elapsed.as_secs_f64(),
+        plugins.stdout
+    );
     let mut lines = plugins.stdout.lines();
     let header = lines.next().unwrap_or_default();
-    ensure!(header.contains("TYPE") && header.contains("ID"), "no table header in:\n{}", plugins.stdout);
-    ensure!(lines.next().is_some(), "no plugin rows in:\n{}", plugins.stdout);
+    vm.check(
+        header.contains("TYPE") && header.contains("ID"),
+        format!("no table header in:\n{}", plugins.stdout),
+    )?;
+    vm.check(
+        lines.next().is_some(),
+        format!("no plugin rows in:\n{}", plugins.stdout),
+    )?;
     Ok(())
 }
 
@@ -111,11 +150,20 @@ fn sigterm_to_init_powers_off_cleanly() -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     let status = vm.wait_exit(ACTION_TIMEOUT)?;
-    println!("SIGTERM to pid 1 -> QEMU exit: {:.3} s", asked.elapsed().as_secs_f64());
+    println!(
+        "SIGTERM to pid 1 -> QEMU exit: {:.3} s",
+        asked.elapsed().as_secs_f64()
+    );
     let console = vm.console_text();
-    ensure!(status.success(), "QEMU exited with {status}");
-    ensure!(console.contains("reboot: Power down"), "no `reboot: Power down` on the console");
-    ensure!(!console.contains("Kernel panic"), "kernel panic on the console");
+    vm.check(status.success(), format!("QEMU exited with {status}"))?;
+    vm.check(
+        console.contains("reboot: Power down"),
+        "no `reboot: Power down` on the console",
+    )?;
+    vm.check(
+        !console.contains("Kernel panic"),
+        "kernel panic on the console",
+    )?;
     Ok(())
 }
 
@@ -126,10 +174,15 @@ fn acpi_power_button_powers_off_cleanly() -> Result<()> {
     let manifest = image.manifest()?;
     let has = |name: &str| {
         ["modules", "builtin_modules"].iter().any(|k| {
-            manifest["root"][k].as_array().is_some_and(|m| m.iter().any(|v| v.as_str() == Some(name)))
+            manifest["root"][k]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|v| v.as_str() == Some(name)))
         })
     };
-    let missing: Vec<&str> = ["button", "evdev"].into_iter().filter(|m| !has(m)).collect();
+    let missing: Vec<&str> = ["button", "evdev"]
+        .into_iter()
+        .filter(|m| !has(m))
+        .collect();
     ensure!(
         missing.is_empty(),
         "the image lacks the modules {missing:?} (configs/image.toml [root] modules): init's \
@@ -137,15 +190,27 @@ fn acpi_power_button_powers_off_cleanly() -> Result<()> {
     );
     let mut vm = boot("powerbutton", &image)?;
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
-    println!("monitor `info status`: {}", vm.monitor("info status")?.trim());
+    println!(
+        "monitor `info status`: {}",
+        vm.monitor("info status")?.trim()
+    );
     let pressed = Instant::now();
     vm.powerdown()?;
     let status = vm.wait_exit(ACTION_TIMEOUT)?;
-    println!("system_powerdown -> QEMU exit: {:.3} s", pressed.elapsed().as_secs_f64());
+    println!(
+        "system_powerdown -> QEMU exit: {:.3} s",
+        pressed.elapsed().as_secs_f64()
+    );
     let console = vm.console_text();
-    ensure!(status.success(), "QEMU exited with {status}");
-    ensure!(console.contains("reboot: Power down"), "no `reboot: Power down` on the console");
-    ensure!(!console.contains("Kernel panic"), "kernel panic on the console");
+    vm.check(status.success(), format!("QEMU exited with {status}"))?;
+    vm.check(
+        console.contains("reboot: Power down"),
+        "no `reboot: Power down` on the console",
+    )?;
+    vm.check(
+        !console.contains("Kernel panic"),
+        "kernel panic on the console",
+    )?;
     Ok(())
 }
 
@@ -155,20 +220,30 @@ fn berthd_killed_is_restarted() -> Result<()> {
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let mut agent = vm.agent()?;
     let pids = agent.pidof("berthd")?;
-    let &[old] = pids.as_slice() else { bail!("expected one berthd, found pids {pids:?}") };
+    let &[old] = pids.as_slice() else {
+        bail!("expected one berthd, found pids {pids:?}")
+    };
 
     let killed = Instant::now();
     agent.kill(old, libc::SIGKILL)?;
-    let (new, _) = vm.wait_for_ok("a new berthd", ACTION_TIMEOUT, Duration::from_millis(100), |_| {
-        match agent.pidof("berthd")?.as_slice() {
+    let (new, _) = vm.wait_for_ok(
+        "a new berthd",
+        ACTION_TIMEOUT,
+        Duration::from_millis(100),
+        |_| match agent.pidof("berthd")?.as_slice() {
             [pid] if *pid != old => Ok(*pid),
-            other => Err(berth_qemu_tests::Error::AgentProtocol(format!("berthd pids {other:?}"))),
-        }
-    })?;
+            other => Err(berth_qemu_tests::Error::AgentProtocol(format!(
+                "berthd pids {other:?}"
+            ))),
+        },
+    )?;
     let restarted = killed.elapsed();
     first_version(&mut vm, ACTION_TIMEOUT)?;
-    println!("berthd pid {old} killed; pid {new} after {:.3} s, answering Version after {:.3} s",
-        restarted.as_secs_f64(), killed.elapsed().as_secs_f64());
+    println!(
+        "berthd pid {old} killed; pid {new} after {:.3} s, answering Version after {:.3} s",
+        restarted.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -180,27 +255,47 @@ fn test_agent_acts_inside_the_guest() -> Result<()> {
 
     // run: a program from the image, talking to berthd directly (no bridge involved).
     let out = agent.run(&["/usr/bin/berthctl", "version"])?;
-    println!("in-guest berthctl version: status {}\n{}", out.status, out.stdout);
-    ensure!(out.success(), "in-guest berthctl failed: {out:?}");
-    ensure!(out.stdout.contains("Server:"), "no server version in {out:?}");
+    println!(
+        "in-guest berthctl version: status {}\n{}",
+        out.status, out.stdout
+    );
+    vm.check(out.success(), format!("in-guest berthctl failed: {out:?}"))?;
+    vm.check(
+        out.stdout.contains("Server:"),
+        format!("no server version in {out:?}"),
+    )?;
     let missing = agent.run(&["/usr/bin/no-such-program"]);
-    ensure!(matches!(missing, Err(berth_qemu_tests::Error::AgentOp { .. })), "{missing:?}");
+    vm.check(
+        matches!(missing, Err(berth_qemu_tests::Error::AgentOp { .. })),
+        format!("{missing:?}"),
+    )?;
 
     // write_file / read_file round trip on a tmpfs.
     let data = b"berth\0test\n".repeat(1000);
     agent.write_file("/run/berth-test/file", &data, Some(0o600))?;
-    ensure!(agent.read_file("/run/berth-test/file")? == data, "read_file returned other bytes");
+    vm.check(
+        agent.read_file("/run/berth-test/file")? == data,
+        "read_file returned other bytes",
+    )?;
     let ro = agent.write_file("/usr/bin/x", b"", None);
-    ensure!(matches!(ro, Err(berth_qemu_tests::Error::AgentOp { .. })), "writing the read-only root: {ro:?}");
+    vm.check(
+        matches!(ro, Err(berth_qemu_tests::Error::AgentOp { .. })),
+        format!("writing the read-only root: {ro:?}"),
+    )?;
 
     // pidof: init is pid 1 under the name it was started as.
-    ensure!(agent.pidof("init")? == vec![1], "pidof init");
-    ensure!(agent.pidof("no-such-process")?.is_empty(), "pidof of nothing");
+    vm.check(agent.pidof("init")? == vec![1], "pidof init")?;
+    vm.check(
+        agent.pidof("no-such-process")?.is_empty(),
+        "pidof of nothing",
+    )?;
 
     // syslog: an error while nothing listens on /dev/log, success once init receives it.
     match agent.syslog("hello from the test agent") {
         Ok(()) => println!("syslog: delivered to /dev/log"),
-        Err(berth_qemu_tests::Error::AgentOp { error, .. }) if error.contains("nothing listens") => {
+        Err(berth_qemu_tests::Error::AgentOp { error, .. })
+            if error.contains("nothing listens") =>
+        {
             println!("syslog: {error} (no receiver in init yet)")
         }
         Err(e) => return Err(e.into()),
@@ -222,10 +317,16 @@ fn test_agent_acts_inside_the_guest() -> Result<()> {
     raw.set_read_timeout(Some(ACTION_TIMEOUT))?;
     let mut reply = String::new();
     BufReader::new(raw).read_line(&mut reply)?;
-    ensure!(reply.contains(r#""id":424242,"ok":true"#), "leftover not discarded: reply {reply:?}");
+    vm.check(
+        reply.contains(r#""id":424242,"ok":true"#),
+        format!("leftover not discarded: reply {reply:?}"),
+    )?;
     leave_half_a_line()?;
     let mut again = vm.agent()?;
-    ensure!(again.pidof("init")? == vec![1], "pidof init after reconnecting");
+    vm.check(
+        again.pidof("init")? == vec![1],
+        "pidof init after reconnecting",
+    )?;
     Ok(())
 }
 
@@ -266,7 +367,8 @@ fn bad_berthd_config_is_reported_and_berthd_is_not_started() -> Result<()> {
     let mut line_no = 0;
     let variant = VariantBuilder::new()?
         .edit("berthd.toml", |text| {
-            let (edited, n) = misspell_key(&text, "ttrpc", "address", "adress").expect("[ttrpc] address in berthd.toml");
+            let (edited, n) = misspell_key(&text, "ttrpc", "address", "adress")
+                .expect("[ttrpc] address in berthd.toml");
             line_no = n;
             edited
         })?
@@ -275,25 +377,49 @@ fn bad_berthd_config_is_reported_and_berthd_is_not_started() -> Result<()> {
 
     let report = vm.wait_for_line(r"/etc/berth/berthd\.toml", BOOT_TIMEOUT)?;
     println!("config error line: {report}");
-    ensure!(report.contains(&format!(":{line_no}")), "line {line_no} not named in {report:?}");
-    ensure!(report.contains("adress"), "key not named in {report:?}");
+    vm.check(
+        report.contains(&format!(":{line_no}")),
+        format!("line {line_no} not named in {report:?}"),
+    )?;
+    vm.check(
+        report.contains("adress"),
+        format!("key not named in {report:?}"),
+    )?;
 
     let started = Instant::now();
     let gave_up = vm.wait_for_line(
         r"(?i)berth-init:.*berthd.*(cannot start|can't start|not start|giving up|gave up|failed to start)",
         BOOT_TIMEOUT,
     )?;
-    println!("give-up line after {:.1} s: {gave_up}", started.elapsed().as_secs_f64());
+    println!(
+        "give-up line after {:.1} s: {gave_up}",
+        started.elapsed().as_secs_f64()
+    );
 
     thread::sleep(Duration::from_secs(5));
     let console = vm.console_text();
-    ensure!(!console.contains("berth ready"), "`berth ready` appeared despite the bad config");
-    let mentions: Vec<&str> = console.lines().filter(|l| l.contains("berthd.toml")).collect();
-    println!("{} console lines name berthd.toml (one per start attempt)", mentions.len());
+    vm.check(
+        !console.contains("berth ready"),
+        "`berth ready` appeared despite the bad config",
+    )?;
+    let mentions: Vec<&str> = console
+        .lines()
+        .filter(|l| l.contains("berthd.toml"))
+        .collect();
+    println!(
+        "{} console lines name berthd.toml (one per start attempt)",
+        mentions.len()
+    );
     for line in &mentions {
-        ensure!(line.contains(&format!(":{line_no}")) && line.contains("adress"), "error split over lines: {line:?}");
+        vm.check(
+            line.contains(&format!(":{line_no}")) && line.contains("adress"),
+            format!("error split over lines: {line:?}"),
+        )?;
     }
-    ensure!(!console.contains("Kernel panic"), "kernel panic on the console");
+    vm.check(
+        !console.contains("Kernel panic"),
+        "kernel panic on the console",
+    )?;
     Ok(())
 }
 
@@ -302,7 +428,8 @@ fn bad_init_config_falls_back_to_defaults() -> Result<()> {
     let mut line_no = 0;
     let variant = VariantBuilder::new()?
         .edit("init.toml", |text| {
-            let (edited, n) = replace_value(&text, "berthd", "max_failures", "\"x\"").expect("[berthd] max_failures in init.toml");
+            let (edited, n) = replace_value(&text, "berthd", "max_failures", "\"x\"")
+                .expect("[berthd] max_failures in init.toml");
             line_no = n;
             edited
         })?
@@ -311,14 +438,30 @@ fn bad_init_config_falls_back_to_defaults() -> Result<()> {
 
     let report = vm.wait_for_line(r"/etc/berth/init\.toml", BOOT_TIMEOUT)?;
     println!("config error line: {report}");
-    ensure!(report.contains(&format!(":{line_no}")), "line {line_no} not named in {report:?}");
-    ensure!(report.contains("max_failures"), "key not named in {report:?}");
-    ensure!(report.to_lowercase().contains("default"), "no mention of defaults in {report:?}");
+    vm.check(
+        report.contains(&format!(":{line_no}")),
+        format!("line {line_no} not named in {report:?}"),
+    )?;
+    vm.check(
+        report.contains("max_failures"),
+        format!("key not named in {report:?}"),
+    )?;
+    vm.check(
+        report.to_lowercase().contains("default"),
+        format!("no mention of defaults in {report:?}"),
+    )?;
 
     let ready = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     println!("still ready: {ready}");
-    let mentions = vm.console_text().lines().filter(|l| l.contains("init.toml")).count();
-    ensure!(mentions == 1, "init.toml named on {mentions} console lines, expected one");
+    let mentions = vm
+        .console_text()
+        .lines()
+        .filter(|l| l.contains("init.toml"))
+        .count();
+    vm.check(
+        mentions == 1,
+        format!("init.toml named on {mentions} console lines, expected one"),
+    )?;
     Ok(())
 }
 
@@ -327,7 +470,10 @@ fn image_sizes() -> Result<()> {
     let image = Image::test_image()?;
     println!("test image {}:", image.dir.display());
     println!("  initramfs.img: {}", mib(image.initramfs_size()?));
-    println!("  userland (manifest sizes.userland): {}", mib(image.userland_size()?));
+    println!(
+        "  userland (manifest sizes.userland): {}",
+        mib(image.userland_size()?)
+    );
     let manifest = image.manifest()?;
     if let Some(sizes) = manifest.get("sizes") {
         println!("  all sizes: {sizes}");
@@ -341,7 +487,16 @@ fn config_edits_find_their_line() {
     let (edited, n) = misspell_key(text, "ttrpc", "address", "adress").unwrap();
     assert_eq!(n, 4);
     assert!(edited.contains("adress = \"/x\"\n[debug]\naddress = 2"));
-    let (edited, n) = replace_value("[berthd]\nmax_failures = 5\n", "berthd", "max_failures", "\"x\"").unwrap();
-    assert_eq!((edited.as_str(), n), ("[berthd]\nmax_failures = \"x\"\n", 2));
+    let (edited, n) = replace_value(
+        "[berthd]\nmax_failures = 5\n",
+        "berthd",
+        "max_failures",
+        "\"x\"",
+    )
+    .unwrap();
+    assert_eq!(
+        (edited.as_str(), n),
+        ("[berthd]\nmax_failures = \"x\"\n", 2)
+    );
     assert!(misspell_key(text, "nope", "address", "x").is_none());
 }

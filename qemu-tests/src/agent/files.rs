@@ -15,7 +15,9 @@ fn absolute(path: &str) -> Result<&Path, OpError> {
     if p.is_absolute() {
         Ok(p)
     } else {
-        Err(OpError::InvalidArgument(format!("path must be absolute: {path:?}")))
+        Err(OpError::InvalidArgument(format!(
+            "path must be absolute: {path:?}"
+        )))
     }
 }
 
@@ -26,7 +28,11 @@ pub fn write_file(path: &str, data: &str, mode: Option<u32>) -> Result<Empty, Op
         .decode(data)
         .map_err(|e| OpError::InvalidArgument(format!("data is not base64: {e}")))?;
     let mode = mode.unwrap_or(0o644);
-    let err = |what, source| OpError::File { what, path: PathBuf::from(path), source };
+    let err = |what, source| OpError::File {
+        what,
+        path: PathBuf::from(path),
+        source,
+    };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| err("cannot create the parent of", e))?;
     }
@@ -39,16 +45,22 @@ pub fn write_file(path: &str, data: &str, mode: Option<u32>) -> Result<Empty, Op
         .map_err(|e| err("cannot open", e))?;
     file.write_all(&bytes).map_err(|e| err("cannot write", e))?;
     // An existing file keeps its old mode through open(2); set it explicitly.
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| err("cannot chmod", e))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| err("cannot chmod", e))?;
     Ok(Empty {})
 }
 
 /// Reads the whole of `path`, returned base64.
 pub fn read_file(path: &str) -> Result<ReadFileOutput, OpError> {
     let path = absolute(path)?;
-    let bytes = fs::read(path)
-        .map_err(|source| OpError::File { what: "cannot read", path: path.into(), source })?;
-    Ok(ReadFileOutput { data: base64::engine::general_purpose::STANDARD.encode(bytes) })
+    let bytes = fs::read(path).map_err(|source| OpError::File {
+        what: "cannot read",
+        path: path.into(),
+        source,
+    })?;
+    Ok(ReadFileOutput {
+        data: base64::engine::general_purpose::STANDARD.encode(bytes),
+    })
 }
 
 #[cfg(test)]
@@ -62,10 +74,19 @@ mod tests {
         let path = path.to_str().unwrap();
         let data = base64::engine::general_purpose::STANDARD.encode(b"hello\0world");
         write_file(path, &data, Some(0o600)).unwrap();
-        assert_eq!(fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(read_file(path).unwrap().data, data);
-        assert!(matches!(read_file("relative"), Err(OpError::InvalidArgument(_))));
-        assert!(matches!(write_file(path, "%%%", None), Err(OpError::InvalidArgument(_))));
+        assert!(matches!(
+            read_file("relative"),
+            Err(OpError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            write_file(path, "%%%", None),
+            Err(OpError::InvalidArgument(_))
+        ));
         let missing = tmp.path().join("missing");
         let e = read_file(missing.to_str().unwrap()).unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");

@@ -101,19 +101,25 @@ pub enum OpError {
 pub fn dispatch(request: Request) -> Reply {
     let id = request.id;
     let result = match request.op {
-        Op::Ping => Ok(Reply::success(id, &PingOutput { version: env!("CARGO_PKG_VERSION").into() })),
-        Op::Run { argv, env, timeout_secs } => {
-            run::run(&argv, env.as_ref(), timeout_secs).map(|out| Reply::success(id, &out))
-        }
+        Op::Ping => Ok(Reply::success(
+            id,
+            &PingOutput {
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+        )),
+        Op::Run {
+            argv,
+            env,
+            timeout_secs,
+        } => run::run(&argv, env.as_ref(), timeout_secs).map(|out| Reply::success(id, &out)),
         Op::WriteFile { path, data, mode } => {
             files::write_file(&path, &data, mode).map(|out| Reply::success(id, &out))
         }
         Op::ReadFile { path } => files::read_file(&path).map(|out| Reply::success(id, &out)),
         Op::Kill { pid, signal } => procs::kill(pid, signal).map(|out| Reply::success(id, &out)),
         Op::Pidof { name } => procs::pidof(&name).map(|out| Reply::success(id, &out)),
-        Op::Syslog { message } => {
-            syslog::send(std::path::Path::new(syslog::DEV_LOG), &message).map(|out| Reply::success(id, &out))
-        }
+        Op::Syslog { message } => syslog::send(std::path::Path::new(syslog::DEV_LOG), &message)
+            .map(|out| Reply::success(id, &out)),
     };
     result.unwrap_or_else(|e| Reply::failure(id, error_chain(&e)))
 }

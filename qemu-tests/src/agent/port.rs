@@ -21,7 +21,9 @@ pub fn find_port_in(sys_dir: &Path, dev_dir: &Path, name: &str) -> io::Result<Op
     };
     for entry in entries {
         let entry = entry?;
-        let Ok(port_name) = fs::read_to_string(entry.path().join("name")) else { continue };
+        let Ok(port_name) = fs::read_to_string(entry.path().join("name")) else {
+            continue;
+        };
         if port_name.trim_end() == name {
             let node = dev_dir.join(entry.file_name());
             return Ok(node.exists().then_some(node));
@@ -42,7 +44,10 @@ pub fn wait_for_port(name: &str, interval: Duration) -> PathBuf {
             Err(e) => eprintln!("cannot list {SYSFS_PORTS}: {e}"),
         }
         if started.elapsed() >= next_note {
-            eprintln!("still waiting for virtio-serial port {name} after {:?}", started.elapsed());
+            eprintln!(
+                "still waiting for virtio-serial port {name} after {:?}",
+                started.elapsed()
+            );
             next_note += Duration::from_secs(10);
         }
         thread::sleep(interval);
@@ -58,15 +63,24 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let sys = tmp.path().join("sys");
         let dev = tmp.path().join("dev");
-        for (dir, name) in [("vport1p1", "org.berth.api"), ("vport1p2", "org.berth.test")] {
+        for (dir, name) in [
+            ("vport1p1", "org.berth.api"),
+            ("vport1p2", "org.berth.test"),
+        ] {
             fs::create_dir_all(sys.join(dir)).unwrap();
             fs::write(sys.join(dir).join("name"), format!("{name}\n")).unwrap();
         }
         fs::create_dir_all(&dev).unwrap();
         assert_eq!(find_port_in(&sys, &dev, "org.berth.test").unwrap(), None);
         fs::write(dev.join("vport1p2"), b"").unwrap();
-        assert_eq!(find_port_in(&sys, &dev, "org.berth.test").unwrap(), Some(dev.join("vport1p2")));
+        assert_eq!(
+            find_port_in(&sys, &dev, "org.berth.test").unwrap(),
+            Some(dev.join("vport1p2"))
+        );
         assert_eq!(find_port_in(&sys, &dev, "org.other").unwrap(), None);
-        assert_eq!(find_port_in(&tmp.path().join("none"), &dev, "x").unwrap(), None);
+        assert_eq!(
+            find_port_in(&tmp.path().join("none"), &dev, "x").unwrap(),
+            None
+        );
     }
 }

@@ -14,9 +14,16 @@ pub fn kill(pid: i32, signal: i32) -> Result<Empty, OpError> {
     let sig = if signal == 0 {
         None
     } else {
-        Some(Signal::try_from(signal).map_err(|_| OpError::InvalidArgument(format!("unknown signal {signal}")))?)
+        Some(
+            Signal::try_from(signal)
+                .map_err(|_| OpError::InvalidArgument(format!("unknown signal {signal}")))?,
+        )
     };
-    nix::sys::signal::kill(Pid::from_raw(pid), sig).map_err(|source| OpError::Kill { pid, signal, source })?;
+    nix::sys::signal::kill(Pid::from_raw(pid), sig).map_err(|source| OpError::Kill {
+        pid,
+        signal,
+        source,
+    })?;
     Ok(Empty {})
 }
 
@@ -29,7 +36,13 @@ fn pidof_in(proc_dir: &Path, name: &str, own_pid: i32) -> Result<PidofOutput, Op
     let mut pids = Vec::new();
     for entry in fs::read_dir(proc_dir).map_err(OpError::Proc)? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
         if pid == own_pid {
             continue;
         }
@@ -63,11 +76,21 @@ mod tests {
         add("1", "init", b"/sbin/init\0");
         add("42", "berthd", b"/usr/bin/berthd\0--config\0x\0");
         add("7", "berth", b"/usr/bin/berthd\0");
-        add("9", "berth-test-agen", b"/usr/libexec/berth/berth-test-agent\0");
+        add(
+            "9",
+            "berth-test-agen",
+            b"/usr/libexec/berth/berth-test-agent\0",
+        );
         add("self", "x", b"");
         assert_eq!(pidof_in(tmp.path(), "berthd", 9).unwrap().pids, vec![7, 42]);
-        assert_eq!(pidof_in(tmp.path(), "berth-test-agent", 1).unwrap().pids, vec![9]);
-        assert_eq!(pidof_in(tmp.path(), "berth-test-agent", 9).unwrap().pids, Vec::<i32>::new());
+        assert_eq!(
+            pidof_in(tmp.path(), "berth-test-agent", 1).unwrap().pids,
+            vec![9]
+        );
+        assert_eq!(
+            pidof_in(tmp.path(), "berth-test-agent", 9).unwrap().pids,
+            Vec::<i32>::new()
+        );
     }
 
     #[test]

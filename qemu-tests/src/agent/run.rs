@@ -5,8 +5,8 @@ use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -41,8 +41,10 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child =
-        command.spawn().map_err(|source| OpError::Spawn { program: program.clone(), source })?;
+    let mut child = command.spawn().map_err(|source| OpError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());
 
@@ -55,10 +57,18 @@ pub fn run(
                 // The group may already be gone; the wait below settles it either way.
                 let _ = nix::sys::signal::killpg(pgid, Signal::SIGKILL);
                 let _ = child.wait();
-                return Err(OpError::Timeout { program: program.clone(), secs });
+                return Err(OpError::Timeout {
+                    program: program.clone(),
+                    secs,
+                });
             }
             Ok(None) => thread::sleep(Duration::from_millis(10)),
-            Err(source) => return Err(OpError::Wait { program: program.clone(), source }),
+            Err(source) => {
+                return Err(OpError::Wait {
+                    program: program.clone(),
+                    source,
+                })
+            }
         }
     };
     let signal = status.signal();
@@ -94,8 +104,12 @@ mod tests {
     #[test]
     fn captures_output_status_and_env() {
         let env = BTreeMap::from([("BERTH_X".to_string(), "42".to_string())]);
-        let out = run(&argv(&["/bin/sh", "-c", "echo out $BERTH_X; echo err >&2; exit 3"]), Some(&env), None)
-            .unwrap();
+        let out = run(
+            &argv(&["/bin/sh", "-c", "echo out $BERTH_X; echo err >&2; exit 3"]),
+            Some(&env),
+            None,
+        )
+        .unwrap();
         assert_eq!(out.status, 3);
         assert_eq!(out.stdout, "out 42\n");
         assert_eq!(out.stderr, "err\n");
@@ -110,7 +124,13 @@ mod tests {
         let e = run(&argv(&["/bin/sleep", "30"]), None, Some(1)).unwrap_err();
         assert!(matches!(e, OpError::Timeout { secs: 1, .. }), "{e}");
         assert!(started.elapsed() < Duration::from_secs(10));
-        assert!(matches!(run(&argv(&["/nonexistent"]), None, None), Err(OpError::Spawn { .. })));
-        assert!(matches!(run(&[], None, None), Err(OpError::InvalidArgument(_))));
+        assert!(matches!(
+            run(&argv(&["/nonexistent"]), None, None),
+            Err(OpError::Spawn { .. })
+        ));
+        assert!(matches!(
+            run(&[], None, None),
+            Err(OpError::InvalidArgument(_))
+        ));
     }
 }

@@ -146,7 +146,10 @@ fn open(path: &Path) -> Result<File, ServeError> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|source| ServeError::Open { path: path.into(), source })
+        .map_err(|source| ServeError::Open {
+            path: path.into(),
+            source,
+        })
 }
 
 /// Serves until a read fails for a reason other than the host's state.
@@ -240,13 +243,19 @@ fn write_reply(mut port: &File, reply: &Reply) -> io::Result<()> {
             Ok(n) => rest = &rest[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if Instant::now() >= deadline {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the host stopped reading"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the host stopped reading",
+                    ));
                 }
                 let revents = wait(port, PollFlags::POLLOUT, PollTimeout::from(200u16))?;
                 if revents.contains(PollFlags::POLLHUP) {
                     let down = *hung_up.get_or_insert_with(Instant::now);
                     if down.elapsed() >= HANG_UP_GRACE {
-                        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the host hung up"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::BrokenPipe,
+                            "the host hung up",
+                        ));
                     }
                     // POLLHUP returns at once: do not spin.
                     thread::sleep(DISCONNECTED_POLL);
@@ -278,16 +287,25 @@ mod tests {
     fn session_splits_lines_and_forgets_partial_ones_on_hang_up() {
         let mut s = Session::default();
         assert!(s.push(b"{\"id\":1,").is_empty());
-        assert_eq!(s.push(b"\"op\":\"ping\"}\n{\"id\":2"), vec![b"{\"id\":1,\"op\":\"ping\"}".to_vec()]);
+        assert_eq!(
+            s.push(b"\"op\":\"ping\"}\n{\"id\":2"),
+            vec![b"{\"id\":1,\"op\":\"ping\"}".to_vec()]
+        );
         s.hang_up();
-        assert_eq!(s.push(b"{\"id\":3}\n\n"), vec![b"{\"id\":3}".to_vec(), Vec::new()]);
+        assert_eq!(
+            s.push(b"{\"id\":3}\n\n"),
+            vec![b"{\"id\":3}".to_vec(), Vec::new()]
+        );
     }
 
     #[test]
     fn hang_ups_are_believed_once_seen_connected_or_after_the_grace() {
         let mut link = Link::default();
         link.data();
-        assert!(!link.disconnected(), "data before the open message is not a hang-up");
+        assert!(
+            !link.disconnected(),
+            "data before the open message is not a hang-up"
+        );
         link.connected();
         assert!(link.disconnected());
         assert!(!link.disconnected(), "acted on once");

@@ -24,21 +24,47 @@ pub fn send(socket: &Path, message: &str) -> Result<Empty, OpError> {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "-".into());
-    let line = format_rfc5424(14, SystemTime::now(), &hostname, APP_NAME, std::process::id(), message);
-    let sock = UnixDatagram::unbound().map_err(|source| OpError::Syslog { path: socket.into(), source })?;
+    let line = format_rfc5424(
+        14,
+        SystemTime::now(),
+        &hostname,
+        APP_NAME,
+        std::process::id(),
+        message,
+    );
+    let sock = UnixDatagram::unbound().map_err(|source| OpError::Syslog {
+        path: socket.into(),
+        source,
+    })?;
     match sock.send_to(line.as_bytes(), socket) {
         Ok(_) => Ok(Empty {}),
         Err(source)
-            if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) =>
+            if matches!(
+                source.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
         {
-            Err(OpError::SyslogNotListening { path: socket.into(), source })
+            Err(OpError::SyslogNotListening {
+                path: socket.into(),
+                source,
+            })
         }
-        Err(source) => Err(OpError::Syslog { path: socket.into(), source }),
+        Err(source) => Err(OpError::Syslog {
+            path: socket.into(),
+            source,
+        }),
     }
 }
 
 /// Formats one RFC 5424 message with a UTC timestamp in microseconds.
-pub fn format_rfc5424(pri: u8, time: SystemTime, hostname: &str, app: &str, pid: u32, msg: &str) -> String {
+pub fn format_rfc5424(
+    pri: u8,
+    time: SystemTime,
+    hostname: &str,
+    app: &str,
+    pid: u32,
+    msg: &str,
+) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
@@ -86,13 +112,19 @@ mod tests {
     fn reports_when_nothing_listens_and_delivers_when_something_does() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("log");
-        assert!(matches!(send(&path, "x"), Err(OpError::SyslogNotListening { .. })));
+        assert!(matches!(
+            send(&path, "x"),
+            Err(OpError::SyslogNotListening { .. })
+        ));
         let receiver = UnixDatagram::bind(&path).unwrap();
         send(&path, "hello there").unwrap();
         let mut buf = [0u8; 512];
         let n = receiver.recv(&mut buf).unwrap();
         let text = std::str::from_utf8(&buf[..n]).unwrap();
         let tail = format!(" berth-test-agent {} - - hello there", std::process::id());
-        assert!(text.starts_with("<14>1 ") && text.ends_with(&tail), "{text}");
+        assert!(
+            text.starts_with("<14>1 ") && text.ends_with(&tail),
+            "{text}"
+        );
     }
 }
