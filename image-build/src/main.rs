@@ -51,8 +51,19 @@ struct BuildArgs {
     modules_dir: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
-    let Command::Build(args) = Cli::parse().command;
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One readable cause chain, no backtrace: these are user-facing build errors.
+            eprintln!("berth-image: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let Command::Build(args) = cli.command;
     let (source_date_epoch, epoch_source) = epoch::resolve(&args.definition)?;
     let kernel = match (args.kernel, args.modules_dir) {
         (Some(vmlinuz), Some(modules_dir)) => KernelInput::Local {
