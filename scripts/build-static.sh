@@ -33,6 +33,16 @@ fi
 
 # Our flags, not whatever the environment carries (CARGO_ENCODED_RUSTFLAGS would win).
 unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
+# RUSTFLAGS is split on whitespace, so a remapped path must not contain any.
+for p in "$checkout" "$cargo_home" "${CARGO_TARGET_DIR:-}"; do
+    case $p in
+    *[[:space:]]*)
+        echo "build-static.sh: path with whitespace cannot be remapped: '$p'" >&2
+        exit 1
+        ;;
+    esac
+done
+
 cd "$checkout"
 RUSTFLAGS="$flags" cargo build --release --locked --target "$TARGET" --bins "$@"
 
