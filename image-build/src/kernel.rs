@@ -96,15 +96,16 @@ pub fn local(vmlinuz: &Path, modules_dir: &Path) -> Result<Kernel, KernelError> 
 
 /// Resolves `package` through apt and prepares it in `cache_dir` (reused when present).
 pub fn from_apt(package: &str, cache_dir: &Path) -> Result<Kernel, KernelError> {
-    let (resolved, version) = match resolve(package) {
-        Ok(found) => found,
-        Err(_) => {
-            // The lists may be missing or stale (fresh container): refresh once.
-            fsutil::run(Command::new("apt-get").args(["update", "-qq"]))?;
-            resolve(package)?
-        }
-    };
     let kernel_dir = cache_dir.join("kernel");
+    let (resolved, version) = match resolve_with_update(package) {
+        Ok(found) => {
+            remember(&kernel_dir, package, &found);
+            found
+        }
+        // Offline (air-gapped build host, no apt lists): the last resolution still names a
+        // complete cache entry, so the build needs no network at all.
+        Err(err) => recall(&kernel_dir, package).ok_or(err)?,
+    };
     let entry = kernel_dir.join(format!("{resolved}_{version}"));
     if !entry.join(".complete").is_file() {
         prepare(&resolved, &version, &kernel_dir, &entry)?;
@@ -129,6 +130,43 @@ pub fn from_apt(package: &str, cache_dir: &Path) -> Result<Kernel, KernelError> 
             release,
         },
     })
+}
+
+/// [`resolve`], refreshing the apt lists once if the lookup fails (fresh container, stale
+/// lists).
+fn resolve_with_update(package: &str) -> Result<(String, String), KernelError> {
+    match resolve(package) {
+        Ok(found) => Ok(found),
+        Err(_) => {
+            fsutil::run(Command::new("apt-get").args(["update", "-qq"]))?;
+            resolve(package)
+        }
+    }
+}
+
+/// File recording the last resolution of `package` in the cache.
+fn resolution_file(kernel_dir: &Path, package: &str) -> PathBuf {
+    kernel_dir.join(format!("{package}.resolved"))
+}
+
+/// Records a resolution; best effort (only an optimisation for offline builds).
+fn remember(kernel_dir: &Path, package: &str, (resolved, version): &(String, String)) {
+    let _ = fs::create_dir_all(kernel_dir);
+    let _ = fs::write(
+        resolution_file(kernel_dir, package),
+        format!("{resolved} {version}\n"),
+    );
+}
+
+/// The last recorded resolution of `package`, if its cache entry is complete.
+fn recall(kernel_dir: &Path, package: &str) -> Option<(String, String)> {
+    let text = fs::read_to_string(resolution_file(kernel_dir, package)).ok()?;
+    let (resolved, version) = text.trim().split_once(' ')?;
+    let entry = kernel_dir.join(format!("{resolved}_{version}"));
+    entry
+        .join(".complete")
+        .is_file()
+        .then(|| (resolved.to_string(), version.to_string()))
 }
 
 /// Metapackage → (versioned package, candidate version).
@@ -199,13 +237,18 @@ fn prepare(package: &str, version: &str, kernel_dir: &Path, entry: &Path) -> Res
     fsutil::run(Command::new("depmod").arg("-b").arg(&tree).arg(&release))?;
     fs::write(tmp.path().join(".complete"), format!("{package} {version} {release}\n"))
         .map_err(io_err("write", tmp.path()))?;
-    if entry.exists() {
-        // A concurrent build finished first; theirs is as good as ours.
-        return Ok(());
+    let tmp_path = tmp.path().to_path_buf();
+    match fs::rename(&tmp_path, entry) {
+        Ok(()) => {
+            // Renamed: nothing left for the TempDir guard to remove.
+            let _ = tmp.keep();
+            Ok(())
+        }
+        // A concurrent build finished first (the rename fails onto its non-empty directory);
+        // theirs is as good as ours, and ours is removed with `tmp`.
+        Err(_) if entry.join(".complete").is_file() => Ok(()),
+        Err(e) => Err(io_err("rename into place", entry)(e).into()),
     }
-    let tmp = tmp.keep();
-    fs::rename(&tmp, entry).map_err(io_err("rename into place", entry))?;
-    Ok(())
 }
 
 /// The single `lib/modules/<release>` directory of an unpacked kernel package.
@@ -240,6 +283,19 @@ mod tests {
         );
         let versioned = "linux-image-6.1.0-56-cloud-amd64\n  Depends: kmod\n  Depends: linux-base\n |Depends: initramfs-tools\n  Depends: <linux-initramfs-tool>\n";
         assert_eq!(kernel_dependency(versioned), None);
+    }
+
+    #[test]
+    fn recalls_only_complete_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let found = ("linux-image-6.1.0-9-cloud-amd64".to_string(), "6.1.1-1".to_string());
+        remember(dir.path(), "linux-image-cloud-amd64", &found);
+        assert_eq!(recall(dir.path(), "linux-image-cloud-amd64"), None);
+        let entry = dir.path().join("linux-image-6.1.0-9-cloud-amd64_6.1.1-1");
+        fs::create_dir_all(&entry).unwrap();
+        fs::write(entry.join(".complete"), "").unwrap();
+        assert_eq!(recall(dir.path(), "linux-image-cloud-amd64"), Some(found));
+        assert_eq!(recall(dir.path(), "linux-image-amd64"), None);
     }
 
     #[test]
