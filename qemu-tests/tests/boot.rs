@@ -188,8 +188,29 @@ fn acpi_power_button_powers_off_cleanly() -> Result<()> {
         "the image lacks the modules {missing:?} (configs/image.toml [root] modules): init's \
          [shutdown] power_button cannot see QEMU's system_powerdown without them"
     );
-    let mut vm = boot("powerbutton", &image)?;
-    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+    // `berth ready` only says berthd answered: init starts watching the button once its module
+    // thread is done, and says so at debug level. A press before that is lost (no acpid), so
+    // boot the test configuration at debug level and press once init watches.
+    let variant = VariantBuilder::new()?
+        .edit("init.toml", |text| {
+            replace_value(&text, "console", "level", "\"debug\"")
+                .expect("[console] level in init.toml")
+                .0
+        })?
+        .build()?;
+    let mut vm = boot("powerbutton", &variant.image)?;
+    let ready = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+    // Before or after the ready line: the order is not part of the contract.
+    let watching = "berth-init: power button: watching";
+    vm.wait_for("init to watch the power button", BOOT_TIMEOUT, |vm| {
+        vm.console_text().contains(watching)
+    })?;
+    let watched = vm
+        .console_text()
+        .lines()
+        .find(|l| l.contains(watching))
+        .map(String::from);
+    println!("{ready}\n{}", watched.unwrap_or_default());
     println!(
         "monitor `info status`: {}",
         vm.monitor("info status")?.trim()
