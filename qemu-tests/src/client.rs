@@ -202,3 +202,45 @@ fn op_name(op: &Op) -> String {
         Err(_) => "request".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn skips_stale_replies_and_reports_failures_and_hang_ups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            let mut lines = BufReader::new(stream).lines();
+            assert_eq!(
+                lines.next().unwrap().unwrap(),
+                "",
+                "a connection starts with a newline"
+            );
+            let ping: Request = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            // A late reply meant for an earlier connection, then the real one.
+            writeln!(writer, r#"{{"id":99,"ok":true,"pids":[3]}}"#).unwrap();
+            writeln!(writer, r#"{{"id":{},"ok":true,"version":"9.9"}}"#, ping.id).unwrap();
+            let kill: Request = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            writeln!(writer, r#"{{"id":{},"ok":false,"error":"EPERM"}}"#, kill.id).unwrap();
+            let _pidof = lines.next();
+            // Hang up without answering.
+        });
+        let mut client = AgentClient::connect(&path, Arc::new(AtomicU64::new(41))).unwrap();
+        assert_eq!(client.ping(Duration::from_secs(10)).unwrap(), "9.9");
+        let e = client.kill(1, 15).unwrap_err();
+        assert!(
+            matches!(e, Error::AgentOp { ref op, ref error } if op == "kill" && error == "EPERM"),
+            "{e}"
+        );
+        let e = client.pidof("x").unwrap_err();
+        assert!(matches!(e, Error::AgentGone { .. }), "{e}");
+        server.join().unwrap();
+    }
+}
