@@ -89,3 +89,44 @@ impl Qmp {
             .map_err(|e| Error::Monitor(format!("bad message {line:?}: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn negotiates_skips_events_and_reports_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            let mut lines = BufReader::new(stream).lines();
+            let mut expect = |execute: &str| {
+                let request: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+                assert_eq!(request["execute"], execute);
+                request
+            };
+            writeln!(writer, r#"{{"QMP":{{"version":{{}},"capabilities":[]}}}}"#).unwrap();
+            expect("qmp_capabilities");
+            writeln!(writer, r#"{{"return":{{}}}}"#).unwrap();
+            let hmp = expect("human-monitor-command");
+            assert_eq!(hmp["arguments"]["command-line"], "info status");
+            writeln!(writer, r#"{{"event":"RESUME","data":{{}}}}"#).unwrap();
+            writeln!(writer, r#"{{"return":"VM status: running\r\n"}}"#).unwrap();
+            expect("nope");
+            writeln!(
+                writer,
+                r#"{{"error":{{"class":"CommandNotFound","desc":"no"}}}}"#
+            )
+            .unwrap();
+        });
+        let mut qmp = Qmp::connect(&path, Duration::from_secs(10)).unwrap();
+        assert_eq!(qmp.hmp("info status").unwrap(), "VM status: running\r\n");
+        let e = qmp.execute("nope", None).unwrap_err();
+        assert!(e.to_string().contains("CommandNotFound"), "{e}");
+        server.join().unwrap();
+    }
+}
