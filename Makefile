@@ -31,7 +31,7 @@ run: deps static image ## Boot out/image under QEMU, console on this terminal (C
 
 test: deps static image image-test ## Unit and host tests, then the QEMU scenarios one at a time.
 	$(CARGO) test --workspace --exclude berth-qemu-tests
-	$(CARGO) test -p berth-qemu-tests -- --test-threads=1
+	$(CARGO) test -p berth-qemu-tests -- --test-threads=1 --nocapture
 
 clean: ## Remove out/ and cargo's build output.
 	rm -rf out

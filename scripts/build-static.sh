@@ -44,6 +44,11 @@ for p in "$checkout" "$cargo_home" "${CARGO_TARGET_DIR:-}"; do
 done
 
 cd "$checkout"
+# The source revision berthd reports in Version (and berthctl version prints).
+if [ -z "${BERTH_REVISION:-}" ]; then
+    BERTH_REVISION=$(git -C "$checkout" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+fi
+export BERTH_REVISION
 RUSTFLAGS="$flags" cargo build --release --locked --target "$TARGET" --bins "$@"
 
 bin_dir=$target_dir/$TARGET/release
