@@ -58,6 +58,13 @@ enum Format {
 
 /// Runs berthctl with `args` (argv including argv[0]); returns the process exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    // Like other command-line tools, end quietly when the reader of our output goes away
+    // (`berthctl plugins ls | head`) instead of panicking on EPIPE.
+    // SAFETY: restoring the default disposition of SIGPIPE installs no handler and is done
+    // before this process starts any thread.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
     let args = match Args::try_parse_from(args) {
         Ok(a) => a,
         Err(e) => {
