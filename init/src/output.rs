@@ -83,7 +83,13 @@ pub fn forward<R: Read>(
 ) {
     let mut splitter = LineSplitter::default();
     let mut buf = [0u8; 4096];
+    // A service that names itself (`berthd: error: …`) is not named twice on the console.
+    let own_prefix = format!("{name}: ");
     let mut emit = |line: String| {
+        let line = match line.strip_prefix(&own_prefix) {
+            Some(rest) => rest.to_string(),
+            None => line,
+        };
         console.service_line(name, &line);
         if !line.trim().is_empty() {
             if let Ok(mut last) = last.lock() {
@@ -110,6 +116,16 @@ pub fn forward<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_naming_itself_is_not_named_twice() {
+        let last = Arc::new(Mutex::new(LastLines::default()));
+        let console = Console::new(crate::console::Level::Error);
+        forward(&b"berthd: error: bad\n"[..], "berthd", Stream::Stderr, console, &last);
+        assert_eq!(last.lock().unwrap().stderr.as_deref(), Some("error: bad"));
+        forward(&b"other: x\n"[..], "berthd", Stream::Stderr, console, &last);
+        assert_eq!(last.lock().unwrap().stderr.as_deref(), Some("other: x"));
+    }
 
     #[test]
     fn splits_across_chunks() {

@@ -67,7 +67,14 @@ pub enum Decision {
         /// Failures in a row.
         failures: u32,
     },
+    /// Stop trying at once: the service said its configuration is invalid, and starting it
+    /// again from the same read-only files cannot help.
+    GiveUpConfig,
 }
+
+/// The exit code with which a service reports an invalid configuration (sysexits' EX_CONFIG),
+/// as berthd does.
+pub const EXIT_CONFIG: i32 = 78;
 
 /// The restart policy state of one service.
 #[derive(Debug, Clone)]
@@ -88,8 +95,13 @@ impl Tracker {
         !was_ready || ran < QUICK_EXIT
     }
 
-    /// Records an exit (or a failed spawn, `failure = true`) and decides.
-    pub fn on_exit(&mut self, failure: bool) -> Decision {
+    /// Records an exit (or a failed spawn, `failure = true`) and decides. `bad_config`: the
+    /// service exited with [`EXIT_CONFIG`] before it was ready.
+    pub fn on_exit(&mut self, failure: bool, bad_config: bool) -> Decision {
+        if bad_config {
+            self.failures += 1;
+            return Decision::GiveUpConfig;
+        }
         if !failure {
             self.failures = 0;
             return Decision::Restart { delay: self.backoff.initial, failures: 0 };
@@ -339,18 +351,19 @@ impl Supervisor {
         let ran = now.saturating_duration_since(started);
         let failure = Tracker::is_failure(ready, ran);
         let reason = status.to_string();
+        let bad_config = !ready && status.signal.is_none() && status.code == EXIT_CONFIG;
         let what = if !ready {
             format!("{} (pid {pid}) exited before becoming ready: {reason}", svc.spec.name)
         } else {
             format!("{} (pid {pid}) exited after {:.1}s: {reason}", svc.spec.name, ran.as_secs_f64())
         };
-        self.decide(i, failure, what, reason, now);
+        self.decide(i, failure, bad_config, what, reason, now);
     }
 
-    fn decide(&mut self, i: usize, failure: bool, what: String, reason: String, now: Instant) {
+    fn decide(&mut self, i: usize, failure: bool, bad_config: bool, what: String, reason: String, now: Instant) {
         let console = self.console;
         let svc = &mut self.services[i];
-        match svc.tracker.on_exit(failure) {
+        match svc.tracker.on_exit(failure, bad_config) {
             Decision::Restart { delay, failures } => {
                 let count = if failures > 0 {
                     format!(" (failure {failures} of {})", svc.tracker.max_failures())
@@ -364,6 +377,15 @@ impl Supervisor {
                 let last = svc.last.lock().ok().and_then(|l| l.best().map(str::to_string));
                 console.error(&format!(
                     "{} cannot start: {reason} after {failures} attempts; last error: {}",
+                    svc.spec.name,
+                    last.as_deref().unwrap_or("(no output)")
+                ));
+                svc.phase = Phase::Failed;
+            }
+            Decision::GiveUpConfig => {
+                let last = svc.last.lock().ok().and_then(|l| l.best().map(str::to_string));
+                console.error(&format!(
+                    "{} cannot start: invalid configuration ({reason}); not restarting; last error: {}",
                     svc.spec.name,
                     last.as_deref().unwrap_or("(no output)")
                 ));
@@ -410,7 +432,7 @@ impl Supervisor {
                     last.stderr = Some(reason.clone());
                 }
                 let what = format!("{}: {reason}", svc.spec.name);
-                self.decide(i, true, what, reason, now);
+                self.decide(i, true, false, what, reason, now);
                 return;
             }
         };
@@ -535,24 +557,31 @@ mod tests {
     #[test]
     fn gives_up_after_max_failures_in_a_row() {
         let mut t = Tracker::new(3, B);
-        assert_eq!(t.on_exit(true), Decision::Restart { delay: Duration::from_millis(200), failures: 1 });
-        assert_eq!(t.on_exit(true), Decision::Restart { delay: Duration::from_millis(400), failures: 2 });
-        assert_eq!(t.on_exit(true), Decision::GiveUp { failures: 3 });
+        assert_eq!(t.on_exit(true, false), Decision::Restart { delay: Duration::from_millis(200), failures: 1 });
+        assert_eq!(t.on_exit(true, false), Decision::Restart { delay: Duration::from_millis(400), failures: 2 });
+        assert_eq!(t.on_exit(true, false), Decision::GiveUp { failures: 3 });
     }
 
     #[test]
     fn a_good_run_resets_the_count() {
         let mut t = Tracker::new(2, B);
-        assert!(matches!(t.on_exit(true), Decision::Restart { failures: 1, .. }));
-        assert_eq!(t.on_exit(false), Decision::Restart { delay: Duration::from_millis(200), failures: 0 });
-        assert!(matches!(t.on_exit(true), Decision::Restart { failures: 1, .. }));
+        assert!(matches!(t.on_exit(true, false), Decision::Restart { failures: 1, .. }));
+        assert_eq!(t.on_exit(false, false), Decision::Restart { delay: Duration::from_millis(200), failures: 0 });
+        assert!(matches!(t.on_exit(true, false), Decision::Restart { failures: 1, .. }));
         assert_eq!(t.failures(), 1);
     }
 
     #[test]
     fn zero_max_failures_means_one() {
         let mut t = Tracker::new(0, B);
-        assert_eq!(t.on_exit(true), Decision::GiveUp { failures: 1 });
+        assert_eq!(t.on_exit(true, false), Decision::GiveUp { failures: 1 });
+    }
+
+    #[test]
+    fn invalid_configuration_gives_up_at_once() {
+        let mut t = Tracker::new(5, B);
+        assert_eq!(t.on_exit(true, true), Decision::GiveUpConfig);
+        assert_eq!(t.failures(), 1);
     }
 
     fn spec(name: &str, path: &str, args: &[&str], max_failures: u32) -> ServiceSpec {

@@ -427,10 +427,21 @@ fn bad_berthd_config_is_reported_and_berthd_is_not_started() -> Result<()> {
         .lines()
         .filter(|l| l.contains("berthd.toml"))
         .collect();
-    println!(
-        "{} console lines name berthd.toml (one per start attempt)",
-        mentions.len()
-    );
+    println!("{} console lines name berthd.toml", mentions.len());
+    // berthd exits with EX_CONFIG, so init starts it once and says why it stops: berthd's own
+    // line plus init's give-up line, no retries.
+    vm.check(
+        gave_up.contains("invalid configuration") && gave_up.contains("not restarting"),
+        format!("give-up line does not say the configuration is invalid: {gave_up:?}"),
+    )?;
+    vm.check(
+        mentions.len() == 2 && !console.contains("restarting in"),
+        format!("berthd was retried or its error repeated: {mentions:?}"),
+    )?;
+    vm.check(
+        !console.contains("berthd: berthd:"),
+        "berthd's lines are prefixed twice",
+    )?;
     for line in &mentions {
         vm.check(
             line.contains(&format!(":{line_no}")) && line.contains("adress"),

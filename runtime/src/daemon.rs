@@ -20,6 +20,10 @@ use crate::{
     services::{IntrospectionService, VersionService},
 };
 
+/// Exit code for an invalid configuration (sysexits' EX_CONFIG). A supervisor restarting berthd
+/// cannot fix the file, so berth-init gives up at once on this code instead of retrying.
+pub const EXIT_CONFIG: i32 = 78;
+
 /// berthd command line.
 #[derive(Debug, Parser)]
 #[command(name = "berthd", version, about = "berth's container engine daemon")]
@@ -111,7 +115,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("berthd: error: {e}");
-            return 1;
+            return EXIT_CONFIG;
         }
     };
     let (filter, handle) = reload::Layer::new(level_filter(cfg.debug.level));

@@ -105,7 +105,7 @@ fn bad_config_is_one_line_naming_file_line_and_key() {
     let cfg = dir.path().join("berthd.toml");
     std::fs::write(&cfg, "version = 1\n\n[ttrpc]\nadress = \"/tmp/x.sock\"\n").unwrap();
     let out = Command::new(BERTHD).arg("--config").arg(&cfg).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(berth_runtime::daemon::EXIT_CONFIG));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     let want = format!("berthd: error: {}:4: key ttrpc.adress: unknown field `adress`", cfg.display());
