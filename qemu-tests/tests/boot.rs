@@ -59,6 +59,21 @@ fn first_version(vm: &mut Vm, timeout: Duration) -> Result<String> {
     Ok(out.stdout)
 }
 
+/// QEMU exited 0 after the kernel's `reboot: Power down`, with no kernel panic.
+fn check_clean_power_off(vm: &mut Vm, status: std::process::ExitStatus) -> Result<()> {
+    let console = vm.console_text();
+    vm.check(status.success(), format!("QEMU exited with {status}"))?;
+    vm.check(
+        console.contains("reboot: Power down"),
+        "no `reboot: Power down` on the console",
+    )?;
+    vm.check(
+        !console.contains("Kernel panic"),
+        "kernel panic on the console",
+    )?;
+    Ok(())
+}
+
 #[test]
 fn boots_to_ready_and_answers_version() -> Result<()> {
     let mut vm = boot_test_image("ready")?;
@@ -154,17 +169,7 @@ fn sigterm_to_init_powers_off_cleanly() -> Result<()> {
         "SIGTERM to pid 1 -> QEMU exit: {:.3} s",
         asked.elapsed().as_secs_f64()
     );
-    let console = vm.console_text();
-    vm.check(status.success(), format!("QEMU exited with {status}"))?;
-    vm.check(
-        console.contains("reboot: Power down"),
-        "no `reboot: Power down` on the console",
-    )?;
-    vm.check(
-        !console.contains("Kernel panic"),
-        "kernel panic on the console",
-    )?;
-    Ok(())
+    check_clean_power_off(&mut vm, status)
 }
 
 #[test]
@@ -222,17 +227,7 @@ fn acpi_power_button_powers_off_cleanly() -> Result<()> {
         "system_powerdown -> QEMU exit: {:.3} s",
         pressed.elapsed().as_secs_f64()
     );
-    let console = vm.console_text();
-    vm.check(status.success(), format!("QEMU exited with {status}"))?;
-    vm.check(
-        console.contains("reboot: Power down"),
-        "no `reboot: Power down` on the console",
-    )?;
-    vm.check(
-        !console.contains("Kernel panic"),
-        "kernel panic on the console",
-    )?;
-    Ok(())
+    check_clean_power_off(&mut vm, status)
 }
 
 #[test]
