@@ -5,11 +5,14 @@
 //! file that sets only `[berthd] max_failures` keeps every other default). An invalid file
 //! (TOML syntax, unknown key, wrong type) is reported as one line naming the file, the line
 //! and the key, and the node comes up on the built-in defaults rather than hanging.
+//!
+//! Over the file come the `berth.` arguments of the kernel command line
+//! ([`Config::load_layers`], [`crate::cmdline`]); each invalid one is skipped alone.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::console::Level;
 
@@ -44,7 +47,7 @@ pub enum ConfigError {
 
 /// What to do when init hits a fatal error (a bug, a panic): never exit, since PID 1 exiting
 /// panics the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FatalAction {
     /// Power the machine off.
@@ -54,7 +57,7 @@ pub enum FatalAction {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[console]`.
@@ -73,7 +76,7 @@ pub struct Config {
 }
 
 /// `[console]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
     /// `error`, `warn`, `info` or `debug`.
@@ -81,7 +84,7 @@ pub struct ConsoleConfig {
 }
 
 /// `[modules]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModulesConfig {
     /// Modules to load (with their dependencies) from `/lib/modules/<kver>/`, in order.
@@ -90,7 +93,7 @@ pub struct ModulesConfig {
 }
 
 /// `[berthd]`: the engine, started and supervised by init.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BerthdConfig {
     /// The executable.
@@ -110,7 +113,7 @@ pub struct BerthdConfig {
 }
 
 /// `[bridge]`: the virtio-serial port bridged to berthd's socket.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeConfig {
     /// The virtio-serial port name (`/sys/class/virtio-ports/*/name`); empty disables the bridge.
@@ -120,7 +123,7 @@ pub struct BridgeConfig {
 }
 
 /// `[shutdown]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
     /// How long services get between SIGTERM and SIGKILL.
@@ -132,7 +135,7 @@ pub struct ShutdownConfig {
 }
 
 /// One `[[service]]`: an extra process init starts after berthd and supervises.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Name used on the console and in messages.
@@ -256,6 +259,64 @@ impl Config {
     }
 }
 
+/// The configuration after all layers, with what went wrong on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration to run with.
+    pub config: Config,
+    /// The file could not be used (its layer is skipped: built-in defaults under the
+    /// command line).
+    pub file_error: Option<ConfigError>,
+    /// Each skipped `berth.` argument of the kernel command line.
+    pub cmdline_errors: Vec<crate::cmdline::ArgError>,
+    /// `berth.config=<url>` (reserved for fetching a node configuration; not fetched yet).
+    pub config_url: Option<String>,
+}
+
+impl Config {
+    /// The layers, later wins: built-in defaults → the file at `path` → the `berth.`
+    /// arguments of the kernel command line `cmdline` (see [`crate::cmdline`]). A bad file
+    /// is skipped as a whole (as in [`Config::load`]); a bad argument is skipped alone.
+    pub fn load_layers(path: &Path, cmdline: &str) -> Loaded {
+        let (file_config, file_error) = Self::load(path);
+        // The file parsed: take it as a table, so the overlay changes only the keys it names.
+        let base = if file_error.is_none() {
+            std::fs::read_to_string(path).ok().and_then(|text| text.parse::<toml::Table>().ok())
+        } else {
+            None
+        };
+        let base = base.unwrap_or_default();
+        let schema = toml::Table::try_from(Self::default()).expect("the defaults serialize");
+        let overlay = crate::cmdline::Overlay::parse(cmdline, &schema);
+        let mut errors = overlay.errors;
+        let mut accepted: Vec<&crate::cmdline::Setting> = overlay.settings.iter().collect();
+        let config = loop {
+            let mut table = base.clone();
+            crate::cmdline::Overlay::apply(&mut table, accepted.iter().copied());
+            match serde_path_to_error::deserialize::<_, Self>(toml::Value::Table(table)) {
+                Ok(config) => break config,
+                Err(err) => {
+                    // A value of the right TOML type can still be refused (an unknown enum
+                    // variant, a number out of range): drop the argument that set it, the
+                    // last one for that key, and try again.
+                    let key = err.path().to_string();
+                    let key = key.split('[').next().unwrap_or_default().to_string();
+                    let message = err.into_inner().message().trim().replace('\n', " ");
+                    match accepted.iter().rposition(|s| s.key() == key) {
+                        Some(index) => {
+                            let setting = accepted.remove(index);
+                            errors.push(crate::cmdline::ArgError { arg: setting.arg.clone(), message });
+                        }
+                        // Not ours (cannot happen for a file that parsed): the file layer alone.
+                        None => break file_config,
+                    }
+                }
+            }
+        };
+        Loaded { config, file_error, cmdline_errors: errors, config_url: overlay.config_url }
+    }
+}
+
 /// 1-based line number of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -355,6 +416,94 @@ mod tests {
         let (config, err) = Config::load(Path::new("/nonexistent/init.toml"));
         assert_eq!(config, Config::default());
         assert!(err.is_none());
+    }
+
+    fn layers(file: Option<&str>, cmdline: &str) -> Loaded {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("init.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        Config::load_layers(&path, cmdline)
+    }
+
+    fn error_lines(loaded: &Loaded) -> Vec<String> {
+        loaded.cmdline_errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn cmdline_overrides_file_overrides_defaults() {
+        let loaded = layers(
+            Some("[berthd]\nmax_failures = 3\nbackoff_max_ms = 100\n[console]\nlevel = \"debug\"\n"),
+            "console=ttyS0 berth.berthd.max_failures=9 berth.modules.load=a,b quiet",
+        );
+        assert!(loaded.file_error.is_none() && loaded.cmdline_errors.is_empty());
+        let c = &loaded.config;
+        assert_eq!(c.berthd.max_failures, 9);
+        assert_eq!(c.berthd.backoff_max_ms, 100);
+        assert_eq!(c.berthd.backoff_initial_ms, 200);
+        assert_eq!(c.console.level, Level::Debug);
+        assert_eq!(c.modules.load, ["a", "b"]);
+    }
+
+    #[test]
+    fn cmdline_keeps_file_services() {
+        let loaded = layers(Some("[[service]]\nname = \"a\"\npath = \"/a\"\n"), "berth.bridge.port=");
+        assert_eq!(loaded.config.services.len(), 1);
+        assert_eq!(loaded.config.bridge.port, "");
+    }
+
+    #[test]
+    fn cmdline_later_wins_and_bad_values_keep_the_earlier_one() {
+        let loaded = layers(None, "berth.console.level=warn berth.console.level=error berth.console.level=loud");
+        assert_eq!(loaded.config.console.level, Level::Error);
+        assert_eq!(
+            error_lines(&loaded),
+            ["kernel command line: berth.console.level=loud: unknown variant `loud`, expected one of `error`, `warn`, `info`, `debug`"]
+        );
+    }
+
+    #[test]
+    fn cmdline_errors_are_skipped_one_by_one() {
+        let loaded = layers(
+            Some("[berthd]\nmax_failures = 3\n"),
+            "berth.berthd.max_failures=x berth.shutdown.on_fatal=explode berth.berthd.max_failures=4294967296 \
+             berth.shutdown.timeout_secs=7 berth.nope=1",
+        );
+        assert_eq!(loaded.config.berthd.max_failures, 3);
+        assert_eq!(loaded.config.shutdown.on_fatal, FatalAction::Poweroff);
+        assert_eq!(loaded.config.shutdown.timeout_secs, 7);
+        let mut lines = error_lines(&loaded);
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "kernel command line: berth.berthd.max_failures=4294967296: invalid value: integer `4294967296`, expected u32",
+                "kernel command line: berth.berthd.max_failures=x: invalid value: expected an unsigned integer",
+                "kernel command line: berth.nope=1: unknown key",
+                "kernel command line: berth.shutdown.on_fatal=explode: unknown variant `explode`, expected `poweroff` or `reboot`",
+            ]
+        );
+    }
+
+    #[test]
+    fn cmdline_applies_over_defaults_when_the_file_is_bad() {
+        let loaded = layers(Some("[berthd]\nmax_failures = \"x\"\n"), "berth.bridge.wait_secs=1");
+        assert!(loaded.file_error.is_some());
+        assert_eq!(loaded.config, Config { bridge: BridgeConfig { wait_secs: 1, ..BridgeConfig::default() }, ..Config::default() });
+    }
+
+    #[test]
+    fn cmdline_config_url_is_kept() {
+        let loaded = layers(None, "berth.config=http://10.0.2.2/node.toml");
+        assert_eq!(loaded.config_url.as_deref(), Some("http://10.0.2.2/node.toml"));
+        assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
+    fn no_cmdline_is_the_file() {
+        let loaded = layers(Some("[shutdown]\non_fatal = \"reboot\"\n"), "");
+        assert_eq!(loaded.config.shutdown.on_fatal, FatalAction::Reboot);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// How much init prints. Ordered: a message is printed when its level is at most the
 /// configured one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Only errors.

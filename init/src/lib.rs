@@ -12,6 +12,7 @@
 //! (`[shutdown] on_fatal`).
 
 pub mod bridge;
+pub mod cmdline;
 pub mod config;
 pub mod console;
 pub mod events;

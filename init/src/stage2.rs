@@ -10,6 +10,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use crate::cmdline;
 use crate::config::{self, Config};
 use crate::console::{Console, Level};
 use crate::events;
@@ -34,15 +35,29 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     let mount_results = mounts::mount_table(mounts::STAGE2_MOUNTS);
     mounts::create_dev_symlinks();
 
-    let (config, config_error) = Config::load(config_path);
+    let (cmdline, cmdline_error) = match cmdline::read(Path::new(cmdline::PROC_CMDLINE)) {
+        Ok(text) => (text, None),
+        Err(err) => (String::new(), Some(err)),
+    };
+    let loaded = Config::load_layers(config_path, &cmdline);
+    let config = loaded.config;
     let console = Console::new(config.console.level);
     *fatal = FatalPolicy {
         action: config.shutdown.on_fatal.into(),
         timeout: Duration::from_secs(config.shutdown.timeout_secs),
         console,
     };
-    if let Some(err) = config_error {
+    if let Some(err) = loaded.file_error {
         console.error(&format!("{err}; continuing with built-in defaults"));
+    }
+    if let Some(err) = cmdline_error {
+        console.warn(&format!("cannot read {}: {err}; berth. arguments not applied", cmdline::PROC_CMDLINE));
+    }
+    for err in &loaded.cmdline_errors {
+        console.error(&format!("{err}; ignored"));
+    }
+    if let Some(url) = &loaded.config_url {
+        console.info(&format!("berth.config={url}: fetching a node configuration is not supported yet; ignored"));
     }
     for (spec, result) in mount_results {
         match result {
