@@ -16,6 +16,7 @@ pub mod cmdline;
 pub mod config;
 pub mod console;
 pub mod events;
+pub mod ipconfig;
 pub mod loopdev;
 pub mod modules;
 pub mod mounts;
