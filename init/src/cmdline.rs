@@ -3,7 +3,7 @@
 //! Every `berth.<dotted.key>=<value>` argument overrides that key of `init.toml`, so a node
 //! can be reconfigured from the boot loader (or QEMU `-append`) without rebuilding the
 //! image. Layers, later wins: built-in defaults → `/etc/berth/init.toml` → kernel command
-//! line. Values are typed by the key they set (see [`Overlay::apply`]); an invalid argument
+//! line. Values are typed by the key they set (see [`Overlay::parse`]); an invalid argument
 //! is reported as one line naming it and skipped, the other arguments still apply.
 //!
 //! Tokenizing follows the kernel's `next_arg()` (`lib/cmdline.c`): arguments are separated

@@ -278,14 +278,17 @@ impl Config {
     /// arguments of the kernel command line `cmdline` (see [`crate::cmdline`]). A bad file
     /// is skipped as a whole (as in [`Config::load`]); a bad argument is skipped alone.
     pub fn load_layers(path: &Path, cmdline: &str) -> Loaded {
-        let (file_config, file_error) = Self::load(path);
-        // The file parsed: take it as a table, so the overlay changes only the keys it names.
-        let base = if file_error.is_none() {
-            std::fs::read_to_string(path).ok().and_then(|text| text.parse::<toml::Table>().ok())
-        } else {
-            None
+        // The file as a table (when it is valid), so the overlay changes only the keys it names.
+        let (file_config, base, file_error) = match std::fs::read_to_string(path) {
+            Ok(text) => match Self::parse(path, &text) {
+                Ok(config) => (config, text.parse::<toml::Table>().unwrap_or_default(), None),
+                Err(err) => (Self::default(), toml::Table::new(), Some(err)),
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (Self::default(), toml::Table::new(), None),
+            Err(source) => {
+                (Self::default(), toml::Table::new(), Some(ConfigError::Read { path: path.to_path_buf(), source }))
+            }
         };
-        let base = base.unwrap_or_default();
         let schema = toml::Table::try_from(Self::default()).expect("the defaults serialize");
         let overlay = crate::cmdline::Overlay::parse(cmdline, &schema);
         let mut errors = overlay.errors;
@@ -491,6 +494,14 @@ mod tests {
         let loaded = layers(Some("[berthd]\nmax_failures = \"x\"\n"), "berth.bridge.wait_secs=1");
         assert!(loaded.file_error.is_some());
         assert_eq!(loaded.config, Config { bridge: BridgeConfig { wait_secs: 1, ..BridgeConfig::default() }, ..Config::default() });
+    }
+
+    #[test]
+    fn cmdline_quotes_group_values() {
+        let loaded = layers(None, "quiet \"berth.berthd.path=/opt/my berthd\" berth.berthd.args=\"--log level,debug\" x=1");
+        assert!(loaded.cmdline_errors.is_empty());
+        assert_eq!(loaded.config.berthd.path, PathBuf::from("/opt/my berthd"));
+        assert_eq!(loaded.config.berthd.args, ["--log level", "debug"]);
     }
 
     #[test]
