@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod content;
 pub mod ctl;
 pub mod daemon;
 pub mod plugins;
