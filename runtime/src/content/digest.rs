@@ -87,23 +87,29 @@ impl FromStr for Digest {
                 algorithm: algorithm.to_owned(),
             });
         }
+        if let Some(found) = hex.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+            return Err(DigestError::BadCharacter {
+                input: input.to_owned(),
+                found,
+            });
+        }
         if hex.len() != 64 {
             return Err(DigestError::BadLength {
                 input: input.to_owned(),
-                len: hex.chars().count(),
+                len: hex.len(),
             });
         }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            _ => Err(DigestError::BadCharacter {
-                input: input.to_owned(),
-                found: char::from(c),
-            }),
+        // Only lowercase hex digits are left, so each byte maps to a nibble.
+        let nibble = |c: u8| {
+            if c.is_ascii_digit() {
+                c - b'0'
+            } else {
+                c - b'a' + 10
+            }
         };
         let mut out = [0u8; 32];
         for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+            *byte = (nibble(pair[0]) << 4) | nibble(pair[1]);
         }
         Ok(Self(out))
     }
@@ -141,6 +147,7 @@ mod tests {
             ("e3b0", "expected the form"),
             ("sha512:abcd", "only sha256 is supported"),
             ("sha256:abcd", "got 4"),
+            ("sha256:é", "'é'"),
             (
                 &EMPTY.to_uppercase().replace("SHA256", "sha256"),
                 "not a lowercase hex",

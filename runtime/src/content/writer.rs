@@ -92,6 +92,7 @@ impl Writer {
                     .open(&data_path)
                     .map_err(Error::io("create", &data_path))?;
                 write_file(&dir.join(STARTED_AT), &encode_time(now))?;
+                remove_if_present(&dir.join(EXPECTED))?;
                 (data, now, None)
             }
         };
@@ -396,6 +397,13 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("read", path)(e)),
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
+        _ => Ok(()),
     }
 }
 
