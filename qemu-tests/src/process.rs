@@ -99,7 +99,8 @@ pub fn run_ok(command: Command, timeout: Duration) -> Result<CommandOutput> {
     }
 }
 
-fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
+/// Reads a pipe to its end on a thread; the text arrives on the returned channel.
+pub(crate) fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     if let Some(mut pipe) = pipe {
         thread::spawn(move || {

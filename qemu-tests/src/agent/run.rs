@@ -1,10 +1,8 @@
 //! `run`: executes a program from the image with a timeout and captures its output.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,6 +10,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::OpError;
+use crate::process::collect;
 use crate::protocol::RunOutput;
 
 /// Timeout when the request gives none.
@@ -80,18 +79,6 @@ pub fn run(
     })
 }
 
-/// Reads a pipe to its end on a thread; the text arrives on the returned channel.
-fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    if let Some(mut pipe) = pipe {
-        thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
-        });
-    }
-    rx
-}
 
 #[cfg(test)]
 mod tests {
