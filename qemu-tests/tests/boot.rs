@@ -346,8 +346,14 @@ fn test_agent_acts_inside_the_guest() -> Result<()> {
     Ok(())
 }
 
-/// Renames `key` to `typo` on its line within `[table]`; returns the 1-based line number.
-fn misspell_key(text: &str, table: &str, key: &str, typo: &str) -> Option<(String, usize)> {
+/// Rewrites the line of `key` within `[table]` with `edit`; returns the text and the 1-based
+/// line number.
+fn edit_key_line(
+    text: &str,
+    table: &str,
+    key: &str,
+    edit: impl FnOnce(&str) -> String,
+) -> Option<(String, usize)> {
     let mut in_table = false;
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     for (i, line) in lines.iter_mut().enumerate() {
@@ -355,27 +361,21 @@ fn misspell_key(text: &str, table: &str, key: &str, typo: &str) -> Option<(Strin
         if trimmed.starts_with('[') {
             in_table = trimmed == format!("[{table}]");
         } else if in_table && trimmed.split('=').next().map(str::trim) == Some(key) {
-            *line = line.replacen(key, typo, 1);
+            *line = edit(line);
             return Some((lines.join("\n") + "\n", i + 1));
         }
     }
     None
 }
 
+/// Renames `key` to `typo` on its line within `[table]`; returns the 1-based line number.
+fn misspell_key(text: &str, table: &str, key: &str, typo: &str) -> Option<(String, usize)> {
+    edit_key_line(text, table, key, |line| line.replacen(key, typo, 1))
+}
+
 /// Replaces the value of `key` within `[table]`; returns the 1-based line number.
 fn replace_value(text: &str, table: &str, key: &str, value: &str) -> Option<(String, usize)> {
-    let mut in_table = false;
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    for (i, line) in lines.iter_mut().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_table = trimmed == format!("[{table}]");
-        } else if in_table && trimmed.split('=').next().map(str::trim) == Some(key) {
-            *line = format!("{key} = {value}");
-            return Some((lines.join("\n") + "\n", i + 1));
-        }
-    }
-    None
+    edit_key_line(text, table, key, |_| format!("{key} = {value}"))
 }
 
 /// Boots a test-image variant whose `/etc/berth/<file>` was broken by `edit` (which returns
