@@ -59,6 +59,15 @@ fn first_version(vm: &mut Vm, timeout: Duration) -> Result<String> {
     Ok(out.stdout)
 }
 
+/// No kernel panic in `console` (the text of `vm`'s console).
+fn check_no_panic(vm: &mut Vm, console: &str) -> Result<()> {
+    vm.check(
+        !console.contains("Kernel panic"),
+        "kernel panic on the console",
+    )?;
+    Ok(())
+}
+
 /// QEMU exited 0 after the kernel's `reboot: Power down`, with no kernel panic.
 fn check_clean_power_off(vm: &mut Vm, status: std::process::ExitStatus) -> Result<()> {
     let console = vm.console_text();
@@ -67,10 +76,7 @@ fn check_clean_power_off(vm: &mut Vm, status: std::process::ExitStatus) -> Resul
         console.contains("reboot: Power down"),
         "no `reboot: Power down` on the console",
     )?;
-    vm.check(
-        !console.contains("Kernel panic"),
-        "kernel panic on the console",
-    )?;
+    check_no_panic(vm, &console)?;
     Ok(())
 }
 
@@ -450,10 +456,7 @@ fn bad_berthd_config_is_reported_and_berthd_is_not_started() -> Result<()> {
             format!("error split over lines: {line:?}"),
         )?;
     }
-    vm.check(
-        !console.contains("Kernel panic"),
-        "kernel panic on the console",
-    )?;
+    check_no_panic(&mut vm, &console)?;
     Ok(())
 }
 
