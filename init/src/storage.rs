@@ -49,7 +49,7 @@ pub struct StorageConfig {
     pub label: String,
     /// After module loading, how long to keep looking for the labelled partition (slow
     /// controllers, USB) before deciding the node is diskless.
-    pub wait_secs: u64,
+    pub wait_ms: u64,
     /// Format the labelled partition when it holds no ext4 file system (first boot).
     pub format: bool,
     /// Check the file system with `e2fsck` before mounting.
@@ -66,7 +66,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             label: "BERTH_STATE".into(),
-            wait_secs: 1,
+            wait_ms: 500,
             format: true,
             fsck: true,
             mkfs_path: "/usr/sbin/mke2fs".into(),
@@ -295,7 +295,7 @@ fn mount(source: &Path, fstype: &'static str, data: Option<&str>) -> Result<(), 
     })
 }
 
-/// Brings up `/var`: waits up to `wait_secs` for the labelled partition, checks or formats
+/// Brings up `/var`: waits up to `wait_ms` for the labelled partition, checks or formats
 /// it, mounts it; on any failure (or with no such partition) mounts a tmpfs instead. Every
 /// decision is reported on `console`. Never fails: a node without its disk still comes up.
 pub fn setup(config: &StorageConfig, console: Console) -> Outcome {
@@ -339,7 +339,7 @@ pub fn setup(config: &StorageConfig, console: Console) -> Outcome {
 }
 
 fn find_with_wait(config: &StorageConfig) -> Result<Option<Partition>, StorageError> {
-    let deadline = Instant::now() + Duration::from_secs(config.wait_secs);
+    let deadline = Instant::now() + Duration::from_millis(config.wait_ms);
     loop {
         let mut found = find_labelled(Path::new("/sys/class/block"), &config.label);
         match found.len() {
