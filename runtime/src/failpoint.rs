@@ -39,11 +39,8 @@ fn armed() -> Option<&'static Armed> {
     ARMED
         .get_or_init(|| {
             let spec = std::env::var(ENV).ok()?;
-            let (name, at) = match spec.split_once('@') {
-                Some((name, n)) => (name.to_string(), n.parse().ok().filter(|n| *n >= 1)?),
-                None => (spec, 1),
-            };
-            Some(Armed { name, at, seen: AtomicU64::new(0) })
+            let (name, at) = parse(&spec)?;
+            Some(Armed { name: name.to_string(), at, seen: AtomicU64::new(0) })
         })
         .as_ref()
 }
