@@ -787,4 +787,27 @@ mod tests {
             loaded.file_errors[0]
         );
     }
+
+    fn dotted_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match value {
+                toml::Value::Table(t) => dotted_keys(&path, t, out),
+                // `[[service]]` entries are checked from a sample entry below.
+                toml::Value::Array(_) if path == "service" => {}
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let docs = include_str!("../../docs/init-config.md");
+        let mut keys = Vec::new();
+        dotted_keys("", &toml::Table::try_from(Config::default()).unwrap(), &mut keys);
+        let service: ServiceConfig = toml::from_str("name = \"x\"\npath = \"/x\"").unwrap();
+        dotted_keys("service", &toml::Table::try_from(service).unwrap(), &mut keys);
+        let missing: Vec<&String> = keys.iter().filter(|k| !docs.contains(&format!("`{k}`"))).collect();
+        assert!(missing.is_empty(), "keys missing from docs/init-config.md: {missing:?}");
+    }
 }
