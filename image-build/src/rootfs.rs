@@ -126,6 +126,9 @@ pub fn root_tree(
 
     tree.dir("etc/berth", 0o755)?;
     tree.bytes("etc/os-release", 0o644, os_release(inputs.test))?;
+    // The root is read-only: init writes the resolver configuration under /run
+    // (docs/networking.md).
+    tree.symlink("etc/resolv.conf", "../run/berth/resolv.conf")?;
     for name in CONFIG_FILES {
         let path = inputs.config_dir.join(name);
         if !path.is_file() {

@@ -74,6 +74,10 @@ pub struct Config {
     pub bridge: BridgeConfig,
     /// `[shutdown]`.
     pub shutdown: ShutdownConfig,
+    /// `[network]` (docs/networking.md).
+    pub network: crate::net::NetworkConfig,
+    /// `[time]` (docs/networking.md).
+    pub time: crate::time::TimeConfig,
     /// `[[service]]`: extra supervised services.
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
@@ -236,6 +240,8 @@ impl Default for Config {
             berthd: BerthdConfig::default(),
             bridge: BridgeConfig::default(),
             shutdown: ShutdownConfig::default(),
+            network: crate::net::NetworkConfig::default(),
+            time: crate::time::TimeConfig::default(),
             services: Vec::new(),
             storage: crate::storage::StorageConfig::default(),
         }

@@ -1,6 +1,6 @@
 //! The kernel's `ip=` argument (`Documentation/admin-guide/nfs/nfsroot.rst`), parsed into a
 //! typed [`IpConfig`] so a PXE-booted node can be configured the way boot loaders and DHCP
-//! servers already describe it. Not used by networking yet.
+//! servers already describe it. [`crate::net::config::ip_plan`] turns it into an interface plan.
 //!
 //! Accepted forms:
 //! - `ip=<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:<autoconf>:<dns0-ip>:<dns1-ip>:<ntp0-ip>`,

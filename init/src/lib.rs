@@ -32,6 +32,7 @@ pub mod stage2;
 pub mod storage;
 pub mod supervisor;
 pub mod switch_root;
+pub mod time;
 
 use std::panic::AssertUnwindSafe;
 

@@ -1,7 +1,8 @@
 //! Stage 2: PID 1 on the real (read-only) root. Brings the node up and runs the main loop.
 //!
-//! Order: configuration → pseudo filesystems → modules → `lo` → API bridge → berthd and
-//! `[[service]]`s → main loop (signals, reaping, supervision) → orderly shutdown.
+//! Order: configuration → pseudo filesystems → modules → API bridge → storage → network (`lo`,
+//! DHCP, static; `docs/networking.md`) → time (SNTP) → berthd and `[[service]]`s → main loop
+//! (signals, reaping, supervision) → orderly shutdown.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -136,9 +137,6 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             modules_done.set();
         }
     }
-    if let Err(err) = crate::net::interface_up("lo") {
-        console.warn(&format!("cannot bring lo up: {err}"));
-    }
     let socket_dir = Path::new(crate::bridge::socket_path(&config.berthd.address))
         .parent()
         .map(Path::to_path_buf);
@@ -175,6 +173,13 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         storage_started.elapsed().as_millis()
     ));
     let config = with_node_file(config_path, &cmdline, config, console);
+    // Network, then time, before the engine: berthd pulls from mirrors over TLS. After
+    // storage, so the node file's [network] and [time] apply.
+    let config_files = [config_path, Path::new(crate::storage::NODE_FILE)];
+    let network = crate::net::stage(&config.network, &config_files, &cmdline, console);
+    network.wait();
+    let sources = crate::net::config::Sources::load(&config_files, &cmdline);
+    crate::time::stage(&config.time, &network.ntp_servers(), &sources, console);
 
     let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
     main_loop(&mut supervisor, signals.as_ref(), &rx, &config, console)

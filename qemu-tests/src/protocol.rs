@@ -73,6 +73,13 @@ pub enum Op {
         /// Free text (the MSG part).
         message: String,
     },
+    /// Reads the guest's `CLOCK_REALTIME` (the image has no `date`).
+    Time,
+    /// Resolves a name (A records) with the first name server of `/etc/resolv.conf`.
+    Resolve {
+        /// The name, e.g. `only-host.test`.
+        name: String,
+    },
 }
 
 /// One reply line: `{"id":N,"ok":true,…}` or `{"id":N,"ok":false,"error":"…"}`.
@@ -157,6 +164,22 @@ pub struct ReadFileOutput {
 pub struct PidofOutput {
     /// Matching pids, ascending; empty when none.
     pub pids: Vec<i32>,
+}
+
+/// Reply fields of `time`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeOutput {
+    /// Nanoseconds since the Unix epoch (negative before 1970).
+    pub unix_nanos: i64,
+}
+
+/// Reply fields of `resolve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveOutput {
+    /// The name server asked (`address:53`).
+    pub server: String,
+    /// The A records, in answer order.
+    pub addresses: Vec<String>,
 }
 
 /// Reply of operations that return nothing but success (`write_file`, `kill`, `syslog`).

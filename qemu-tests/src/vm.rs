@@ -141,6 +141,27 @@ impl VmBuilder {
         self
     }
 
+    /// Adds a virtio-net NIC with hardware address `mac` on the backend `netdev` (QEMU
+    /// `-netdev` syntax with an `id=`, e.g. `user,id=n0,net=10.9.0.0/24,dhcpstart=10.9.0.40`
+    /// or `tap,id=n0,ifname=tap0,script=no,downscript=no`).
+    pub fn nic(mut self, netdev: &str, mac: &str) -> Self {
+        let id = netdev
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("id="))
+            .expect("a -netdev specification has an id=")
+            .to_string();
+        self.extra_args.extend(
+            [
+                "-netdev".to_string(),
+                netdev.to_string(),
+                "-device".to_string(),
+                format!("virtio-net-pci,netdev={id},mac={mac}"),
+            ]
+            .map(OsString::from),
+        );
+        self
+    }
+
     /// Whether to add the `org.berth.test` port (default true).
     pub fn test_port(mut self, enabled: bool) -> Self {
         self.test_port = enabled;

@@ -5,6 +5,7 @@
 //! single-threaded and synchronous (one request at a time is all a scenario needs), and
 //! never exits on a bad request: every failure becomes an `ok:false` reply.
 
+mod dns;
 mod files;
 mod port;
 mod procs;
@@ -86,6 +87,9 @@ pub enum OpError {
         #[source]
         source: io::Error,
     },
+    /// A `resolve` query failed.
+    #[error("resolve: {0}")]
+    Dns(String),
     /// Sending the syslog datagram failed otherwise.
     #[error("cannot send to {path}: {source}")]
     Syslog {
@@ -120,8 +124,20 @@ pub fn dispatch(request: Request) -> Reply {
         Op::Pidof { name } => procs::pidof(&name).map(|out| Reply::success(id, &out)),
         Op::Syslog { message } => syslog::send(std::path::Path::new(syslog::DEV_LOG), &message)
             .map(|out| Reply::success(id, &out)),
+        Op::Time => Ok(Reply::success(id, &time_now())),
+        Op::Resolve { name } => dns::resolve(dns::RESOLV_CONF, &name, std::time::Duration::from_secs(5))
+            .map(|out| Reply::success(id, &out)),
     };
     result.unwrap_or_else(|e| Reply::failure(id, error_chain(&e)))
+}
+
+/// The guest's `CLOCK_REALTIME`.
+fn time_now() -> crate::protocol::TimeOutput {
+    let unix_nanos = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    };
+    crate::protocol::TimeOutput { unix_nanos }
 }
 
 /// Formats an error with its sources, so a reply explains the root cause too.

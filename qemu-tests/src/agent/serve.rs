@@ -108,6 +108,8 @@ fn describe(op: &Op) -> String {
         Op::Kill { pid, signal } => format!("kill pid {pid} signal {signal}"),
         Op::Pidof { name } => format!("pidof {name}"),
         Op::Syslog { .. } => "syslog".into(),
+        Op::Time => "time".into(),
+        Op::Resolve { name } => format!("resolve {name}"),
     }
 }
 

@@ -1,6 +1,5 @@
-//! Minimal networking: bring an interface up. Bringing `lo` up is enough for the kernel to
-//! give it 127.0.0.1/8 and ::1. Full networking (DHCP, static addresses, routes, DNS) comes
-//! later.
+//! `SIOCSIFFLAGS`: bring an interface up without netlink. Bringing `lo` up is enough for the
+//! kernel to give it 127.0.0.1/8 and ::1; everything else goes through `netlink.rs`.
 
 use std::os::fd::AsRawFd;
 
