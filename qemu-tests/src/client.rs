@@ -182,13 +182,17 @@ impl AgentClient {
 
     /// The guest's `CLOCK_REALTIME`, in nanoseconds since the Unix epoch.
     pub fn time(&mut self) -> Result<i64> {
-        self.request::<crate::protocol::TimeOutput>(Op::Time, REQUEST_TIMEOUT).map(|o| o.unix_nanos)
+        self.request::<crate::protocol::TimeOutput>(Op::Time, REQUEST_TIMEOUT)
+            .map(|o| o.unix_nanos)
     }
 
     /// Resolves `name` in the guest; returns the server asked and the A records.
     pub fn resolve(&mut self, name: &str) -> Result<(String, Vec<String>)> {
-        self.request::<crate::protocol::ResolveOutput>(Op::Resolve { name: name.into() }, REQUEST_TIMEOUT)
-            .map(|o| (o.server, o.addresses))
+        self.request::<crate::protocol::ResolveOutput>(
+            Op::Resolve { name: name.into() },
+            REQUEST_TIMEOUT,
+        )
+        .map(|o| (o.server, o.addresses))
     }
 
     /// Sends a syslog message to the guest's `/dev/log`.

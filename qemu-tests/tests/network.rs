@@ -29,7 +29,10 @@ struct Subnet {
 }
 
 fn random() -> u64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     // splitmix64 of the clock and the pid.
     let mut z = nanos ^ (u64::from(std::process::id()) << 32);
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -53,13 +56,21 @@ impl Subnet {
 
     /// The QEMU user network serving this subnet.
     fn user_netdev(&self, id: &str) -> String {
-        format!("user,id={id},net={}.0/24,dhcpstart={}", self.prefix, self.start)
+        format!(
+            "user,id={id},net={}.0/24,dhcpstart={}",
+            self.prefix, self.start
+        )
     }
 }
 
 fn random_mac() -> String {
     let r = random();
-    format!("52:54:00:{:02x}:{:02x}:{:02x}", r & 0xff, (r >> 8) & 0xff, (r >> 16) & 0xff)
+    format!(
+        "52:54:00:{:02x}:{:02x}:{:02x}",
+        r & 0xff,
+        (r >> 8) & 0xff,
+        (r >> 16) & 0xff
+    )
 }
 
 /// Addresses the guest's kernel holds as local (`/32 host LOCAL` entries of fib_trie).
@@ -97,13 +108,20 @@ fn default_gateway(route: &str, iface: &str) -> Option<String> {
 fn guest_view(vm: &mut Vm) -> Result<(Vec<String>, String, String, String)> {
     let mut agent = vm.agent()?;
     let read = |agent: &mut berth_qemu_tests::client::AgentClient, path: &str| -> Result<String> {
-        Ok(String::from_utf8_lossy(&agent.read_file(path).with_context(|| format!("reading {path}"))?).into_owned())
+        Ok(String::from_utf8_lossy(
+            &agent
+                .read_file(path)
+                .with_context(|| format!("reading {path}"))?,
+        )
+        .into_owned())
     };
     let fib = read(&mut agent, "/proc/net/fib_trie")?;
     let route = read(&mut agent, "/proc/net/route")?;
     // Through the image's /etc/resolv.conf -> /run/berth/resolv.conf symlink.
     let resolv = read(&mut agent, "/etc/resolv.conf")?;
-    let hostname = read(&mut agent, "/proc/sys/kernel/hostname")?.trim().to_string();
+    let hostname = read(&mut agent, "/proc/sys/kernel/hostname")?
+        .trim()
+        .to_string();
     Ok((local_addresses(&fib), route, resolv, hostname))
 }
 
@@ -117,9 +135,21 @@ fn print_line(vm: &Vm, pattern: &str) {
 fn dhcp_on_a_random_user_network() -> Result<()> {
     let net = Subnet::random();
     let mac = random_mac();
-    println!("user network {}.0/24, dhcpstart {}, mac {mac}", net.prefix, net.start);
-    let mut vm = Vm::builder("dhcp").image(&Image::test_image()?).nic(&net.user_netdev("n0"), &mac).spawn()?;
-    let lease = vm.wait_for_line(&format!(r"network: eth0: DHCP lease {}/24", regex::escape(&net.start)), BOOT_TIMEOUT)?;
+    println!(
+        "user network {}.0/24, dhcpstart {}, mac {mac}",
+        net.prefix, net.start
+    );
+    let mut vm = Vm::builder("dhcp")
+        .image(&Image::test_image()?)
+        .nic(&net.user_netdev("n0"), &mac)
+        .spawn()?;
+    let lease = vm.wait_for_line(
+        &format!(
+            r"network: eth0: DHCP lease {}/24",
+            regex::escape(&net.start)
+        ),
+        BOOT_TIMEOUT,
+    )?;
     let ready = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     println!("{lease}\n{ready}");
     if let (Some(l), Some(r)) = (line_uptime(&lease), line_uptime(&ready)) {
@@ -127,13 +157,22 @@ fn dhcp_on_a_random_user_network() -> Result<()> {
     }
     let (addresses, route, resolv, hostname) = guest_view(&mut vm)?;
     println!("guest addresses {addresses:?}, host name {hostname}\n{resolv}");
-    vm.check(addresses.contains(&net.start), format!("{} not among {addresses:?}", net.start))?;
+    vm.check(
+        addresses.contains(&net.start),
+        format!("{} not among {addresses:?}", net.start),
+    )?;
     vm.check(
         default_gateway(&route, "eth0") == Some(net.host(2)),
         format!("default route not via {}: {route}", net.host(2)),
     )?;
-    vm.check(resolv.contains(&format!("nameserver {}\n", net.host(3))), format!("resolv.conf: {resolv}"))?;
-    vm.check(hostname == format!("berth-{}", mac.replace(':', "")), format!("host name {hostname}"))?;
+    vm.check(
+        resolv.contains(&format!("nameserver {}\n", net.host(3))),
+        format!("resolv.conf: {resolv}"),
+    )?;
+    vm.check(
+        hostname == format!("berth-{}", mac.replace(':', "")),
+        format!("host name {hostname}"),
+    )?;
     Ok(())
 }
 
@@ -142,18 +181,40 @@ fn ip_argument_configures_a_static_address_and_host_name() -> Result<()> {
     let net = Subnet::random();
     let client = net.host(60);
     // nfsroot form: client:server:gw:netmask:hostname:device:autoconf:dns0:dns1:ntp0
-    let ip = format!("ip={client}::{}:255.255.255.0:pxe-node:eth0:off:{}::", net.host(2), net.host(3));
+    let ip = format!(
+        "ip={client}::{}:255.255.255.0:pxe-node:eth0:off:{}::",
+        net.host(2),
+        net.host(3)
+    );
     println!("{ip}");
-    let mut vm =
-        Vm::builder("ip-arg").image(&Image::test_image()?).nic(&net.user_netdev("n0"), &random_mac()).append(&ip).spawn()?;
-    let line = vm.wait_for_line(&format!(r"network: eth0: static {}/24", regex::escape(&client)), BOOT_TIMEOUT)?;
+    let mut vm = Vm::builder("ip-arg")
+        .image(&Image::test_image()?)
+        .nic(&net.user_netdev("n0"), &random_mac())
+        .append(&ip)
+        .spawn()?;
+    let line = vm.wait_for_line(
+        &format!(r"network: eth0: static {}/24", regex::escape(&client)),
+        BOOT_TIMEOUT,
+    )?;
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     println!("{line}");
     let (addresses, route, resolv, hostname) = guest_view(&mut vm)?;
-    vm.check(addresses.contains(&client), format!("{client} not among {addresses:?}"))?;
-    vm.check(!addresses.contains(&net.start), "DHCP ran despite autoconf off")?;
-    vm.check(default_gateway(&route, "eth0") == Some(net.host(2)), format!("default route: {route}"))?;
-    vm.check(resolv.contains(&format!("nameserver {}\n", net.host(3))), format!("resolv.conf: {resolv}"))?;
+    vm.check(
+        addresses.contains(&client),
+        format!("{client} not among {addresses:?}"),
+    )?;
+    vm.check(
+        !addresses.contains(&net.start),
+        "DHCP ran despite autoconf off",
+    )?;
+    vm.check(
+        default_gateway(&route, "eth0") == Some(net.host(2)),
+        format!("default route: {route}"),
+    )?;
+    vm.check(
+        resolv.contains(&format!("nameserver {}\n", net.host(3))),
+        format!("resolv.conf: {resolv}"),
+    )?;
     vm.check(hostname == "pxe-node", format!("host name {hostname}"))?;
     Ok(())
 }
@@ -175,8 +236,15 @@ fn static_config_bad_address_and_unknown_interface() -> Result<()> {
         .edit("init.toml", |text| {
             // [[network.interface]] headers are absolute: appending them is valid anywhere.
             let edited = text.replacen("hostname = \"\"", "hostname = \"edge-7\"", 1) + &interfaces;
-            assert!(edited.contains("hostname = \"edge-7\""), "[network] hostname in configs/init.toml");
-            bad_line = edited.lines().position(|l| l.contains("10.0.0.300")).unwrap() + 1;
+            assert!(
+                edited.contains("hostname = \"edge-7\""),
+                "[network] hostname in configs/init.toml"
+            );
+            bad_line = edited
+                .lines()
+                .position(|l| l.contains("10.0.0.300"))
+                .unwrap()
+                + 1;
             edited
         })?
         .build()?;
@@ -185,28 +253,68 @@ fn static_config_bad_address_and_unknown_interface() -> Result<()> {
         .nic(&a.user_netdev("n0"), &mac_a)
         .nic(&b.user_netdev("n1"), &mac_b)
         .spawn()?;
-    let error = vm.wait_for_line(r"error: /etc/berth/init.toml:\d+: key network\.interface\[1\]", BOOT_TIMEOUT)?;
+    let error = vm.wait_for_line(
+        r"error: /etc/berth/init.toml:\d+: key network\.interface\[1\]",
+        BOOT_TIMEOUT,
+    )?;
     let ready = vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let console = vm.console_text();
-    let warning = console.lines().find(|l| l.contains("ens99")).unwrap_or_default().to_string();
+    let warning = console
+        .lines()
+        .find(|l| l.contains("ens99"))
+        .unwrap_or_default()
+        .to_string();
     println!("{error}\n{warning}\n{ready}");
     print_line(&vm, "network: eth");
-    vm.check(error.contains(&format!("init.toml:{bad_line}:")), format!("line {bad_line} not named: {error}"))?;
-    vm.check(error.contains("10.0.0.300") && error.contains("fall back to DHCP"), format!("unclear: {error}"))?;
-    vm.check(console.matches("10.0.0.300").count() == 1, "the bad address is reported more than once")?;
+    vm.check(
+        error.contains(&format!("init.toml:{bad_line}:")),
+        format!("line {bad_line} not named: {error}"),
+    )?;
+    vm.check(
+        error.contains("10.0.0.300") && error.contains("fall back to DHCP"),
+        format!("unclear: {error}"),
+    )?;
+    vm.check(
+        console.matches("10.0.0.300").count() == 1,
+        "the bad address is reported more than once",
+    )?;
     vm.check(
         warning.contains("warning: network: interface \"ens99\" matches no interface"),
         format!("no warning for the unmatched entry: {warning:?}"),
     )?;
-    vm.check(console.matches("ens99").count() == 1, "the unmatched entry is reported more than once")?;
+    vm.check(
+        console.matches("ens99").count() == 1,
+        "the unmatched entry is reported more than once",
+    )?;
     let (addresses, route, resolv, hostname) = guest_view(&mut vm)?;
     println!("guest addresses {addresses:?}, host name {hostname}\n{resolv}");
-    vm.check(addresses.contains(&static_ip), format!("static {static_ip} not among {addresses:?}"))?;
-    vm.check(!addresses.contains(&a.start), "DHCP ran on the static interface")?;
-    vm.check(addresses.contains(&b.start), format!("eth1 fell back to DHCP but has no {} in {addresses:?}", b.start))?;
-    vm.check(default_gateway(&route, "eth0") == Some(a.host(2)), format!("default route: {route}"))?;
-    vm.check(resolv.contains(&format!("nameserver {}\n", a.host(3))), format!("resolv.conf: {resolv}"))?;
-    vm.check(resolv.contains("search edge.test"), format!("resolv.conf: {resolv}"))?;
+    vm.check(
+        addresses.contains(&static_ip),
+        format!("static {static_ip} not among {addresses:?}"),
+    )?;
+    vm.check(
+        !addresses.contains(&a.start),
+        "DHCP ran on the static interface",
+    )?;
+    vm.check(
+        addresses.contains(&b.start),
+        format!(
+            "eth1 fell back to DHCP but has no {} in {addresses:?}",
+            b.start
+        ),
+    )?;
+    vm.check(
+        default_gateway(&route, "eth0") == Some(a.host(2)),
+        format!("default route: {route}"),
+    )?;
+    vm.check(
+        resolv.contains(&format!("nameserver {}\n", a.host(3))),
+        format!("resolv.conf: {resolv}"),
+    )?;
+    vm.check(
+        resolv.contains("search edge.test"),
+        format!("resolv.conf: {resolv}"),
+    )?;
     vm.check(hostname == "edge-7", format!("host name {hostname}"))?;
     Ok(())
 }
@@ -215,17 +323,33 @@ fn static_config_bad_address_and_unknown_interface() -> Result<()> {
 fn hot_plugged_nic_gets_a_lease() -> Result<()> {
     let net = Subnet::random();
     let mac = random_mac();
-    let mut vm = Vm::builder("hotplug").image(&Image::test_image()?).spawn()?;
+    let mut vm = Vm::builder("hotplug")
+        .image(&Image::test_image()?)
+        .spawn()?;
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let added = Instant::now();
     let out = vm.monitor(&format!("netdev_add {}", net.user_netdev("hp0")))?;
     println!("netdev_add: {:?}", out.trim());
-    let out = vm.monitor(&format!("device_add virtio-net-pci,netdev=hp0,id=hpnic0,mac={mac}"))?;
+    let out = vm.monitor(&format!(
+        "device_add virtio-net-pci,netdev=hp0,id=hpnic0,mac={mac}"
+    ))?;
     println!("device_add: {:?}", out.trim());
-    let lease = vm.wait_for_line(&format!(r"network: eth\d+: DHCP lease {}/24", regex::escape(&net.start)), BOOT_TIMEOUT)?;
-    println!("{lease}\ndevice_add -> lease line: {:.3} s", added.elapsed().as_secs_f64());
+    let lease = vm.wait_for_line(
+        &format!(
+            r"network: eth\d+: DHCP lease {}/24",
+            regex::escape(&net.start)
+        ),
+        BOOT_TIMEOUT,
+    )?;
+    println!(
+        "{lease}\ndevice_add -> lease line: {:.3} s",
+        added.elapsed().as_secs_f64()
+    );
     let (addresses, _, _, _) = guest_view(&mut vm)?;
-    vm.check(addresses.contains(&net.start), format!("{} not among {addresses:?}", net.start))?;
+    vm.check(
+        addresses.contains(&net.start),
+        format!("{} not among {addresses:?}", net.start),
+    )?;
     Ok(())
 }
 
@@ -280,10 +404,19 @@ fn clock_is_stepped_from_an_sntp_server() -> Result<()> {
         .and_then(|s| s.split('s').next())
         .and_then(|s| s.trim_start_matches('+').parse().ok())
         .with_context(|| format!("no offset in {stepped:?}"))?;
-    println!("offset applied: {offset:+.3} s ({:.1} years)", offset / (365.25 * 86400.0));
-    vm.check(offset > 20.0 * 365.0 * 86400.0, format!("the guest did not start in 2001: {stepped}"))?;
+    println!(
+        "offset applied: {offset:+.3} s ({:.1} years)",
+        offset / (365.25 * 86400.0)
+    );
+    vm.check(
+        offset > 20.0 * 365.0 * 86400.0,
+        format!("the guest did not start in 2001: {stepped}"),
+    )?;
     // Generous: a TCG guest under load answers slowly; the step itself is exact to the delay.
-    vm.check(diff.abs() < 30.0, format!("guest clock {diff:+.3} s off the host's after the step"))?;
+    vm.check(
+        diff.abs() < 30.0,
+        format!("guest clock {diff:+.3} s off the host's after the step"),
+    )?;
     Ok(())
 }
 
@@ -293,13 +426,26 @@ struct HostResolver(std::process::Child);
 impl HostResolver {
     fn start(name: &str, address: &str) -> Result<Self> {
         let child = std::process::Command::new("dnsmasq")
-            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"])
-            .args(["--listen-address=127.0.0.1", "--port=53", "--user=root", "--pid-file=", "--log-queries"])
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--port=53",
+                "--user=root",
+                "--pid-file=",
+                "--log-queries",
+            ])
             .arg(format!("--address=/{name}/{address}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .context("cannot start dnsmasq (apt-get install dnsmasq-base; scripts/install-deps.sh)")?;
+            .context(
+                "cannot start dnsmasq (apt-get install dnsmasq-base; scripts/install-deps.sh)",
+            )?;
         let mut resolver = Self(child);
         std::thread::sleep(std::time::Duration::from_millis(300));
         if let Some(status) = resolver.0.try_wait()? {
@@ -334,9 +480,18 @@ fn resolves_a_name_only_the_host_resolver_knows() -> Result<()> {
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let asked = Instant::now();
     let (server, addresses) = vm.agent()?.resolve(&name)?;
-    println!("{name} -> {addresses:?} from {server} in {:.3} s", asked.elapsed().as_secs_f64());
-    vm.check(server == format!("{}:53", net.host(2)), format!("asked {server}, not the configured server first"))?;
-    vm.check(addresses == ["10.9.8.7"], format!("{name} resolved to {addresses:?}"))?;
+    println!(
+        "{name} -> {addresses:?} from {server} in {:.3} s",
+        asked.elapsed().as_secs_f64()
+    );
+    vm.check(
+        server == format!("{}:53", net.host(2)),
+        format!("asked {server}, not the configured server first"),
+    )?;
+    vm.check(
+        addresses == ["10.9.8.7"],
+        format!("{name} resolved to {addresses:?}"),
+    )?;
     Ok(())
 }
 

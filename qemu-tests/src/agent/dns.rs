@@ -28,7 +28,11 @@ pub fn resolve(resolv_conf: &str, name: &str, timeout: Duration) -> Result<Resol
         .ok_or_else(|| OpError::Dns(format!("no nameserver in {resolv_conf}")))?;
     let server = SocketAddr::new(server, 53);
     let dns = |what: &str, e: std::io::Error| OpError::Dns(format!("{what} {server}: {e}"));
-    let bind = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let bind = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let sock = UdpSocket::bind(bind).map_err(|e| dns("bind for", e))?;
     sock.set_read_timeout(Some(timeout))
         .map_err(|e| dns("timeout for", e))?;
@@ -106,9 +110,14 @@ pub fn parse_answers(p: &[u8]) -> Result<Vec<Ipv4Addr>, String> {
     for _ in 0..an {
         at = skip_name(p, at)?;
         let rr = p.get(at..at + 10).ok_or("truncated record")?;
-        let (kind, class) = (u16::from_be_bytes([rr[0], rr[1]]), u16::from_be_bytes([rr[2], rr[3]]));
+        let (kind, class) = (
+            u16::from_be_bytes([rr[0], rr[1]]),
+            u16::from_be_bytes([rr[2], rr[3]]),
+        );
         let len = usize::from(u16::from_be_bytes([rr[8], rr[9]]));
-        let data = p.get(at + 10..at + 10 + len).ok_or("truncated record data")?;
+        let data = p
+            .get(at + 10..at + 10 + len)
+            .ok_or("truncated record data")?;
         if kind == 1 && class == 1 && len == 4 {
             out.push(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
         }

@@ -125,8 +125,10 @@ pub fn dispatch(request: Request) -> Reply {
         Op::Syslog { message } => syslog::send(std::path::Path::new(syslog::DEV_LOG), &message)
             .map(|out| Reply::success(id, &out)),
         Op::Time => Ok(Reply::success(id, &time_now())),
-        Op::Resolve { name } => dns::resolve(dns::RESOLV_CONF, &name, std::time::Duration::from_secs(5))
-            .map(|out| Reply::success(id, &out)),
+        Op::Resolve { name } => {
+            dns::resolve(dns::RESOLV_CONF, &name, std::time::Duration::from_secs(5))
+                .map(|out| Reply::success(id, &out))
+        }
     };
     result.unwrap_or_else(|e| Reply::failure(id, error_chain(&e)))
 }
