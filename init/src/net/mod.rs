@@ -226,6 +226,13 @@ impl Network {
                 ));
             }
         }
+        if status.interfaces.len() < expected {
+            self.shared.console.warn(&format!(
+                "network: {expected} PCI network device(s) but {} interface(s) after {:.1}s (driver not loaded?)",
+                status.interfaces.len(),
+                started.elapsed().as_secs_f64()
+            ));
+        }
         for (name, iface) in &status.interfaces {
             if !iface.ready {
                 self.shared.console.warn(&format!(
@@ -285,14 +292,16 @@ impl Network {
             if !status.seen.insert(link.index) {
                 return;
             }
-            let first = status.first_mac.is_none();
+            let first = status.first_mac.is_none() && link.mac.len() == 6;
             if first {
                 status.first_mac = Some(link.mac_string().replace(':', ""));
             }
             first
         };
-        let Some((index, plan)) = self.shared.plan.for_interface(&link.name, &link.mac, first)
-        else {
+        let plan = self.shared.plan.for_interface(&link.name, &link.mac, first);
+        // The DHCP default is for Ethernet-like NICs, not tunnels or other MAC-less links.
+        let plan = plan.filter(|(index, _)| *index != usize::MAX || link.mac.len() == 6);
+        let Some((index, plan)) = plan else {
             self.shared.console.info(&format!(
                 "network: {}: no configuration matches; left down",
                 link.name
@@ -437,6 +446,16 @@ impl Network {
                 Ok(None) if Instant::now() >= deadline => client.on_timeout(Instant::now()),
                 Ok(None) => continue,
                 Err(err) => {
+                    // A hot-unplugged NIC: stop, and forget it so a new one is configured.
+                    if nix::net::if_::if_nametoindex(name.as_str()).is_err() {
+                        console.info(&format!(
+                            "network: {name}: interface removed; DHCP client stopped"
+                        ));
+                        let mut status = self.shared.status.lock().expect("network status");
+                        status.interfaces.remove(name);
+                        status.seen.remove(&link.index);
+                        return;
+                    }
                     console.warn(&format!("network: {name}: DHCP: {err}"));
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
