@@ -349,14 +349,7 @@ impl Client {
 
     fn message(&self, kind: MessageType, ciaddr: Option<Ipv4Addr>) -> Message {
         let unspecified = Ipv4Addr::UNSPECIFIED;
-        let mut msg = Message::new_with_id(
-            self.xid,
-            ciaddr.unwrap_or(unspecified),
-            unspecified,
-            unspecified,
-            unspecified,
-            &self.mac,
-        );
+        let mut msg = new_request(self.xid, ciaddr.unwrap_or(unspecified), &self.mac);
         // Without an address we cannot receive a unicast reply: ask for broadcast.
         if ciaddr.is_none() {
             msg.set_flags(Flags::default().set_broadcast());
@@ -395,6 +388,25 @@ impl Client {
         let jitter_ms = next_random(&mut self.rng) % 2000;
         (base + Duration::from_millis(jitter_ms)).saturating_sub(Duration::from_secs(1))
     }
+}
+
+/// An empty BOOTREQUEST with `xid`, `ciaddr` and hardware address `mac`.
+///
+/// Not `Message::new_with_id`: dhcproto's constructors go through `Message::default()`,
+/// which draws a random xid with `rand::random()`; that seeds from `getrandom(2)`, which
+/// blocks until the kernel's entropy pool is initialised — at early boot in a VM without an
+/// entropy source, for many seconds (seen under QEMU TCG: no DISCOVER ever left). Decoding a
+/// fixed template draws nothing.
+pub fn new_request(xid: u32, ciaddr: Ipv4Addr, mac: &[u8; 6]) -> Message {
+    use dhcproto::{Decodable, Decoder};
+    // op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr (16),
+    // sname (64), fname (128): 236 bytes; then the magic cookie and the END option.
+    let mut bytes = vec![0u8; 236];
+    bytes[..4].copy_from_slice(&[1, 1, 6, 0]);
+    bytes.extend_from_slice(&[99, 130, 83, 99, 255]);
+    let mut msg = Message::decode(&mut Decoder::new(&bytes)).expect("the fixed template decodes");
+    msg.set_xid(xid).set_ciaddr(ciaddr).set_chaddr(mac);
+    msg
 }
 
 /// RFC 2131 §4.4.5: wait half the time left until `until`, at least [`MIN_RENEW_RETRY`],
@@ -773,6 +785,16 @@ mod tests {
         assert_eq!(lease.t2, Duration::from_millis(87_500));
         assert_eq!(lease.t1, lease.t2);
         assert_eq!(lease.prefix, 8, "class A without a mask");
+    }
+
+    #[test]
+    fn requests_are_built_without_randomness() {
+        let msg = new_request(0xdead_beef, ADDR, &MAC);
+        assert_eq!(msg.xid(), 0xdead_beef);
+        assert_eq!(msg.ciaddr(), ADDR);
+        assert_eq!(msg.opcode(), Opcode::BootRequest);
+        assert_eq!(msg.chaddr(), &MAC[..]);
+        assert!(msg.opts().msg_type().is_none());
     }
 
     #[test]

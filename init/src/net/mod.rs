@@ -422,6 +422,7 @@ impl Network {
             client = client.with_client_id(id.clone());
         }
         let mut send_errors = 0u32;
+        console.debug(&format!("network: {name}: DHCP client started"));
         loop {
             if stop.try_recv().is_ok() {
                 let actions = client.release();
@@ -489,7 +490,14 @@ impl Network {
         for action in actions {
             match action {
                 Action::Send(msg, dest) => match socket.send(&msg, dest) {
-                    Ok(()) => *send_errors = 0,
+                    Ok(()) => {
+                        *send_errors = 0;
+                        if console.level() >= crate::console::Level::Debug {
+                            let kind = msg.opts().msg_type();
+                            console
+                                .debug(&format!("network: {name}: DHCP {kind:?} sent ({dest:?})"));
+                        }
+                    }
                     Err(err) => {
                         // One line per run of failures, not one per retransmission.
                         if *send_errors == 0 {
