@@ -13,3 +13,4 @@ pub mod daemon;
 pub mod metadata;
 pub mod plugins;
 pub mod services;
+pub mod storage_api;
