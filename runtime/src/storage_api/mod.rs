@@ -10,6 +10,7 @@
 //! a lease in `berth-lease` (or containerd's `containerd-lease`): the committed blob is
 //! attached to it, so it survives collection until the lease goes.
 
+pub mod client;
 mod content;
 mod gc;
 mod images;
