@@ -63,6 +63,8 @@ pub enum DaemonError {
     },
     #[error("ttrpc server: {0}")]
     Server(#[source] ttrpc::Error),
+    #[error("storage: {}", crate::metadata::chain(.0))]
+    Storage(Box<crate::storage_api::StorageError>),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -208,9 +210,19 @@ async fn serve(
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
     let listener = bind(&socket, cfg.ttrpc.uid, cfg.ttrpc.gid)?;
-
-    let registry = Arc::new(registry(&cfg));
-    let mut server = ttrpc::r#async::Server::new()
+    let storage = match crate::storage_api::Storage::open(&cfg.root, &cfg.plugins) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(DaemonError::Storage(Box::new(e)));
+        }
+    };
+    let mut registry = registry(&cfg);
+    storage.register_plugins(&mut registry);
+    let registry = Arc::new(registry);
+    let server = storage.register_services(ttrpc::r#async::Server::new());
+    let gc_task = storage.spawn_scheduler();
+    let mut server = server
         .add_listener(listener.into())
         .register_service(version_ttrpc::create_version(Arc::new(VersionService)))
         .register_service(introspection_ttrpc::create_introspection(Arc::new(
@@ -252,6 +264,7 @@ async fn serve(
             }
         }
     }
+    gc_task.abort();
     server.shutdown().await.map_err(DaemonError::Server)?;
     let _ = std::fs::remove_file(&socket);
     Ok(())

@@ -11,5 +11,7 @@ pub mod content;
 pub mod ctl;
 pub mod daemon;
 pub mod failpoint;
+pub mod metadata;
 pub mod plugins;
 pub mod services;
+pub mod storage_api;
