@@ -12,3 +12,4 @@ pub mod ctl;
 pub mod daemon;
 pub mod plugins;
 pub mod services;
+pub mod snapshots;
