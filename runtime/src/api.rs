@@ -25,4 +25,4 @@ macro_rules! generated {
     };
 }
 
-generated!(version, version_ttrpc, introspection, introspection_ttrpc);
+generated!(version, version_ttrpc, introspection, introspection_ttrpc, snapshots, snapshots_ttrpc);

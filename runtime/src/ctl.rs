@@ -31,6 +31,9 @@ enum Command {
     /// Engine plugins.
     #[command(subcommand, alias = "plugin")]
     Plugins(PluginsCommand),
+    /// Snapshots (like `ctr snapshots`).
+    #[command(alias = "snapshot")]
+    Snapshots(crate::snapshots::ctl::SnapshotsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +94,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
 async fn run(args: Args) -> Result<(), ClientError> {
     let client = Client::connect(&args.address, Duration::from_secs(args.timeout)).await?;
     match args.command {
+        Command::Snapshots(s) => {
+            crate::snapshots::ctl::run(&args.address, Duration::from_secs(args.timeout), s).await?
+        }
         Command::Version => {
             println!("Client:");
             println!("  Version:  {}", crate::services::VERSION);

@@ -209,12 +209,19 @@ async fn serve(
     let socket = cfg.socket_path();
     let listener = bind(&socket, cfg.ttrpc.uid, cfg.ttrpc.gid)?;
 
-    let registry = Arc::new(registry(&cfg));
+    let mut registry = registry(&cfg);
+    let snapshotters = Arc::new(crate::snapshots::service::load(&cfg.root, &mut registry));
+    let registry = Arc::new(registry);
     let mut server = ttrpc::r#async::Server::new()
         .add_listener(listener.into())
         .register_service(version_ttrpc::create_version(Arc::new(VersionService)))
         .register_service(introspection_ttrpc::create_introspection(Arc::new(
             IntrospectionService { registry },
+        )))
+        .register_service(crate::api::snapshots_ttrpc::create_snapshots(Arc::new(
+            crate::snapshots::service::SnapshotsService {
+                snapshotters: snapshotters.clone(),
+            },
         )));
     server.start().await.map_err(DaemonError::Server)?;
     info!(
@@ -253,6 +260,7 @@ async fn serve(
         }
     }
     server.shutdown().await.map_err(DaemonError::Server)?;
+    snapshotters.close_all();
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

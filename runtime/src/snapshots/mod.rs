@@ -34,6 +34,7 @@
 //! and for ZFS, calls to `zfs`), so berthd calls them through `spawn_blocking`. Implementations
 //! are `Send + Sync` and safe to call concurrently.
 
+pub mod ctl;
 mod error;
 pub mod filter;
 mod fsutil;
@@ -41,6 +42,7 @@ mod local;
 pub mod mount;
 pub mod native;
 pub mod overlay;
+pub mod service;
 pub mod storage;
 pub mod testsuite;
 

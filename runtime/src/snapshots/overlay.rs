@@ -50,6 +50,32 @@ pub fn unsupported_reason() -> Option<String> {
     }
 }
 
+/// Checks that an overlay can actually be mounted with its layers under `root` (some
+/// filesystems, overlayfs itself among them, cannot hold an upper layer), by mounting and
+/// unmounting a one-layer overlay in `<root>/overlay-probe`, as containerd's
+/// `overlayutils.Supported` does.
+pub fn probe(root: &Path) -> Result<()> {
+    let dir = root.join("overlay-probe");
+    let _ = fs::remove_dir_all(&dir);
+    for d in ["lower", "upper", "work", "merged"] {
+        let p = dir.join(d);
+        fs::create_dir_all(&p).map_err(Error::io("create directory", &p))?;
+    }
+    let m = Mount {
+        fs_type: "overlay".into(),
+        source: "overlay".into(),
+        target: None,
+        options: vec![
+            format!("lowerdir={}", dir.join("lower").display()),
+            format!("upperdir={}", dir.join("upper").display()),
+            format!("workdir={}", dir.join("work").display()),
+        ],
+    };
+    let r = super::mount::MountGuard::mount(&[m], &dir.join("merged")).and_then(|g| g.unmount());
+    let _ = fs::remove_dir_all(&dir);
+    r
+}
+
 impl Overlay {
     /// Opens (creating) an overlayfs snapshotter under `root`, removing leftovers of
     /// interrupted operations.
