@@ -158,10 +158,14 @@ impl Filter {
 }
 
 impl Clause {
+    /// The field's value, `None` when absent. As in containerd's snapshot adaptor, `name`,
+    /// `parent` and `kind` are absent when empty; a label is present when its key exists, even
+    /// with an empty value.
     fn field<'a>(&self, info: &'a Info) -> Option<&'a str> {
+        let non_empty = |s: &'a str| (!s.is_empty()).then_some(s);
         match self.path.as_slice() {
-            [f] if f == "name" => Some(&info.name),
-            [f] if f == "parent" => Some(&info.parent),
+            [f] if f == "name" => non_empty(&info.name),
+            [f] if f == "parent" => non_empty(&info.parent),
             [f] if f == "kind" => Some(info.kind.as_str()),
             [f, rest @ ..] if f == "labels" && !rest.is_empty() => {
                 info.labels.get(&rest.join(".")).map(String::as_str)
@@ -170,11 +174,13 @@ impl Clause {
         }
     }
 
+    /// containerd's `pkg/filters` semantics: `==` needs the field present and equal; `!=`
+    /// compares the value (empty when absent), so `parent!=""` selects snapshots with a parent.
     fn holds(&self, info: &Info) -> bool {
         let v = self.field(info);
         match &self.op {
-            None => v.is_some_and(|v| !v.is_empty()),
-            Some((Op::Eq, want)) => v.unwrap_or("") == want && v.is_some(),
+            None => v.is_some(),
+            Some((Op::Eq, want)) => v.is_some_and(|v| v == want),
             Some((Op::Ne, want)) => v.unwrap_or("") != want,
         }
     }
@@ -228,6 +234,14 @@ mod tests {
         assert!(!m(&["labels.l==3"], &a));
         assert!(m(&[] as &[&str], &a));
         assert!(!m(&["nosuchfield==1"], &a));
+        let empty = info("e", Kind::View, "", &[("flag", "")]);
+        assert!(
+            m(&["labels.flag"], &empty),
+            "a label with an empty value is present"
+        );
+        assert!(m(&["labels.flag=="], &empty));
+        assert!(!m(&["parent"], &empty), "an empty parent is absent");
+        assert!(!m(&[r#"parent=="""#], &empty), "== needs the field present");
     }
 
     #[test]

@@ -94,7 +94,12 @@ impl Local {
                 let dir = self.dir(snap.id);
                 fs::rename(&tmp, &dir).map_err(Error::io("rename into place", &dir))?;
                 placed = Some(dir);
-                Ok(())
+                // The rename must be durable before the record is: a power cut must not leave
+                // a committed record whose directory is still under its temporary name.
+                let parent = self.root.join("snapshots");
+                fs::File::open(&parent)
+                    .and_then(|d| d.sync_all())
+                    .map_err(Error::io("fsync directory", &parent))
             });
             if let Err(e) = built {
                 // Best effort: whatever is left is removed at the next open.
