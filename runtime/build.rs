@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/leases/v1/leases.proto",
     "proto/berth/services/content/v1/content.proto",
     "proto/berth/services/gc/v1/gc.proto",
+    "proto/berth/services/snapshots/v1/snapshots.proto",
 ];
 
 fn main() {

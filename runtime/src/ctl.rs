@@ -42,6 +42,9 @@ enum Command {
     Plugins(PluginsCommand),
     #[command(flatten)]
     Storage(storage::StorageCommand),
+    /// Snapshots (like `ctr snapshots`).
+    #[command(alias = "snapshot")]
+    Snapshots(crate::snapshots::ctl::SnapshotsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +112,9 @@ async fn run(args: Args) -> Result<(), storage::Error> {
     let timeout = Duration::from_secs(args.timeout);
     let connect = || Client::connect(&args.address, timeout);
     match args.command {
+        Command::Snapshots(s) => {
+            crate::snapshots::ctl::run(&args.address, Duration::from_secs(args.timeout), s).await?
+        }
         Command::Version => {
             println!("Client:");
             println!("  Version:  {}", crate::services::VERSION);

@@ -219,6 +219,7 @@ async fn serve(
     };
     let mut registry = registry(&cfg);
     storage.register_plugins(&mut registry);
+    let snapshotters = Arc::new(crate::snapshots::service::load(&cfg.root, &mut registry));
     let registry = Arc::new(registry);
     let server = storage.register_services(ttrpc::r#async::Server::new());
     let gc_task = storage.spawn_scheduler();
@@ -227,6 +228,11 @@ async fn serve(
         .register_service(version_ttrpc::create_version(Arc::new(VersionService)))
         .register_service(introspection_ttrpc::create_introspection(Arc::new(
             IntrospectionService { registry },
+        )))
+        .register_service(crate::api::snapshots_ttrpc::create_snapshots(Arc::new(
+            crate::snapshots::service::SnapshotsService {
+                snapshotters: snapshotters.clone(),
+            },
         )));
     server.start().await.map_err(DaemonError::Server)?;
     info!(
@@ -266,6 +272,7 @@ async fn serve(
     }
     gc_task.abort();
     server.shutdown().await.map_err(DaemonError::Server)?;
+    snapshotters.close_all();
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

@@ -14,4 +14,5 @@ pub mod failpoint;
 pub mod metadata;
 pub mod plugins;
 pub mod services;
+pub mod snapshots;
 pub mod storage_api;
