@@ -5,10 +5,12 @@
 //! [`daemon::main_with_args`] and [`ctl::main_with_args`].
 
 pub mod api;
+pub mod archive;
 pub mod client;
 pub mod config;
 pub mod content;
 pub mod ctl;
 pub mod daemon;
+pub mod images;
 pub mod plugins;
 pub mod services;
