@@ -6,12 +6,14 @@
 # - erofs-utils, cpio, kmod: berth-image builds the root image, the initramfs and modules.dep.
 # - libc6-dev: the static glibc (libc.a) the static build links.
 # - dpkg-dev, xz-utils, zstd, ca-certificates: fetching and unpacking the kernel .deb.
+# - umoci, skopeo, containerd, runc: the unpack oracle test builds images with umoci and
+#   compares berth's unpacked trees with containerd's.
 #
 # The host's apt sources may list unreachable third-party repositories: errors from
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates umoci skopeo containerd runc"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -24,6 +24,11 @@ const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
+/// `trusted.*` attributes are never taken from a layer: they are the administrator's
+/// namespace (overlayfs keeps its opaque markers and redirects there), so a layer setting
+/// them could change how the snapshot is mounted. containerd 1.6 refuses them the same way
+/// ("admin attributes from archive not supported") and logs them.
+const TRUSTED_XATTR_PREFIX: &str = "trusted.";
 const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
 
 /// How one entry failed: reading the stream (the layer is truncated or corrupt) or applying
@@ -262,7 +267,8 @@ impl Applier<'_> {
         )
         .map_err(sys("chown"))?;
         for (name, value) in &meta.xattrs {
-            if name.starts_with(OVERLAY_XATTR_PREFIX) {
+            if name.starts_with(TRUSTED_XATTR_PREFIX) {
+                tracing::debug!(xattr = %name, "unpack: trusted.* attribute from a layer ignored");
                 self.stats.xattrs_skipped += 1;
                 continue;
             }

@@ -118,8 +118,8 @@ pub struct ApplyStats {
     pub whiteouts: u64,
     /// Device nodes left out under [`DeviceNodes::Skip`].
     pub devices_skipped: u64,
-    /// `trusted.overlay.*` attributes in the layer, never applied (they would let a layer
-    /// forge overlayfs redirects or opaque markers).
+    /// `trusted.*` attributes in the layer, never applied (they would let a layer forge
+    /// overlayfs redirects or opaque markers; containerd ignores them too).
     pub xattrs_skipped: u64,
     /// The digest of the blob as read.
     pub digest: Option<Digest>,
