@@ -11,7 +11,9 @@
 //! - containerd (started here with its own root, state and socket under a temp dir) imports
 //!   it with `ctr images import` and mounts it with `ctr images mount`;
 //! - berth imports it into a [`LocalStore`] and applies the layers twice: in place into one
-//!   directory, and in overlay mode into one directory per layer, mounted as overlayfs.
+//!   directory, and in overlay mode into one directory per layer, mounted as overlayfs;
+//! - skopeo converts the layout into a `docker save` archive (`docker-archive:`), which berth
+//!   imports and applies in place a third time.
 //!
 //! The three trees are compared entry by entry: paths, types, modes, uid/gid, xattrs
 //! (without overlayfs's own trusted.overlay.*; trusted.* from layers is ignored by both,
@@ -322,6 +324,14 @@ fn build_image(work: &Path) -> Result<PathBuf> {
     run(Command::new("umoci")
         .args(["raw", "add-layer", "--image", &image])
         .arg(&l3))?;
+    // The same image as a `docker save` archive, written by skopeo.
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{image}"))
+        .arg(format!(
+            "docker-archive:{}:berth/oracle:1",
+            work.join("docker.tar").display()
+        )))?;
     let archive = work.join("image.tar");
     run(Command::new("tar")
         .arg("-C")
@@ -583,6 +593,40 @@ fn berth_unpacks_the_same_tree_as_containerd() -> Result<()> {
             layer.digest, layer.media_type, stats.entries, stats.bytes, stats.whiteouts
         );
     }
+    // The docker save form of the same image, imported and applied in place.
+    let docker = images::import::import_archive(
+        &store,
+        fs::File::open(work.join("docker.tar"))?,
+        &ImportOptions::default(),
+    )?;
+    ensure!(
+        docker.images.len() == 1
+            && docker.images[0].name.as_deref() == Some("docker.io/berth/oracle:1"),
+        "docker archive imported as {:?}",
+        docker.images
+    );
+    let docker_image = images::resolve(&store, &docker.images[0].target, &Platform::default())?;
+    let from_docker = work.join("berth-docker");
+    fs::create_dir(&from_docker)?;
+    for layer in &docker_image.layers {
+        let r = LayerRef {
+            digest: layer.digest,
+            size: layer.size,
+            media_type: layer.media_type.clone(),
+            diff_id: Some(layer.diff_id),
+        };
+        archive::apply_layer_file(
+            &from_docker,
+            &store.blob_path(&layer.digest),
+            &r,
+            &ApplyOptions::in_place(),
+        )?;
+    }
+    println!(
+        "berth: docker-archive (skopeo) import: {} layers ({})",
+        docker_image.layers.len(),
+        docker_image.layers[0].media_type
+    );
     let merged = work.join("berth-merged");
     fs::create_dir(&merged)?;
     let lowerdir = uppers
@@ -605,6 +649,8 @@ fn berth_unpacks_the_same_tree_as_containerd() -> Result<()> {
     let oracle = scan(&ctr_mount)?;
     let mut diffs = compare("in-place", &oracle, &scan(&in_place)?);
     diffs.extend(compare("overlay", &oracle, &scan(&merged)?));
+    diffs.extend(compare("docker-archive", &oracle, &scan(&from_docker)?));
+    println!("trees compared: containerd's mount vs berth in-place, berth overlay mount, berth from the docker archive");
     let count = |k: &str| oracle.entries.values().filter(|r| r.kind == k).count();
     println!(
         "compared {} paths ({} dirs, {} files, {} symlinks, {} char, {} block, {} fifos; {} with xattrs; \
