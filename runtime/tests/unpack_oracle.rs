@@ -25,47 +25,36 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use berth_runtime::archive::{self, ApplyOptions, LayerRef};
 use berth_runtime::content::{Digest, LocalStore};
 use berth_runtime::images::{self, import::ImportOptions, Platform};
 use nix::mount::{MntFlags, MsFlags};
 
-const NAMESPACE: &str = "berth-oracle";
+mod common;
 
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use common::{run, Containerd};
+
+const NAMESPACE: &str = "berth-oracle";
 
 /// Owns everything the test starts or mounts; `Drop` undoes it in reverse order.
 struct Guard {
     dir: tempfile::TempDir,
-    containerd: Option<Child>,
+    containerd: Option<Containerd>,
     ctr_mount: Option<PathBuf>,
     our_mount: Option<PathBuf>,
     image: Option<String>,
 }
 
 impl Guard {
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("ctd/containerd.sock")
-    }
-
     fn ctr(&self) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address").arg(self.sock()).arg("-n").arg(NAMESPACE);
-        c
+        self.containerd
+            .as_ref()
+            .expect("containerd is started before ctr is used")
+            .ctr(NAMESPACE)
     }
 }
 
@@ -88,70 +77,10 @@ impl Drop for Guard {
                 eprintln!("cleanup: {e:#}");
             }
         }
-        if let Some(mut child) = self.containerd.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(100))
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
-        }
-        // Anything containerd left mounted under our directory (it should be nothing).
-        let root = self.dir.path().to_string_lossy().into_owned();
-        if let Ok(info) = fs::read_to_string("/proc/self/mountinfo") {
-            let mut mounts: Vec<&str> = info
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|m| m.starts_with(&root))
-                .collect();
-            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-            for m in mounts {
-                eprintln!("cleanup: leftover mount {m}");
-                let _ = nix::mount::umount2(m, MntFlags::MNT_DETACH);
-            }
-        }
+        // Stops containerd and detaches anything it left mounted.
+        drop(self.containerd.take());
+        common::unmount_below(self.dir.path());
     }
-}
-
-fn tools_or_skip() -> Result<bool> {
-    let root = nix::unistd::geteuid().is_root();
-    let missing: Vec<&str> = ["umoci", "containerd", "ctr", "runc"]
-        .into_iter()
-        .filter(|t| {
-            !std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
-                .unwrap_or(false)
-        })
-        .collect();
-    if !root {
-        eprintln!(
-            "SKIP: unpack oracle needs root (mounts, containerd, chown, mknod){}",
-            if missing.is_empty() {
-                String::new()
-            } else {
-                format!("; also missing: {missing:?}")
-            }
-        );
-        return Ok(false);
-    }
-    if !missing.is_empty() {
-        bail!(
-            "unpack oracle: missing host tools {missing:?} (scripts/install-deps.sh installs them)"
-        );
-    }
-    Ok(true)
 }
 
 fn mknod(
@@ -342,56 +271,6 @@ fn build_image(work: &Path) -> Result<PathBuf> {
     Ok(archive)
 }
 
-fn start_containerd(g: &mut Guard) -> Result<()> {
-    let base = g.dir.path().join("ctd");
-    fs::create_dir_all(&base)?;
-    let config = format!(
-        r#"version = 2
-root = "{b}/root"
-state = "{b}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{b}/containerd.sock"
-[ttrpc]
-  address = "{b}/containerd.sock.ttrpc"
-[debug]
-  address = "{b}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{b}/opt"
-"#,
-        b = base.display()
-    );
-    fs::write(base.join("config.toml"), config)?;
-    let log = fs::File::create(base.join("containerd.log"))?;
-    let child = Command::new("containerd")
-        .arg("--config")
-        .arg(base.join("config.toml"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("spawn containerd")?;
-    g.containerd = Some(child);
-    // Hang guard only: containerd starts in well under a second here.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if g.sock().exists() && run(g.ctr().arg("version")).is_ok() {
-            return Ok(());
-        }
-        if let Some(status) = g.containerd.as_mut().unwrap().try_wait()? {
-            bail!(
-                "containerd exited ({status}): {}",
-                fs::read_to_string(base.join("containerd.log")).unwrap_or_default()
-            );
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "containerd did not come up in 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Rec {
     kind: &'static str,
@@ -520,7 +399,10 @@ fn compare(what: &str, oracle: &Tree, ours: &Tree) -> Vec<String> {
 
 #[test]
 fn berth_unpacks_the_same_tree_as_containerd() -> Result<()> {
-    if !tools_or_skip()? {
+    if !common::root_and_tools(
+        "unpack oracle",
+        &["umoci", "skopeo", "containerd", "ctr", "runc", "tar"],
+    )? {
         return Ok(());
     }
     let started = Instant::now();
@@ -536,7 +418,7 @@ fn berth_unpacks_the_same_tree_as_containerd() -> Result<()> {
     println!("image built with umoci in {:?}", started.elapsed());
 
     // containerd: import, mount.
-    start_containerd(&mut g)?;
+    g.containerd = Some(Containerd::start(&work.join("ctd"))?);
     let t = Instant::now();
     run(g.ctr().args(["images", "import"]).arg(&archive))?;
     let names = run(g.ctr().args(["images", "ls", "-q"]))?;
