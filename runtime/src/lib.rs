@@ -18,3 +18,4 @@ pub mod plugins;
 pub mod services;
 pub mod snapshots;
 pub mod storage_api;
+pub mod unpack;
