@@ -276,7 +276,14 @@ fn write_layer(
         })
     };
     match plan_target(mounts) {
-        Ok((target, opts)) => apply(&target, &opts),
+        Ok((target, opts)) => {
+            let stats = apply(&target, &opts)?;
+            // commit makes the snapshot immutable and durable in the snapshotter's metadata,
+            // not its files: flush them before it (a crash must not leave a committed layer
+            // with missing data).
+            sync_dir(&target);
+            Ok(stats)
+        }
         Err(reason) if mounts.len() == 1 => {
             // Another filesystem type (a ZFS dataset, a block device): mount it and write in
             // place.
@@ -289,11 +296,20 @@ fn write_layer(
                 return Err(mounts_err(format!("cannot mount {key}: {e}")));
             }
             let result = apply(&dir, &ApplyOptions::in_place());
+            sync_dir(&dir);
             let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
             let _ = std::fs::remove_dir(&dir);
             result
         }
         Err(reason) => Err(UnpackError::Mounts { snapshotter: snapshotter.into(), mounts: mounts.to_vec(), reason }),
+    }
+}
+
+/// `syncfs(2)` of the filesystem holding `dir` (best effort: a failure shows up as a
+/// missing file after a crash, which the next unpack repairs by re-applying).
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f));
     }
 }
 
