@@ -273,6 +273,7 @@ fn labels(l: &std::collections::HashMap<String, String>) -> Labels {
 
 /// The service over the loaded snapshotters.
 pub struct SnapshotsService {
+    /// The snapshotters requests are routed to.
     pub snapshotters: Arc<Snapshotters>,
 }
 
