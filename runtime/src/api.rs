@@ -25,4 +25,11 @@ macro_rules! generated {
     };
 }
 
-generated!(version, version_ttrpc, introspection, introspection_ttrpc, snapshots, snapshots_ttrpc);
+generated!(
+    version,
+    version_ttrpc,
+    introspection,
+    introspection_ttrpc,
+    snapshots,
+    snapshots_ttrpc
+);
