@@ -198,7 +198,10 @@ fn snapshots_through_berthd_and_berthctl() {
     let e = fails(&d, &["ls", "-f", "kind=active"]);
     assert!(e.contains("INVALID_ARGUMENT"), "{e}");
     let e = fails(&d, &["-s", "zfs", "ls"]);
-    assert!(e.contains("NOT_FOUND") && e.contains("zfs"), "{e}");
+    assert!(
+        e.contains("INVALID_ARGUMENT") && e.contains("zfs") && e.contains("native"),
+        "{e}"
+    );
     let e = fails(&d, &["-n", "bad/ns", "ls"]);
     assert!(
         e.contains("INVALID_ARGUMENT") && e.contains("bad/ns"),

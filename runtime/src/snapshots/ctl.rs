@@ -29,7 +29,9 @@ pub struct SnapshotsArgs {
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Aligned columns for people.
     Table,
+    /// Pretty-printed JSON for scripts.
     Json,
 }
 

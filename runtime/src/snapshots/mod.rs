@@ -109,12 +109,15 @@ impl FromStr for Kind {
 /// What a snapshotter knows about one snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
+    /// View, active or committed.
     pub kind: Kind,
     /// The key (active, view) or name (committed).
     pub name: String,
     /// The parent's name, or `""` for a snapshot with no parent.
     pub parent: String,
+    /// Free-form metadata, mutable through [`Snapshotter::update`].
     pub labels: Labels,
+    /// When the record was made (for committed snapshots: the commit).
     pub created: SystemTime,
     /// Last change of the record (creation, commit, or label update).
     pub updated: SystemTime,

@@ -237,3 +237,33 @@ impl Drop for MountGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_dir_is_strictly_above_every_path() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            common_dir(&["/r/snapshots/1/fs", "/r/snapshots/22/fs"]),
+            p("/r/snapshots")
+        );
+        assert_eq!(common_dir(&["/r/snapshots/1/fs"]), p("/r/snapshots/1"));
+        assert_eq!(common_dir(&["/a/x", "/b/y"]), p("/"));
+        // A path that is a prefix of another still gets a directory above both.
+        assert_eq!(common_dir(&["/r/s/1/fs", "/r/s/1/fs/deeper"]), p("/r/s/1"));
+    }
+
+    #[test]
+    fn option_flags_and_data_are_split() {
+        assert_eq!(flag("ro"), Some((true, MsFlags::MS_RDONLY)));
+        assert_eq!(flag("rw"), Some((false, MsFlags::MS_RDONLY)));
+        assert_eq!(
+            flag("rbind"),
+            Some((true, MsFlags::MS_BIND | MsFlags::MS_REC))
+        );
+        assert_eq!(flag("lowerdir=/a"), None);
+        assert_eq!(flag("index=off"), None);
+    }
+}

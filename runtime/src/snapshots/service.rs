@@ -51,7 +51,8 @@ impl Snapshotters {
         self.map.insert(id.to_string(), sn);
     }
 
-    /// The snapshotter `id` (`""`: the default), or NOT_FOUND naming the loaded ones.
+    /// The snapshotter `id` (`""`: the default), or INVALID_ARGUMENT naming the loaded ones
+    /// (containerd's code for "snapshotter not loaded").
     pub fn get(&self, id: &str) -> ttrpc::Result<Arc<dyn Snapshotter>> {
         let id = if id.is_empty() {
             self.default.as_deref().unwrap_or("")
@@ -60,7 +61,7 @@ impl Snapshotters {
         };
         self.map.get(id).cloned().ok_or_else(|| {
             status(
-                ttrpc::Code::NOT_FOUND,
+                ttrpc::Code::INVALID_ARGUMENT,
                 format!(
                     "snapshotter {id:?} is not loaded (loaded: {})",
                     self.map.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -272,6 +273,7 @@ fn labels(l: &std::collections::HashMap<String, String>) -> Labels {
 
 /// The service over the loaded snapshotters.
 pub struct SnapshotsService {
+    /// The snapshotters requests are routed to.
     pub snapshotters: Arc<Snapshotters>,
 }
 

@@ -66,8 +66,11 @@ struct Record {
 /// parents, topmost (nearest) first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Names the snapshot's data (directory `snapshots/<id>`, dataset, …); never reused.
     pub id: u64,
+    /// View, active or committed.
     pub kind: Kind,
+    /// Ids of the parent chain, nearest first (overlay's `lowerdir` order).
     pub parent_ids: Vec<u64>,
 }
 

@@ -68,6 +68,8 @@ pub(super) const ALL: &[(&str, Option<&str>, CaseFn)] = &[
     ("Usage", None, usage),
     ("Reopen", None, reopen),
     ("SpecialFiles", None, special_files),
+    ("RemoveInWalk", None, remove_in_walk),
+    ("CleanupKeepsRecords", None, cleanup_keeps_records),
 ];
 
 trait Check<T> {
@@ -1049,4 +1051,56 @@ fn special_files(ctx: &mut Ctx<'_>) -> R {
             ],
         ],
     )
+}
+
+/// containerd lists `checkRemoveInWalk` as still to write: mutations from inside a walk
+/// callback must neither deadlock nor disturb the walk.
+fn remove_in_walk(ctx: &mut Ctx<'_>) -> R {
+    base_snapshots(ctx, "riw-").ctx("create snapshots")?;
+    let sn = &ctx.sn;
+    let mut visited = 0;
+    sn.walk(&[], &mut |i| {
+        visited += 1;
+        if i.kind != Kind::Committed {
+            sn.remove(&i.name)?;
+        }
+        Ok(())
+    })
+    .ctx("walk removing active snapshots and views")?;
+    ensure(visited == 6, || {
+        format!("walk visited {visited} snapshots, expected 6")
+    })?;
+    let mut left = Vec::new();
+    sn.walk(&[], &mut |i| {
+        left.push(i.name.clone());
+        Ok(())
+    })
+    .ctx("walk")?;
+    left.sort();
+    ensure(left == ["riw-c1", "riw-c2"], || {
+        format!("left after removals: {left:?}")
+    })
+}
+
+/// `cleanup` on a healthy snapshotter removes nothing that a record refers to.
+fn cleanup_keeps_records(ctx: &mut Ctx<'_>) -> R {
+    base_snapshots(ctx, "cl-").ctx("create snapshots")?;
+    ctx.sn.cleanup().ctx("cleanup")?;
+    for key in ["cl-a1", "cl-a2", "cl-v1", "cl-v2"] {
+        ctx.sn
+            .mounts(key)
+            .ctx(&format!("mounts of {key} after cleanup"))?;
+    }
+    if ctx.caps.mounts {
+        let m = ctx.sn.mounts("cl-a1").ctx("mounts")?;
+        let g = ctx.mount(&m, "cl-a1")?;
+        let w = std::fs::write(g.path().join("still-works"), b"x");
+        g.unmount().ctx("unmount")?;
+        w.ctx("write after cleanup")?;
+    }
+    ctx.sn
+        .commit("cl-c3", "cl-a1", labels())
+        .ctx("commit after cleanup")?;
+    let u = ctx.sn.usage("cl-c3").ctx("usage")?;
+    ensure(u.inodes >= 1, || format!("usage after cleanup: {u:?}"))
 }

@@ -62,8 +62,11 @@ impl Capabilities {
 /// How one case ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every check held.
     Passed,
+    /// A check failed; the message says which and what was seen.
     Failed(String),
+    /// Not run because a capability is missing; the message names it.
     Skipped(String),
 }
 
@@ -74,14 +77,18 @@ pub struct CaseResult {
     pub name: &'static str,
     /// The name of the corresponding case in containerd's testsuite, if any.
     pub containerd: Option<&'static str>,
+    /// How it ended.
     pub outcome: Outcome,
+    /// Wall time, printed in the report (never asserted).
     pub duration: Duration,
 }
 
 /// The results of one run.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The name given to [`run`].
     pub snapshotter: String,
+    /// Every case, in the suite's order.
     pub cases: Vec<CaseResult>,
 }
 
