@@ -210,8 +210,8 @@ async fn serve(
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
     let listener = bind(&socket, cfg.ttrpc.uid, cfg.ttrpc.gid)?;
-    let storage = match crate::storage_api::Storage::open(&cfg.root, &cfg.plugins) {
-        Ok(s) => Arc::new(s),
+    let mut storage = match crate::storage_api::Storage::open(&cfg.root, &cfg.plugins) {
+        Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_file(&socket);
             return Err(DaemonError::Storage(Box::new(e)));
@@ -220,6 +220,9 @@ async fn serve(
     let mut registry = registry(&cfg);
     storage.register_plugins(&mut registry);
     let snapshotters = Arc::new(crate::snapshots::service::load(&cfg.root, &mut registry));
+    // The collector removes unreferenced snapshots through the loaded snapshotters.
+    storage.sweeper = snapshotters.clone();
+    let storage = Arc::new(storage);
     let registry = Arc::new(registry);
     let server = storage.register_services(ttrpc::r#async::Server::new());
     let gc_task = storage.spawn_scheduler();

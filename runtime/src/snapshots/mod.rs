@@ -44,6 +44,7 @@ pub mod native;
 pub mod overlay;
 pub mod service;
 pub mod storage;
+pub mod sweeper;
 pub mod testsuite;
 
 use std::collections::BTreeMap;

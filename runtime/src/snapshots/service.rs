@@ -53,6 +53,16 @@ impl Snapshotters {
 
     /// The snapshotter `id` (`""`: the default), or INVALID_ARGUMENT naming the loaded ones
     /// (containerd's code for "snapshotter not loaded").
+    /// Names of the loaded snapshotters.
+    pub fn ids(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+
+    /// The snapshotter `id` when it is loaded.
+    pub fn lookup(&self, id: &str) -> Option<Arc<dyn Snapshotter>> {
+        self.map.get(id).cloned()
+    }
+
     pub fn get(&self, id: &str) -> ttrpc::Result<Arc<dyn Snapshotter>> {
         let id = if id.is_empty() {
             self.default.as_deref().unwrap_or("")
