@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/content/v1/content.proto",
     "proto/berth/services/gc/v1/gc.proto",
     "proto/berth/services/snapshots/v1/snapshots.proto",
+    "proto/berth/services/transfer/v1/transfer.proto",
 ];
 
 fn main() {

@@ -232,6 +232,9 @@ async fn serve(
         .register_service(introspection_ttrpc::create_introspection(Arc::new(
             IntrospectionService { registry },
         )))
+        .register_service(crate::api::transfer_ttrpc::create_transfer(Arc::new(
+            crate::transfer::Service { storage: storage.clone(), snapshotters: snapshotters.clone() },
+        )))
         .register_service(crate::api::snapshots_ttrpc::create_snapshots(Arc::new(
             crate::snapshots::service::SnapshotsService {
                 snapshotters: snapshotters.clone(),

@@ -18,4 +18,5 @@ pub mod plugins;
 pub mod services;
 pub mod snapshots;
 pub mod storage_api;
+pub mod transfer;
 pub mod unpack;
