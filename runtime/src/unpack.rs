@@ -47,7 +47,7 @@ pub enum UnpackError {
         key: String,
         /// Why.
         #[source]
-        source: crate::snapshots::Error,
+        source: Box<crate::snapshots::Error>,
     },
     /// Reading the layer blob failed.
     #[error("layer {digest}: cannot read the blob")]
@@ -56,7 +56,7 @@ pub enum UnpackError {
         digest: Digest,
         /// Why.
         #[source]
-        source: crate::content::Error,
+        source: Box<crate::content::Error>,
     },
     /// Applying the layer failed (the error names the entry).
     #[error("layer {digest} (layer {index} of {count})")]
@@ -69,7 +69,7 @@ pub enum UnpackError {
         count: usize,
         /// Why.
         #[source]
-        source: archive::Error,
+        source: Box<archive::Error>,
     },
     /// The snapshot's mounts are not something the unpacker knows how to write into.
     #[error("snapshotter {snapshotter}: cannot unpack into mounts {mounts:?}: {reason}")]
@@ -81,19 +81,9 @@ pub enum UnpackError {
         /// Why.
         reason: String,
     },
-    /// Mounting a snapshot to write into it failed.
-    #[error("cannot mount the snapshot {key} on {}: {errno}", target.display())]
-    Mount {
-        /// Snapshot key.
-        key: String,
-        /// Where.
-        target: PathBuf,
-        /// The kernel's answer.
-        errno: nix::errno::Errno,
-    },
     /// Recording the result failed.
     #[error("recording the unpacked snapshots")]
-    Metadata(#[source] crate::metadata::Error),
+    Metadata(#[source] Box<crate::metadata::Error>),
 }
 
 /// What an unpack did.
@@ -155,11 +145,11 @@ pub fn unpack(
     if let Some(top) = out.chain_id {
         let (key, value) = images::gc_snapshot_label(snapshotter, &top);
         let config = images::descriptor_digest(&image.config_descriptor, "the image")
-            .map_err(|e| UnpackError::Metadata(crate::metadata::Error::InvalidArgument(e.to_string())))?;
+            .map_err(|e| UnpackError::Metadata(Box::new(crate::metadata::Error::InvalidArgument(e.to_string()))))?;
         let size = image.config_descriptor.size();
         db.content()
             .put_record(ns, config, size, [(key, value)].into_iter().collect())
-            .map_err(UnpackError::Metadata)?;
+            .map_err(|e| UnpackError::Metadata(Box::new(e)))?;
     }
     out.millis = started.elapsed().as_millis();
     Ok(out)
@@ -182,7 +172,7 @@ fn apply_one(
     let snap_err = |op: &'static str, key: &str| {
         let key = key.to_string();
         let snapshotter = snapshotter.to_string();
-        move |source| UnpackError::Snapshot { snapshotter, op, key, source }
+        move |source| UnpackError::Snapshot { snapshotter, op, key, source: Box::new(source) }
     };
     let name = backend_name(ns, &layer.chain_id);
     let nanos = std::time::SystemTime::now()
@@ -235,7 +225,7 @@ fn ensure_record(db: &Db, ns: &str, snapshotter: &str, chain_id: &Digest, parent
     );
     match db.snapshots().create(ns, rec) {
         Ok(_) | Err(crate::metadata::Error::AlreadyExists { .. }) => Ok(()),
-        Err(err) => Err(UnpackError::Metadata(err)),
+        Err(err) => Err(UnpackError::Metadata(Box::new(err))),
     }
 }
 
@@ -263,7 +253,7 @@ fn write_layer(
     index: usize,
     count: usize,
 ) -> Result<ApplyStats, UnpackError> {
-    let blob = store.reader_at(&layer.digest).map_err(|source| UnpackError::Blob { digest: layer.digest, source })?;
+    let blob = store.reader_at(&layer.digest).map_err(|source| UnpackError::Blob { digest: layer.digest, source: Box::new(source) })?;
     let layer_ref = LayerRef {
         digest: layer.digest,
         size: layer.size,
@@ -272,7 +262,7 @@ fn write_layer(
     };
     let apply = |target: &Path, opts: &ApplyOptions| {
         archive::apply_layer(target, SequentialReader { inner: &blob, offset: 0 }, &layer_ref, opts).map_err(|source| {
-            UnpackError::Apply { digest: layer.digest, index, count, source }
+            UnpackError::Apply { digest: layer.digest, index, count, source: Box::new(source) }
         })
     };
     match plan_target(mounts) {

@@ -181,3 +181,125 @@ fn import_and_unpack_into_native() {
     }
     check("native", |root| Arc::new(Native::open(root).unwrap()));
 }
+
+/// berthd as a child process, stopped with SIGTERM (killed if it does not exit).
+struct Berthd {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..500 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn berthctl(socket: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_berthctl"))
+        .arg("--address")
+        .arg(socket)
+        .args(args)
+        .env_remove("BERTH_NAMESPACE")
+        .output()
+        .unwrap()
+}
+
+fn berthctl_ok(socket: &Path, args: &[&str]) -> String {
+    let out = berthctl(socket, args);
+    assert!(out.status.success(), "berthctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn start_berthd(dir: &Path) -> Berthd {
+    let cfg = dir.join("berthd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut d = Berthd { child, socket: dir.join("state/berthd.sock") };
+    for _ in 0..1000 {
+        if berthctl(&d.socket, &["version"]).status.success() {
+            return d;
+        }
+        if let Some(status) = d.child.try_wait().unwrap() {
+            panic!("berthd exited early: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("berthd did not answer within 20 s");
+}
+
+#[test]
+fn berthctl_imports_mounts_exports_and_reimports() {
+    if !is_root() {
+        eprintln!("SKIP berthctl_imports_mounts_exports_and_reimports: needs root (mounts)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = layer(&[("etc/os-release", b"ID=test\n"), ("bin/tool", b"v1"), ("tmp/gone", b"x")]);
+    let app = layer(&[("app/run", b"run"), ("tmp/.wh.gone", b""), ("bin/tool", b"v2")]);
+    let mut blobs = BTreeMap::new();
+    let m1 = manifest(&[&base, &app], &mut blobs);
+    let archive_path = dir.path().join("app.tar");
+    std::fs::write(&archive_path, archive(&[("example.test/app:1", m1)], &blobs)).unwrap();
+
+    let d = start_berthd(dir.path());
+    let s = &d.socket;
+    let out = berthctl_ok(s, &["images", "import", archive_path.to_str().unwrap()]);
+    println!("{out}");
+    assert!(out.contains("example.test/app:1") && out.contains("2 layers applied"), "{out}");
+    let ls = berthctl_ok(s, &["images", "ls", "-q"]);
+    assert_eq!(ls.trim(), "example.test/app:1");
+    // The same archive again: nothing to apply.
+    let again = berthctl_ok(s, &["images", "import", "--format", "json", archive_path.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(v["images"][0]["layers_reused"], 2, "{again}");
+
+    // Mount, read, unmount.
+    let target = dir.path().join("mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    berthctl_ok(s, &["images", "mount", "example.test/app:1", target.to_str().unwrap()]);
+    let tool = std::fs::read(target.join("bin/tool"));
+    let gone = target.join("tmp/gone").exists();
+    let ro = std::fs::write(target.join("new-file"), b"x").is_err();
+    berthctl_ok(s, &["images", "unmount", target.to_str().unwrap()]);
+    assert_eq!(tool.unwrap(), b"v2");
+    assert!(!gone, "whiteout");
+    assert!(ro, "the view is read-only");
+
+    // Export, then import the export into a second namespace.
+    let exported = dir.path().join("export.tar");
+    berthctl_ok(s, &["images", "export", "-o", exported.to_str().unwrap(), "example.test/app:1"]);
+    let out = berthctl_ok(s, &["-n", "second", "images", "import", exported.to_str().unwrap()]);
+    assert!(out.contains("example.test/app:1"), "{out}");
+    // A missing image and a broken archive are clear errors.
+    let missing = berthctl(s, &["images", "export", "-o", dir.path().join("x.tar").to_str().unwrap(), "nope:1"]);
+    assert!(!missing.status.success());
+    let msg = String::from_utf8_lossy(&missing.stderr);
+    assert!(msg.contains("nope:1") || msg.contains("NOT_FOUND"), "{msg}");
+    assert!(!dir.path().join("x.tar").exists() && !dir.path().join("x.tar.partial").exists());
+    let broken = dir.path().join("broken.tar");
+    std::fs::write(&broken, &std::fs::read(&archive_path).unwrap()[..3000]).unwrap();
+    let bad = berthctl(s, &["images", "import", broken.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    println!("broken archive: {}", String::from_utf8_lossy(&bad.stderr).trim());
+}

@@ -9,6 +9,7 @@ mod gc;
 mod images;
 mod leases;
 mod namespaces;
+mod transfer;
 
 use std::time::{Duration, SystemTime};
 
@@ -102,6 +103,16 @@ pub async fn run(
     namespace: &str,
     command: StorageCommand,
 ) -> Result<(), Error> {
+    // The Transfer verbs have their own client.
+    let command = match command {
+        StorageCommand::Images(images::Command::Import(a)) => return transfer::import(address, namespace, a).await,
+        StorageCommand::Images(images::Command::Export(a)) => return transfer::export(address, namespace, a).await,
+        StorageCommand::Images(images::Command::Mount(a)) => return transfer::mount(address, namespace, a).await,
+        StorageCommand::Images(images::Command::Unmount(a)) => {
+            return transfer::unmount(address, timeout, namespace, a).await
+        }
+        other => other,
+    };
     let client = StorageClient::connect(address, timeout, namespace).await?;
     match command {
         StorageCommand::Namespaces(c) => namespaces::run(&client, c).await,

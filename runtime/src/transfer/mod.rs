@@ -20,7 +20,7 @@ use ttrpc::r#async::{ServerStreamReceiver, ServerStreamSender, TtrpcContext};
 
 use crate::api::transfer as pb;
 use crate::api::transfer_ttrpc;
-use crate::content::{Digest, Provider};
+use crate::content::Digest;
 use crate::images::{self, import::ImportOptions, Platform};
 use crate::metadata::{Descriptor, Image};
 use crate::snapshots::service::Snapshotters;

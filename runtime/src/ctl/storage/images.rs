@@ -19,6 +19,14 @@ pub enum Command {
         #[arg(long)]
         sync: bool,
     },
+    /// Import an OCI image-layout or `docker save` archive and unpack it.
+    Import(super::transfer::ImportArgs),
+    /// Export images to an OCI image-layout archive.
+    Export(super::transfer::ExportArgs),
+    /// Mount an image's filesystem read-only (a view snapshot).
+    Mount(super::transfer::MountArgs),
+    /// Unmount what `images mount` mounted and remove its view snapshot.
+    Unmount(super::transfer::UnmountArgs),
 }
 
 pub async fn run(client: &StorageClient, command: Command) -> Result<(), Error> {
@@ -68,6 +76,10 @@ pub async fn run(client: &StorageClient, command: Command) -> Result<(), Error> 
                 client.delete_image(&n, sync).await?;
                 println!("{n}");
             }
+        }
+        // Dispatched in `storage::run` before a storage client is made.
+        Command::Import(_) | Command::Export(_) | Command::Mount(_) | Command::Unmount(_) => {
+            unreachable!("transfer verbs are handled by storage::run")
         }
     }
     Ok(())
