@@ -66,6 +66,8 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             Err(err) => console.warn(&err.to_string()),
         }
     }
+    // cgroup tree, sysctls, rlimits: before any thread or service, so all inherit them.
+    let prepared = crate::system::prepare(&config, console);
     let signals = match signals {
         Ok(fd) => Some(fd),
         Err(err) => {
@@ -85,8 +87,10 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     // the slowest part of boot under emulation. The bridge waits for its port to appear.
     {
         let config = config.clone();
+        let sysctl_missing = prepared.sysctl_missing;
         let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
             load_modules(&config, index.as_ref(), console);
+            crate::system::retry_sysctls(&sysctl_missing, console);
             if config.shutdown.power_button {
                 crate::power_button::spawn(index.as_ref(), console);
             }
@@ -119,6 +123,12 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         }
     };
     let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
+    if let Some(tree) = prepared.cgroups {
+        supervisor = supervisor.with_cgroups(tree);
+    }
+    // The engine stage: berthd and the [[service]]s start once storage, network and time
+    // (the steps above) are done. `supervisor.control()` is the handle for the control API.
+    supervisor.start(Instant::now());
     main_loop(&mut supervisor, signals.as_ref(), &rx, &config, console)
 }
 
@@ -135,8 +145,12 @@ pub fn service_specs(config: &Config) -> Vec<ServiceSpec> {
             max: Duration::from_millis(b.backoff_max_ms),
         },
         readiness: Readiness::Version { address: b.address.clone(), timeout: b.ready_timeout() },
+        restart: crate::supervisor::RestartPolicy::Always,
+        stop_timeout: Duration::from_secs(b.stop_timeout_secs.unwrap_or(config.shutdown.timeout_secs)),
+        resources: b.resources.clone(),
+        config_key: "berthd".into(),
     }];
-    specs.extend(config.services.iter().map(|s| ServiceSpec {
+    specs.extend(config.services.iter().enumerate().map(|(i, s)| ServiceSpec {
         name: s.name.clone(),
         path: s.path.clone(),
         args: s.args.clone(),
@@ -146,6 +160,10 @@ pub fn service_specs(config: &Config) -> Vec<ServiceSpec> {
             max: Duration::from_millis(s.backoff_max_ms),
         },
         readiness: Readiness::Running,
+        restart: s.restart,
+        stop_timeout: Duration::from_secs(s.stop_timeout_secs.unwrap_or(config.shutdown.timeout_secs)),
+        resources: s.resources.clone(),
+        config_key: format!("service[{i}]"),
     }));
     specs
 }
