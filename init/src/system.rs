@@ -23,8 +23,15 @@ pub struct Prepared {
 /// rlimits, in that order (`fs.nr_open` must be raised before a large `nofile`). Call before
 /// starting threads and services.
 pub fn prepare(config: &Config, console: Console) -> Prepared {
-    let cgroups = match Tree::setup(Path::new(cgroup::ROOT), std::process::id()) {
-        Ok((tree, report)) => {
+    // Outside PID 1 (development on a host) leave the host's cgroups alone.
+    let pid1 = std::process::id() == 1;
+    let setup = if pid1 { Some(Tree::setup(Path::new(cgroup::ROOT), 1)) } else { None };
+    let cgroups = match setup {
+        None => {
+            console.info("cgroup: not PID 1; services run without cgroups");
+            None
+        }
+        Some(Ok((tree, report))) => {
             for e in &report.errors {
                 console.error(&format!("cgroup: {e}"));
             }
@@ -35,7 +42,7 @@ pub fn prepare(config: &Config, console: Console) -> Prepared {
             ));
             Some(tree)
         }
-        Err(e) => {
+        Some(Err(e)) => {
             console.error(&format!("cgroup: {e}; services run without cgroups"));
             None
         }
