@@ -52,7 +52,11 @@ pub struct FatalPolicy {
 
 impl Default for FatalPolicy {
     fn default() -> Self {
-        Self { action: PowerAction::Poweroff, timeout: Duration::from_secs(10), console: Console::default() }
+        Self {
+            action: PowerAction::Poweroff,
+            timeout: Duration::from_secs(10),
+            console: Console::default(),
+        }
     }
 }
 
@@ -105,7 +109,10 @@ pub fn shutdown(
     if pid1 {
         stop_the_rest(timeout, console);
     }
-    console.notice(&format!("services and processes stopped in {:.2}s", began.elapsed().as_secs_f64()));
+    console.notice(&format!(
+        "services and processes stopped in {:.2}s",
+        began.elapsed().as_secs_f64()
+    ));
     finish(action, console)
 }
 
@@ -134,10 +141,16 @@ fn stop_containers(dir: &Path, timeout: Duration, console: Console) {
         }
     };
     if empty(timeout) {
-        console.notice(&format!("stopped {name} ({count} processes) in {:.2}s", started.elapsed().as_secs_f64()));
+        console.notice(&format!(
+            "stopped {name} ({count} processes) in {:.2}s",
+            started.elapsed().as_secs_f64()
+        ));
         return;
     }
-    console.warn(&format!("{name} not empty {}s after SIGTERM; sending SIGKILL", timeout.as_secs()));
+    console.warn(&format!(
+        "{name} not empty {}s after SIGTERM; sending SIGKILL",
+        timeout.as_secs()
+    ));
     if let Err(e) = cgroup::kill_all(dir) {
         console.warn(&e.to_string());
     }
@@ -160,7 +173,10 @@ fn stop_the_rest(timeout: Duration, console: Console) {
             break;
         }
         if Instant::now() >= deadline {
-            console.warn(&format!("processes still running {}s after SIGTERM; killing them", timeout.as_secs()));
+            console.warn(&format!(
+                "processes still running {}s after SIGTERM; killing them",
+                timeout.as_secs()
+            ));
             let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
             std::thread::sleep(Duration::from_millis(200));
             reaper::reap();
@@ -168,7 +184,10 @@ fn stop_the_rest(timeout: Duration, console: Console) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    console.debug(&format!("other processes stopped in {:.2}s", started.elapsed().as_secs_f64()));
+    console.debug(&format!(
+        "other processes stopped in {:.2}s",
+        started.elapsed().as_secs_f64()
+    ));
 }
 
 /// Syncs, unmounts what it can and powers off or reboots. Outside PID 1 (development) it

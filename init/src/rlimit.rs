@@ -40,7 +40,9 @@ impl TryFrom<LimitRepr> for Limit {
             LimitRepr::Int(n) if n >= 0 => Ok(Self::Value(n as u64)),
             LimitRepr::Int(n) => Err(format!("invalid limit {n}: must not be negative")),
             LimitRepr::Str(s) if s == "unlimited" || s == "infinity" => Ok(Self::Unlimited),
-            LimitRepr::Str(s) => Err(format!("invalid limit {s:?}: expected a number or \"unlimited\"")),
+            LimitRepr::Str(s) => Err(format!(
+                "invalid limit {s:?}: expected a number or \"unlimited\""
+            )),
         }
     }
 }
@@ -49,7 +51,9 @@ impl From<Limit> for LimitRepr {
     fn from(l: Limit) -> Self {
         match l {
             Limit::Unlimited => Self::Str("unlimited".into()),
-            Limit::Value(n) => i64::try_from(n).map(Self::Int).unwrap_or_else(|_| Self::Str(n.to_string())),
+            Limit::Value(n) => i64::try_from(n)
+                .map(Self::Int)
+                .unwrap_or_else(|_| Self::Str(n.to_string())),
         }
     }
 }
@@ -152,7 +156,11 @@ pub fn resource(name: &str) -> Option<Resource> {
 pub fn validate(name: &str, limit: &Rlimit) -> Result<Resource, RlimitError> {
     let res = resource(name).ok_or_else(|| RlimitError::UnknownName(name.to_string()))?;
     if limit.soft.rank() > limit.hard.rank() {
-        return Err(RlimitError::SoftAboveHard { key: name.to_string(), soft: limit.soft, hard: limit.hard });
+        return Err(RlimitError::SoftAboveHard {
+            key: name.to_string(),
+            soft: limit.soft,
+            hard: limit.hard,
+        });
     }
     Ok(res)
 }
@@ -188,7 +196,9 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Rlimits, String> {
-        toml::from_str::<Doc>(text).map(|d| d.rlimits).map_err(|e| e.message().to_string())
+        toml::from_str::<Doc>(text)
+            .map(|d| d.rlimits)
+            .map_err(|e| e.message().to_string())
     }
 
     #[test]
@@ -198,16 +208,34 @@ mod tests {
              memlock = { soft = \"infinity\", hard = \"infinity\" }\n",
         )
         .unwrap();
-        assert_eq!(r["nofile"], Rlimit { soft: Limit::Value(1 << 20), hard: Limit::Value(1 << 20) });
-        assert_eq!(r["core"], Rlimit { soft: Limit::Value(0), hard: Limit::Unlimited });
+        assert_eq!(
+            r["nofile"],
+            Rlimit {
+                soft: Limit::Value(1 << 20),
+                hard: Limit::Value(1 << 20)
+            }
+        );
+        assert_eq!(
+            r["core"],
+            Rlimit {
+                soft: Limit::Value(0),
+                hard: Limit::Unlimited
+            }
+        );
         assert_eq!(r["memlock"].soft, Limit::Unlimited);
     }
 
     #[test]
     fn bad_values_say_why() {
-        assert!(parse("[rlimits]\nnofile = { soft = -1, hard = 1 }\n").unwrap_err().contains("negative"));
-        assert!(parse("[rlimits]\nnofile = { soft = \"lots\", hard = 1 }\n").unwrap_err().contains("\"lots\""));
-        assert!(parse("[rlimits]\nnofile = { soft = 1 }\n").unwrap_err().contains("missing field `hard`"));
+        assert!(parse("[rlimits]\nnofile = { soft = -1, hard = 1 }\n")
+            .unwrap_err()
+            .contains("negative"));
+        assert!(parse("[rlimits]\nnofile = { soft = \"lots\", hard = 1 }\n")
+            .unwrap_err()
+            .contains("\"lots\""));
+        assert!(parse("[rlimits]\nnofile = { soft = 1 }\n")
+            .unwrap_err()
+            .contains("missing field `hard`"));
         assert!(parse("[rlimits]\nnofile = { soft = 1, hard = 1, x = 2 }\n")
             .unwrap_err()
             .contains("unknown field `x`"));
@@ -217,11 +245,23 @@ mod tests {
     fn validation_names_the_key() {
         let lim = |s, h| Rlimit { soft: s, hard: h };
         assert!(validate("nofile", &lim(Limit::Value(1), Limit::Unlimited)).is_ok());
-        let e = validate("nofiles", &lim(Limit::Value(1), Limit::Value(1))).unwrap_err().to_string();
-        assert!(e.starts_with("rlimits.nofiles: unknown resource (known: as, core,"), "{e}");
-        let e = validate("nproc", &lim(Limit::Unlimited, Limit::Value(10))).unwrap_err().to_string();
-        assert_eq!(e, "rlimits.nproc: soft limit unlimited is above the hard limit 10");
-        let e = validate("core", &lim(Limit::Value(11), Limit::Value(10))).unwrap_err().to_string();
+        let e = validate("nofiles", &lim(Limit::Value(1), Limit::Value(1)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("rlimits.nofiles: unknown resource (known: as, core,"),
+            "{e}"
+        );
+        let e = validate("nproc", &lim(Limit::Unlimited, Limit::Value(10)))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "rlimits.nproc: soft limit unlimited is above the hard limit 10"
+        );
+        let e = validate("core", &lim(Limit::Value(11), Limit::Value(10)))
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "rlimits.core: soft limit 11 is above the hard limit 10");
     }
 
@@ -246,8 +286,20 @@ mod tests {
             ForkResult::Child => {
                 let (_, hard) = getrlimit(Resource::RLIMIT_CORE).unwrap_or((0, 0));
                 let mut limits = Rlimits::new();
-                limits.insert("core".into(), Rlimit { soft: Limit::Value(0), hard: Limit::Value(hard.min(4096)) });
-                limits.insert("bogus".into(), Rlimit { soft: Limit::Value(0), hard: Limit::Value(0) });
+                limits.insert(
+                    "core".into(),
+                    Rlimit {
+                        soft: Limit::Value(0),
+                        hard: Limit::Value(hard.min(4096)),
+                    },
+                );
+                limits.insert(
+                    "bogus".into(),
+                    Rlimit {
+                        soft: Limit::Value(0),
+                        hard: Limit::Value(0),
+                    },
+                );
                 let (ok, errors) = apply(&limits);
                 let good = ok == ["core"]
                     && errors.len() == 1

@@ -78,7 +78,9 @@ impl Backoff {
     /// The delay before the restart that follows `failures` failures in a row (at least 1).
     pub fn delay(&self, failures: u32) -> Duration {
         let shift = failures.saturating_sub(1).min(30);
-        self.initial.saturating_mul(1u32 << shift).min(self.max.max(self.initial))
+        self.initial
+            .saturating_mul(1u32 << shift)
+            .min(self.max.max(self.initial))
     }
 }
 
@@ -121,7 +123,12 @@ impl Tracker {
     /// A tracker giving up after `max_failures` (at least 1) failures in a row, restarting
     /// after any exit ([`RestartPolicy::Always`]).
     pub fn new(max_failures: u32, backoff: Backoff) -> Self {
-        Self { max_failures: max_failures.max(1), backoff, policy: RestartPolicy::Always, failures: 0 }
+        Self {
+            max_failures: max_failures.max(1),
+            backoff,
+            policy: RestartPolicy::Always,
+            failures: 0,
+        }
     }
 
     /// The same with another restart policy.
@@ -149,13 +156,21 @@ impl Tracker {
         }
         if !failure {
             self.failures = 0;
-            return Decision::Restart { delay: self.backoff.initial, failures: 0 };
+            return Decision::Restart {
+                delay: self.backoff.initial,
+                failures: 0,
+            };
         }
         self.failures += 1;
         if self.failures >= self.max_failures {
-            Decision::GiveUp { failures: self.failures }
+            Decision::GiveUp {
+                failures: self.failures,
+            }
         } else {
-            Decision::Restart { delay: self.backoff.delay(self.failures), failures: self.failures }
+            Decision::Restart {
+                delay: self.backoff.delay(self.failures),
+                failures: self.failures,
+            }
         }
     }
 
@@ -330,8 +345,12 @@ impl Control {
     /// is up: watch [`Control::status`]).
     pub fn restart(&self, name: &str, timeout: Duration) -> Result<(), ControlError> {
         let (tx, rx) = mpsc::channel();
-        self.events.send(Event::Restart { name: name.to_string(), reply: tx });
-        rx.recv_timeout(timeout).unwrap_or(Err(ControlError::NoAnswer(timeout)))
+        self.events.send(Event::Restart {
+            name: name.to_string(),
+            reply: tx,
+        });
+        rx.recv_timeout(timeout)
+            .unwrap_or(Err(ControlError::NoAnswer(timeout)))
     }
 }
 
@@ -342,9 +361,22 @@ enum Phase {
     /// Start at `until`.
     Waiting { until: Instant },
     /// Running. `stop`: SIGTERM was sent for a restart; SIGKILL the cgroup at this instant.
-    Running { pid: Pid, started: Instant, ready: bool, open_pipes: u8, stop: Option<Instant> },
+    Running {
+        pid: Pid,
+        started: Instant,
+        ready: bool,
+        open_pipes: u8,
+        stop: Option<Instant>,
+    },
     /// Exited; waiting for its output to drain (or `deadline`) before deciding.
-    Exited { pid: Pid, started: Instant, ready: bool, open_pipes: u8, deadline: Instant, status: ExitStatus },
+    Exited {
+        pid: Pid,
+        started: Instant,
+        ready: bool,
+        open_pipes: u8,
+        deadline: Instant,
+        status: ExitStatus,
+    },
     /// Gave up.
     Failed,
     /// Exited and not restarted (restart policy).
@@ -382,8 +414,12 @@ impl Service {
         let (state, pid) = match &self.phase {
             Phase::Pending => (ServiceState::Pending, None),
             Phase::Waiting { .. } | Phase::Exited { .. } => (ServiceState::Restarting, None),
-            Phase::Running { pid, stop: Some(_), .. } => (ServiceState::Stopping, Some(pid.as_raw())),
-            Phase::Running { pid, ready: false, .. } => (ServiceState::Starting, Some(pid.as_raw())),
+            Phase::Running {
+                pid, stop: Some(_), ..
+            } => (ServiceState::Stopping, Some(pid.as_raw())),
+            Phase::Running {
+                pid, ready: false, ..
+            } => (ServiceState::Starting, Some(pid.as_raw())),
             Phase::Running { pid, .. } => (ServiceState::Running, Some(pid.as_raw())),
             Phase::Failed => (ServiceState::Failed, None),
             Phase::Done => (ServiceState::Exited, None),
@@ -456,8 +492,10 @@ impl Supervisor {
         let mut services: Vec<Service> = Vec::new();
         for spec in specs {
             if services.iter().any(|s| s.spec.name == spec.name) {
-                console
-                    .error(&format!("{}: a service called {:?} exists already; ignored", spec.config_key, spec.name));
+                console.error(&format!(
+                    "{}: a service called {:?} exists already; ignored",
+                    spec.config_key, spec.name
+                ));
                 continue;
             }
             services.push(Service {
@@ -510,7 +548,10 @@ impl Supervisor {
 
     /// A handle for other threads: status and restart.
     pub fn control(&self) -> Control {
-        Control { status: Arc::clone(&self.status), events: self.events.clone() }
+        Control {
+            status: Arc::clone(&self.status),
+            events: self.events.clone(),
+        }
     }
 
     /// The status of every service (what [`Control::status`] returns).
@@ -534,7 +575,11 @@ impl Supervisor {
             match self.services[i].phase {
                 Phase::Waiting { until } if until <= now => self.spawn(i, now),
                 Phase::Exited { deadline, .. } if deadline <= now => self.settle(i, now),
-                Phase::Running { pid, stop: Some(at), .. } if at <= now => {
+                Phase::Running {
+                    pid,
+                    stop: Some(at),
+                    ..
+                } if at <= now => {
                     let svc = &mut self.services[i];
                     self.console.warn(&format!(
                         "{} (pid {pid}) did not stop within {}s of SIGTERM; killing it",
@@ -573,9 +618,12 @@ impl Supervisor {
                     return;
                 };
                 match &mut svc.phase {
-                    Phase::Running { pid: p, open_pipes, .. } | Phase::Exited { pid: p, open_pipes, .. }
-                        if p.as_raw() == pid =>
-                    {
+                    Phase::Running {
+                        pid: p, open_pipes, ..
+                    }
+                    | Phase::Exited {
+                        pid: p, open_pipes, ..
+                    } if p.as_raw() == pid => {
                         *open_pipes = open_pipes.saturating_sub(1);
                     }
                     _ => return,
@@ -584,7 +632,11 @@ impl Supervisor {
                     self.settle(service, now);
                 }
             }
-            Event::Ready { service, pid, result } => self.on_ready(service, pid, result),
+            Event::Ready {
+                service,
+                pid,
+                result,
+            } => self.on_ready(service, pid, result),
             Event::Restart { name, reply } => {
                 let result = self.request_restart(&name, now);
                 let _ = reply.send(result);
@@ -606,7 +658,9 @@ impl Supervisor {
         match svc.phase {
             Phase::Pending => return Err(ControlError::NotStarted(name.to_string())),
             Phase::Stopped => return Err(ControlError::ShuttingDown),
-            Phase::Running { pid, stop: None, .. } => {
+            Phase::Running {
+                pid, stop: None, ..
+            } => {
                 console.notice(&format!("restarting {name} (pid {pid}) on request"));
                 svc.restart_requested = true;
                 svc.signal(pid, Signal::SIGTERM);
@@ -662,7 +716,10 @@ impl Supervisor {
                 svc.kill_all(Some(pid), console);
             }
             Err(ReadyError::Panicked) => {
-                console.error(&format!("readiness check of {} panicked; not checking it any more", svc.spec.name));
+                console.error(&format!(
+                    "readiness check of {} panicked; not checking it any more",
+                    svc.spec.name
+                ));
             }
         }
     }
@@ -671,7 +728,10 @@ impl Supervisor {
     /// What the service left in its cgroup is killed with it (not during shutdown, which
     /// stops cgroups itself).
     pub fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> bool {
-        let Some(i) = self.services.iter().position(|s| matches!(s.phase, Phase::Running { pid: p, .. } if p == pid))
+        let Some(i) = self
+            .services
+            .iter()
+            .position(|s| matches!(s.phase, Phase::Running { pid: p, .. } if p == pid))
         else {
             return false;
         };
@@ -681,14 +741,30 @@ impl Supervisor {
         svc.current.store(0, Ordering::SeqCst);
         svc.last_exit = Some(status);
         if !shutting_down && svc.cgroup.is_some() && svc.has_processes() {
-            console.debug(&format!("{} exited; killing what it left in its cgroup", svc.spec.name));
+            console.debug(&format!(
+                "{} exited; killing what it left in its cgroup",
+                svc.spec.name
+            ));
             svc.kill_all(None, console);
         }
         if shutting_down {
             // No decision to make, and no reason to wait for its last output.
             svc.enter(Phase::Stopped);
-        } else if let Phase::Running { started, ready, open_pipes, .. } = svc.phase {
-            svc.enter(Phase::Exited { pid, started, ready, open_pipes, deadline: now + OUTPUT_GRACE, status });
+        } else if let Phase::Running {
+            started,
+            ready,
+            open_pipes,
+            ..
+        } = svc.phase
+        {
+            svc.enter(Phase::Exited {
+                pid,
+                started,
+                ready,
+                open_pipes,
+                deadline: now + OUTPUT_GRACE,
+                status,
+            });
             if open_pipes == 0 {
                 self.settle(i, now);
             }
@@ -700,7 +776,14 @@ impl Supervisor {
     /// Decides what to do about an exited service.
     fn settle(&mut self, i: usize, now: Instant) {
         let svc = &mut self.services[i];
-        let Phase::Exited { pid, started, ready, status, .. } = svc.phase else {
+        let Phase::Exited {
+            pid,
+            started,
+            ready,
+            status,
+            ..
+        } = svc.phase
+        else {
             return;
         };
         if self.shutting_down {
@@ -723,9 +806,16 @@ impl Supervisor {
         let bad_config = !ready && status.signal.is_none() && status.code == EXIT_CONFIG;
         let clean = status.signal.is_none() && status.code == 0;
         let what = if !ready {
-            format!("{} (pid {pid}) exited before becoming ready: {reason}", svc.spec.name)
+            format!(
+                "{} (pid {pid}) exited before becoming ready: {reason}",
+                svc.spec.name
+            )
         } else {
-            format!("{} (pid {pid}) exited after {:.1}s: {reason}", svc.spec.name, ran.as_secs_f64())
+            format!(
+                "{} (pid {pid}) exited after {:.1}s: {reason}",
+                svc.spec.name,
+                ran.as_secs_f64()
+            )
         };
         self.decide(i, failure, bad_config, clean, what, reason, now);
     }
@@ -750,11 +840,18 @@ impl Supervisor {
                 } else {
                     String::new()
                 };
-                console.warn(&format!("{what}; restarting in {}ms{count}", delay.as_millis()));
+                console.warn(&format!(
+                    "{what}; restarting in {}ms{count}",
+                    delay.as_millis()
+                ));
                 svc.enter(Phase::Waiting { until: now + delay });
             }
             Decision::GiveUp { failures } => {
-                let last = svc.last.lock().ok().and_then(|l| l.best().map(str::to_string));
+                let last = svc
+                    .last
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.best().map(str::to_string));
                 console.error(&format!(
                     "{} cannot start: {reason} after {failures} attempts; last error: {}",
                     svc.spec.name,
@@ -763,7 +860,11 @@ impl Supervisor {
                 svc.enter(Phase::Failed);
             }
             Decision::GiveUpConfig => {
-                let last = svc.last.lock().ok().and_then(|l| l.best().map(str::to_string));
+                let last = svc
+                    .last
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.best().map(str::to_string));
                 console.error(&format!(
                     "{} cannot start: invalid configuration ({reason}); not restarting; last error: {}",
                     svc.spec.name,
@@ -800,7 +901,10 @@ impl Supervisor {
             Ok(pair) => pair,
             Err(e) => {
                 if svc.spawns == 0 {
-                    console.error(&format!("{}: {e}; running it without its own cgroup", svc.spec.name));
+                    console.error(&format!(
+                        "{}: {e}; running it without its own cgroup",
+                        svc.spec.name
+                    ));
                 }
                 return None;
             }
@@ -894,18 +998,29 @@ impl Supervisor {
         svc.current.store(pid.as_raw(), Ordering::SeqCst);
         let mut open_pipes = 0;
         let pipes: [(Option<Box<dyn std::io::Read + Send>>, Stream); 2] = [
-            (child.stdout.take().map(|p| Box::new(p) as _), Stream::Stdout),
-            (child.stderr.take().map(|p| Box::new(p) as _), Stream::Stderr),
+            (
+                child.stdout.take().map(|p| Box::new(p) as _),
+                Stream::Stdout,
+            ),
+            (
+                child.stderr.take().map(|p| Box::new(p) as _),
+                Stream::Stderr,
+            ),
         ];
         for (pipe, stream) in pipes {
             let Some(pipe) = pipe else { continue };
             let name = svc.spec.name.clone();
             let last = Arc::clone(&svc.last);
             let events = events.clone();
-            let spawned = std::thread::Builder::new().name(format!("{name}-out")).spawn(move || {
-                output::forward(pipe, &name, stream, console, &last);
-                events.send(Event::OutputClosed { service: i, pid: pid.as_raw() });
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-out"))
+                .spawn(move || {
+                    output::forward(pipe, &name, stream, console, &last);
+                    events.send(Event::OutputClosed {
+                        service: i,
+                        pid: pid.as_raw(),
+                    });
+                });
             if spawned.is_ok() {
                 open_pipes += 1;
             }
@@ -915,16 +1030,30 @@ impl Supervisor {
         let ready = match &svc.spec.readiness {
             Readiness::Running => true,
             Readiness::Version { address, timeout } => {
-                let (address, timeout, current) = (address.clone(), *timeout, Arc::clone(&svc.current));
-                let _ = std::thread::Builder::new().name("readiness".into()).spawn(move || {
-                    if let Some(result) = wait_ready(&address, timeout, pid.as_raw(), &current) {
-                        events.send(Event::Ready { service: i, pid: pid.as_raw(), result });
-                    }
-                });
+                let (address, timeout, current) =
+                    (address.clone(), *timeout, Arc::clone(&svc.current));
+                let _ = std::thread::Builder::new()
+                    .name("readiness".into())
+                    .spawn(move || {
+                        if let Some(result) = wait_ready(&address, timeout, pid.as_raw(), &current)
+                        {
+                            events.send(Event::Ready {
+                                service: i,
+                                pid: pid.as_raw(),
+                                result,
+                            });
+                        }
+                    });
                 false
             }
         };
-        svc.enter(Phase::Running { pid, started: now, ready, open_pipes, stop: None });
+        svc.enter(Phase::Running {
+            pid,
+            started: now,
+            ready,
+            open_pipes,
+            stop: None,
+        });
     }
 
     /// Stops restarting; services not running are marked stopped. Returns the process ids of
@@ -936,7 +1065,9 @@ impl Supervisor {
             svc.current.store(0, Ordering::SeqCst);
             match svc.phase {
                 Phase::Running { pid, .. } => pids.push(pid),
-                Phase::Pending | Phase::Waiting { .. } | Phase::Exited { .. } => svc.enter(Phase::Stopped),
+                Phase::Pending | Phase::Waiting { .. } | Phase::Exited { .. } => {
+                    svc.enter(Phase::Stopped)
+                }
                 Phase::Failed | Phase::Done | Phase::Stopped => {}
             }
         }
@@ -951,8 +1082,8 @@ impl Supervisor {
     /// every exit it returns.
     pub fn stop_all(&mut self, reap: &mut dyn FnMut() -> Vec<(Pid, ExitStatus)>) {
         self.begin_shutdown();
-        let (extras, engine): (Vec<usize>, Vec<usize>) =
-            (0..self.services.len()).partition(|&i| self.services[i].spec.readiness == Readiness::Running);
+        let (extras, engine): (Vec<usize>, Vec<usize>) = (0..self.services.len())
+            .partition(|&i| self.services[i].spec.readiness == Readiness::Running);
         for group in [extras, engine] {
             self.stop_group(&group, reap);
         }
@@ -1014,8 +1145,10 @@ impl Supervisor {
                         true
                     }
                     Some(at) if now >= *at + KILL_GRACE => {
-                        console
-                            .warn(&format!("{} still has processes {took:.2}s after SIGKILL; going on", svc.spec.name));
+                        console.warn(&format!(
+                            "{} still has processes {took:.2}s after SIGKILL; going on",
+                            svc.spec.name
+                        ));
                         false
                     }
                     _ => true,
@@ -1027,7 +1160,9 @@ impl Supervisor {
 
     /// Whether any service process is still running.
     pub fn any_running(&self) -> bool {
-        self.services.iter().any(|s| matches!(s.phase, Phase::Running { .. }))
+        self.services
+            .iter()
+            .any(|s| matches!(s.phase, Phase::Running { .. }))
     }
 }
 
@@ -1040,7 +1175,12 @@ pub fn kill_run(pid: Pid, signal: Signal) {
 
 /// Polls berthd's Version until it answers, `timeout` passes, or the run `pid` is no longer
 /// current (returns `None` then: nobody cares any more).
-fn wait_ready(address: &str, timeout: Duration, pid: i32, current: &AtomicI32) -> Option<Result<String, ReadyError>> {
+fn wait_ready(
+    address: &str,
+    timeout: Duration,
+    pid: i32,
+    current: &AtomicI32,
+) -> Option<Result<String, ReadyError>> {
     let deadline = Instant::now() + timeout;
     let socket = address.strip_prefix("unix://").unwrap_or(address);
     let is_path = !address.contains("://") || address.starts_with("unix://");
@@ -1053,8 +1193,9 @@ fn wait_ready(address: &str, timeout: Duration, pid: i32, current: &AtomicI32) -
             return Some(Err(ReadyError::Timeout(timeout, last_error)));
         }
         if !is_path || std::path::Path::new(socket).exists() {
-            let call =
-                std::panic::catch_unwind(|| berth_runtime::client::version_blocking(address, Duration::from_secs(2)));
+            let call = std::panic::catch_unwind(|| {
+                berth_runtime::client::version_blocking(address, Duration::from_secs(2))
+            });
             match call {
                 Ok(Ok((version, _revision))) => return Some(Ok(version)),
                 Ok(Err(err)) => last_error = err.to_string(),
@@ -1070,7 +1211,10 @@ fn wait_ready(address: &str, timeout: Duration, pid: i32, current: &AtomicI32) -
 mod tests {
     use super::*;
 
-    const B: Backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_millis(5000) };
+    const B: Backoff = Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_millis(5000),
+    };
 
     #[test]
     fn backoff_doubles_and_caps() {
@@ -1078,7 +1222,10 @@ mod tests {
         assert_eq!(ms, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
         assert_eq!(B.delay(0).as_millis(), 200);
         assert_eq!(B.delay(u32::MAX), Duration::from_millis(5000));
-        let odd = Backoff { initial: Duration::from_secs(10), max: Duration::from_secs(1) };
+        let odd = Backoff {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(1),
+        };
         assert_eq!(odd.delay(3), Duration::from_secs(10));
     }
 
@@ -1092,24 +1239,54 @@ mod tests {
     #[test]
     fn gives_up_after_max_failures_in_a_row() {
         let mut t = Tracker::new(3, B);
-        assert_eq!(t.on_exit(true, false, false), Decision::Restart { delay: Duration::from_millis(200), failures: 1 });
-        assert_eq!(t.on_exit(true, false, false), Decision::Restart { delay: Duration::from_millis(400), failures: 2 });
-        assert_eq!(t.on_exit(true, false, false), Decision::GiveUp { failures: 3 });
+        assert_eq!(
+            t.on_exit(true, false, false),
+            Decision::Restart {
+                delay: Duration::from_millis(200),
+                failures: 1
+            }
+        );
+        assert_eq!(
+            t.on_exit(true, false, false),
+            Decision::Restart {
+                delay: Duration::from_millis(400),
+                failures: 2
+            }
+        );
+        assert_eq!(
+            t.on_exit(true, false, false),
+            Decision::GiveUp { failures: 3 }
+        );
     }
 
     #[test]
     fn a_good_run_resets_the_count() {
         let mut t = Tracker::new(2, B);
-        assert!(matches!(t.on_exit(true, false, false), Decision::Restart { failures: 1, .. }));
-        assert_eq!(t.on_exit(false, false, true), Decision::Restart { delay: Duration::from_millis(200), failures: 0 });
-        assert!(matches!(t.on_exit(true, false, false), Decision::Restart { failures: 1, .. }));
+        assert!(matches!(
+            t.on_exit(true, false, false),
+            Decision::Restart { failures: 1, .. }
+        ));
+        assert_eq!(
+            t.on_exit(false, false, true),
+            Decision::Restart {
+                delay: Duration::from_millis(200),
+                failures: 0
+            }
+        );
+        assert!(matches!(
+            t.on_exit(true, false, false),
+            Decision::Restart { failures: 1, .. }
+        ));
         assert_eq!(t.failures(), 1);
     }
 
     #[test]
     fn zero_max_failures_means_one() {
         let mut t = Tracker::new(0, B);
-        assert_eq!(t.on_exit(true, false, false), Decision::GiveUp { failures: 1 });
+        assert_eq!(
+            t.on_exit(true, false, false),
+            Decision::GiveUp { failures: 1 }
+        );
     }
 
     #[test]
@@ -1125,7 +1302,10 @@ mod tests {
             path: path.into(),
             args: args.iter().map(|s| s.to_string()).collect(),
             max_failures,
-            backoff: Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(20) },
+            backoff: Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(20),
+            },
             readiness: Readiness::Running,
             restart: RestartPolicy::Always,
             stop_timeout: Duration::from_secs(5),
@@ -1159,7 +1339,9 @@ mod tests {
             }
             // Only wait for our own children: other tests run in parallel threads.
             for pid in &mine {
-                if let Ok(st) = nix::sys::wait::waitpid(*pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                if let Ok(st) =
+                    nix::sys::wait::waitpid(*pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+                {
                     if let Some((pid, st)) = ExitStatus::from_wait(st) {
                         sup.on_exit(pid, st, Instant::now());
                     }
@@ -1175,7 +1357,9 @@ mod tests {
         let svc = spec("crasher", "/bin/sh", &["-c", "echo boom >&2; exit 3"], 3);
         let mut sup = Supervisor::new(vec![svc], Console::new(console::Level::Error), tx);
         sup.start(Instant::now());
-        drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Failed));
+        drive(&mut sup, &rx, &[], |s| {
+            matches!(s.services[0].phase, Phase::Failed)
+        });
         assert_eq!(sup.services[0].tracker.failures(), 3);
         assert_eq!(sup.services[0].last.lock().unwrap().best(), Some("boom"));
     }
@@ -1189,7 +1373,9 @@ mod tests {
         let svc = spec("mask", "/bin/grep", &["SigBlk", "/proc/self/status"], 1);
         let mut sup = Supervisor::new(vec![svc], Console::new(console::Level::Error), tx);
         sup.start(Instant::now());
-        drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Failed));
+        drive(&mut sup, &rx, &[], |s| {
+            matches!(s.services[0].phase, Phase::Failed)
+        });
         set.thread_unblock().unwrap();
         let last = sup.services[0].last.lock().unwrap();
         assert_eq!(last.any.as_deref(), Some("SigBlk:\t0000000000000000"));
@@ -1201,9 +1387,14 @@ mod tests {
         let svc = spec("ghost", "/nonexistent/berth-ghost", &[], 2);
         let mut sup = Supervisor::new(vec![svc], Console::new(console::Level::Error), tx);
         sup.start(Instant::now());
-        drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Failed));
+        drive(&mut sup, &rx, &[], |s| {
+            matches!(s.services[0].phase, Phase::Failed)
+        });
         let last = sup.services[0].last.lock().unwrap();
-        assert!(last.best().unwrap().starts_with("cannot execute /nonexistent/berth-ghost:"));
+        assert!(last
+            .best()
+            .unwrap()
+            .starts_with("cannot execute /nonexistent/berth-ghost:"));
     }
 
     #[test]
@@ -1216,7 +1407,9 @@ mod tests {
         let pids = sup.begin_shutdown();
         assert_eq!(pids.len(), 1);
         kill_run(pids[0], Signal::SIGTERM);
-        drive(&mut sup, &rx, &pids, |s| !s.any_running() && matches!(s.services[0].phase, Phase::Stopped));
+        drive(&mut sup, &rx, &pids, |s| {
+            !s.any_running() && matches!(s.services[0].phase, Phase::Stopped)
+        });
         sup.tick(Instant::now() + Duration::from_secs(60));
         assert!(!sup.any_running());
     }
@@ -1230,22 +1423,34 @@ mod tests {
         assert_eq!(on_failure.on_exit(true, false, true), Decision::Done);
         assert_eq!(
             on_failure.on_exit(true, false, false),
-            Decision::Restart { delay: Duration::from_millis(200), failures: 1 }
+            Decision::Restart {
+                delay: Duration::from_millis(200),
+                failures: 1
+            }
         );
         assert_eq!(
             on_failure.on_exit(false, false, false),
-            Decision::Restart { delay: Duration::from_millis(200), failures: 0 }
+            Decision::Restart {
+                delay: Duration::from_millis(200),
+                failures: 0
+            }
         );
-        let policy: RestartPolicy =
-            toml::from_str::<toml::Table>("p = \"on-failure\"").unwrap()["p"].clone().try_into().unwrap();
+        let policy: RestartPolicy = toml::from_str::<toml::Table>("p = \"on-failure\"").unwrap()
+            ["p"]
+            .clone()
+            .try_into()
+            .unwrap();
         assert_eq!(policy, RestartPolicy::OnFailure);
     }
 
     #[test]
     fn nothing_starts_before_the_engine_stage() {
         let (tx, _rx) = events::channel().unwrap();
-        let mut sup =
-            Supervisor::new(vec![spec("early", "/bin/true", &[], 1)], Console::new(console::Level::Error), tx);
+        let mut sup = Supervisor::new(
+            vec![spec("early", "/bin/true", &[], 1)],
+            Console::new(console::Level::Error),
+            tx,
+        );
         sup.tick(Instant::now() + Duration::from_secs(60));
         assert!(!sup.any_running());
         assert_eq!(sup.status()[0].state, ServiceState::Pending);
@@ -1259,16 +1464,30 @@ mod tests {
         svc.restart = RestartPolicy::OnFailure;
         let mut sup = Supervisor::new(vec![svc], Console::new(console::Level::Error), tx);
         sup.start(Instant::now());
-        drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Done));
+        drive(&mut sup, &rx, &[], |s| {
+            matches!(s.services[0].phase, Phase::Done)
+        });
         let st = &sup.status()[0];
-        assert_eq!((st.state, st.restarts, st.pid), (ServiceState::Exited, 0, None));
-        assert_eq!(st.last_exit, Some(ExitStatus { code: 0, signal: None }));
+        assert_eq!(
+            (st.state, st.restarts, st.pid),
+            (ServiceState::Exited, 0, None)
+        );
+        assert_eq!(
+            st.last_exit,
+            Some(ExitStatus {
+                code: 0,
+                signal: None
+            })
+        );
     }
 
     #[test]
     fn duplicate_names_are_refused() {
         let (tx, _rx) = events::channel().unwrap();
-        let specs = vec![spec("a", "/bin/true", &[], 1), spec("a", "/bin/false", &[], 1)];
+        let specs = vec![
+            spec("a", "/bin/true", &[], 1),
+            spec("a", "/bin/false", &[], 1),
+        ];
         let sup = Supervisor::new(specs, Console::new(console::Level::Error), tx);
         assert_eq!(sup.status().len(), 1);
     }
@@ -1276,14 +1495,20 @@ mod tests {
     #[test]
     fn control_reports_status_and_restarts_on_request() {
         let (tx, rx) = events::channel().unwrap();
-        let mut sup =
-            Supervisor::new(vec![spec("sleeper", "/bin/sleep", &["30"], 3)], Console::new(console::Level::Error), tx);
+        let mut sup = Supervisor::new(
+            vec![spec("sleeper", "/bin/sleep", &["30"], 3)],
+            Console::new(console::Level::Error),
+            tx,
+        );
         let control = sup.control();
         assert_eq!(control.status()[0].state, ServiceState::Pending);
         sup.start(Instant::now());
         drive(&mut sup, &rx, &[], |s| s.any_running());
         let first = control.status()[0].clone();
-        assert_eq!((first.name.as_str(), first.state, first.restarts), ("sleeper", ServiceState::Running, 0));
+        assert_eq!(
+            (first.name.as_str(), first.state, first.restarts),
+            ("sleeper", ServiceState::Running, 0)
+        );
         let old = first.pid.unwrap();
         // The request waits for the main loop: answer it from here, as the main loop would.
         let asker = std::thread::spawn(move || {
@@ -1310,7 +1535,13 @@ mod tests {
         });
         let now = control.status()[0].clone();
         assert_eq!(now.restarts, 1);
-        assert_eq!(now.last_exit, Some(ExitStatus { code: 143, signal: Some(Signal::SIGTERM) }));
+        assert_eq!(
+            now.last_exit,
+            Some(ExitStatus {
+                code: 143,
+                signal: Some(Signal::SIGTERM)
+            })
+        );
         let pids = sup.begin_shutdown();
         kill_run(pids[0], Signal::SIGKILL);
         drive(&mut sup, &rx, &pids, |s| !s.any_running());
@@ -1319,20 +1550,38 @@ mod tests {
     #[test]
     fn stop_all_kills_a_service_that_ignores_sigterm_after_its_timeout() {
         let (tx, rx) = events::channel().unwrap();
-        let mut stubborn = spec("stubborn", "/bin/sh", &["-c", "trap '' TERM; echo up; while :; do sleep 1; done"], 1);
+        let mut stubborn = spec(
+            "stubborn",
+            "/bin/sh",
+            &["-c", "trap '' TERM; echo up; while :; do sleep 1; done"],
+            1,
+        );
         stubborn.stop_timeout = Duration::from_millis(500);
         let polite = spec("polite", "/bin/sleep", &["30"], 1);
-        let mut sup = Supervisor::new(vec![stubborn, polite], Console::new(console::Level::Error), tx);
+        let mut sup = Supervisor::new(
+            vec![stubborn, polite],
+            Console::new(console::Level::Error),
+            tx,
+        );
         sup.start(Instant::now());
         drive(&mut sup, &rx, &[], |s| {
-            s.services.iter().all(|s| matches!(s.phase, Phase::Running { .. }))
+            s.services
+                .iter()
+                .all(|s| matches!(s.phase, Phase::Running { .. }))
                 && s.services[0].last.lock().unwrap().any.is_some()
         });
-        let pids: Vec<Pid> = sup.status().iter().filter_map(|s| s.pid).map(Pid::from_raw).collect();
+        let pids: Vec<Pid> = sup
+            .status()
+            .iter()
+            .filter_map(|s| s.pid)
+            .map(Pid::from_raw)
+            .collect();
         let started = Instant::now();
         let mut reap = || {
             pids.iter()
-                .filter_map(|p| nix::sys::wait::waitpid(*p, Some(nix::sys::wait::WaitPidFlag::WNOHANG)).ok())
+                .filter_map(|p| {
+                    nix::sys::wait::waitpid(*p, Some(nix::sys::wait::WaitPidFlag::WNOHANG)).ok()
+                })
                 .filter_map(ExitStatus::from_wait)
                 .collect()
         };
@@ -1341,9 +1590,20 @@ mod tests {
         println!("stop_all took {:.3}s", took.as_secs_f64());
         assert!(!sup.any_running());
         let st = sup.status();
-        assert_eq!(st[0].last_exit.map(|e| e.signal), Some(Some(Signal::SIGKILL)), "{st:?}");
-        assert_eq!(st[1].last_exit.map(|e| e.signal), Some(Some(Signal::SIGTERM)), "{st:?}");
-        assert!(st.iter().all(|s| s.state == ServiceState::Stopped), "{st:?}");
+        assert_eq!(
+            st[0].last_exit.map(|e| e.signal),
+            Some(Some(Signal::SIGKILL)),
+            "{st:?}"
+        );
+        assert_eq!(
+            st[1].last_exit.map(|e| e.signal),
+            Some(Some(Signal::SIGTERM)),
+            "{st:?}"
+        );
+        assert!(
+            st.iter().all(|s| s.state == ServiceState::Stopped),
+            "{st:?}"
+        );
         assert!(took < Duration::from_secs(10), "hang guard: {took:?}");
         // The sleep the stubborn shell was running is its orphan now; its process group was
         // killed too.

@@ -34,9 +34,17 @@ impl TryFrom<toml::Table> for Sysctls {
     }
 }
 
-fn flatten(prefix: &str, table: toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+fn flatten(
+    prefix: &str,
+    table: toml::Table,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
     for (key, value) in table {
-        let name = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+        let name = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
         let text = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(n) => n.to_string(),
@@ -45,7 +53,12 @@ fn flatten(prefix: &str, table: toml::Table, out: &mut BTreeMap<String, String>)
                 flatten(&name, t, out)?;
                 continue;
             }
-            other => return Err(format!("{name}: expected a string, integer or boolean, found {}", other.type_str())),
+            other => {
+                return Err(format!(
+                    "{name}: expected a string, integer or boolean, found {}",
+                    other.type_str()
+                ))
+            }
         };
         out.insert(name, text);
     }
@@ -54,7 +67,9 @@ fn flatten(prefix: &str, table: toml::Table, out: &mut BTreeMap<String, String>)
 
 impl From<Sysctls> for toml::Table {
     fn from(s: Sysctls) -> toml::Table {
-        s.0.into_iter().map(|(k, v)| (k, toml::Value::String(v))).collect()
+        s.0.into_iter()
+            .map(|(k, v)| (k, toml::Value::String(v)))
+            .collect()
     }
 }
 
@@ -96,7 +111,8 @@ pub enum SysctlError {
 
 /// The file under `proc_sys` for sysctl `key`, or `None` if `key` is not a valid name.
 pub fn key_path(proc_sys: &Path, key: &str) -> Option<PathBuf> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | '+');
+    let ok_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | '+');
     if key.is_empty() || !key.chars().all(ok_char) {
         return None;
     }
@@ -114,15 +130,27 @@ pub fn key_path(proc_sys: &Path, key: &str) -> Option<PathBuf> {
 /// Writes one sysctl.
 pub fn apply_one(proc_sys: &Path, key: &str, value: &str) -> Result<(), SysctlError> {
     let (k, v) = (key.to_string(), value.to_string());
-    let path = key_path(proc_sys, key).ok_or_else(|| SysctlError::BadName { key: k.clone(), value: v.clone() })?;
+    let path = key_path(proc_sys, key).ok_or_else(|| SysctlError::BadName {
+        key: k.clone(),
+        value: v.clone(),
+    })?;
     if !path.is_file() {
-        return Err(SysctlError::NoSuchKey { key: k, value: v, path });
+        return Err(SysctlError::NoSuchKey {
+            key: k,
+            value: v,
+            path,
+        });
     }
     let write = || -> io::Result<()> {
         let mut file = fs::OpenOptions::new().write(true).open(&path)?;
         file.write_all(value.as_bytes())
     };
-    write().map_err(|source| SysctlError::Write { key: k, value: v, path: path.clone(), source })
+    write().map_err(|source| SysctlError::Write {
+        key: k,
+        value: v,
+        path: path.clone(),
+        source,
+    })
 }
 
 /// The outcome of applying a table.
@@ -130,10 +158,7 @@ pub fn apply_one(proc_sys: &Path, key: &str, value: &str) -> Result<(), SysctlEr
 pub struct Applied {
     /// Keys written.
     pub ok: Vec<String>,
-    /// Keys whose file does not exist (yet: a module may bring it); retry with
-    /// [`apply`] on them after loading modules.
-    pub missing: Sysctls,
-    /// Every other failure.
+    /// One error per key not written.
     pub errors: Vec<SysctlError>,
 }
 
@@ -144,26 +169,10 @@ pub fn apply(proc_sys: &Path, table: &Sysctls) -> Applied {
     for (key, value) in &table.0 {
         match apply_one(proc_sys, key, value) {
             Ok(()) => out.ok.push(key.clone()),
-            Err(SysctlError::NoSuchKey { key, value, .. }) => {
-                out.missing.0.insert(key, value);
-            }
             Err(e) => out.errors.push(e),
         }
     }
     out
-}
-
-/// The errors for the keys still missing after the last try.
-pub fn missing_errors(proc_sys: &Path, missing: &Sysctls) -> Vec<SysctlError> {
-    missing
-        .0
-        .iter()
-        .map(|(key, value)| SysctlError::NoSuchKey {
-            key: key.clone(),
-            value: value.clone(),
-            path: key_path(proc_sys, key).unwrap_or_default(),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -177,7 +186,9 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Sysctls, String> {
-        toml::from_str::<Doc>(text).map(|d| d.sysctl).map_err(|e| e.message().to_string())
+        toml::from_str::<Doc>(text)
+            .map(|d| d.sysctl)
+            .map_err(|e| e.message().to_string())
     }
 
     #[test]
@@ -203,7 +214,10 @@ mod tests {
     #[test]
     fn bad_value_types_name_the_key() {
         let err = parse("[sysctl]\n\"net.a\" = [1, 2]\n").unwrap_err();
-        assert!(err.contains("net.a: expected a string, integer or boolean, found array"), "{err}");
+        assert!(
+            err.contains("net.a: expected a string, integer or boolean, found array"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -216,12 +230,24 @@ mod tests {
     #[test]
     fn key_paths() {
         let root = Path::new("/proc/sys");
-        assert_eq!(key_path(root, "net.ipv4.ip_forward").unwrap(), Path::new("/proc/sys/net/ipv4/ip_forward"));
+        assert_eq!(
+            key_path(root, "net.ipv4.ip_forward").unwrap(),
+            Path::new("/proc/sys/net/ipv4/ip_forward")
+        );
         assert_eq!(
             key_path(root, "net/ipv4/conf/eth0.100/rp_filter").unwrap(),
             Path::new("/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
         );
-        for bad in ["", "net..x", ".net", "net.", "net/../../etc/passwd", "a b", "net.ipv4.ip_forward\n", "x/./y"] {
+        for bad in [
+            "",
+            "net..x",
+            ".net",
+            "net.",
+            "net/../../etc/passwd",
+            "a b",
+            "net.ipv4.ip_forward\n",
+            "x/./y",
+        ] {
             assert!(key_path(root, bad).is_none(), "{bad:?}");
         }
     }
@@ -247,16 +273,28 @@ mod tests {
         );
         let out = apply(root, &table);
         assert_eq!(out.ok, ["net.ipv4.ip_forward"]);
-        assert_eq!(fs::read_to_string(root.join("net/ipv4/ip_forward")).unwrap(), "1");
-        let missing: Vec<&String> = out.missing.0.keys().collect();
-        assert_eq!(missing, ["net.ipv4.ip_fowrard", "vm.readonly"]);
+        assert_eq!(
+            fs::read_to_string(root.join("net/ipv4/ip_forward")).unwrap(),
+            "1"
+        );
         let lines: Vec<String> = out.errors.iter().map(ToString::to_string).collect();
-        assert_eq!(lines.len(), 1);
-        assert!(lines[0].starts_with("sysctl bad name = \"x\": invalid name"), "{lines:?}");
-        let later = missing_errors(root, &out.missing);
-        let line = later[0].to_string();
-        assert!(line.starts_with("sysctl net.ipv4.ip_fowrard = \"1\": no such key ("), "{line}");
-        assert!(line.ends_with("net/ipv4/ip_fowrard does not exist)"), "{line}");
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[0].starts_with("sysctl bad name = \"x\": invalid name"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("sysctl net.ipv4.ip_fowrard = \"1\": no such key ("),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].ends_with("net/ipv4/ip_fowrard does not exist)"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].starts_with("sysctl vm.readonly = \"1\": no such key"),
+            "{lines:?}"
+        );
     }
 
     #[test]
@@ -270,7 +308,9 @@ mod tests {
         let err = apply_one(root, "kernel.osrelease", "9.9").unwrap_err();
         let line = err.to_string();
         assert!(
-            line.starts_with("sysctl kernel.osrelease = \"9.9\": cannot write /proc/sys/kernel/osrelease: "),
+            line.starts_with(
+                "sysctl kernel.osrelease = \"9.9\": cannot write /proc/sys/kernel/osrelease: "
+            ),
             "{line}"
         );
     }

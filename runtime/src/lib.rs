@@ -10,5 +10,6 @@ pub mod config;
 pub mod content;
 pub mod ctl;
 pub mod daemon;
+pub mod failpoint;
 pub mod plugins;
 pub mod services;

@@ -81,7 +81,11 @@ pub enum CgroupError {
 
 fn io_err(what: impl Into<String>, path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
     let what = what.into();
-    move |source| CgroupError::Io { what, path: path.to_path_buf(), source }
+    move |source| CgroupError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `value` to an existing interface file (never creates one: a missing file means a
@@ -108,7 +112,10 @@ pub fn controllers(dir: &Path) -> Result<Vec<String>, CgroupError> {
 
 /// Enables `wanted` in `dir/cgroup.subtree_control`: all in one write, and when the kernel
 /// refuses that, one by one so each refusal is reported with its controller.
-pub fn enable_controllers(dir: &Path, wanted: &[String]) -> (Vec<String>, Vec<(String, CgroupError)>) {
+pub fn enable_controllers(
+    dir: &Path,
+    wanted: &[String],
+) -> (Vec<String>, Vec<(String, CgroupError)>) {
     let path = dir.join("cgroup.subtree_control");
     if wanted.is_empty() {
         return (Vec::new(), Vec::new());
@@ -156,18 +163,24 @@ impl Tree {
         let available = match controllers(root) {
             Ok(c) => c,
             Err(CgroupError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Err(CgroupError::NotCgroup2 { path: root.to_path_buf() })
+                return Err(CgroupError::NotCgroup2 {
+                    path: root.to_path_buf(),
+                })
             }
             Err(e) => return Err(e),
         };
-        let tree = Self { root: root.to_path_buf() };
+        let tree = Self {
+            root: root.to_path_buf(),
+        };
         let mut report = SetupReport::default();
         let scope = root.join(INIT_SCOPE);
         match mkdir(&scope) {
             Ok(()) => {
                 let procs = scope.join("cgroup.procs");
                 if let Err(e) = write_file(&procs, &pid.to_string()) {
-                    report.errors.push(io_err(format!("move init (pid {pid}) into"), &procs)(e));
+                    report
+                        .errors
+                        .push(io_err(format!("move init (pid {pid}) into"), &procs)(e));
                 }
             }
             Err(e) => report.errors.push(e),
@@ -194,7 +207,9 @@ impl Tree {
 
     /// A tree over an existing layout (no changes made).
     pub fn open(root: &Path) -> Self {
-        Self { root: root.to_path_buf() }
+        Self {
+            root: root.to_path_buf(),
+        }
     }
 
     /// The root directory.
@@ -245,7 +260,13 @@ impl Tree {
             .custom_flags(libc::O_CLOEXEC)
             .open(&procs_path)
             .map_err(io_err("open", &procs_path))?;
-        Ok((ServiceCgroup { dir, procs: procs.into() }, errors))
+        Ok((
+            ServiceCgroup {
+                dir,
+                procs: procs.into(),
+            },
+            errors,
+        ))
     }
 }
 
@@ -262,23 +283,33 @@ pub struct ServiceCgroup {
 pub fn populated(dir: &Path) -> Result<bool, CgroupError> {
     let path = dir.join("cgroup.events");
     let text = fs::read_to_string(&path).map_err(io_err("read", &path))?;
-    parse_populated(&text)
-        .ok_or_else(|| io_err("parse", &path)(io::Error::new(io::ErrorKind::InvalidData, "no `populated` line")))
+    parse_populated(&text).ok_or_else(|| {
+        io_err("parse", &path)(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no `populated` line",
+        ))
+    })
 }
 
 /// The `populated` flag of a `cgroup.events` text.
 pub fn parse_populated(events: &str) -> Option<bool> {
-    events.lines().find_map(|l| match l.split_whitespace().collect::<Vec<_>>().as_slice() {
-        ["populated", v] => Some(*v != "0"),
-        _ => None,
-    })
+    events.lines().find_map(
+        |l| match l.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["populated", v] => Some(*v != "0"),
+            _ => None,
+        },
+    )
 }
 
 /// The processes in `dir` and every cgroup below it.
 pub fn pids_recursive(dir: &Path) -> Vec<Pid> {
     let mut out = Vec::new();
     if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
-        out.extend(text.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw));
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .map(Pid::from_raw),
+        );
     }
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -292,7 +323,10 @@ pub fn pids_recursive(dir: &Path) -> Vec<Pid> {
 
 /// Sends `signal` to every process in `dir` and below; returns how many were signalled.
 pub fn signal_all(dir: &Path, signal: Signal) -> usize {
-    pids_recursive(dir).into_iter().filter(|pid| kill(*pid, signal).is_ok()).count()
+    pids_recursive(dir)
+        .into_iter()
+        .filter(|pid| kill(*pid, signal).is_ok())
+        .count()
 }
 
 /// How a cgroup was killed.
@@ -331,7 +365,10 @@ mod tests {
     fn fake_cgroup(dir: &Path, controllers: &str, extra: &[&str]) {
         fs::create_dir_all(dir).unwrap();
         fs::write(dir.join("cgroup.controllers"), controllers).unwrap();
-        for f in ["cgroup.subtree_control", "cgroup.procs"].iter().chain(extra) {
+        for f in ["cgroup.subtree_control", "cgroup.procs"]
+            .iter()
+            .chain(extra)
+        {
             fs::write(dir.join(f), "").unwrap();
         }
     }
@@ -350,8 +387,14 @@ mod tests {
         let read = |p: &str| fs::read_to_string(root.join(p)).unwrap();
         assert_eq!(read("init.scope/cgroup.procs"), "1");
         assert_eq!(read("cgroup.subtree_control"), "+cpu +memory +pids");
-        assert_eq!(read("system.slice/cgroup.subtree_control"), "+cpu +memory +pids");
-        assert_eq!(read("containers.slice/cgroup.subtree_control"), "+cpu +memory +pids");
+        assert_eq!(
+            read("system.slice/cgroup.subtree_control"),
+            "+cpu +memory +pids"
+        );
+        assert_eq!(
+            read("containers.slice/cgroup.subtree_control"),
+            "+cpu +memory +pids"
+        );
         assert_eq!(tree.containers(), root.join("containers.slice"));
     }
 
@@ -366,9 +409,18 @@ mod tests {
         assert_eq!(report.enabled, ["memory"]);
         let lines: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines[0].starts_with("cannot move init (pid 1) into ") && lines[0].contains("init.scope/cgroup.procs"));
-        assert!(lines[1].contains("system.slice/cgroup.controllers"), "{lines:?}");
-        assert!(lines[2].contains("containers.slice/cgroup.controllers"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("cannot move init (pid 1) into ")
+                && lines[0].contains("init.scope/cgroup.procs")
+        );
+        assert!(
+            lines[1].contains("system.slice/cgroup.controllers"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].contains("containers.slice/cgroup.controllers"),
+            "{lines:?}"
+        );
     }
 
     #[test]
@@ -387,7 +439,11 @@ mod tests {
         assert!(enabled.is_empty());
         let names: Vec<&str> = failed.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(names, ["cpu", "io"]);
-        assert!(failed[1].1.to_string().starts_with("cannot enable +io in "), "{}", failed[1].1);
+        assert!(
+            failed[1].1.to_string().starts_with("cannot enable +io in "),
+            "{}",
+            failed[1].1
+        );
     }
 
     #[test]
@@ -398,22 +454,42 @@ mod tests {
         fake_cgroup(&dir, "memory", &["memory.min", "memory.max"]);
         let resources: Resources =
             toml::from_str("memory_min = \"16M\"\nmemory_max = \"1G\"\npids_max = 100\n").unwrap();
-        let (cg, errors) = tree.prepare_service("berthd", &resources, "berthd.resources").unwrap();
+        let (cg, errors) = tree
+            .prepare_service("berthd", &resources, "berthd.resources")
+            .unwrap();
         assert_eq!(cg.dir, dir);
-        assert_eq!(fs::read_to_string(dir.join("memory.min")).unwrap(), (16u64 << 20).to_string());
-        assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), (1u64 << 30).to_string());
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.min")).unwrap(),
+            (16u64 << 20).to_string()
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            (1u64 << 30).to_string()
+        );
         assert_eq!(errors.len(), 1);
         let line = errors[0].to_string();
-        assert!(line.starts_with("cannot set pids.max = 100 (berthd.resources.pids_max) in "), "{line}");
-        assert!(!dir.join("pids.max").exists(), "an interface file was created");
+        assert!(
+            line.starts_with("cannot set pids.max = 100 (berthd.resources.pids_max) in "),
+            "{line}"
+        );
+        assert!(
+            !dir.join("pids.max").exists(),
+            "an interface file was created"
+        );
     }
 
     #[test]
     fn service_names_are_checked() {
         let tree = Tree::open(Path::new("/sys/fs/cgroup"));
-        assert_eq!(tree.service_dir("berthd").unwrap(), Path::new("/sys/fs/cgroup/system.slice/berthd"));
+        assert_eq!(
+            tree.service_dir("berthd").unwrap(),
+            Path::new("/sys/fs/cgroup/system.slice/berthd")
+        );
         for bad in ["", "..", ".hidden", "a/b"] {
-            assert!(matches!(tree.service_dir(bad), Err(CgroupError::BadName(_))), "{bad}");
+            assert!(
+                matches!(tree.service_dir(bad), Err(CgroupError::BadName(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -434,7 +510,10 @@ mod tests {
         fs::write(tmp.path().join("cgroup.procs"), "10\n11\n").unwrap();
         fs::create_dir_all(tmp.path().join("ns-a")).unwrap();
         fs::write(tmp.path().join("ns-a/cgroup.procs"), "20\n").unwrap();
-        let mut pids: Vec<i32> = pids_recursive(tmp.path()).iter().map(|p| p.as_raw()).collect();
+        let mut pids: Vec<i32> = pids_recursive(tmp.path())
+            .iter()
+            .map(|p| p.as_raw())
+            .collect();
         pids.sort();
         assert_eq!(pids, [10, 11, 20]);
     }

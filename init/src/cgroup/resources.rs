@@ -34,7 +34,9 @@ impl TryFrom<Raw> for Size {
     type Error = String;
     fn try_from(raw: Raw) -> Result<Self, String> {
         match raw {
-            Raw::Int(n) => u64::try_from(n).map(Size).map_err(|_| format!("invalid size {n}: must not be negative")),
+            Raw::Int(n) => u64::try_from(n)
+                .map(Size)
+                .map_err(|_| format!("invalid size {n}: must not be negative")),
             Raw::Str(s) => parse_size(&s).map(Size),
         }
     }
@@ -42,7 +44,8 @@ impl TryFrom<Raw> for Size {
 
 /// Parses `"1048576"`, `"64K"`, `"512M"`, `"2G"`, `"1T"` (binary multiples; `KiB`, `MB` … too).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size {text:?}: expected bytes, or a number with a K, M, G or T suffix");
+    let bad =
+        || format!("invalid size {text:?}: expected bytes, or a number with a K, M, G or T suffix");
     let t = text.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, suffix) = t.split_at(digits_end);
@@ -57,7 +60,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "T" => 40,
         _ => return Err(bad()),
     };
-    number.checked_mul(1u64 << shift).ok_or_else(|| format!("invalid size {text:?}: too large"))
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 /// A limit that may be absent: `"max"` (no limit) or a value.
@@ -110,8 +115,12 @@ impl TryFrom<Raw> for PidsMax {
         match raw {
             Raw::Str(s) if s.trim() == "max" => Ok(Self(Max::Max)),
             Raw::Int(n) if n > 0 => Ok(Self(Max::Value(n as u64))),
-            Raw::Int(n) => Err(format!("invalid pids limit {n}: must be at least 1, or \"max\"")),
-            Raw::Str(s) => Err(format!("invalid pids limit {s:?}: expected a number or \"max\"")),
+            Raw::Int(n) => Err(format!(
+                "invalid pids limit {n}: must be at least 1, or \"max\""
+            )),
+            Raw::Str(s) => Err(format!(
+                "invalid pids limit {s:?}: expected a number or \"max\""
+            )),
         }
     }
 }
@@ -133,7 +142,9 @@ impl TryFrom<i64> for CpuWeight {
         if (1..=10_000).contains(&n) {
             Ok(Self(n as u32))
         } else {
-            Err(format!("invalid cpu weight {n}: must be 1 to 10000 (default 100)"))
+            Err(format!(
+                "invalid cpu weight {n}: must be 1 to 10000 (default 100)"
+            ))
         }
     }
 }
@@ -164,11 +175,15 @@ impl TryFrom<String> for CpuMax {
     fn try_from(text: String) -> Result<Self, String> {
         let bad = |why: &str| format!("invalid cpu limit {text:?}: {why}");
         let mut words = text.split_whitespace();
-        let quota = words.next().ok_or_else(|| bad("expected \"<quota µs> [<period µs>]\" or \"max\""))?;
+        let quota = words
+            .next()
+            .ok_or_else(|| bad("expected \"<quota µs> [<period µs>]\" or \"max\""))?;
         let quota_us = if quota == "max" {
             Max::Max
         } else {
-            let q: u64 = quota.parse().map_err(|_| bad("the quota is not a number of µs or \"max\""))?;
+            let q: u64 = quota
+                .parse()
+                .map_err(|_| bad("the quota is not a number of µs or \"max\""))?;
             if q < 1000 {
                 return Err(bad("the quota must be at least 1000 µs"));
             }
@@ -176,7 +191,9 @@ impl TryFrom<String> for CpuMax {
         };
         let period_us = match words.next() {
             None => DEFAULT_CPU_PERIOD_US,
-            Some(p) => p.parse().map_err(|_| bad("the period is not a number of µs"))?,
+            Some(p) => p
+                .parse()
+                .map_err(|_| bad("the period is not a number of µs"))?,
         };
         if !(1000..=1_000_000).contains(&period_us) {
             return Err(bad("the period must be 1000 to 1000000 µs"));
@@ -184,7 +201,10 @@ impl TryFrom<String> for CpuMax {
         if words.next().is_some() {
             return Err(bad("more than two values"));
         }
-        Ok(Self { quota_us, period_us })
+        Ok(Self {
+            quota_us,
+            period_us,
+        })
     }
 }
 
@@ -256,7 +276,9 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Resources, String> {
-        toml::from_str::<Doc>(text).map(|d| d.resources).map_err(|e| e.message().to_string())
+        toml::from_str::<Doc>(text)
+            .map(|d| d.resources)
+            .map_err(|e| e.message().to_string())
     }
 
     #[test]
@@ -271,7 +293,9 @@ mod tests {
         assert!(parse_size("12Q").unwrap_err().contains("\"12Q\""));
         assert!(parse_size("M").is_err());
         assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999T").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999T")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]
@@ -311,12 +335,24 @@ mod tests {
 
     #[test]
     fn bad_values_say_what_is_wrong() {
-        assert!(parse("[resources]\ncpu_weight = 0\n").unwrap_err().contains("1 to 10000"));
-        assert!(parse("[resources]\npids_max = 0\n").unwrap_err().contains("at least 1"));
-        assert!(parse("[resources]\npids_max = \"lots\"\n").unwrap_err().contains("\"lots\""));
-        assert!(parse("[resources]\nmemory_max = -5\n").unwrap_err().contains("negative"));
-        assert!(parse("[resources]\nmemory_max = \"1X\"\n").unwrap_err().contains("\"1X\""));
-        assert!(parse("[resources]\nmemroy_max = 1\n").unwrap_err().contains("unknown field `memroy_max`"));
+        assert!(parse("[resources]\ncpu_weight = 0\n")
+            .unwrap_err()
+            .contains("1 to 10000"));
+        assert!(parse("[resources]\npids_max = 0\n")
+            .unwrap_err()
+            .contains("at least 1"));
+        assert!(parse("[resources]\npids_max = \"lots\"\n")
+            .unwrap_err()
+            .contains("\"lots\""));
+        assert!(parse("[resources]\nmemory_max = -5\n")
+            .unwrap_err()
+            .contains("negative"));
+        assert!(parse("[resources]\nmemory_max = \"1X\"\n")
+            .unwrap_err()
+            .contains("\"1X\""));
+        assert!(parse("[resources]\nmemroy_max = 1\n")
+            .unwrap_err()
+            .contains("unknown field `memroy_max`"));
     }
 
     #[test]
