@@ -54,6 +54,12 @@ stop_timeout_secs = {STUBBORN_TIMEOUT_SECS}
 
 [service.resources]
 pids_max = 16
+
+[[service]]
+name = "forker"
+path = "{AGENT}"
+args = ["--spawn-sleeper"]
+restart = "on-failure"
 "#
     )
 }
@@ -229,6 +235,50 @@ fn cgroup_tree_sysctls_and_rlimits_match_the_config() -> Result<()> {
         !console.contains("cgroup: cannot"),
         "a cgroup step failed (see the console)",
     )?;
+
+    // forker printed the pid of the sleeper it left behind and exited 0: not restarted
+    // (restart = on-failure), and the sleeper was killed with it, its cgroup emptied.
+    let exited = console
+        .lines()
+        .find(|l| l.contains("berth-init: forker (pid "))
+        .map(String::from);
+    println!("{}", exited.as_deref().unwrap_or("(no forker exit line)"));
+    vm.check(
+        exited
+            .as_deref()
+            .is_some_and(|l| l.contains("exit status 0; not restarting (restart = on-failure)")),
+        "forker's exit line does not say it is not restarted",
+    )?;
+    let sleeper: i32 = console
+        .lines()
+        .find_map(|l| l.split("] forker: ").nth(1))
+        .and_then(|pid| pid.trim().parse().ok())
+        .context("forker printed no pid")?;
+    let (_, gone_after) = vm.wait_for_ok(
+        "forker's sleeper to be killed with its cgroup",
+        ACTION_TIMEOUT,
+        Duration::from_millis(100),
+        |_| match agent.kill(sleeper, 0) {
+            Err(berth_qemu_tests::Error::AgentOp { .. }) => Ok(()),
+            Ok(()) => Err(berth_qemu_tests::Error::AgentProtocol(format!(
+                "pid {sleeper} still exists"
+            ))),
+            Err(e) => Err(e),
+        },
+    )?;
+    let events = read_text(
+        &mut agent,
+        "/sys/fs/cgroup/system.slice/forker/cgroup.events",
+    )?;
+    println!(
+        "forker's sleeper (pid {sleeper}) gone ({:.3} s into the check); forker cgroup.events: {}",
+        gone_after.as_secs_f64(),
+        events.replace('\n', ", ")
+    );
+    vm.check(
+        events.contains("populated 0"),
+        format!("forker's cgroup is not empty: {events}"),
+    )?;
     Ok(())
 }
 
@@ -237,7 +287,14 @@ fn a_service_ignoring_sigterm_is_killed_after_its_stop_timeout() -> Result<()> {
     let variant = variant()?;
     let mut vm = boot("svc-stubborn", &variant.image)?;
     let mut agent = vm.agent()?;
-    let stubborn = one_pid(&mut agent, "berth-test-agent")?;
+    let mut stubborn = None;
+    for pid in agent.pidof("berth-test-agent")? {
+        let cmdline = agent.read_file(&format!("/proc/{pid}/cmdline"))?;
+        if String::from_utf8_lossy(&cmdline).contains("--ignore-sigterm") {
+            stubborn = Some(pid);
+        }
+    }
+    let stubborn = stubborn.context("no berth-test-agent --ignore-sigterm process")?;
     let status = read_text(&mut agent, &format!("/proc/{stubborn}/status"))?;
     let ignored = status
         .lines()
