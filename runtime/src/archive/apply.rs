@@ -107,6 +107,7 @@ pub(super) fn apply_tar(
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         applier.stats.entries += 1;
+        crate::failpoint::hit("unpack.layer.entry");
         let name = entry.path_bytes().into_owned();
         match applier.entry(&mut entry, &name) {
             Ok(()) => {}

@@ -287,6 +287,7 @@ pub fn collect(
             if marked.contains(&Node::Content(ns.clone(), d.clone())) {
                 live_digests.insert(d.clone());
             } else {
+                crate::failpoint::hit("gc.sweep.record");
                 ct.remove((ns.as_str(), d.as_str()))?;
                 report.content_records.push((ns.clone(), d.clone()));
             }
@@ -321,6 +322,7 @@ pub fn collect(
                 if live_digests.contains(&info.digest.to_string()) {
                     continue;
                 }
+                crate::failpoint::hit("gc.sweep.blob");
                 match store.delete(&info.digest) {
                     Ok(()) => {
                         report.bytes_freed += info.size;

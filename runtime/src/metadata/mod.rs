@@ -244,6 +244,7 @@ impl Db {
             .begin_write()
             .map_err(|e| Error::from(e).in_db(&self.path, op))?;
         let out = f(&txn).map_err(|e| e.in_db(&self.path, op))?;
+        crate::failpoint::hit("metadata.before_commit");
         txn.commit()
             .map_err(|e| Error::from(e).in_db(&self.path, op))?;
         Ok(out)
