@@ -220,6 +220,17 @@ async fn serve(
     let mut registry = registry(&cfg);
     storage.register_plugins(&mut registry);
     let snapshotters = Arc::new(crate::snapshots::service::load(&cfg.root, &mut registry));
+    for id in snapshotters.ids() {
+        if let Some(sn) = snapshotters.lookup(&id) {
+            let (removed, errors) = crate::unpack::remove_leftovers(sn.as_ref());
+            if !removed.is_empty() {
+                warn!(snapshotter = %id, ?removed, "removed snapshots of interrupted unpacks");
+            }
+            for e in errors {
+                error!(snapshotter = %id, "cannot remove a snapshot of an interrupted unpack: {e}");
+            }
+        }
+    }
     // The collector removes unreferenced snapshots through the loaded snapshotters.
     storage.sweeper = snapshotters.clone();
     let storage = Arc::new(storage);

@@ -103,6 +103,29 @@ pub struct Unpacked {
     pub millis: u128,
 }
 
+/// Removes active snapshots left by unpacks that a crash interrupted (keys
+/// `<ns>/extract-…`): after a restart nothing owns them, and a half-applied layer must not
+/// stay visible. Returns the keys removed; errors are returned per key and do not stop the
+/// rest.
+pub fn remove_leftovers(sn: &dyn Snapshotter) -> (Vec<String>, Vec<String>) {
+    let mut leftovers = Vec::new();
+    let _ = sn.walk(&[], &mut |info| {
+        if info.kind == Kind::Active && info.name.contains("/extract-") {
+            leftovers.push(info.name.clone());
+        }
+        Ok(())
+    });
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    for key in leftovers {
+        match sn.remove(&key) {
+            Ok(()) => removed.push(key),
+            Err(e) => errors.push(format!("{key}: {e}")),
+        }
+    }
+    (removed, errors)
+}
+
 /// The backend name of a namespace's committed snapshot for `chain_id`.
 pub fn backend_name(ns: &str, chain_id: &Digest) -> String {
     format!("{ns}/{chain_id}")
