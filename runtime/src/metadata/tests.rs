@@ -840,3 +840,56 @@ fn scheduler_collects_on_request_and_on_low_space() {
     assert_eq!(res.unwrap(), vec![blob.to_string()]);
     assert!(store.info(&blob).is_err());
 }
+
+#[test]
+fn reconcile_removes_snapshot_records_of_missing_backends_and_their_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let sweeper = DirSweeper {
+        root: dir.path().join("snaps"),
+    };
+    sweeper.add("a", None);
+    sweeper.add("b", Some("a"));
+    sweeper.add("c", None);
+    let s = db.snapshots();
+    s.create(
+        "ns",
+        SnapshotRecord::new("dirs", "a", "a", None, Labels::new()),
+    )
+    .unwrap();
+    s.create(
+        "ns",
+        SnapshotRecord::new("dirs", "b", "b", Some("a".into()), Labels::new()),
+    )
+    .unwrap();
+    s.create(
+        "ns",
+        SnapshotRecord::new("dirs", "c", "c", None, labels(&[(gc::LABEL_ROOT, "")])),
+    )
+    .unwrap();
+    // A snapshotter the sweeper does not manage is left alone.
+    s.create(
+        "ns",
+        SnapshotRecord::new("zfs", "z", "z", None, labels(&[(gc::LABEL_ROOT, "")])),
+    )
+    .unwrap();
+    fs::remove_dir_all(dir.path().join("snaps/a")).unwrap();
+    let removed = db.reconcile_snapshots(&sweeper).unwrap();
+    let keys: Vec<&str> = removed.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["a", "b"]);
+    let left: Vec<String> = s
+        .list("ns", None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(left, ["c", "z"]);
+    // The child's backend, now unrecorded, goes at the next collection.
+    let store = LocalStore::open(dir.path()).unwrap();
+    let r = gc::collect(&db, &store, &sweeper).unwrap();
+    assert_eq!(
+        r.backend_snapshots,
+        vec![("dirs".to_string(), "b".to_string())]
+    );
+    assert_eq!(sweeper.keys(), ["c"]);
+}

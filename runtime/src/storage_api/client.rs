@@ -336,10 +336,68 @@ impl StorageClient {
             let resp = self.call("Content.Write", stream.recv()).await?;
             offset += n as i64;
             if last {
+                // Wait for the server's end of stream, so it never writes to a closed
+                // connection; the commit already succeeded, so a failure here is ignored.
                 let _ = stream.close_send().await;
+                let _ = tokio::time::timeout(self.timeout, stream.recv()).await;
                 return Ok(resp.digest);
             }
         }
+    }
+
+    /// `Content.Status` of an ingest.
+    pub async fn content_status(&self, reference: &str) -> Result<cpb::Status, ClientError> {
+        let req = cpb::StatusRequest {
+            ref_: reference.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .call("Content.Status", self.content.status(self.ctx(), &req))
+            .await?;
+        Ok(r.status.into_option().unwrap_or_default())
+    }
+
+    /// `Content.ListStatuses`: ingests in progress.
+    pub async fn content_statuses(&self) -> Result<Vec<cpb::Status>, ClientError> {
+        let req = cpb::ListStatusesRequest::new();
+        Ok(self
+            .call(
+                "Content.ListStatuses",
+                self.content.list_statuses(self.ctx(), &req),
+            )
+            .await?
+            .statuses)
+    }
+
+    /// `Content.Abort` of an ingest.
+    pub async fn abort_content(&self, reference: &str) -> Result<(), ClientError> {
+        let req = cpb::AbortRequest {
+            ref_: reference.to_owned(),
+            ..Default::default()
+        };
+        self.call("Content.Abort", self.content.abort(self.ctx(), &req))
+            .await?;
+        Ok(())
+    }
+
+    /// Sends raw `Content.Write` messages and returns each response (or the first error):
+    /// for clients that drive an ingest themselves (resume at an offset, commit with an
+    /// expected digest).
+    pub async fn write_messages(
+        &self,
+        messages: Vec<cpb::WriteContentRequest>,
+    ) -> Result<Vec<cpb::WriteContentResponse>, ClientError> {
+        let mut stream = self
+            .call("Content.Write", self.content.write(self.stream_ctx()))
+            .await?;
+        let mut out = Vec::new();
+        for m in &messages {
+            self.call("Content.Write", stream.send(m)).await?;
+            out.push(self.call("Content.Write", stream.recv()).await?);
+        }
+        let _ = stream.close_send().await;
+        let _ = tokio::time::timeout(self.timeout, stream.recv()).await;
+        Ok(out)
     }
 
     /// `GC.Collect`.

@@ -74,6 +74,16 @@ impl Storage {
         root: &Path,
         plugins: &BTreeMap<String, toml::Value>,
     ) -> Result<Self, StorageError> {
+        Self::open_with(root, plugins, Arc::new(NoSnapshotters))
+    }
+
+    /// [`Storage::open`] with the snapshotters' sweeper: snapshot records whose backend
+    /// snapshot is missing are reconciled too, and the collector removes backend snapshots.
+    pub fn open_with(
+        root: &Path,
+        plugins: &BTreeMap<String, toml::Value>,
+        sweeper: Arc<dyn SnapshotSweeper>,
+    ) -> Result<Self, StorageError> {
         let schedule = schedule(plugins.get(GC_PLUGIN))?;
         let content = LocalStore::open(root).map_err(|source| StorageError::Content {
             root: root.to_path_buf(),
@@ -84,10 +94,12 @@ impl Storage {
         if !report.removed_content_records.is_empty() {
             tracing::warn!(removed = ?report.removed_content_records, "storage: removed records of missing blobs");
         }
+        db.reconcile_snapshots(sweeper.as_ref())
+            .map_err(StorageError::Metadata)?;
         Ok(Self {
             db: Arc::new(db),
             content: Arc::new(content),
-            sweeper: Arc::new(NoSnapshotters),
+            sweeper,
             gc: Trigger::default(),
             schedule,
             root: root.to_path_buf(),
