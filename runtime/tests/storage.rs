@@ -445,7 +445,7 @@ fn newer_schema_stops_berthd_with_one_clear_line() {
         .arg(config(dir.path()))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(berth_runtime::daemon::EXIT_CONFIG));
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err
         .lines()

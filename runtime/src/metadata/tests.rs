@@ -893,3 +893,33 @@ fn reconcile_removes_snapshot_records_of_missing_backends_and_their_children() {
     );
     assert_eq!(sweeper.keys(), ["c"]);
 }
+
+#[test]
+fn collection_waits_for_a_creator_holding_the_resource_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(LocalStore::open(dir.path()).unwrap());
+    let db = std::sync::Arc::new(Db::open(dir.path()).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let creator = {
+        let (db, store) = (db.clone(), store.clone());
+        std::thread::spawn(move || {
+            let _guard = db.resource_guard();
+            let d = put_blob(&store, b"fresh blob, record not yet committed");
+            tx.send(d).unwrap();
+            // The collector runs now, between blob and record.
+            std::thread::sleep(Duration::from_millis(300));
+            db.content()
+                .put_record("default", d, 36, labels(&[(gc::LABEL_ROOT, "")]))
+                .unwrap();
+            d
+        })
+    };
+    let d = rx.recv().unwrap();
+    let t = std::time::Instant::now();
+    let r = gc::collect(&db, store.as_ref(), &gc::NoSnapshotters).unwrap();
+    println!("collection waited {:?} for the creator", t.elapsed());
+    assert_eq!(creator.join().unwrap(), d);
+    assert!(r.blobs.is_empty(), "{r:?}");
+    assert!(store.info(&d).is_ok());
+    assert!(db.content().get("default", &d).is_ok());
+}

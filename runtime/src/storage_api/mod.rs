@@ -54,6 +54,20 @@ pub enum StorageError {
     BadConfig { key: String, reason: String },
 }
 
+impl StorageError {
+    /// Whether restarting berthd cannot help (a newer or foreign schema, a bad setting), so
+    /// berthd exits with [`crate::daemon::EXIT_CONFIG`] and init stops restarting it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::BadConfig { .. }
+                | Self::Metadata(
+                    metadata::Error::SchemaTooNew { .. } | metadata::Error::BadSchema { .. }
+                )
+        )
+    }
+}
+
 /// The opened storage and what its services share.
 pub struct Storage {
     pub db: Arc<Db>,
