@@ -294,6 +294,24 @@ fn images_verbs_and_delete_frees_content() {
         .to_string();
     assert!(e.contains("ALREADY_EXISTS"), "{e}");
 
+    // A labels-only update may omit the target.
+    let upd = rt
+        .block_on(
+            client.update_image(
+                berth_runtime::api::images::Image {
+                    name: "docker.io/library/app:2".into(),
+                    labels: [("env".to_string(), "ci".to_string())]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                },
+                vec!["labels.env".into()],
+            ),
+        )
+        .unwrap();
+    assert_eq!(upd.labels["env"], "ci");
+    assert_eq!(upd.target.digest, manifest);
+
     let table = ok(&d, &["images", "ls"]);
     assert!(
         table.starts_with("REF")

@@ -267,6 +267,16 @@ fn images_are_validated_and_namespaced() {
         (d, 1),
         "only labels changed"
     );
+    // A labels-only update need not carry a valid target; a target update must.
+    let only_labels = Image::new("a:1", desc(d2, 0), labels(&[("k", "w")]));
+    let got = im
+        .update("default", only_labels.clone(), &["labels.k".into()])
+        .unwrap();
+    assert_eq!((got.labels["k"].as_str(), got.target.size), ("w", 8));
+    let e = im
+        .update("default", only_labels, &["target".into()])
+        .unwrap_err();
+    assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
     let got = im.update("default", upd, &["target".into()]).unwrap();
     assert_eq!(got.target.digest, d2);
     assert!(got.updated_at >= got.created_at);

@@ -172,6 +172,23 @@ impl StorageClient {
         Ok(r.image.into_option().unwrap_or_default())
     }
 
+    /// `Images.Update` with field paths (`labels`, `labels.<key>`, `target`).
+    pub async fn update_image(
+        &self,
+        image: ipb::Image,
+        mask: Vec<String>,
+    ) -> Result<ipb::Image, ClientError> {
+        let req = ipb::UpdateImageRequest {
+            image: Some(image).into(),
+            update_mask: mask,
+            ..Default::default()
+        };
+        let r = self
+            .call("Images.Update", self.images.update(self.ctx(), &req))
+            .await?;
+        Ok(r.image.into_option().unwrap_or_default())
+    }
+
     /// `Images.Delete`; `sync` collects garbage before returning.
     pub async fn delete_image(&self, name: &str, sync: bool) -> Result<(), ClientError> {
         let req = ipb::DeleteImageRequest {
