@@ -353,9 +353,11 @@ impl StorageClient {
             let resp = self.call("Content.Write", stream.recv()).await?;
             offset += n as i64;
             if last {
-                // Wait for the server's end of stream, so it never writes to a closed
-                // connection; the commit already succeeded, so a failure here is ignored.
-                let _ = stream.close_send().await;
+                // The server ends the stream after a commit: wait for that end, so it never
+                // writes to a closed connection, and send nothing more. A late close frame
+                // would be answered with an error on this stream id, which a connection
+                // reused by the next client (the guest's API bridge does that) would take
+                // for its own answer. The commit already succeeded; the wait is best effort.
                 let _ = tokio::time::timeout(self.timeout, stream.recv()).await;
                 return Ok(resp.digest);
             }
@@ -412,7 +414,14 @@ impl StorageClient {
             self.call("Content.Write", stream.send(m)).await?;
             out.push(self.call("Content.Write", stream.recv()).await?);
         }
-        let _ = stream.close_send().await;
+        // After a commit the server ends the stream by itself (see `write_content`);
+        // otherwise closing our side is what lets it finish.
+        let committed = messages
+            .last()
+            .is_some_and(|m| m.action.enum_value() == Ok(cpb::WriteAction::COMMIT));
+        if !committed {
+            let _ = stream.close_send().await;
+        }
         let _ = tokio::time::timeout(self.timeout, stream.recv()).await;
         Ok(out)
     }
