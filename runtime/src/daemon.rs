@@ -149,7 +149,11 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Err(e) => {
             error!("{e}");
             eprintln!("berthd: error: {e}");
-            1
+            match &e {
+                // Restarting cannot fix a newer schema or a bad GC setting: stop the retries.
+                DaemonError::Storage(s) if s.is_permanent() => EXIT_CONFIG,
+                _ => 1,
+            }
         }
     }
 }

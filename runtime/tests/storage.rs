@@ -294,6 +294,24 @@ fn images_verbs_and_delete_frees_content() {
         .to_string();
     assert!(e.contains("ALREADY_EXISTS"), "{e}");
 
+    // A labels-only update may omit the target.
+    let upd = rt
+        .block_on(
+            client.update_image(
+                berth_runtime::api::images::Image {
+                    name: "docker.io/library/app:2".into(),
+                    labels: [("env".to_string(), "ci".to_string())]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                },
+                vec!["labels.env".into()],
+            ),
+        )
+        .unwrap();
+    assert_eq!(upd.labels["env"], "ci");
+    assert_eq!(upd.target.digest, manifest);
+
     let table = ok(&d, &["images", "ls"]);
     assert!(
         table.starts_with("REF")
@@ -445,7 +463,7 @@ fn newer_schema_stops_berthd_with_one_clear_line() {
         .arg(config(dir.path()))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(berth_runtime::daemon::EXIT_CONFIG));
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err
         .lines()
@@ -468,4 +486,113 @@ fn sha256_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[test]
+fn content_write_resumes_verifies_and_aborts() {
+    use berth_runtime::api::content::{WriteAction, WriteContentRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let rt = rt();
+    let client = rt
+        .block_on(berth_runtime::storage_api::client::StorageClient::connect(
+            d.socket.to_str().unwrap(),
+            Duration::from_secs(10),
+            "default",
+        ))
+        .unwrap();
+    let data = b"0123456789abcdef";
+    let digest = format!("sha256:{}", sha256_hex(data));
+    let msg = |action: WriteAction, offset: i64, bytes: &[u8]| WriteContentRequest {
+        action: action.into(),
+        ref_: "resumable".into(),
+        total: data.len() as i64,
+        expected: digest.clone(),
+        offset,
+        data: bytes.to_vec(),
+        ..Default::default()
+    };
+    // First connection writes half and goes away.
+    let r = rt
+        .block_on(client.write_messages(vec![msg(WriteAction::WRITE, 0, &data[..8])]))
+        .unwrap();
+    assert_eq!(r[0].offset, 8);
+    let st = rt.block_on(client.content_status("resumable")).unwrap();
+    assert_eq!(
+        (st.offset, st.total, st.expected.as_str()),
+        (8, 16, digest.as_str())
+    );
+    assert_eq!(rt.block_on(client.content_statuses()).unwrap().len(), 1);
+    // A write that skips ahead is refused with INVALID_ARGUMENT.
+    let e = rt
+        .block_on(client.write_messages(vec![msg(WriteAction::WRITE, 12, &data[12..])]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("INVALID_ARGUMENT") && e.contains("offset 12"),
+        "{e}"
+    );
+    // Resume: STAT tells where to continue, then commit.
+    let r = rt
+        .block_on(client.write_messages(vec![
+            msg(WriteAction::STAT, 0, &[]),
+            msg(WriteAction::COMMIT, 8, &data[8..]),
+        ]))
+        .unwrap();
+    assert_eq!(r[0].offset, 8);
+    assert_eq!(r[1].digest, digest);
+    assert_eq!(ok(&d, &["content", "ls", "-q"]), format!("{digest}\n"));
+    let e = rt
+        .block_on(client.content_status("resumable"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NOT_FOUND"), "{e}");
+
+    // A commit whose bytes do not match the expected digest publishes nothing.
+    let wrong = format!("sha256:{}", "1".repeat(64));
+    let bad = WriteContentRequest {
+        action: WriteAction::COMMIT.into(),
+        ref_: "wrong".into(),
+        total: 3,
+        expected: wrong,
+        data: b"abc".to_vec(),
+        ..Default::default()
+    };
+    let e = rt
+        .block_on(client.write_messages(vec![bad]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("INVALID_ARGUMENT") && e.contains("digest mismatch"),
+        "{e}"
+    );
+    // Oversized chunks are refused before touching the store.
+    let big = WriteContentRequest {
+        action: WriteAction::WRITE.into(),
+        ref_: "big".into(),
+        data: vec![0u8; (1 << 20) + 1],
+        ..Default::default()
+    };
+    let e = rt
+        .block_on(client.write_messages(vec![big]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("INVALID_ARGUMENT") && e.contains("at most 1048576"),
+        "{e}"
+    );
+    // The failed ingest is kept for a retry, until aborted.
+    rt.block_on(client.abort_content("wrong")).unwrap();
+    let e = rt
+        .block_on(client.abort_content("wrong"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NOT_FOUND"), "{e}");
+    assert!(rt.block_on(client.content_statuses()).unwrap().is_empty());
+    // Writing the same blob again into the same namespace is ALREADY_EXISTS, as containerd.
+    let e = rt
+        .block_on(client.write_content("again", &mut &data[..], vec![]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ALREADY_EXISTS"), "{e}");
 }

@@ -91,7 +91,9 @@ impl Images<'_> {
     /// Updates an image: field paths `labels`, `labels.<key>`, `target` (none = labels and
     /// target).
     pub fn update(&self, ns: &str, image: Image, paths: &[String]) -> Result<Image> {
-        check(&image)?;
+        // Only what changes must be valid: a labels-only update may carry any target.
+        validate::name("image name", &image.name)?;
+        validate::labels(&image.labels)?;
         self.db.write("update image", |txn| {
             let mut t = txn.open_table(schema::IMAGES)?;
             let mut rec: Image = get2(&t, "images", ns, &image.name)?
@@ -108,6 +110,7 @@ impl Images<'_> {
                     }
                 }
             }
+            check(&rec)?;
             rec.updated_at = SystemTime::now();
             t.insert((ns, image.name.as_str()), encode(&rec).as_slice())?;
             Ok(rec)

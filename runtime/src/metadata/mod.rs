@@ -233,6 +233,82 @@ impl Db {
         })
     }
 
+    /// Removes snapshot records whose backend snapshot is missing from the snapshotters
+    /// `sweeper` manages, and the records of their descendants (a child without its parent is
+    /// unusable), in one transaction; reports them. Backend snapshots without records are
+    /// left for [`gc::collect`]. A snapshotter whose snapshots cannot be listed is skipped
+    /// (its records are kept) and logged.
+    pub fn reconcile_snapshots(
+        &self,
+        sweeper: &dyn gc::SnapshotSweeper,
+    ) -> Result<Vec<gc::RemovedSnapshot>> {
+        let _g = self.exclusive_guard();
+        let mut present = std::collections::BTreeMap::new();
+        for sn in sweeper.snapshotters() {
+            match sweeper.backend_keys(&sn) {
+                Ok(keys) => {
+                    present.insert(
+                        sn,
+                        keys.into_iter().collect::<std::collections::BTreeSet<_>>(),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(snapshotter = %sn, error = %e, "metadata: cannot list backend snapshots; their records are kept")
+                }
+            }
+        }
+        self.write("reconcile snapshot records", |txn| {
+            let mut t = txn.open_table(schema::SNAPSHOTS)?;
+            let mut all = std::collections::BTreeMap::new();
+            for item in t.iter()? {
+                let (k, v) = item?;
+                let (ns, sn, key) = k.value();
+                let rec: SnapshotRecord =
+                    decode("snapshots", || format!("{ns}/{sn}/{key}"), v.value())?;
+                all.insert((ns.to_owned(), sn.to_owned(), key.to_owned()), rec);
+            }
+            let mut gone: std::collections::BTreeSet<(String, String, String)> = all
+                .iter()
+                .filter(|((_, sn, _), rec)| {
+                    present
+                        .get(sn)
+                        .is_some_and(|keys| !keys.contains(&rec.backend_key))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            // Descendants of a removed record, until nothing changes.
+            loop {
+                let more: Vec<_> = all
+                    .iter()
+                    .filter(|(k, rec)| {
+                        !gone.contains(*k)
+                            && rec.parent.as_ref().is_some_and(|p| {
+                                gone.contains(&(k.0.clone(), k.1.clone(), p.clone()))
+                            })
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                if more.is_empty() {
+                    break;
+                }
+                gone.extend(more);
+            }
+            let mut removed = Vec::new();
+            for k in gone {
+                t.remove((k.0.as_str(), k.1.as_str(), k.2.as_str()))?;
+                let rec = &all[&k];
+                tracing::warn!(namespace = %k.0, snapshotter = %k.1, key = %k.2, "metadata: removed a snapshot record whose backend snapshot (or parent) is missing");
+                removed.push(gc::RemovedSnapshot {
+                    namespace: k.0.clone(),
+                    snapshotter: k.1.clone(),
+                    key: k.2.clone(),
+                    backend_key: rec.backend_key.clone(),
+                });
+            }
+            Ok(removed)
+        })
+    }
+
     /// Runs `f` in one write transaction, committed when `f` succeeds and aborted otherwise.
     pub(crate) fn write<T>(
         &self,

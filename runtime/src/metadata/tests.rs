@@ -267,6 +267,16 @@ fn images_are_validated_and_namespaced() {
         (d, 1),
         "only labels changed"
     );
+    // A labels-only update need not carry a valid target; a target update must.
+    let only_labels = Image::new("a:1", desc(d2, 0), labels(&[("k", "w")]));
+    let got = im
+        .update("default", only_labels.clone(), &["labels.k".into()])
+        .unwrap();
+    assert_eq!((got.labels["k"].as_str(), got.target.size), ("w", 8));
+    let e = im
+        .update("default", only_labels, &["target".into()])
+        .unwrap_err();
+    assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
     let got = im.update("default", upd, &["target".into()]).unwrap();
     assert_eq!(got.target.digest, d2);
     assert!(got.updated_at >= got.created_at);
@@ -839,4 +849,87 @@ fn scheduler_collects_on_request_and_on_low_space() {
     assert_eq!(reason, gc::Reason::Requested);
     assert_eq!(res.unwrap(), vec![blob.to_string()]);
     assert!(store.info(&blob).is_err());
+}
+
+#[test]
+fn reconcile_removes_snapshot_records_of_missing_backends_and_their_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let sweeper = DirSweeper {
+        root: dir.path().join("snaps"),
+    };
+    sweeper.add("a", None);
+    sweeper.add("b", Some("a"));
+    sweeper.add("c", None);
+    let s = db.snapshots();
+    s.create(
+        "ns",
+        SnapshotRecord::new("dirs", "a", "a", None, Labels::new()),
+    )
+    .unwrap();
+    s.create(
+        "ns",
+        SnapshotRecord::new("dirs", "b", "b", Some("a".into()), Labels::new()),
+    )
+    .unwrap();
+    s.create(
+        "ns",
+        SnapshotRecord::new("dirs", "c", "c", None, labels(&[(gc::LABEL_ROOT, "")])),
+    )
+    .unwrap();
+    // A snapshotter the sweeper does not manage is left alone.
+    s.create(
+        "ns",
+        SnapshotRecord::new("zfs", "z", "z", None, labels(&[(gc::LABEL_ROOT, "")])),
+    )
+    .unwrap();
+    fs::remove_dir_all(dir.path().join("snaps/a")).unwrap();
+    let removed = db.reconcile_snapshots(&sweeper).unwrap();
+    let keys: Vec<&str> = removed.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["a", "b"]);
+    let left: Vec<String> = s
+        .list("ns", None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(left, ["c", "z"]);
+    // The child's backend, now unrecorded, goes at the next collection.
+    let store = LocalStore::open(dir.path()).unwrap();
+    let r = gc::collect(&db, &store, &sweeper).unwrap();
+    assert_eq!(
+        r.backend_snapshots,
+        vec![("dirs".to_string(), "b".to_string())]
+    );
+    assert_eq!(sweeper.keys(), ["c"]);
+}
+
+#[test]
+fn collection_waits_for_a_creator_holding_the_resource_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(LocalStore::open(dir.path()).unwrap());
+    let db = std::sync::Arc::new(Db::open(dir.path()).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let creator = {
+        let (db, store) = (db.clone(), store.clone());
+        std::thread::spawn(move || {
+            let _guard = db.resource_guard();
+            let d = put_blob(&store, b"fresh blob, record not yet committed");
+            tx.send(d).unwrap();
+            // The collector runs now, between blob and record.
+            std::thread::sleep(Duration::from_millis(300));
+            db.content()
+                .put_record("default", d, 36, labels(&[(gc::LABEL_ROOT, "")]))
+                .unwrap();
+            d
+        })
+    };
+    let d = rx.recv().unwrap();
+    let t = std::time::Instant::now();
+    let r = gc::collect(&db, store.as_ref(), &gc::NoSnapshotters).unwrap();
+    println!("collection waited {:?} for the creator", t.elapsed());
+    assert_eq!(creator.join().unwrap(), d);
+    assert!(r.blobs.is_empty(), "{r:?}");
+    assert!(store.info(&d).is_ok());
+    assert!(db.content().get("default", &d).is_ok());
 }

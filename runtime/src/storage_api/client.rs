@@ -172,6 +172,23 @@ impl StorageClient {
         Ok(r.image.into_option().unwrap_or_default())
     }
 
+    /// `Images.Update` with field paths (`labels`, `labels.<key>`, `target`).
+    pub async fn update_image(
+        &self,
+        image: ipb::Image,
+        mask: Vec<String>,
+    ) -> Result<ipb::Image, ClientError> {
+        let req = ipb::UpdateImageRequest {
+            image: Some(image).into(),
+            update_mask: mask,
+            ..Default::default()
+        };
+        let r = self
+            .call("Images.Update", self.images.update(self.ctx(), &req))
+            .await?;
+        Ok(r.image.into_option().unwrap_or_default())
+    }
+
     /// `Images.Delete`; `sync` collects garbage before returning.
     pub async fn delete_image(&self, name: &str, sync: bool) -> Result<(), ClientError> {
         let req = ipb::DeleteImageRequest {
@@ -336,10 +353,77 @@ impl StorageClient {
             let resp = self.call("Content.Write", stream.recv()).await?;
             offset += n as i64;
             if last {
-                let _ = stream.close_send().await;
+                // The server ends the stream after a commit: wait for that end, so it never
+                // writes to a closed connection, and send nothing more. A late close frame
+                // would be answered with an error on this stream id, which a connection
+                // reused by the next client (the guest's API bridge does that) would take
+                // for its own answer. The commit already succeeded; the wait is best effort.
+                let _ = tokio::time::timeout(self.timeout, stream.recv()).await;
                 return Ok(resp.digest);
             }
         }
+    }
+
+    /// `Content.Status` of an ingest.
+    pub async fn content_status(&self, reference: &str) -> Result<cpb::Status, ClientError> {
+        let req = cpb::StatusRequest {
+            ref_: reference.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .call("Content.Status", self.content.status(self.ctx(), &req))
+            .await?;
+        Ok(r.status.into_option().unwrap_or_default())
+    }
+
+    /// `Content.ListStatuses`: ingests in progress.
+    pub async fn content_statuses(&self) -> Result<Vec<cpb::Status>, ClientError> {
+        let req = cpb::ListStatusesRequest::new();
+        Ok(self
+            .call(
+                "Content.ListStatuses",
+                self.content.list_statuses(self.ctx(), &req),
+            )
+            .await?
+            .statuses)
+    }
+
+    /// `Content.Abort` of an ingest.
+    pub async fn abort_content(&self, reference: &str) -> Result<(), ClientError> {
+        let req = cpb::AbortRequest {
+            ref_: reference.to_owned(),
+            ..Default::default()
+        };
+        self.call("Content.Abort", self.content.abort(self.ctx(), &req))
+            .await?;
+        Ok(())
+    }
+
+    /// Sends raw `Content.Write` messages and returns each response (or the first error):
+    /// for clients that drive an ingest themselves (resume at an offset, commit with an
+    /// expected digest).
+    pub async fn write_messages(
+        &self,
+        messages: Vec<cpb::WriteContentRequest>,
+    ) -> Result<Vec<cpb::WriteContentResponse>, ClientError> {
+        let mut stream = self
+            .call("Content.Write", self.content.write(self.stream_ctx()))
+            .await?;
+        let mut out = Vec::new();
+        for m in &messages {
+            self.call("Content.Write", stream.send(m)).await?;
+            out.push(self.call("Content.Write", stream.recv()).await?);
+        }
+        // After a commit the server ends the stream by itself (see `write_content`);
+        // otherwise closing our side is what lets it finish.
+        let committed = messages
+            .last()
+            .is_some_and(|m| m.action.enum_value() == Ok(cpb::WriteAction::COMMIT));
+        if !committed {
+            let _ = stream.close_send().await;
+        }
+        let _ = tokio::time::timeout(self.timeout, stream.recv()).await;
+        Ok(out)
     }
 
     /// `GC.Collect`.

@@ -94,7 +94,15 @@ impl images_ttrpc::Images for Service {
         req: pb::UpdateImageRequest,
     ) -> ttrpc::Result<pb::UpdateImageResponse> {
         let ns = namespace(ctx)?;
-        let image = from_pb(req.image.into_option().unwrap_or_default())?;
+        let mut pb_image = req.image.into_option().unwrap_or_default();
+        if pb_image.target.is_none() {
+            // A labels-only update may omit the target: the stored one stands in (the
+            // database ignores it unless the mask names "target").
+            let current =
+                blocking(|| self.0.db.images().get(&ns, &pb_image.name)).map_err(status)?;
+            pb_image.target = to_pb(current).target;
+        }
+        let image = from_pb(pb_image)?;
         let i =
             blocking(|| self.0.db.images().update(&ns, image, &req.update_mask)).map_err(status)?;
         Ok(pb::UpdateImageResponse {

@@ -54,6 +54,20 @@ pub enum StorageError {
     BadConfig { key: String, reason: String },
 }
 
+impl StorageError {
+    /// Whether restarting berthd cannot help (a newer or foreign schema, a bad setting), so
+    /// berthd exits with [`crate::daemon::EXIT_CONFIG`] and init stops restarting it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::BadConfig { .. }
+                | Self::Metadata(
+                    metadata::Error::SchemaTooNew { .. } | metadata::Error::BadSchema { .. }
+                )
+        )
+    }
+}
+
 /// The opened storage and what its services share.
 pub struct Storage {
     pub db: Arc<Db>,
@@ -74,6 +88,16 @@ impl Storage {
         root: &Path,
         plugins: &BTreeMap<String, toml::Value>,
     ) -> Result<Self, StorageError> {
+        Self::open_with(root, plugins, Arc::new(NoSnapshotters))
+    }
+
+    /// [`Storage::open`] with the snapshotters' sweeper: snapshot records whose backend
+    /// snapshot is missing are reconciled too, and the collector removes backend snapshots.
+    pub fn open_with(
+        root: &Path,
+        plugins: &BTreeMap<String, toml::Value>,
+        sweeper: Arc<dyn SnapshotSweeper>,
+    ) -> Result<Self, StorageError> {
         let schedule = schedule(plugins.get(GC_PLUGIN))?;
         let content = LocalStore::open(root).map_err(|source| StorageError::Content {
             root: root.to_path_buf(),
@@ -84,10 +108,12 @@ impl Storage {
         if !report.removed_content_records.is_empty() {
             tracing::warn!(removed = ?report.removed_content_records, "storage: removed records of missing blobs");
         }
+        db.reconcile_snapshots(sweeper.as_ref())
+            .map_err(StorageError::Metadata)?;
         Ok(Self {
             db: Arc::new(db),
             content: Arc::new(content),
-            sweeper: Arc::new(NoSnapshotters),
+            sweeper,
             gc: Trigger::default(),
             schedule,
             root: root.to_path_buf(),
