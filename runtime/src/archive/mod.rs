@@ -173,7 +173,7 @@ pub fn apply_layer(
     }
     let mut stats = {
         let mut outer = BufReader::new(io::Cursor::new(head[..have].to_vec()).chain(&mut hashed));
-        let mut stats = {
+        let stats = {
             let decompressed: Box<dyn Read + '_> = match found {
                 Compression::None => Box::new(&mut outer),
                 Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut outer)),
