@@ -202,8 +202,7 @@ impl<'de> Deserialize<'de> for ModuleName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let valid = !s.is_empty()
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !valid {
             return Err(serde::de::Error::custom(format!(
@@ -290,7 +289,10 @@ fn default_cmdline() -> Cmdline {
 }
 
 fn default_initramfs_modules() -> Vec<ModuleName> {
-    ["loop", "erofs"].into_iter().map(ModuleName::from).collect()
+    ["loop", "erofs"]
+        .into_iter()
+        .map(ModuleName::from)
+        .collect()
 }
 
 fn default_root_modules() -> Vec<ModuleName> {
@@ -395,7 +397,8 @@ modules = ["virtio-net"]
 
     #[test]
     fn unknown_top_level_key_names_line_and_key() {
-        let (line, key, message) = invalid("[kernel]\npackage = \"linux-image-cloud-amd64\"\n\n[rooot]\n");
+        let (line, key, message) =
+            invalid("[kernel]\npackage = \"linux-image-cloud-amd64\"\n\n[rooot]\n");
         assert_eq!(line, 4, "{message}");
         assert!(message.contains("rooot"), "{message}");
         let _ = key;
@@ -421,7 +424,8 @@ modules = ["virtio-net"]
 
     #[test]
     fn bad_module_name_names_its_index() {
-        let (line, key, message) = invalid("[root]\nmodules = [\n  \"virtio_net\",\n  \"bad name\",\n]\n");
+        let (line, key, message) =
+            invalid("[root]\nmodules = [\n  \"virtio_net\",\n  \"bad name\",\n]\n");
         // toml reports the array's span: the line of the key.
         assert_eq!(line, 2, "{message}");
         assert!(message.contains("bad name"), "{message}");
@@ -438,7 +442,10 @@ modules = ["virtio-net"]
     #[test]
     fn syntax_error_has_a_line() {
         let err = parse("[kernel]\npackage = \n").unwrap_err();
-        assert!(err.to_string().starts_with("configs/image.toml:2: "), "{err}");
+        assert!(
+            err.to_string().starts_with("configs/image.toml:2: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -151,7 +151,9 @@ pub fn root_tree(inputs: &RootInputs<'_>) -> Result<Tree, RootfsError> {
     }
 
     let prefix = Path::new("usr/lib/modules").join(inputs.index.release());
-    inputs.index.add_to_tree(inputs.modules, &mut tree, &prefix)?;
+    inputs
+        .index
+        .add_to_tree(inputs.modules, &mut tree, &prefix)?;
     Ok(tree)
 }
 
@@ -212,7 +214,11 @@ mod tests {
         fs::write(mods.join("modules.dep"), "kernel/overlay.ko:\n").unwrap();
         let index = ModuleIndex::load(&mods).unwrap();
         let set = index
-            .closure(&[ModuleName::from("overlay")], "root.modules", Path::new("x"))
+            .closure(
+                &[ModuleName::from("overlay")],
+                "root.modules",
+                Path::new("x"),
+            )
             .unwrap();
         let tree = root_tree(&RootInputs {
             bin_dir: &bin,
@@ -226,16 +232,28 @@ mod tests {
     }
 
     fn paths(tree: &Tree) -> Vec<String> {
-        tree.listing().unwrap().into_iter().map(|e| e.path).collect()
+        tree.listing()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
     }
 
     #[test]
     fn production_tree_has_the_contract_layout_and_no_agent() {
         let (_dir, tree) = fixture(false);
         let listing = tree.listing().unwrap();
-        let get = |p: &str| listing.iter().find(|e| e.path == p).unwrap_or_else(|| panic!("{p} missing"));
+        let get = |p: &str| {
+            listing
+                .iter()
+                .find(|e| e.path == p)
+                .unwrap_or_else(|| panic!("{p} missing"))
+        };
         assert_eq!(get("/sbin").target.as_deref(), Some("usr/sbin"));
-        assert_eq!(get("/usr/sbin/init").target.as_deref(), Some("../bin/berth"));
+        assert_eq!(
+            get("/usr/sbin/init").target.as_deref(),
+            Some("../bin/berth")
+        );
         assert_eq!(get("/usr/bin/berthctl").target.as_deref(), Some("berth"));
         assert_eq!(get("/usr/bin/berth").mode, "0755");
         assert_eq!(get("/tmp").mode, "1777");
@@ -244,7 +262,9 @@ mod tests {
         get("/etc/berth/berthd.toml");
         let all = paths(&tree);
         assert!(!all.iter().any(|p| p.contains("test-agent")), "{all:?}");
-        assert!(!all.iter().any(|p| p.ends_with("/sh") || p.contains("busybox")));
+        assert!(!all
+            .iter()
+            .any(|p| p.ends_with("/sh") || p.contains("busybox")));
     }
 
     #[test]
@@ -256,14 +276,21 @@ mod tests {
             .find(|(p, _)| *p == Path::new("etc/berth/init.toml"))
             .map(|(_, n)| n.clone())
             .unwrap();
-        let crate::tree::Node::File { source: crate::tree::Source::Bytes(data), .. } = init else {
+        let crate::tree::Node::File {
+            source: crate::tree::Source::Bytes(data),
+            ..
+        } = init
+        else {
             panic!("init.toml should be generated");
         };
         let text = String::from_utf8(data).unwrap();
         let parsed: toml::Table = toml::from_str(&text).unwrap();
         let service = &parsed["service"].as_array().unwrap()[0];
         assert_eq!(service["name"].as_str(), Some("test-agent"));
-        assert_eq!(service["path"].as_str(), Some("/usr/libexec/berth/berth-test-agent"));
+        assert_eq!(
+            service["path"].as_str(),
+            Some("/usr/libexec/berth/berth-test-agent")
+        );
         assert!(text.starts_with("[init]\nhostname = \"berth\"\n"));
     }
 

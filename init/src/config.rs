@@ -175,9 +175,15 @@ impl Default for ConsoleConfig {
 impl Default for ModulesConfig {
     fn default() -> Self {
         Self {
-            load: ["virtio_pci", "virtio_console", "virtio_net", "virtio_blk", "overlay"]
-                .map(String::from)
-                .to_vec(),
+            load: [
+                "virtio_pci",
+                "virtio_console",
+                "virtio_net",
+                "virtio_blk",
+                "overlay",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -198,13 +204,20 @@ impl Default for BerthdConfig {
 
 impl Default for BridgeConfig {
     fn default() -> Self {
-        Self { port: "org.berth.api".into(), wait_secs: 5 }
+        Self {
+            port: "org.berth.api".into(),
+            wait_secs: 5,
+        }
     }
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { timeout_secs: 10, on_fatal: FatalAction::Poweroff, power_button: true }
+        Self {
+            timeout_secs: 10,
+            on_fatal: FatalAction::Poweroff,
+            power_button: true,
+        }
     }
 }
 
@@ -240,8 +253,17 @@ impl Config {
             let key = (!key.is_empty() && key != ".").then_some(key);
             let message = inner.message().trim().replace('\n', " ");
             // Without a key the parser failed before reaching one: a syntax error.
-            let message = if key.is_none() { format!("invalid TOML: {message}") } else { message };
-            ConfigError::Invalid { path: path.to_path_buf(), line, key, message }
+            let message = if key.is_none() {
+                format!("invalid TOML: {message}")
+            } else {
+                message
+            };
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                key,
+                message,
+            }
         })
     }
 
@@ -254,7 +276,13 @@ impl Config {
                 Err(err) => (Self::default(), Some(err)),
             },
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => (Self::default(), None),
-            Err(source) => (Self::default(), Some(ConfigError::Read { path: path.to_path_buf(), source })),
+            Err(source) => (
+                Self::default(),
+                Some(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            ),
         }
     }
 }
@@ -281,13 +309,24 @@ impl Config {
         // The file as a table (when it is valid), so the overlay changes only the keys it names.
         let (file_config, base, file_error) = match std::fs::read_to_string(path) {
             Ok(text) => match Self::parse(path, &text) {
-                Ok(config) => (config, text.parse::<toml::Table>().unwrap_or_default(), None),
+                Ok(config) => (
+                    config,
+                    text.parse::<toml::Table>().unwrap_or_default(),
+                    None,
+                ),
                 Err(err) => (Self::default(), toml::Table::new(), Some(err)),
             },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (Self::default(), toml::Table::new(), None),
-            Err(source) => {
-                (Self::default(), toml::Table::new(), Some(ConfigError::Read { path: path.to_path_buf(), source }))
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                (Self::default(), toml::Table::new(), None)
             }
+            Err(source) => (
+                Self::default(),
+                toml::Table::new(),
+                Some(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            ),
         };
         let schema = toml::Table::try_from(Self::default()).expect("the defaults serialize");
         let overlay = crate::cmdline::Overlay::parse(cmdline, &schema);
@@ -308,7 +347,10 @@ impl Config {
                     match accepted.iter().rposition(|s| s.key() == key) {
                         Some(index) => {
                             let setting = accepted.remove(index);
-                            errors.push(crate::cmdline::ArgError { arg: setting.arg.clone(), message });
+                            errors.push(crate::cmdline::ArgError {
+                                arg: setting.arg.clone(),
+                                message,
+                            });
                         }
                         // Not ours (cannot happen for a file that parsed): the file layer alone.
                         None => break file_config,
@@ -316,14 +358,23 @@ impl Config {
                 }
             }
         };
-        Loaded { config, file_error, cmdline_errors: errors, config_url: overlay.config_url }
+        Loaded {
+            config,
+            file_error,
+            cmdline_errors: errors,
+            config_url: overlay.config_url,
+        }
     }
 }
 
 /// 1-based line number of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -343,7 +394,13 @@ mod tests {
     fn shipped_file_equals_defaults_plus_services() {
         let text = include_str!("../../configs/init.toml");
         let config = parse(text).unwrap();
-        assert_eq!(Config { services: Vec::new(), ..config }, Config::default());
+        assert_eq!(
+            Config {
+                services: Vec::new(),
+                ..config
+            },
+            Config::default()
+        );
     }
 
     #[test]
@@ -382,35 +439,59 @@ mod tests {
     fn unknown_key_names_line_and_key() {
         let err = parse("[berthd]\npath = \"/x\"\nmax_failure = 3\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:3: key berthd.max_failure: unknown field `max_failure`"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "/etc/berth/init.toml:3: key berthd.max_failure: unknown field `max_failure`"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
     fn unknown_table_is_reported() {
         let err = parse("[console]\nlevel = \"info\"\n[bogus]\nx = 1\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:3: key bogus: unknown field `bogus`"), "{msg}");
+        assert!(
+            msg.starts_with("/etc/berth/init.toml:3: key bogus: unknown field `bogus`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn bad_enum_value_is_reported() {
         let err = parse("[shutdown]\non_fatal = \"explode\"\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:2: key shutdown.on_fatal: unknown variant `explode`"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "/etc/berth/init.toml:2: key shutdown.on_fatal: unknown variant `explode`"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
     fn error_in_service_array_names_index() {
-        let err = parse("[[service]]\nname = \"a\"\npath = \"/a\"\n[[service]]\nname = \"b\"\npath = 5\n").unwrap_err();
+        let err = parse(
+            "[[service]]\nname = \"a\"\npath = \"/a\"\n[[service]]\nname = \"b\"\npath = 5\n",
+        )
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:6: key service[1].path: invalid type: integer `5`"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "/etc/berth/init.toml:6: key service[1].path: invalid type: integer `5`"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
     fn syntax_error_has_a_line() {
         let err = parse("[console]\nlevel = \"info\"\nthis is not toml\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:3: invalid TOML: "), "{msg}");
+        assert!(
+            msg.starts_with("/etc/berth/init.toml:3: invalid TOML: "),
+            "{msg}"
+        );
         assert!(!msg.contains('\n'), "{msg}");
     }
 
@@ -431,13 +512,19 @@ mod tests {
     }
 
     fn error_lines(loaded: &Loaded) -> Vec<String> {
-        loaded.cmdline_errors.iter().map(ToString::to_string).collect()
+        loaded
+            .cmdline_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
     fn cmdline_overrides_file_overrides_defaults() {
         let loaded = layers(
-            Some("[berthd]\nmax_failures = 3\nbackoff_max_ms = 100\n[console]\nlevel = \"debug\"\n"),
+            Some(
+                "[berthd]\nmax_failures = 3\nbackoff_max_ms = 100\n[console]\nlevel = \"debug\"\n",
+            ),
             "console=ttyS0 berth.berthd.max_failures=9 berth.modules.load=a,b quiet",
         );
         assert!(loaded.file_error.is_none() && loaded.cmdline_errors.is_empty());
@@ -451,14 +538,20 @@ mod tests {
 
     #[test]
     fn cmdline_keeps_file_services() {
-        let loaded = layers(Some("[[service]]\nname = \"a\"\npath = \"/a\"\n"), "berth.bridge.port=");
+        let loaded = layers(
+            Some("[[service]]\nname = \"a\"\npath = \"/a\"\n"),
+            "berth.bridge.port=",
+        );
         assert_eq!(loaded.config.services.len(), 1);
         assert_eq!(loaded.config.bridge.port, "");
     }
 
     #[test]
     fn cmdline_later_wins_and_bad_values_keep_the_earlier_one() {
-        let loaded = layers(None, "berth.console.level=warn berth.console.level=error berth.console.level=loud");
+        let loaded = layers(
+            None,
+            "berth.console.level=warn berth.console.level=error berth.console.level=loud",
+        );
         assert_eq!(loaded.config.console.level, Level::Error);
         assert_eq!(
             error_lines(&loaded),
@@ -491,9 +584,21 @@ mod tests {
 
     #[test]
     fn cmdline_applies_over_defaults_when_the_file_is_bad() {
-        let loaded = layers(Some("[berthd]\nmax_failures = \"x\"\n"), "berth.bridge.wait_secs=1");
+        let loaded = layers(
+            Some("[berthd]\nmax_failures = \"x\"\n"),
+            "berth.bridge.wait_secs=1",
+        );
         assert!(loaded.file_error.is_some());
-        assert_eq!(loaded.config, Config { bridge: BridgeConfig { wait_secs: 1, ..BridgeConfig::default() }, ..Config::default() });
+        assert_eq!(
+            loaded.config,
+            Config {
+                bridge: BridgeConfig {
+                    wait_secs: 1,
+                    ..BridgeConfig::default()
+                },
+                ..Config::default()
+            }
+        );
     }
 
     #[test]
@@ -507,7 +612,10 @@ mod tests {
     #[test]
     fn cmdline_config_url_is_kept() {
         let loaded = layers(None, "berth.config=http://10.0.2.2/node.toml");
-        assert_eq!(loaded.config_url.as_deref(), Some("http://10.0.2.2/node.toml"));
+        assert_eq!(
+            loaded.config_url.as_deref(),
+            Some("http://10.0.2.2/node.toml")
+        );
         assert_eq!(loaded.config, Config::default());
     }
 
@@ -524,6 +632,9 @@ mod tests {
         std::fs::write(&path, "[berthd]\nmax_failures = -1\n").unwrap();
         let (config, err) = Config::load(&path);
         assert_eq!(config, Config::default());
-        assert!(err.unwrap().to_string().contains(":2: key berthd.max_failures: "));
+        assert!(err
+            .unwrap()
+            .to_string()
+            .contains(":2: key berthd.max_failures: "));
     }
 }

@@ -51,10 +51,14 @@ pub fn run() -> ! {
         std::process::exit(1);
     }
     let mut fatal = FatalPolicy::default();
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| stage2::run(stage2::default_config_path(), &mut fatal)));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        stage2::run(stage2::default_config_path(), &mut fatal)
+    }));
     // stage2::run never returns normally, so we only get here after a panic.
     let _ = result;
-    fatal.console.error(&format!("fatal: init crashed; {}", fatal.action));
+    fatal
+        .console
+        .error(&format!("fatal: init crashed; {}", fatal.action));
     // A second panic must not escape either.
     let _ = std::panic::catch_unwind(|| power::emergency_shutdown(fatal));
     power::finish(fatal.action, fatal.console)
@@ -69,7 +73,10 @@ fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
         Console::default().error(&format!("panic in thread {name}{location}: {message}"));

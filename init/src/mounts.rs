@@ -113,9 +113,30 @@ pub const STAGE2_MOUNTS: &[MountSpec] = &[
         data: "mode=1777",
         dir_mode: 0o1777,
     },
-    MountSpec { source: "run", target: "/run", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755", dir_mode: 0o755 },
-    MountSpec { source: "tmp", target: "/tmp", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777", dir_mode: 0o1777 },
-    MountSpec { source: "var", target: "/var", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755", dir_mode: 0o755 },
+    MountSpec {
+        source: "run",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=0755",
+        dir_mode: 0o755,
+    },
+    MountSpec {
+        source: "tmp",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+        dir_mode: 0o1777,
+    },
+    MountSpec {
+        source: "var",
+        target: "/var",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=0755",
+        dir_mode: 0o755,
+    },
     MountSpec {
         source: "cgroup2",
         target: "/sys/fs/cgroup",
@@ -146,7 +167,9 @@ pub enum Mounted {
 
 /// Whether `path` is a mount point: its device differs from its parent's (or it is `/`).
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return false };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
     let parent = path.join("..");
     match std::fs::metadata(&parent) {
         Ok(parent_meta) => meta.dev() != parent_meta.dev() || meta.ino() == parent_meta.ino(),
@@ -165,13 +188,26 @@ pub fn mount(spec: &MountSpec) -> Result<Mounted, MountError> {
             .recursive(true)
             .mode(spec.dir_mode)
             .create(target)
-            .map_err(|source| MountError::MountPoint { path: target.to_path_buf(), source })?;
+            .map_err(|source| MountError::MountPoint {
+                path: target.to_path_buf(),
+                source,
+            })?;
     }
     let data = (!spec.data.is_empty()).then_some(spec.data);
-    match nix::mount::mount(Some(spec.source), target, Some(spec.fstype), spec.flags, data) {
+    match nix::mount::mount(
+        Some(spec.source),
+        target,
+        Some(spec.fstype),
+        spec.flags,
+        data,
+    ) {
         Ok(()) => Ok(Mounted::Mounted),
         Err(Errno::EBUSY) => Ok(Mounted::AlreadyMounted),
-        Err(errno) => Err(MountError::Mount { fstype: spec.fstype.to_string(), target: target.to_path_buf(), errno }),
+        Err(errno) => Err(MountError::Mount {
+            fstype: spec.fstype.to_string(),
+            target: target.to_path_buf(),
+            errno,
+        }),
     }
 }
 
@@ -199,11 +235,13 @@ pub fn create_dev_symlinks() {
 
 /// Moves the mount at `from` to `to` (`MS_MOVE`).
 pub fn move_mount(from: &Path, to: &Path) -> Result<(), MountError> {
-    nix::mount::mount(Some(from), to, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|errno| MountError::Move {
-        from: from.to_path_buf(),
-        to: to.to_path_buf(),
-        errno,
-    })
+    nix::mount::mount(Some(from), to, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(
+        |errno| MountError::Move {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            errno,
+        },
+    )
 }
 
 /// Mount points listed in a `/proc/self/mountinfo` text, in mount order. Octal escapes
@@ -266,7 +304,9 @@ mod tests {
 ";
         assert_eq!(
             parse_mountinfo(text),
-            ["/", "/proc", "/dev", "/mnt/with space"].map(PathBuf::from).to_vec()
+            ["/", "/proc", "/dev", "/mnt/with space"]
+                .map(PathBuf::from)
+                .to_vec()
         );
     }
 
@@ -274,7 +314,12 @@ mod tests {
     fn stage2_table_has_parents_first() {
         for (i, spec) in STAGE2_MOUNTS.iter().enumerate() {
             for later in &STAGE2_MOUNTS[i + 1..] {
-                assert!(!spec.target.starts_with(&format!("{}/", later.target)), "{} before {}", spec.target, later.target);
+                assert!(
+                    !spec.target.starts_with(&format!("{}/", later.target)),
+                    "{} before {}",
+                    spec.target,
+                    later.target
+                );
             }
         }
     }

@@ -51,17 +51,24 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         console.error(&format!("{err}; continuing with built-in defaults"));
     }
     if let Some(err) = cmdline_error {
-        console.warn(&format!("cannot read {}: {err}; berth. arguments not applied", cmdline::PROC_CMDLINE));
+        console.warn(&format!(
+            "cannot read {}: {err}; berth. arguments not applied",
+            cmdline::PROC_CMDLINE
+        ));
     }
     for err in &loaded.cmdline_errors {
         console.error(&format!("{err}; ignored"));
     }
     if let Some(url) = &loaded.config_url {
-        console.info(&format!("berth.config={url}: fetching a node configuration is not supported yet; ignored"));
+        console.info(&format!(
+            "berth.config={url}: fetching a node configuration is not supported yet; ignored"
+        ));
     }
     for (spec, result) in mount_results {
         match result {
-            Ok(Mounted::Mounted) => console.debug(&format!("mounted {} on {}", spec.fstype, spec.target)),
+            Ok(Mounted::Mounted) => {
+                console.debug(&format!("mounted {} on {}", spec.fstype, spec.target))
+            }
             Ok(Mounted::AlreadyMounted) => {}
             Err(err) => console.warn(&err.to_string()),
         }
@@ -85,12 +92,14 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     // the slowest part of boot under emulation. The bridge waits for its port to appear.
     {
         let config = config.clone();
-        let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
-            load_modules(&config, index.as_ref(), console);
-            if config.shutdown.power_button {
-                crate::power_button::spawn(index.as_ref(), console);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("modules".into())
+            .spawn(move || {
+                load_modules(&config, index.as_ref(), console);
+                if config.shutdown.power_button {
+                    crate::power_button::spawn(index.as_ref(), console);
+                }
+            });
         if let Err(err) = spawned {
             console.warn(&format!("modules: cannot start the loader thread: {err}"));
         }
@@ -98,7 +107,9 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     if let Err(err) = crate::net::interface_up("lo") {
         console.warn(&format!("cannot bring lo up: {err}"));
     }
-    let socket_dir = Path::new(crate::bridge::socket_path(&config.berthd.address)).parent().map(Path::to_path_buf);
+    let socket_dir = Path::new(crate::bridge::socket_path(&config.berthd.address))
+        .parent()
+        .map(Path::to_path_buf);
     if let Some(dir) = socket_dir {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -134,7 +145,10 @@ pub fn service_specs(config: &Config) -> Vec<ServiceSpec> {
             initial: Duration::from_millis(b.backoff_initial_ms),
             max: Duration::from_millis(b.backoff_max_ms),
         },
-        readiness: Readiness::Version { address: b.address.clone(), timeout: b.ready_timeout() },
+        readiness: Readiness::Version {
+            address: b.address.clone(),
+            timeout: b.ready_timeout(),
+        },
     }];
     specs.extend(config.services.iter().map(|s| ServiceSpec {
         name: s.name.clone(),
@@ -166,9 +180,19 @@ fn load_modules(config: &Config, index: Option<&ModuleIndex>, console: Console) 
             Err(err) => console.warn(&format!("modules: {err}")),
         }
     }
-    let mut line = format!("modules: loaded {}", if loaded.is_empty() { "none".into() } else { loaded.join(" ") });
+    let mut line = format!(
+        "modules: loaded {}",
+        if loaded.is_empty() {
+            "none".into()
+        } else {
+            loaded.join(" ")
+        }
+    );
     if !present.is_empty() {
-        line.push_str(&format!("; built in or already loaded: {}", present.join(" ")));
+        line.push_str(&format!(
+            "; built in or already loaded: {}",
+            present.join(" ")
+        ));
     }
     console.info(&line);
 }
@@ -194,19 +218,30 @@ fn main_loop(
         {
             let mut fds = vec![PollFd::new(rx.fd(), PollFlags::POLLIN)];
             if let Some(sfd) = signals {
-                fds.push(PollFd::new(std::os::fd::AsFd::as_fd(sfd), PollFlags::POLLIN));
+                fds.push(PollFd::new(
+                    std::os::fd::AsFd::as_fd(sfd),
+                    PollFlags::POLLIN,
+                ));
             }
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
         if let Some(sfd) = signals {
             for sig in reaper::pending(sfd) {
                 match sig {
-                    Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => {
-                        power::shutdown(supervisor, shutdown_timeout, PowerAction::Poweroff, sig.as_str(), console)
-                    }
-                    Signal::SIGINT => {
-                        power::shutdown(supervisor, shutdown_timeout, PowerAction::Reboot, sig.as_str(), console)
-                    }
+                    Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => power::shutdown(
+                        supervisor,
+                        shutdown_timeout,
+                        PowerAction::Poweroff,
+                        sig.as_str(),
+                        console,
+                    ),
+                    Signal::SIGINT => power::shutdown(
+                        supervisor,
+                        shutdown_timeout,
+                        PowerAction::Reboot,
+                        sig.as_str(),
+                        console,
+                    ),
                     Signal::SIGCHLD => {}
                     other => console.debug(&format!("ignoring {}", other.as_str())),
                 }
