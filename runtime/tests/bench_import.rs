@@ -83,7 +83,8 @@ fn containerd_once(work: &Path, archive: &Path, i: usize) -> Result<Duration> {
     Ok(took)
 }
 
-fn berth_once(work: &Path, archive: &Path, i: usize) -> Result<(Duration, u64)> {
+/// (total, import part, entries).
+fn berth_once(work: &Path, archive: &Path, i: usize) -> Result<(Duration, Duration, u64)> {
     let dir = work.join(format!("berth{i}"));
     let t = Instant::now();
     let store = LocalStore::open(&dir)?;
@@ -92,6 +93,7 @@ fn berth_once(work: &Path, archive: &Path, i: usize) -> Result<(Duration, u64)> 
         fs::File::open(archive)?,
         &ImportOptions::default(),
     )?;
+    let import = t.elapsed();
     let image = images::resolve(&store, &report.images[0].target, &Platform::default())?;
     let mut uppers: Vec<PathBuf> = Vec::new();
     let mut files = 0;
@@ -116,7 +118,7 @@ fn berth_once(work: &Path, archive: &Path, i: usize) -> Result<(Duration, u64)> 
     }
     let took = t.elapsed();
     fs::remove_dir_all(&dir)?;
-    Ok((took, files))
+    Ok((took, import, files))
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -147,9 +149,12 @@ fn import_and_unpack_berth_vs_containerd() -> Result<()> {
     let mut entries = 0;
     for i in 0..RUNS {
         let c = containerd_once(work, &archive, i)?;
-        let (b, n) = berth_once(work, &archive, i)?;
+        let (b, import, n) = berth_once(work, &archive, i)?;
         entries = n;
-        println!("bench: run {i}: containerd {c:.2?}, berth {b:.2?}");
+        println!(
+            "bench: run {i}: containerd {c:.2?}, berth {b:.2?} (import {import:.2?}, unpack {:.2?})",
+            b - import
+        );
         ctd.push(c);
         berth.push(b);
     }

@@ -67,6 +67,13 @@ struct Applier<'a> {
     unpacked: HashSet<PathBuf>,
     /// Directory times, set at the end: writing children changes a directory's mtime.
     dir_times: Vec<(PathBuf, TimeSpec, TimeSpec)>,
+    /// The last parent resolved, by its cleaned components: tar entries come grouped by
+    /// directory, so most entries reuse it instead of walking from the root again. Dropped
+    /// whenever anything is removed from the tree (the only way a resolved directory can
+    /// stop being what its name resolves to).
+    last_parent: Option<(Vec<OsString>, ResolvedDir)>,
+    /// Copy buffer for file data, reused across entries.
+    buf: Vec<u8>,
 }
 
 pub(super) fn apply_tar(
@@ -97,6 +104,8 @@ pub(super) fn apply_tar(
         stats: ApplyStats::default(),
         unpacked: HashSet::new(),
         dir_times: Vec::new(),
+        last_parent: None,
+        buf: vec![0u8; 128 * 1024],
     };
     let read_err = |source| Error::Read {
         layer: layer.to_owned(),
@@ -152,6 +161,7 @@ impl Applier<'_> {
         let dfd = dir.fd.as_fd();
         if let Some(st) = lstat_at(dfd, base).map_err(sys("lstat"))? {
             if !(kind(&st) == SFlag::S_IFDIR && etype.is_dir()) {
+                self.last_parent = None;
                 resolve::remove_all_at(dfd, base).map_err(sys("remove existing"))?;
             }
         }
@@ -170,7 +180,7 @@ impl Applier<'_> {
                 )
                 .map_err(sys("create file"))?;
                 let mut file = File::from(resolve::own(fd));
-                self.stats.bytes += copy_data(entry, &mut file)?;
+                self.stats.bytes += copy_data(entry, &mut file, &mut self.buf)?;
             }
             EntryType::Directory => {
                 if lstat_at(dfd, base).map_err(sys("lstat"))?.is_none() {
@@ -239,12 +249,35 @@ impl Applier<'_> {
     /// Resolves (creating if needed) the entry's parent directory. In overlay mode,
     /// directories created implicitly take their metadata from the lowers.
     fn parent(&mut self, parent: &[OsString]) -> Result<ResolvedDir, EntryError> {
+        if let Some((comps, dir)) = &self.last_parent {
+            if comps.as_slice() == parent {
+                let fd = dir.fd.try_clone().map_err(|e| EntryError::Sys {
+                    op: "dup",
+                    source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
+                })?;
+                return Ok(ResolvedDir {
+                    fd,
+                    rel: dir.rel.clone(),
+                    created: Vec::new(),
+                });
+            }
+        }
         let dir = resolve_dir(self.root.as_fd(), parent, true)?
             .expect("resolve_dir with create always resolves");
         if !self.lowers.is_empty() {
             for rel in &dir.created {
                 self.copy_lower_dir_meta(rel)?;
             }
+        }
+        if let Ok(fd) = dir.fd.try_clone() {
+            self.last_parent = Some((
+                parent.to_vec(),
+                ResolvedDir {
+                    fd,
+                    rel: dir.rel.clone(),
+                    created: Vec::new(),
+                },
+            ));
         }
         Ok(dir)
     }
@@ -358,6 +391,8 @@ impl Applier<'_> {
     fn whiteout(&mut self, dir: &ResolvedDir, base: &[u8], meta: &Meta) -> Result<(), EntryError> {
         let dfd = dir.fd.as_fd();
         let overlay = matches!(self.opts.mode, ApplyMode::Overlay { .. });
+        // Whiteouts and opaque markers remove things: forget the cached parent.
+        self.last_parent = None;
         if base == OPAQUE_MARKER {
             self.stats.whiteouts += 1;
             if overlay {
@@ -510,11 +545,10 @@ impl Applier<'_> {
 
 /// Copies the entry's data; read errors are the stream's (truncation), write errors the
 /// target's.
-fn copy_data(from: &mut impl Read, to: &mut File) -> Result<u64, Fail> {
-    let mut buf = vec![0u8; 128 * 1024];
+fn copy_data(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> Result<u64, Fail> {
     let mut total = 0u64;
     loop {
-        let n = match from.read(&mut buf) {
+        let n = match from.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -25,7 +25,7 @@ pub(crate) mod resolve;
 mod tests;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -142,7 +142,6 @@ pub fn apply_layer(
             layer: name.clone(),
             media_type: layer.media_type.clone(),
         })?;
-    let mut outer = BufReader::new(HashReader::new(blob));
     let read_err = |compression: &'static str| {
         let layer = name.clone();
         move |source| Error::Read {
@@ -151,7 +150,19 @@ pub fn apply_layer(
             source,
         }
     };
-    let found = Compression::detect(outer.fill_buf().map_err(read_err("layer"))?);
+    let mut hashed = HashReader::new(blob);
+    // The magic needs 4 bytes; a pipe or socket may hand them over in pieces.
+    let mut head = [0u8; 4];
+    let mut have = 0;
+    while have < head.len() {
+        match hashed.read(&mut head[have..]) {
+            Ok(0) => break,
+            Ok(n) => have += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_err("layer")(e)),
+        }
+    }
+    let found = Compression::detect(&head[..have]);
     if declared != Compression::None && found != declared {
         return Err(Error::CompressionMismatch {
             layer: name,
@@ -161,24 +172,29 @@ pub fn apply_layer(
         });
     }
     let mut stats = {
-        let decompressed: Box<dyn Read + '_> = match found {
-            Compression::None => Box::new(&mut outer),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut outer)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(&mut outer)
-                    .map_err(read_err(found.name()))?,
-            ),
+        let mut outer = BufReader::new(io::Cursor::new(head[..have].to_vec()).chain(&mut hashed));
+        let stats = {
+            let decompressed: Box<dyn Read + '_> = match found {
+                Compression::None => Box::new(&mut outer),
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut outer)),
+                Compression::Zstd => Box::new(
+                    zstd::stream::read::Decoder::with_buffer(&mut outer)
+                        .map_err(read_err(found.name()))?,
+                ),
+            };
+            let mut inner = HashReader::new(decompressed);
+            let mut stats = apply::apply_tar(target, &mut inner, &name, found.name(), opts)?;
+            // Whatever follows the tar's end blocks still belongs to the diff ID.
+            io::copy(&mut inner, &mut io::sink()).map_err(read_err(found.name()))?;
+            stats.uncompressed_bytes = inner.count;
+            stats.diff_id = Some(inner.finish());
+            stats
         };
-        let mut inner = HashReader::new(decompressed);
-        let mut stats = apply::apply_tar(target, &mut inner, &name, found.name(), opts)?;
-        // Whatever follows the tar's end blocks still belongs to the diff ID.
-        io::copy(&mut inner, &mut io::sink()).map_err(read_err(found.name()))?;
-        stats.uncompressed_bytes = inner.count;
-        stats.diff_id = Some(inner.finish());
+        // And whatever follows the compressed stream still belongs to the blob.
+        io::copy(&mut outer, &mut io::sink()).map_err(read_err(found.name()))?;
         stats
     };
-    io::copy(&mut outer, &mut io::sink()).map_err(read_err(found.name()))?;
-    let outer = outer.into_inner();
+    let outer = hashed;
     stats.compressed_bytes = outer.count;
     let digest = outer.finish();
     stats.digest = Some(digest);

@@ -510,6 +510,30 @@ fn compressed_layers_are_verified_while_streaming() {
         assert_eq!(stats.uncompressed_bytes, tar.len() as u64);
         assert_eq!(fs::read(t.path().join("f")).unwrap().len(), 100_000);
     }
+    // A stream handing over one byte per read (a pipe, a socket) is detected all the same.
+    struct OneByte<'a>(&'a [u8]);
+    impl std::io::Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = *first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+    let t = tempfile::tempdir().unwrap();
+    let stats = apply_layer(
+        t.path(),
+        OneByte(&zst),
+        &layer_ref(&zst, media::OCI_LAYER_ZSTD, Some(diff)),
+        &ApplyOptions::in_place(),
+    )
+    .unwrap();
+    assert_eq!(stats.diff_id, Some(diff));
     // Truncated streams fail naming the layer.
     for (blob, mt) in [(&gz, media::OCI_LAYER_GZIP), (&zst, media::OCI_LAYER_ZSTD)] {
         let cut = &blob[..blob.len() / 2];

@@ -130,7 +130,9 @@ pub fn import_archive(
     let mut files: HashMap<String, (Digest, u64)> = HashMap::new();
     let mut links: HashMap<String, String> = HashMap::new();
     let mut metadata: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut tar = tar::Archive::new(archive);
+    // tar reads 512-byte headers one at a time: buffer so a file or pipe is not read in
+    // header-sized system calls.
+    let mut tar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, archive));
     for entry in tar.entries().map_err(ImportError::Read)? {
         let mut entry = entry.map_err(ImportError::Read)?;
         let path = clean_path(&entry.path_bytes());
@@ -253,7 +255,7 @@ fn store_blob(
     }
     let reference = ingest_ref(path);
     let mut writer = store.writer(&reference, None).map_err(store_err)?;
-    let copied = io::copy(data, &mut writer);
+    let copied = copy_in_chunks(data, &mut writer);
     let result = match copied.map(|_| writer.digest()) {
         Err(source) => {
             drop(writer);
@@ -281,6 +283,35 @@ fn store_blob(
     // (the writer holds the ingest's lock until dropped).
     let _ = store.abort(&reference);
     result
+}
+
+/// Copies into the ingest in large chunks: each [`content::Writer::write`] also records the
+/// ingest's update time in a file, so `io::copy`'s 8 KiB writes would cost one extra file
+/// rewrite per 8 KiB (measured: 20 s for a 43 MB archive on a loaded 2-core host).
+fn copy_in_chunks(from: &mut impl Read, to: &mut content::Writer) -> io::Result<u64> {
+    const CHUNK: usize = 4 << 20;
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0;
+    loop {
+        // Fill the chunk (tar entries hand data over in small reads) before writing it.
+        let mut filled = 0;
+        while filled < CHUNK {
+            match from.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        to.write(&buf[..filled]).map_err(io::Error::other)?;
+        total += filled as u64;
+        if filled < CHUNK {
+            return Ok(total);
+        }
+    }
 }
 
 /// Checks that the image `target` names is complete for the platform, and that any present
