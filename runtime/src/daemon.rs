@@ -214,15 +214,9 @@ async fn serve(
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
     let listener = bind(&socket, cfg.ttrpc.uid, cfg.ttrpc.gid)?;
-    let mut storage = match crate::storage_api::Storage::open(&cfg.root, &cfg.plugins) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(&socket);
-            return Err(DaemonError::Storage(Box::new(e)));
-        }
-    };
     let mut registry = registry(&cfg);
-    storage.register_plugins(&mut registry);
+    // Snapshotters first: interrupted unpacks are cleaned up, then the storage reconciles its
+    // snapshot records against them and its collector sweeps through them.
     let snapshotters = Arc::new(crate::snapshots::service::load(&cfg.root, &mut registry));
     for id in snapshotters.ids() {
         if let Some(sn) = snapshotters.lookup(&id) {
@@ -235,9 +229,14 @@ async fn serve(
             }
         }
     }
-    // The collector removes unreferenced snapshots through the loaded snapshotters.
-    storage.sweeper = snapshotters.clone();
-    let storage = Arc::new(storage);
+    let storage = match crate::storage_api::Storage::open_with(&cfg.root, &cfg.plugins, snapshotters.clone()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(DaemonError::Storage(Box::new(e)));
+        }
+    };
+    storage.register_plugins(&mut registry);
     let registry = Arc::new(registry);
     let server = storage.register_services(ttrpc::r#async::Server::new());
     let gc_task = storage.spawn_scheduler();

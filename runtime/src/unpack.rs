@@ -133,6 +133,10 @@ pub fn backend_name(ns: &str, chain_id: &Digest) -> String {
 
 /// Unpacks `image` (resolved for one platform) from `store` into snapshotter `sn` (named
 /// `snapshotter` in records and labels) for namespace `ns`.
+///
+/// `lease`, when given, is a lease in `ns` that each new snapshot record is added to before
+/// it is written, so a collection running before the image's GC label is set cannot take
+/// the chain.
 pub fn unpack(
     db: &Db,
     store: &LocalStore,
@@ -140,6 +144,7 @@ pub fn unpack(
     snapshotter: &str,
     sn: &dyn Snapshotter,
     image: &ResolvedImage,
+    lease: Option<&str>,
 ) -> Result<Unpacked, UnpackError> {
     let started = Instant::now();
     let mut out = Unpacked::default();
@@ -151,7 +156,7 @@ pub fn unpack(
         if exists {
             out.reused += 1;
         } else {
-            let stats = apply_one(db, store, ns, snapshotter, sn, layer, parent.as_ref(), i + 1, count)?;
+            let stats = apply_one(db, store, ns, snapshotter, sn, layer, parent.as_ref(), i + 1, count, lease)?;
             match stats {
                 Some(stats) => {
                     out.applied += 1;
@@ -161,7 +166,7 @@ pub fn unpack(
                 None => out.reused += 1,
             }
         }
-        ensure_record(db, ns, snapshotter, &layer.chain_id, parent.as_ref())?;
+        ensure_record(db, ns, snapshotter, &layer.chain_id, parent.as_ref(), lease)?;
         parent = Some(layer.chain_id);
     }
     out.chain_id = image.top_chain_id();
@@ -191,6 +196,7 @@ fn apply_one(
     parent: Option<&Digest>,
     index: usize,
     count: usize,
+    lease: Option<&str>,
 ) -> Result<Option<ApplyStats>, UnpackError> {
     let snap_err = |op: &'static str, key: &str| {
         let key = key.to_string();
@@ -229,13 +235,24 @@ fn apply_one(
             return Err(snap_err("commit", &name)(source));
         }
     }
-    ensure_record(db, ns, snapshotter, &layer.chain_id, parent)?;
+    ensure_record(db, ns, snapshotter, &layer.chain_id, parent, lease)?;
     Ok(Some(stats))
 }
 
 /// Records the committed snapshot in the metadata database unless it is recorded already.
-fn ensure_record(db: &Db, ns: &str, snapshotter: &str, chain_id: &Digest, parent: Option<&Digest>) -> Result<(), UnpackError> {
+fn ensure_record(
+    db: &Db,
+    ns: &str,
+    snapshotter: &str,
+    chain_id: &Digest,
+    parent: Option<&Digest>,
+    lease: Option<&str>,
+) -> Result<(), UnpackError> {
     let key = chain_id.to_string();
+    if let Some(lease) = lease {
+        let resource = crate::metadata::LeaseResource::Snapshot { snapshotter: snapshotter.into(), key: key.clone() };
+        db.leases().add_resource(ns, lease, &resource).map_err(|e| UnpackError::Metadata(Box::new(e)))?;
+    }
     if db.snapshots().get(ns, snapshotter, &key).is_ok() {
         return Ok(());
     }

@@ -39,7 +39,7 @@ fn check(snapshotter_name: &str, make: impl Fn(&Path) -> Arc<dyn Snapshotter>) {
     let mut first = None;
     for imported in &report.images {
         let resolved = images::resolve(&store, &imported.target, &platform).unwrap();
-        let result = unpack::unpack(&db, &store, "default", snapshotter_name, sn.as_ref(), &resolved).unwrap();
+        let result = unpack::unpack(&db, &store, "default", snapshotter_name, sn.as_ref(), &resolved, None).unwrap();
         println!(
             "{snapshotter_name}: {}: applied {} reused {} ({} entries, {} bytes) in {} ms",
             imported.name.as_deref().unwrap_or("?"),

@@ -105,14 +105,66 @@ fn import_blocking(
     unpack: bool,
 ) -> Result<Vec<pb::ImportedImage>, ttrpc::Error> {
     let opts = ImportOptions { platform: platform.clone() };
-    let report = images::import::import_archive(&storage.content, archive, &opts)
-        .map_err(|e| invalid(format!("import: {}", crate::metadata::chain(&e))))?;
-    let labels = images::import::document_labels(&storage.content, &report);
     let db = &storage.db;
-    for (digest, size) in &report.blobs {
-        let l = labels.get(digest).cloned().unwrap_or_default();
-        db.content().put_record(ns, *digest, *size, l).map_err(|e| e.to_ttrpc())?;
+    // containerd's discipline: everything the import creates belongs to a temporary lease
+    // until the image records (and the unpacked chain's GC label) root it; a crash leaves
+    // the lease, which expires, and GC then takes what no image references.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let lease = format!("import-{nanos}");
+    let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    db.leases().create(ns, &lease, [("berth.lease/kind".to_string(), "import".to_string())].into_iter().collect(), Some(expires)).map_err(|e| e.to_ttrpc())?;
+    let result = import_leased(storage, snapshotters, ns, archive, snapshotter, platform, unpack, &opts, &lease);
+    if let Err(e) = db.leases().delete(ns, &lease) {
+        tracing::warn!(lease, "cannot delete the import lease (it expires in an hour): {e}");
     }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn import_leased(
+    storage: &Storage,
+    snapshotters: &Snapshotters,
+    ns: &str,
+    archive: impl Read,
+    snapshotter: &str,
+    platform: &Platform,
+    unpack: bool,
+    opts: &ImportOptions,
+    lease: &str,
+) -> Result<Vec<pb::ImportedImage>, ttrpc::Error> {
+    let db = &storage.db;
+    let report = {
+        // Blobs are written before their records: hold off the collector's blob sweep until
+        // the records exist (and are on the lease).
+        let _guard = db.resource_guard();
+        let report = images::import::import_archive(&storage.content, archive, opts)
+            .map_err(|e| invalid(format!("import: {}", crate::metadata::chain(&e))))?;
+        let labels = images::import::document_labels(&storage.content, &report);
+        for (digest, size) in &report.blobs {
+            db.leases()
+                .add_resource(ns, lease, &crate::metadata::LeaseResource::Content(*digest))
+                .map_err(|e| e.to_ttrpc())?;
+            let l = labels.get(digest).cloned().unwrap_or_default();
+            db.content().put_record(ns, *digest, *size, l).map_err(|e| e.to_ttrpc())?;
+        }
+        report
+    };
+    // Unpacking takes the resource guard per snapshot itself.
+    import_images(storage, snapshotters, ns, snapshotter, platform, unpack, &report, lease)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn import_images(
+    storage: &Storage,
+    snapshotters: &Snapshotters,
+    ns: &str,
+    snapshotter: &str,
+    platform: &Platform,
+    unpack: bool,
+    report: &images::import::ImportReport,
+    lease: &str,
+) -> Result<Vec<pb::ImportedImage>, ttrpc::Error> {
+    let db = &storage.db;
     let sn = if unpack {
         let id = if snapshotter.is_empty() { snapshotters.default_id().unwrap_or("").to_string() } else { snapshotter.to_string() };
         let found = snapshotters.lookup(&id).ok_or_else(|| invalid(format!("snapshotter {id:?} is not loaded")))?;
@@ -143,7 +195,7 @@ fn import_blocking(
         if let Some((id, sn)) = &sn {
             let resolved = images::resolve(storage.content.as_ref(), &imported.target, platform)
                 .map_err(|e| invalid(format!("{name}: {}", crate::metadata::chain(&e))))?;
-            let unpacked = crate::unpack::unpack(db, &storage.content, ns, id, sn.as_ref(), &resolved)
+            let unpacked = crate::unpack::unpack(db, &storage.content, ns, id, sn.as_ref(), &resolved, Some(lease))
                 .map_err(|e| status(ttrpc::Code::FAILED_PRECONDITION, format!("{name}: unpack: {}", crate::metadata::chain(&e))))?;
             entry.chain_id = unpacked.chain_id.map(|c| c.to_string()).unwrap_or_default();
             entry.layers_applied = unpacked.applied as i64;
@@ -244,7 +296,7 @@ impl transfer_ttrpc::Transfer for Service {
             let target = images::descriptor(&image.target.media_type, &image.target.digest, image.target.size);
             let resolved = images::resolve(storage.content.as_ref(), &target, &platform)
                 .map_err(|e| status(ttrpc::Code::FAILED_PRECONDITION, format!("{}: {}", image.name, crate::metadata::chain(&e))))?;
-            let unpacked = crate::unpack::unpack(&storage.db, &storage.content, &ns, &id, sn.as_ref(), &resolved)
+            let unpacked = crate::unpack::unpack(&storage.db, &storage.content, &ns, &id, sn.as_ref(), &resolved, None)
                 .map_err(|e| status(ttrpc::Code::FAILED_PRECONDITION, format!("{}: unpack: {}", image.name, crate::metadata::chain(&e))))?;
             let parent = unpacked.chain_id.map(|c| crate::unpack::backend_name(&ns, &c)).unwrap_or_default();
             let mounts = sn
