@@ -1,8 +1,8 @@
 //! Stage 2: PID 1 on the real (read-only) root. Brings the node up and runs the main loop.
 //!
-//! Order: configuration → pseudo filesystems → modules → API bridge → storage → network (`lo`,
-//! DHCP, static; `docs/networking.md`) → time (SNTP) → berthd and `[[service]]`s → main loop
-//! (signals, reaping, supervision) → orderly shutdown.
+//! Order: configuration → pseudo filesystems → modules → API bridge → storage → sysctls →
+//! network (`lo`, DHCP, static; `docs/networking.md`) → time (SNTP) → berthd and
+//! `[[service]]`s → main loop (signals, reaping, supervision) → orderly shutdown.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -74,6 +74,8 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             Err(err) => console.warn(&err.to_string()),
         }
     }
+    // The cgroup tree, with init moved into init.scope before it starts any thread.
+    let cgroups = crate::system::setup_cgroups(console);
     let signals = match signals {
         Ok(fd) => Some(fd),
         Err(err) => {
@@ -173,15 +175,22 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         storage_started.elapsed().as_millis()
     ));
     let config = with_node_file(config_path, &cmdline, config, console);
+    // sysctls and rlimits of all layers (node file included; modules are loaded by now).
+    crate::system::apply_settings(&config, console);
     // Network, then time, before the engine: berthd pulls from mirrors over TLS. After
-    // storage, so the node file's [network] and [time] apply.
+    // storage and sysctls, so the node file's [network] and [time] and net.* sysctls apply.
     let config_files = [config_path, Path::new(crate::storage::NODE_FILE)];
     let network = crate::net::stage(&config.network, &config_files, &cmdline, console);
     network.wait();
     let sources = crate::net::config::Sources::load(&config_files, &cmdline);
     crate::time::stage(&config.time, &network.ntp_servers(), &sources, console);
-
     let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
+    if let Some(tree) = cgroups {
+        supervisor = supervisor.with_cgroups(tree);
+    }
+    // The engine stage: berthd and the [[service]]s start once storage, network and time
+    // (the steps above) are done. `supervisor.control()` is the handle for the control API.
+    supervisor.start(Instant::now());
     main_loop(&mut supervisor, signals.as_ref(), &rx, &config, console)
 }
 
@@ -201,18 +210,36 @@ pub fn service_specs(config: &Config) -> Vec<ServiceSpec> {
             address: b.address.clone(),
             timeout: b.ready_timeout(),
         },
+        restart: crate::supervisor::RestartPolicy::Always,
+        stop_timeout: Duration::from_secs(
+            b.stop_timeout_secs.unwrap_or(config.shutdown.timeout_secs),
+        ),
+        resources: b.resources.clone(),
+        config_key: "berthd".into(),
     }];
-    specs.extend(config.services.iter().map(|s| ServiceSpec {
-        name: s.name.clone(),
-        path: s.path.clone(),
-        args: s.args.clone(),
-        max_failures: s.max_failures,
-        backoff: Backoff {
-            initial: Duration::from_millis(s.backoff_initial_ms),
-            max: Duration::from_millis(s.backoff_max_ms),
-        },
-        readiness: Readiness::Running,
-    }));
+    specs.extend(
+        config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServiceSpec {
+                name: s.name.clone(),
+                path: s.path.clone(),
+                args: s.args.clone(),
+                max_failures: s.max_failures,
+                backoff: Backoff {
+                    initial: Duration::from_millis(s.backoff_initial_ms),
+                    max: Duration::from_millis(s.backoff_max_ms),
+                },
+                readiness: Readiness::Running,
+                restart: s.restart,
+                stop_timeout: Duration::from_secs(
+                    s.stop_timeout_secs.unwrap_or(config.shutdown.timeout_secs),
+                ),
+                resources: s.resources.clone(),
+                config_key: format!("service[{i}]"),
+            }),
+    );
     specs
 }
 

@@ -7,6 +7,7 @@
 
 mod dns;
 mod files;
+pub mod hold;
 mod port;
 mod procs;
 mod run;
