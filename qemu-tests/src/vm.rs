@@ -58,6 +58,7 @@ pub struct VmBuilder {
     disks: Vec<PathBuf>,
     extra_args: Vec<OsString>,
     test_port: bool,
+    program: Option<OsString>,
 }
 
 impl VmBuilder {
@@ -75,6 +76,7 @@ impl VmBuilder {
             disks: Vec::new(),
             extra_args: Vec::new(),
             test_port: true,
+            program: None,
         }
     }
 
@@ -162,6 +164,13 @@ impl VmBuilder {
         self
     }
 
+    /// Runs this program instead of QEMU (over `BERTH_QEMU`), with QEMU's arguments: e.g. a
+    /// script that runs QEMU inside a network namespace holding a tap device.
+    pub fn program(mut self, path: impl Into<OsString>) -> Self {
+        self.program = Some(path.into());
+        self
+    }
+
     /// Whether to add the `org.berth.test` port (default true).
     pub fn test_port(mut self, enabled: bool) -> Self {
         self.test_port = enabled;
@@ -190,7 +199,11 @@ impl VmBuilder {
             .tempdir()
             .map_err(Error::io("cannot create the VM directory"))?;
         let path = dir.path().to_path_buf();
-        let qemu = std::env::var_os("BERTH_QEMU").unwrap_or_else(|| QEMU.into());
+        let qemu = self
+            .program
+            .clone()
+            .or_else(|| std::env::var_os("BERTH_QEMU"))
+            .unwrap_or_else(|| QEMU.into());
         let mut command = Command::new(&qemu);
         command
             .arg("-name")

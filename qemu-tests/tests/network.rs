@@ -4,8 +4,8 @@
 //! DHCP start address so no hard-coded address can pass. What the guest configured is read
 //! from inside through the test agent (`/proc/net/fib_trie`, `/proc/net/route`,
 //! `/etc/resolv.conf`, `/proc/sys/kernel/hostname`: the image has no `ip`). Renew and rebind
-//! against a short-lease server are covered on the host (`init/tests/dhcp_netns.rs`, dnsmasq
-//! in network namespaces), not here.
+//! run against dnsmasq in a network namespace, the guest on a tap device there (root only);
+//! `init/tests/dhcp_netns.rs` checks the same on the wire without a VM.
 //!
 //! Needs the test image (`make image-test`) and the static binaries (`make static`); run one
 //! at a time: `cargo test -p berth-qemu-tests --test network -- --test-threads=1`.
@@ -491,6 +491,188 @@ fn resolves_a_name_only_the_host_resolver_knows() -> Result<()> {
     vm.check(
         addresses == ["10.9.8.7"],
         format!("{name} resolved to {addresses:?}"),
+    )?;
+    Ok(())
+}
+
+/// A network namespace with a tap device and dnsmasq serving short leases on it; QEMU runs
+/// inside the namespace (through a wrapper script) with the guest's NIC on the tap. Removed on
+/// drop (dnsmasq killed, namespace deleted with its tap).
+struct TapNet {
+    ns: String,
+    tap: String,
+    dir: tempfile::TempDir,
+    dnsmasq: Option<std::process::Child>,
+}
+
+impl TapNet {
+    fn new() -> Result<Self> {
+        let id = std::process::id() % 100_000;
+        let net = TapNet {
+            ns: format!("berth-tap-{id}"),
+            tap: format!("btap{id}"),
+            dir: tempfile::tempdir()?,
+            dnsmasq: None,
+        };
+        net.ip(&["netns", "add", &net.ns])?;
+        net.ip(&[
+            "-n", &net.ns, "tuntap", "add", "dev", &net.tap, "mode", "tap",
+        ])?;
+        net.ip(&["-n", &net.ns, "link", "set", &net.tap, "up"])?;
+        net.ip(&["-n", &net.ns, "link", "set", "lo", "up"])?;
+        Ok(net)
+    }
+
+    fn ip(&self, args: &[&str]) -> Result<()> {
+        let out = std::process::Command::new("ip").args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+
+    /// (Re)starts dnsmasq answering from `server` (10.78.0.x): 2-minute leases, T1 8 s, T2 16 s.
+    fn serve_from(&mut self, server: &str, old: Option<&str>) -> Result<()> {
+        if let Some(mut child) = self.dnsmasq.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(old) = old {
+            self.ip(&[
+                "-n",
+                &self.ns,
+                "addr",
+                "del",
+                &format!("{old}/24"),
+                "dev",
+                &self.tap,
+            ])?;
+        }
+        self.ip(&[
+            "-n",
+            &self.ns,
+            "addr",
+            "add",
+            &format!("{server}/24"),
+            "dev",
+            &self.tap,
+        ])?;
+        let dir = self.dir.path();
+        let child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+            ])
+            .args([
+                "--port=0",
+                "--bind-interfaces",
+                "--user=root",
+                "--dhcp-authoritative",
+            ])
+            .arg(format!("--interface={}", self.tap))
+            .arg("--dhcp-range=10.78.0.50,10.78.0.60,255.255.255.0,2m")
+            .args(["--dhcp-option=option:T1,8", "--dhcp-option=option:T2,16"])
+            .arg(format!("--dhcp-option=option:router,{server}"))
+            .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start dnsmasq (apt-get install dnsmasq-base)")?;
+        self.dnsmasq = Some(child);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(())
+    }
+
+    /// A script that runs QEMU inside the namespace.
+    fn qemu_wrapper(&self) -> Result<std::path::PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join("qemu-in-netns");
+        let qemu = std::env::var("BERTH_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nexec ip netns exec {} {qemu} \"$@\"\n", self.ns),
+        )?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(path)
+    }
+}
+
+impl Drop for TapNet {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.dnsmasq.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+#[test]
+fn lease_is_renewed_then_rebound_on_a_tap_device() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: needs root (network namespace and tap device)");
+        return Ok(());
+    }
+    let mut net = TapNet::new()?;
+    net.serve_from("10.78.0.1", None)?;
+    let mut vm = Vm::builder("tap-renew")
+        .image(&Image::test_image()?)
+        .program(net.qemu_wrapper()?)
+        .nic(
+            &format!("tap,id=n0,ifname={},script=no,downscript=no", net.tap),
+            &random_mac(),
+        )
+        .spawn()?;
+    let lease = vm.wait_for_line(
+        r"network: eth0: DHCP lease 10\.78\.0\.\d+/24 from 10\.78\.0\.1,",
+        BOOT_TIMEOUT,
+    )?;
+    println!("{lease}");
+    let bound = Instant::now();
+    // T1 (8 s): a unicast REQUEST to 10.78.0.1, answered.
+    let renewed = vm.wait_for_line(
+        r"DHCP lease 10\.78\.0\.\d+/24 renewed by 10\.78\.0\.1 ",
+        BOOT_TIMEOUT,
+    )?;
+    println!(
+        "{renewed}\nbound -> renewed: {:.1} s",
+        bound.elapsed().as_secs_f64()
+    );
+    // The server moves to 10.78.0.2: renewals to .1 go unanswered; at T2 (16 s) the broadcast
+    // REQUEST reaches the new server.
+    net.serve_from("10.78.0.2", Some("10.78.0.1"))?;
+    let moved = Instant::now();
+    let rebound = vm.wait_for_line(
+        r"DHCP lease 10\.78\.0\.\d+/24 renewed by 10\.78\.0\.2 ",
+        BOOT_TIMEOUT,
+    )?;
+    println!(
+        "{rebound}\nserver moved -> rebound: {:.1} s",
+        moved.elapsed().as_secs_f64()
+    );
+    let address = |line: &str| {
+        line.split("lease ")
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .map(String::from)
+    };
+    vm.check(
+        address(&lease) == address(&rebound),
+        format!("a new address after rebinding: {lease} / {rebound}"),
+    )?;
+    vm.check(
+        !vm.console_text().contains("dropped"),
+        "the lease expired instead of being rebound",
     )?;
     Ok(())
 }
