@@ -191,7 +191,14 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     // The engine stage: berthd and the [[service]]s start once storage, network and time
     // (the steps above) are done. `supervisor.control()` is the handle for the control API.
     supervisor.start(Instant::now());
-    main_loop(&mut supervisor, signals.as_ref(), &rx, &config, console)
+    main_loop(
+        &mut supervisor,
+        signals.as_ref(),
+        &rx,
+        &config,
+        &network,
+        console,
+    )
 }
 
 /// The services from the configuration: berthd first.
@@ -281,9 +288,16 @@ fn main_loop(
     signals: Option<&SignalFd>,
     rx: &events::Receiver<Event>,
     config: &Config,
+    network: &crate::net::Network,
     console: Console,
 ) -> ! {
     let shutdown_timeout = Duration::from_secs(config.shutdown.timeout_secs);
+    // DHCP RELEASE before the services stop (the network is still up then).
+    let release = || {
+        if network.release_on_shutdown() {
+            network.release(RELEASE_TIMEOUT);
+        }
+    };
     loop {
         let now = Instant::now();
         supervisor.tick(now);
@@ -307,20 +321,26 @@ fn main_loop(
         if let Some(sfd) = signals {
             for sig in reaper::pending(sfd) {
                 match sig {
-                    Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => power::shutdown(
-                        supervisor,
-                        shutdown_timeout,
-                        PowerAction::Poweroff,
-                        sig.as_str(),
-                        console,
-                    ),
-                    Signal::SIGINT => power::shutdown(
-                        supervisor,
-                        shutdown_timeout,
-                        PowerAction::Reboot,
-                        sig.as_str(),
-                        console,
-                    ),
+                    Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => {
+                        release();
+                        power::shutdown(
+                            supervisor,
+                            shutdown_timeout,
+                            PowerAction::Poweroff,
+                            sig.as_str(),
+                            console,
+                        )
+                    }
+                    Signal::SIGINT => {
+                        release();
+                        power::shutdown(
+                            supervisor,
+                            shutdown_timeout,
+                            PowerAction::Reboot,
+                            sig.as_str(),
+                            console,
+                        )
+                    }
                     Signal::SIGCHLD => {}
                     other => console.debug(&format!("ignoring {}", other.as_str())),
                 }
@@ -336,6 +356,9 @@ fn main_loop(
         }
     }
 }
+
+/// Longest shutdown waits for the DHCP clients to send their RELEASE.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Longest the storage stage waits for module loading (block drivers) before looking for the
 /// state partition anyway.

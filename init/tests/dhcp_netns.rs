@@ -425,6 +425,7 @@ fn network_stage_gets_a_lease() {
         set_hostname: false,
         sysfs,
     };
+    let client_ns = ns.client.clone();
     let handle = ns.in_client(move || {
         let config = berth_init::net::NetworkConfig {
             wait_secs: 30,
@@ -436,10 +437,13 @@ fn network_stage_gets_a_lease() {
         network.wait();
         let interfaces = network.interfaces();
         let ntp = network.ntp_servers();
-        network.release();
-        (interfaces, ntp)
+        let routes = output(&["ip", "-n", &client_ns, "-4", "route", "show", "default"]);
+        network.release(Duration::from_secs(5));
+        // RELEASE removed the address (and with it the route through it).
+        let after = output(&["ip", "-n", &client_ns, "-4", "-o", "addr", "show"]);
+        (interfaces, ntp, routes, after)
     });
-    let (interfaces, ntp) = handle.join().unwrap();
+    let (interfaces, ntp, routes, after) = handle.join().unwrap();
     println!(
         "network stage ready after {:.2}s",
         started.elapsed().as_secs_f64()
@@ -456,8 +460,11 @@ fn network_stage_gets_a_lease() {
         text.contains("nameserver 10.77.0.53\n") && text.contains("search netns.test\n"),
         "{text}"
     );
-    let routes = output(&["ip", "-n", &ns.client, "-4", "route", "show", "default"]);
     assert!(routes.contains("default via 10.77.0.1"), "{routes}");
+    assert!(
+        !after.contains("10.77.0."),
+        "address left after RELEASE: {after}"
+    );
     wait_for_log(&ns, "DHCPRELEASE");
 }
 

@@ -674,6 +674,23 @@ fn lease_is_renewed_then_rebound_on_a_tap_device() -> Result<()> {
         !vm.console_text().contains("dropped"),
         "the lease expired instead of being rebound",
     )?;
+    // Power-off sends RELEASE (`[network] release_on_shutdown`) before the services stop.
+    vm.powerdown()?;
+    vm.wait_exit(std::time::Duration::from_secs(60))?;
+    let log = || std::fs::read_to_string(net.dir.path().join("log")).unwrap_or_default();
+    let released = log()
+        .lines()
+        .find(|l| l.contains("DHCPRELEASE"))
+        .map(String::from);
+    println!(
+        "dnsmasq: {}",
+        released.as_deref().unwrap_or("no DHCPRELEASE")
+    );
+    anyhow::ensure!(
+        released.is_some(),
+        "no DHCPRELEASE at power-off; dnsmasq log:\n{}",
+        log()
+    );
     Ok(())
 }
 

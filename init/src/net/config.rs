@@ -24,6 +24,8 @@ pub struct NetworkConfig {
     pub wait_secs: u64,
     /// Run DHCP on interfaces no `[[network.interface]]` matches.
     pub dhcp_unmatched: bool,
+    /// Send DHCP RELEASE for every lease at power-off and reboot.
+    pub release_on_shutdown: bool,
     /// Name servers for every interface, first in `resolv.conf`.
     pub dns: Vec<String>,
     /// Search domains for every interface.
@@ -39,6 +41,7 @@ impl Default for NetworkConfig {
             hostname: String::new(),
             wait_secs: 10,
             dhcp_unmatched: true,
+            release_on_shutdown: true,
             dns: Vec::new(),
             search: Vec::new(),
             interfaces: Vec::new(),
@@ -212,6 +215,8 @@ pub struct Plan {
     pub interfaces: Vec<InterfacePlan>,
     /// DHCP on interfaces no plan matches.
     pub dhcp_unmatched: bool,
+    /// RELEASE the leases at shutdown.
+    pub release_on_shutdown: bool,
     /// Global name servers.
     pub dns: Vec<IpAddr>,
     /// Global search domains.
@@ -416,6 +421,7 @@ pub fn plan(
         ip_hostname: ip_config.and_then(|c| c.hostname.clone()),
         interfaces,
         dhcp_unmatched: config.dhcp_unmatched,
+        release_on_shutdown: config.release_on_shutdown,
         dns,
         search: config.search.clone(),
         wait: std::time::Duration::from_secs(config.wait_secs),

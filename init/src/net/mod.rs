@@ -92,6 +92,8 @@ struct Status {
     first_mac: Option<String>,
     /// DHCP clients to release at shutdown: (interface, sender of the stop request).
     stops: Vec<std::sync::mpsc::Sender<()>>,
+    /// DHCP client threads running.
+    clients: usize,
 }
 
 struct Shared {
@@ -274,13 +276,31 @@ impl Network {
             .clone()
     }
 
-    /// Releases every DHCP lease (shutdown). Returns after asking; the clients send their
-    /// RELEASE right away.
-    pub fn release(&self) {
-        let stops = std::mem::take(&mut self.shared.status.lock().expect("network status").stops);
-        for stop in stops {
+    /// Releases every DHCP lease (shutdown): each client sends RELEASE and removes its
+    /// address. Waits up to `timeout` for them to finish.
+    pub fn release(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut status = self.shared.status.lock().expect("network status");
+        for stop in std::mem::take(&mut status.stops) {
             let _ = stop.send(());
         }
+        while status.clients > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            status = self
+                .shared
+                .changed
+                .wait_timeout(status, deadline - now)
+                .expect("network status")
+                .0;
+        }
+    }
+
+    /// Whether `[network] release_on_shutdown` asks for [`Network::release`] at shutdown.
+    pub fn release_on_shutdown(&self) -> bool {
+        self.shared.plan.release_on_shutdown
     }
 
     fn add_link(&self, link: Link) {
@@ -395,6 +415,16 @@ impl Network {
 
     /// The DHCP client loop of one interface; returns after a RELEASE.
     fn run_dhcp(&self, link: &Link, plan: &InterfacePlan, stop: &std::sync::mpsc::Receiver<()>) {
+        /// Counts the client in [`Status::clients`] while it runs, for [`Network::release`].
+        struct Running<'a>(&'a Shared);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.status.lock().expect("network status").clients -= 1;
+                self.0.changed.notify_all();
+            }
+        }
+        self.shared.status.lock().expect("network status").clients += 1;
+        let _running = Running(&self.shared);
         let console = self.shared.console;
         let name = &link.name;
         let mut socket = match DhcpSocket::open(link.index, name) {
