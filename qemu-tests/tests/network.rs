@@ -582,6 +582,8 @@ impl TapNet {
             .arg(format!("--dhcp-option=option:router,{server}"))
             .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg("--log-dhcp")
+            .arg(format!("--log-facility={}", dir.join("log").display()))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -677,6 +679,7 @@ fn lease_is_renewed_then_rebound_on_a_tap_device() -> Result<()> {
     // Power-off sends RELEASE (`[network] release_on_shutdown`) before the services stop.
     vm.powerdown()?;
     vm.wait_exit(std::time::Duration::from_secs(60))?;
+    print_line(&vm, "released");
     let log = || std::fs::read_to_string(net.dir.path().join("log")).unwrap_or_default();
     let released = log()
         .lines()
