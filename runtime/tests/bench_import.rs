@@ -4,13 +4,14 @@
 //!
 //! The image is built with umoci from host directories (many small files, as real base
 //! images have). Each side runs three times, alternating, each time from scratch (a fresh
-//! containerd root; a fresh berth store), and the medians are compared. berth's side is
-//! `import_archive` into a content store, then every layer applied in overlay mode into its
-//! own directory — what the overlayfs snapshotter will do.
+//! containerd root; a fresh berthd root), and the medians are compared. berth's side is
+//! `berthctl images import` against a running berthd: stream, verify, record, unpack into
+//! overlayfs snapshots — the same work `ctr images import` does.
 //!
 //! Ignored by `cargo test`; run by `make bench` (release build, root).
 
 mod common;
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,9 +19,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use berth_runtime::archive::{self, ApplyOptions, LayerRef};
-use berth_runtime::content::LocalStore;
-use berth_runtime::images::{self, import::ImportOptions, Platform};
 use common::{run, Containerd};
 
 /// Host directories copied into one layer each.
@@ -83,42 +81,24 @@ fn containerd_once(work: &Path, archive: &Path, i: usize) -> Result<Duration> {
     Ok(took)
 }
 
-/// (total, import part, entries).
-fn berth_once(work: &Path, archive: &Path, i: usize) -> Result<(Duration, Duration, u64)> {
+/// One berth run: a fresh berthd (its own root and socket, started before the clock like
+/// containerd), then `berthctl images import`, which streams the archive to berthd, verifies
+/// and records it, and unpacks it into overlayfs snapshots — the same work as `ctr images
+/// import`. Returns the time of the import command.
+fn berth_once(work: &Path, archive: &Path, i: usize) -> Result<Duration> {
     let dir = work.join(format!("berth{i}"));
-    let t = Instant::now();
-    let store = LocalStore::open(&dir)?;
-    let report = images::import::import_archive(
-        &store,
-        fs::File::open(archive)?,
-        &ImportOptions::default(),
-    )?;
-    let import = t.elapsed();
-    let image = images::resolve(&store, &report.images[0].target, &Platform::default())?;
-    let mut uppers: Vec<PathBuf> = Vec::new();
-    let mut files = 0;
-    for (n, layer) in image.layers.iter().enumerate() {
-        let upper = dir.join(format!("snapshots/{n}/fs"));
-        fs::create_dir_all(&upper)?;
-        let r = LayerRef {
-            digest: layer.digest,
-            size: layer.size,
-            media_type: layer.media_type.clone(),
-            diff_id: Some(layer.diff_id),
-        };
-        let lowers = uppers.iter().rev().cloned().collect();
-        let stats = archive::apply_layer_file(
-            &upper,
-            &store.blob_path(&layer.digest),
-            &r,
-            &ApplyOptions::overlay(lowers),
-        )?;
-        files += stats.entries;
-        uppers.push(upper);
-    }
-    let took = t.elapsed();
+    fs::create_dir_all(&dir)?;
+    let took = {
+        let d = support::start_berthd(&dir);
+        let t = Instant::now();
+        let out = support::berthctl(&d.socket, &["images", "import", "--snapshotter", "overlayfs", archive.to_str().unwrap()]);
+        let took = t.elapsed();
+        ensure!(out.status.success(), "berthctl images import: {}", String::from_utf8_lossy(&out.stderr));
+        took
+    };
+    let _ = Command::new("umount").arg("-R").arg(&dir).status();
     fs::remove_dir_all(&dir)?;
-    Ok((took, import, files))
+    Ok(took)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -146,21 +126,16 @@ fn import_and_unpack_berth_vs_containerd() -> Result<()> {
     );
     let mut ctd = Vec::new();
     let mut berth = Vec::new();
-    let mut entries = 0;
     for i in 0..RUNS {
         let c = containerd_once(work, &archive, i)?;
-        let (b, import, n) = berth_once(work, &archive, i)?;
-        entries = n;
-        println!(
-            "bench: run {i}: containerd {c:.2?}, berth {b:.2?} (import {import:.2?}, unpack {:.2?})",
-            b - import
-        );
+        let b = berth_once(work, &archive, i)?;
+        println!("bench: run {i}: containerd {c:.2?}, berth {b:.2?}");
         ctd.push(c);
         berth.push(b);
     }
     let (c, b) = (median(ctd), median(berth));
     println!(
-        "bench: import+unpack of {layers} layers, {entries} tar entries, {:.1} MB archive; \
+        "bench: import+unpack of {layers} layers, {:.1} MB archive; \
          median of {RUNS}: containerd {c:.2?}, berth {b:.2?}; berth/containerd = {:.2}",
         size as f64 / 1e6,
         b.as_secs_f64() / c.as_secs_f64()
