@@ -70,6 +70,8 @@ pub struct Config {
     pub bridge: BridgeConfig,
     /// `[shutdown]`.
     pub shutdown: ShutdownConfig,
+    /// `[log]`: the log ring, file and forwarding (`crate::log::config`).
+    pub log: crate::log::LogConfig,
     /// `[[service]]`: extra supervised services.
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
@@ -217,6 +219,7 @@ impl Default for Config {
             berthd: BerthdConfig::default(),
             bridge: BridgeConfig::default(),
             shutdown: ShutdownConfig::default(),
+            log: crate::log::LogConfig::default(),
             services: Vec::new(),
         }
     }

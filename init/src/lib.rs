@@ -17,6 +17,7 @@ pub mod config;
 pub mod console;
 pub mod events;
 pub mod ipconfig;
+pub mod log;
 pub mod loopdev;
 pub mod modules;
 pub mod mounts;
