@@ -6,6 +6,7 @@ use std::{fs, path::PathBuf};
 const PROTOS: &[&str] = &[
     "proto/berth/services/version/v1/version.proto",
     "proto/berth/services/introspection/v1/introspection.proto",
+    "proto/berth/services/system/v1/system.proto",
 ];
 
 fn main() {

@@ -14,6 +14,7 @@
 pub mod bridge;
 pub mod cmdline;
 pub mod config;
+pub mod control;
 pub mod console;
 pub mod events;
 pub mod ipconfig;

@@ -29,19 +29,21 @@ const MAX_SLEEP: Duration = Duration::from_secs(5);
 pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     // Block signals before any thread exists so every thread inherits the mask.
     let signals = reaper::block_and_open();
+    let timeline = crate::control::Timeline::new();
     // Ctrl-Alt-Del sends SIGINT to init instead of rebooting on the spot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
-    let mount_results = mounts::mount_table(mounts::STAGE2_MOUNTS);
+    let mount_results = timeline.time("mounts", || mounts::mount_table(mounts::STAGE2_MOUNTS));
     mounts::create_dev_symlinks();
 
     let (cmdline, cmdline_error) = match cmdline::read(Path::new(cmdline::PROC_CMDLINE)) {
         Ok(text) => (text, None),
         Err(err) => (String::new(), Some(err)),
     };
-    let loaded = Config::load_layers(config_path, &cmdline);
+    let loaded = timeline.time("config", || Config::load_layers(config_path, &cmdline));
     let config = loaded.config;
-    let console = Console::new(config.console.level);
+    let logger = crate::log::Logger::install(&config.log);
+    let console = Console::new(config.console.level).with_log(logger);
     *fatal = FatalPolicy {
         action: config.shutdown.on_fatal.into(),
         timeout: Duration::from_secs(config.shutdown.timeout_secs),
@@ -59,6 +61,10 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     if let Some(url) = &loaded.config_url {
         console.info(&format!("berth.config={url}: fetching a node configuration is not supported yet; ignored"));
     }
+    timeline.time("logging", || crate::log::start(&config.log, logger, console));
+    let control: &'static crate::control::Control =
+        Box::leak(Box::new(crate::control::Control::new(timeline, logger, console)));
+    control.timeline.attach(console);
     for (spec, result) in mount_results {
         match result {
             Ok(Mounted::Mounted) => console.debug(&format!("mounted {} on {}", spec.fstype, spec.target)),
@@ -85,8 +91,10 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     // the slowest part of boot under emulation. The bridge waits for its port to appear.
     {
         let config = config.clone();
+        let stage = control.timeline.begin("modules");
         let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
             load_modules(&config, index.as_ref(), console);
+            control.timeline.end(stage);
             if config.shutdown.power_button {
                 crate::power_button::spawn(index.as_ref(), console);
             }
@@ -95,7 +103,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             console.warn(&format!("modules: cannot start the loader thread: {err}"));
         }
     }
-    if let Err(err) = crate::net::interface_up("lo") {
+    if let Err(err) = control.timeline.time("lo", || crate::net::interface_up("lo")) {
         console.warn(&format!("cannot bring lo up: {err}"));
     }
     let socket_dir = Path::new(crate::bridge::socket_path(&config.berthd.address)).parent().map(Path::to_path_buf);
@@ -109,7 +117,10 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             Duration::from_secs(config.bridge.wait_secs),
             console,
         );
+        let wait = Duration::from_secs(config.bridge.wait_secs);
+        crate::bridge::spawn(crate::control::BRIDGE_PORT.into(), crate::control::SOCKET.into(), wait, console);
     }
+    control.timeline.time("control api", || crate::control::spawn(control));
 
     let (tx, rx) = match events::channel() {
         Ok(pair) => pair,
@@ -118,6 +129,8 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             power::finish(fatal.action, console)
         }
     };
+    // Ends at `berth ready` (see control::server).
+    control.timeline.begin("services");
     let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
     main_loop(&mut supervisor, signals.as_ref(), &rx, &config, console)
 }

@@ -26,3 +26,4 @@ macro_rules! generated {
 }
 
 generated!(version, version_ttrpc, introspection, introspection_ttrpc);
+generated!(system, system_ttrpc);

@@ -17,6 +17,9 @@ struct Args {
     /// berthd's socket (`unix:///path` or a path); on a QEMU host, the bridged virtio-serial socket.
     #[arg(long, short = 'a', global = true, env = "BERTH_ADDRESS", default_value = DEFAULT_ADDRESS)]
     address: String,
+    /// berth-init's control API socket, for the `system` verbs.
+    #[arg(long, global = true, env = "BERTH_INIT_ADDRESS", default_value = crate::ctl_system::DEFAULT_INIT_ADDRESS)]
+    init_address: String,
     /// Seconds to wait for berthd's answer.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
@@ -31,6 +34,9 @@ enum Command {
     /// Engine plugins.
     #[command(subcommand, alias = "plugin")]
     Plugins(PluginsCommand),
+    /// berth-init: status, log, reboot, poweroff, service restart (uses --init-address).
+    #[command(subcommand)]
+    System(crate::ctl_system::SystemCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,8 +57,10 @@ enum PluginsCommand {
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub enum Format {
+    /// Aligned columns for people.
     Table,
+    /// JSON for programs.
     Json,
 }
 
@@ -79,6 +87,16 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
+    if let Command::System(command) = &args.command {
+        let timeout = Duration::from_secs(args.timeout);
+        return match rt.block_on(crate::ctl_system::run(command, &args.init_address, timeout)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("berthctl: error: {e}");
+                1
+            }
+        };
+    }
     match rt.block_on(run(args)) {
         Ok(()) => 0,
         Err(e) => {
@@ -118,6 +136,7 @@ async fn run(args: Args) -> Result<(), ClientError> {
                 print!("{}", plugins_table(&plugins));
             }
         }
+        Command::System(_) => unreachable!("system verbs are handled before connecting to berthd"),
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod ctl;
+pub mod ctl_system;
 pub mod daemon;
 pub mod plugins;
 pub mod services;
