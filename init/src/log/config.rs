@@ -237,6 +237,25 @@ mod tests {
     }
 
     #[test]
+    fn keys_come_from_file_and_kernel_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("init.toml");
+        std::fs::write(&path, "[log]\nring_bytes = 65536\n[log.file]\nkeep = 5\n").unwrap();
+        let loaded = crate::config::Config::load_layers(
+            &path,
+            "berth.log.forward.address=udp://10.0.2.2:5514 berth.log.forward.min_severity=warn berth.log.file.path=",
+        );
+        assert!(loaded.file_error.is_none() && loaded.cmdline_errors.is_empty(), "{:?}", loaded.cmdline_errors);
+        let log = loaded.config.log;
+        assert_eq!((log.ring_bytes, log.file.keep, log.file.path.as_str()), (65536, 5, ""));
+        assert_eq!(log.forward.address, "udp://10.0.2.2:5514");
+        assert_eq!(log.forward.min_severity, Severity::Warning);
+        let bad = crate::config::Config::load_layers(&path, "berth.log.forward.min_severity=loud");
+        assert_eq!(bad.cmdline_errors.len(), 1);
+        assert!(bad.cmdline_errors[0].to_string().contains("berth.log.forward.min_severity=loud"));
+    }
+
+    #[test]
     fn small_file_is_refused() {
         let bad = LogConfig { file: FileConfig { max_bytes: 10, ..FileConfig::default() }, ..LogConfig::default() };
         let (config, _, errors) = bad.validated();

@@ -4,7 +4,7 @@
 //! The forwarder is a reader of the ring with its own cursor, so the ring is its bounded
 //! queue: while the server is unreachable nothing is sent and nothing is copied; when the
 //! ring drops records the forwarder had not sent yet, the oldest are lost and counted, and
-//! one warning says how many. Reconnects back off from 1 s to 60 s. Nothing here can block
+//! one warning says how many. Reconnects back off from 1 s to 30 s. Nothing here can block
 //! init: the thread only reads the ring.
 
 use std::io::Write;
@@ -19,7 +19,7 @@ use crate::console::Console;
 /// First reconnect delay.
 const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 /// Longest reconnect delay.
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Connect and write timeout for TCP.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest UDP datagram sent; longer messages are cut (RFC 5426 section 3.2: receivers
