@@ -48,9 +48,47 @@ pub fn serve(control: &'static Control, path: &Path, stop: impl Future<Output = 
             .register_service(system_ttrpc::create_system(service));
         server.start().await.map_err(ServerError::Ttrpc)?;
         control.console.debug(&format!("control API serving {}", path.display()));
+        tokio::spawn(boot_summary(control));
         stop.await;
         server.shutdown().await.map_err(ServerError::Ttrpc)
     })
+}
+
+/// Once the node is ready, one info line with every stage's duration: the boot log's summary.
+async fn boot_summary(control: &'static Control) {
+    let mut changes = control.logger.subscribe();
+    let ready = loop {
+        if let Some(ready) = control.logger.ready_at() {
+            break ready;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    };
+    control.console.info(&summary_line(&control.timeline.stages(), ready));
+}
+
+/// `boot stages: kernel+initramfs 4.20 s, mounts 5.9 ms, …, services 400.3 ms; ready at 4.81 s`
+/// (a stage still running, like `modules` loading in parallel, says so).
+pub fn summary_line(stages: &[super::StageTime], ready: Duration) -> String {
+    let human = |d: Duration| {
+        if d >= Duration::from_secs(1) {
+            format!("{:.2} s", d.as_secs_f64())
+        } else {
+            format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+        }
+    };
+    let parts: Vec<String> = stages
+        .iter()
+        .map(|s| {
+            let d = s.duration.or_else(|| (s.name == "services").then(|| ready.saturating_sub(s.start)));
+            match d {
+                Some(d) => format!("{} {}", s.name, human(d)),
+                None => format!("{} still running", s.name),
+            }
+        })
+        .collect();
+    format!("boot stages: {}; ready at {}", parts.join(", "), human(ready))
 }
 
 /// Binds with mode 0600, replacing a stale socket file but never a live one.
@@ -351,6 +389,28 @@ mod tests {
         assert!(s.services_known);
         assert_eq!((s.services[0].name.as_str(), s.services[0].pid), ("berthd", 42));
         assert!(s.init_rss_bytes > 0 && s.log_bytes > 0);
+    }
+
+    #[test]
+    fn summary_names_every_stage() {
+        let stages = [
+            super::super::StageTime {
+                name: "kernel+initramfs",
+                start: Duration::ZERO,
+                duration: Some(Duration::from_millis(4200)),
+            },
+            super::super::StageTime {
+                name: "mounts",
+                start: Duration::from_millis(4200),
+                duration: Some(Duration::from_micros(5900)),
+            },
+            super::super::StageTime { name: "modules", start: Duration::from_millis(4300), duration: None },
+            super::super::StageTime { name: "services", start: Duration::from_millis(4400), duration: None },
+        ];
+        assert_eq!(
+            summary_line(&stages, Duration::from_millis(4810)),
+            "boot stages: kernel+initramfs 4.20 s, mounts 5.9 ms, modules still running, services 410.0 ms; ready at 4.81 s"
+        );
     }
 
     #[test]
