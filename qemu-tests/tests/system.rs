@@ -123,6 +123,10 @@ fn status_lists_stages_ready_and_idle_rss() -> Result<()> {
         .collect();
     println!("/proc/1/smaps_rollup: {}", breakdown.join(" | "));
 
+    // The console's boot summary names every stage.
+    let summary = vm.wait_for_line("berth-init: boot stages: ", CTL_TIMEOUT)?;
+    println!("console: {summary}");
+
     // The boot log has one line per stage with its duration.
     let log = system(&mut vm, &["log", "-n", "0", "-s", "init"])?;
     for stage in STAGES.iter().filter(|s| **s != "services") {
@@ -131,6 +135,12 @@ fn status_lists_stages_ready_and_idle_rss() -> Result<()> {
             format!("no `stage {stage}:` line in the log:\n{log}"),
         )?;
     }
+    let status = String::from_utf8(agent.read_file("/proc/1/status")?)?;
+    let after = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or_default();
+    println!("berth-init RSS after these API calls: {after}");
     Ok(())
 }
 
