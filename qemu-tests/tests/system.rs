@@ -183,6 +183,39 @@ fn syslog_message_is_in_the_log_and_followed_then_reboot() -> Result<()> {
         format!("facility/severity/app not kept: {line}"),
     )?;
 
+    // The log file under /var (tmpfs in this image) has it too.
+    let (file, took) = vm.wait_for_ok(
+        "the syslog message in /var/log/berth/messages",
+        ACTION_TIMEOUT,
+        Duration::from_millis(500),
+        |_| {
+            let text =
+                String::from_utf8_lossy(&agent.read_file("/var/log/berth/messages")?).into_owned();
+            if text.contains(&marker) {
+                Ok(text)
+            } else {
+                Err(berth_qemu_tests::Error::Timeout {
+                    what: "marker in the file".into(),
+                    timeout: CTL_TIMEOUT,
+                    context: String::new(),
+                })
+            }
+        },
+    )?;
+    let line = file
+        .lines()
+        .find(|l| l.contains(&marker))
+        .unwrap_or_default();
+    println!(
+        "/var/log/berth/messages ({} bytes): {line} (after {:.3} s)",
+        file.len(),
+        took.as_secs_f64()
+    );
+    vm.check(
+        file.contains("kern.") && file.contains("berth-init: "),
+        "kernel or init records missing from the file",
+    )?;
+
     // Follow: a record sent after the follower started arrives on its stream.
     let mut child = Command::new(berth_qemu_tests::berthctl::path()?)
         .arg("--init-address")
