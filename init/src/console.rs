@@ -79,10 +79,11 @@ impl Console {
     /// Prints a milestone line whatever the level (`berth ready`, shutting down): tests and
     /// operators rely on them.
     pub fn notice(&self, message: &str) {
+        write_line(&format_line(uptime(), INIT, message));
+        // After the console line: a reader woken by this milestone prints after it.
         if let Some(log) = self.log {
             log.init_notice(message);
         }
-        write_line(&format_line(uptime(), INIT, message));
     }
 
     /// Prints an error line (always shown).

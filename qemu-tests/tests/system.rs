@@ -124,7 +124,15 @@ fn status_lists_stages_ready_and_idle_rss() -> Result<()> {
     println!("/proc/1/smaps_rollup: {}", breakdown.join(" | "));
 
     // The console's boot summary names every stage.
-    let summary = vm.wait_for_line("berth-init: boot stages: ", CTL_TIMEOUT)?;
+    // (Printed right after `berth ready`, by another thread: search the whole console.)
+    vm.wait_for("the boot stages line", CTL_TIMEOUT, |vm| {
+        vm.console_text().contains("berth-init: boot stages: ")
+    })?;
+    let console = vm.console_text();
+    let summary = console
+        .lines()
+        .find(|l| l.contains("berth-init: boot stages: "))
+        .unwrap_or_default();
     println!("console: {summary}");
 
     // The boot log has one line per stage with its duration.
