@@ -6,12 +6,14 @@
 # - erofs-utils, cpio, kmod: berth-image builds the root image, the initramfs and modules.dep.
 # - libc6-dev: the static glibc (libc.a) the static build links.
 # - dpkg-dev, xz-utils, zstd, ca-certificates: fetching and unpacking the kernel .deb.
+# - e2fsprogs: mke2fs/e2fsck copied into the root image (host_tools); gdisk (sgdisk): the QEMU
+#   tests partition state disks with a GPT label.
 #
 # The host's apt sources may list unreachable third-party repositories: errors from
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::definition::ImageDefinition;
 use crate::epoch::EpochSource;
+use crate::erofs;
 use crate::error::Error;
 use crate::fsutil::{self, io_err, AtomicFile};
 use crate::initramfs::{self, ROOT_IMAGE_PATH};
@@ -15,7 +16,6 @@ use crate::kernel::{self, Kernel};
 use crate::manifest::{self, Artefact, InitramfsInfo, Manifest, RootInfo, Sizes};
 use crate::modules::ModuleIndex;
 use crate::rootfs::{self, RootInputs};
-use crate::erofs;
 
 /// Where the kernel comes from.
 #[derive(Debug, Clone)]
@@ -83,16 +83,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     };
 
     let index = ModuleIndex::load(&kernel.modules_dir)?;
-    let initramfs_modules =
-        index.closure(&def.initramfs.modules, "initramfs.modules", &opts.definition)?;
+    let initramfs_modules = index.closure(
+        &def.initramfs.modules,
+        "initramfs.modules",
+        &opts.definition,
+    )?;
     let root_modules = index.closure(&def.root.modules, "root.modules", &opts.definition)?;
 
-    let root_tree = rootfs::root_tree(&RootInputs {
+    let (root_tree, host_tools) = rootfs::root_tree(&RootInputs {
         bin_dir: &opts.bin_dir,
         config_dir: &opts.config_dir,
         test: opts.test,
         index: &index,
         modules: &root_modules,
+        host_tools: &def.root.host_tools,
     })?;
     let root_files = root_tree.listing()?;
     let uuid = erofs::derive_uuid(&root_files, opts.source_date_epoch, def.root.compression);
@@ -145,8 +149,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
 
     let is_module = |prefix: &'static str| move |p: &str| p.starts_with(prefix);
     let root_modules_size = manifest::total_size(&root_files, is_module("/usr/lib/modules/"));
-    let initramfs_modules_size =
-        manifest::total_size(&initramfs_files, is_module("/lib/modules/"));
+    let initramfs_modules_size = manifest::total_size(&initramfs_files, is_module("/lib/modules/"));
     let root_tree_size = manifest::total_size(&root_files, |_| true);
     let initramfs_userland = manifest::total_size(&initramfs_files, |p| {
         !p.starts_with("/lib/modules/") && p != format!("/{ROOT_IMAGE_PATH}")
@@ -185,6 +188,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             },
             modules: root_modules.names(),
             builtin_modules: root_modules.builtin.clone(),
+            host_tools,
             files: root_files,
         },
     };
@@ -221,6 +225,8 @@ fn copy_into(src: &Path, dest: &mut AtomicFile) -> Result<(), Error> {
 fn write_into(data: &[u8], dest: &mut AtomicFile) -> Result<(), Error> {
     use std::io::Write;
     let path = dest.dest().to_path_buf();
-    dest.file().write_all(data).map_err(io_err("write", &path))?;
+    dest.file()
+        .write_all(data)
+        .map_err(io_err("write", &path))?;
     Ok(())
 }

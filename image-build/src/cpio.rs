@@ -139,12 +139,11 @@ impl<W: Write> CpioWriter<W> {
         reader: &mut dyn Read,
     ) -> Result<(), CpioError> {
         self.entry(name, mode::FILE | perm, 1, size, (0, 0))?;
-        let copied = io::copy(&mut reader.take(size), &mut self.out).map_err(|source| {
-            CpioError::Write {
+        let copied =
+            io::copy(&mut reader.take(size), &mut self.out).map_err(|source| CpioError::Write {
                 name: name.to_string(),
                 source,
-            }
-        })?;
+            })?;
         if copied != size {
             return Err(CpioError::SizeMismatch {
                 name: name.to_string(),
@@ -253,10 +252,12 @@ impl<W: Write> CpioWriter<W> {
     }
 
     fn raw(&mut self, name: &str, data: &[u8]) -> Result<(), CpioError> {
-        self.out.write_all(data).map_err(|source| CpioError::Write {
-            name: name.to_string(),
-            source,
-        })?;
+        self.out
+            .write_all(data)
+            .map_err(|source| CpioError::Write {
+                name: name.to_string(),
+                source,
+            })?;
         self.offset += data.len() as u64;
         Ok(())
     }
@@ -344,7 +345,10 @@ mod tests {
         assert_eq!(data.len() % 4, 0);
         let entries = read_archive(&data).unwrap();
         let names: Vec<_> = entries.iter().map(|(h, _)| h.name.as_str()).collect();
-        assert_eq!(names, ["init", "dev", "dev/console", "lib", "berth/root.erofs"]);
+        assert_eq!(
+            names,
+            ["init", "dev", "dev/console", "lib", "berth/root.erofs"]
+        );
         let (console, _) = &entries[2];
         assert_eq!(console.mode, mode::CHAR | 0o600);
         assert_eq!((console.rdev_major, console.rdev_minor), (5, 1));
@@ -371,8 +375,14 @@ mod tests {
         let listing = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 5, "{listing}");
-        assert!(lines[0].starts_with("-rwxr-xr-x") && lines[0].ends_with(" init"), "{listing}");
-        assert!(lines[2].starts_with("crw-------") && lines[2].contains("5,"), "{listing}");
+        assert!(
+            lines[0].starts_with("-rwxr-xr-x") && lines[0].ends_with(" init"),
+            "{listing}"
+        );
+        assert!(
+            lines[2].starts_with("crw-------") && lines[2].contains("5,"),
+            "{listing}"
+        );
         assert!(lines[3].ends_with("lib -> usr/lib"), "{listing}");
         assert!(lines[0].contains(" root "), "{listing}");
     }

@@ -118,6 +118,10 @@ pub struct RootSection {
     /// Modules shipped in the root image (their dependencies are added).
     #[serde(default = "default_root_modules")]
     pub modules: Vec<ModuleName>,
+    /// Dynamically linked programs copied from the build host with their libraries
+    /// (absolute paths; see `hosttools.rs`).
+    #[serde(default = "default_host_tools")]
+    pub host_tools: Vec<String>,
 }
 
 impl Default for RootSection {
@@ -126,8 +130,14 @@ impl Default for RootSection {
             format: RootFormat::default(),
             compression: RootCompression::default(),
             modules: default_root_modules(),
+            host_tools: default_host_tools(),
         }
     }
+}
+
+/// `mke2fs` and `e2fsck`: init formats and checks the ext4 state partition with them.
+fn default_host_tools() -> Vec<String> {
+    vec!["/usr/sbin/mke2fs".into(), "/usr/sbin/e2fsck".into()]
 }
 
 /// Compression of the initramfs cpio archive.
@@ -202,8 +212,7 @@ impl<'de> Deserialize<'de> for ModuleName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let valid = !s.is_empty()
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !valid {
             return Err(serde::de::Error::custom(format!(
@@ -290,7 +299,10 @@ fn default_cmdline() -> Cmdline {
 }
 
 fn default_initramfs_modules() -> Vec<ModuleName> {
-    ["loop", "erofs"].into_iter().map(ModuleName::from).collect()
+    ["loop", "erofs"]
+        .into_iter()
+        .map(ModuleName::from)
+        .collect()
 }
 
 fn default_root_modules() -> Vec<ModuleName> {
@@ -395,7 +407,8 @@ modules = ["virtio-net"]
 
     #[test]
     fn unknown_top_level_key_names_line_and_key() {
-        let (line, key, message) = invalid("[kernel]\npackage = \"linux-image-cloud-amd64\"\n\n[rooot]\n");
+        let (line, key, message) =
+            invalid("[kernel]\npackage = \"linux-image-cloud-amd64\"\n\n[rooot]\n");
         assert_eq!(line, 4, "{message}");
         assert!(message.contains("rooot"), "{message}");
         let _ = key;
@@ -421,7 +434,8 @@ modules = ["virtio-net"]
 
     #[test]
     fn bad_module_name_names_its_index() {
-        let (line, key, message) = invalid("[root]\nmodules = [\n  \"virtio_net\",\n  \"bad name\",\n]\n");
+        let (line, key, message) =
+            invalid("[root]\nmodules = [\n  \"virtio_net\",\n  \"bad name\",\n]\n");
         // toml reports the array's span: the line of the key.
         assert_eq!(line, 2, "{message}");
         assert!(message.contains("bad name"), "{message}");
@@ -438,7 +452,10 @@ modules = ["virtio-net"]
     #[test]
     fn syntax_error_has_a_line() {
         let err = parse("[kernel]\npackage = \n").unwrap_err();
-        assert!(err.to_string().starts_with("configs/image.toml:2: "), "{err}");
+        assert!(
+            err.to_string().starts_with("configs/image.toml:2: "),
+            "{err}"
+        );
     }
 
     #[test]

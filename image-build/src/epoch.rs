@@ -32,9 +32,12 @@ pub enum EpochSource {
 
 /// Parses a `SOURCE_DATE_EPOCH` value.
 pub fn parse(value: &str) -> Result<u32, EpochError> {
-    value.trim().parse::<u32>().map_err(|_| EpochError::Invalid {
-        value: value.to_string(),
-    })
+    value
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| EpochError::Invalid {
+            value: value.to_string(),
+        })
 }
 
 /// Resolves the build timestamp; `near` is a path inside the source checkout (the image

@@ -82,7 +82,8 @@ mod tests {
         let mut t = Tree::new();
         for n in &names {
             let idx: usize = n[n.len() - 2..].parse().unwrap();
-            t.bytes(n, 0o644, vec![b'a' + (idx % 26) as u8; 3000 + idx * 100]).unwrap();
+            t.bytes(n, 0o644, vec![b'a' + (idx % 26) as u8; 3000 + idx * 100])
+                .unwrap();
         }
         t.symlink("lib", "usr/lib").unwrap();
         t.dir("tmp", 0o1777).unwrap();
@@ -120,9 +121,15 @@ mod tests {
             // same sorted order (the Tree sorts), must give the same bytes.
             std::thread::sleep(std::time::Duration::from_millis(1100));
             let two = image(&tree(true), 1_700_000_000, compression);
-            assert!(one == two, "{compression} erofs image differs between builds");
+            assert!(
+                one == two,
+                "{compression} erofs image differs between builds"
+            );
             let other = image(&tree(false), 1_600_000_000, compression);
-            assert!(one != other, "SOURCE_DATE_EPOCH must reach the {compression} image");
+            assert!(
+                one != other,
+                "SOURCE_DATE_EPOCH must reach the {compression} image"
+            );
         }
     }
 }

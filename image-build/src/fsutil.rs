@@ -151,13 +151,11 @@ impl AtomicFile {
         file.set_permissions(fs::Permissions::from_mode(0o644))
             .map_err(io_err("chmod", &dest))?;
         file.sync_all().map_err(io_err("sync", &dest))?;
-        self.file
-            .persist(&dest)
-            .map_err(|e| FsError::Io {
-                op: "rename into place",
-                path: dest.clone(),
-                source: e.error,
-            })?;
+        self.file.persist(&dest).map_err(|e| FsError::Io {
+            op: "rename into place",
+            path: dest.clone(),
+            source: e.error,
+        })?;
         Ok(())
     }
 }

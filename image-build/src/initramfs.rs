@@ -161,7 +161,8 @@ mod tests {
         t.bytes("init", 0o755, b"\x7fELF".to_vec()).unwrap();
         t.dir("dev", 0o755).unwrap();
         t.char_device("dev/console", 0o600, 5, 1).unwrap();
-        t.bytes("berth/root.erofs", 0o644, vec![1u8; 10_000]).unwrap();
+        t.bytes("berth/root.erofs", 0o644, vec![1u8; 10_000])
+            .unwrap();
         t
     }
 
@@ -187,7 +188,9 @@ mod tests {
                 InitramfsCompression::None => data.clone(),
                 InitramfsCompression::Gzip => {
                     let mut out = Vec::new();
-                    flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out).unwrap();
+                    flate2::read::GzDecoder::new(&data[..])
+                        .read_to_end(&mut out)
+                        .unwrap();
                     out
                 }
                 InitramfsCompression::Zstd => zstd::decode_all(&data[..]).unwrap(),
@@ -195,10 +198,21 @@ mod tests {
             assert_eq!(plain.len() as u64, size, "{compression}");
             let entries = read_archive(&plain).unwrap();
             let names: Vec<_> = entries.iter().map(|(h, _)| h.name.as_str()).collect();
-            assert_eq!(names, ["berth", "berth/root.erofs", "dev", "dev/console", "init"]);
+            assert_eq!(
+                names,
+                ["berth", "berth/root.erofs", "dev", "dev/console", "init"]
+            );
             assert!(entries.iter().all(|(h, _)| h.mtime == 42));
-            assert_eq!(written(compression, 42).0, data, "{compression} not reproducible");
-            assert_ne!(written(compression, 43).0, data, "{compression} ignores the epoch");
+            assert_eq!(
+                written(compression, 42).0,
+                data,
+                "{compression} not reproducible"
+            );
+            assert_ne!(
+                written(compression, 43).0,
+                data,
+                "{compression} ignores the epoch"
+            );
         }
     }
 }

@@ -211,7 +211,12 @@ pub fn candidate(policy: &str) -> Option<String> {
 
 /// Downloads, unpacks and indexes one kernel package into `entry`, via a temporary directory
 /// renamed into place so an interrupted build never leaves a half-made cache entry.
-fn prepare(package: &str, version: &str, kernel_dir: &Path, entry: &Path) -> Result<(), KernelError> {
+fn prepare(
+    package: &str,
+    version: &str,
+    kernel_dir: &Path,
+    entry: &Path,
+) -> Result<(), KernelError> {
     fs::create_dir_all(kernel_dir).map_err(io_err("create", kernel_dir))?;
     let tmp = tempfile::Builder::new()
         .prefix(".download-")
@@ -235,8 +240,11 @@ fn prepare(package: &str, version: &str, kernel_dir: &Path, entry: &Path) -> Res
     fsutil::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
     let release = find_release(&tree)?;
     fsutil::run(Command::new("depmod").arg("-b").arg(&tree).arg(&release))?;
-    fs::write(tmp.path().join(".complete"), format!("{package} {version} {release}\n"))
-        .map_err(io_err("write", tmp.path()))?;
+    fs::write(
+        tmp.path().join(".complete"),
+        format!("{package} {version} {release}\n"),
+    )
+    .map_err(io_err("write", tmp.path()))?;
     let tmp_path = tmp.path().to_path_buf();
     match fs::rename(&tmp_path, entry) {
         Ok(()) => {
@@ -288,7 +296,10 @@ mod tests {
     #[test]
     fn recalls_only_complete_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let found = ("linux-image-6.1.0-9-cloud-amd64".to_string(), "6.1.1-1".to_string());
+        let found = (
+            "linux-image-6.1.0-9-cloud-amd64".to_string(),
+            "6.1.1-1".to_string(),
+        );
         remember(dir.path(), "linux-image-cloud-amd64", &found);
         assert_eq!(recall(dir.path(), "linux-image-cloud-amd64"), None);
         let entry = dir.path().join("linux-image-6.1.0-9-cloud-amd64_6.1.1-1");
@@ -302,7 +313,10 @@ mod tests {
     fn parses_apt_cache_policy() {
         let out = "linux-image-cloud-amd64:\n  Installed: (none)\n  Candidate: 6.1.192-2\n  Version table:\n";
         assert_eq!(candidate(out).as_deref(), Some("6.1.192-2"));
-        assert_eq!(candidate("x:\n  Installed: (none)\n  Candidate: (none)\n"), None);
+        assert_eq!(
+            candidate("x:\n  Installed: (none)\n  Candidate: (none)\n"),
+            None
+        );
         assert_eq!(candidate(""), None);
     }
 }

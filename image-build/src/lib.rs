@@ -20,6 +20,7 @@ pub mod epoch;
 pub mod erofs;
 pub mod error;
 pub mod fsutil;
+pub mod hosttools;
 pub mod initramfs;
 pub mod kernel;
 pub mod manifest;

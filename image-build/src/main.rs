@@ -41,7 +41,12 @@ struct BuildArgs {
     #[arg(long)]
     test: bool,
     /// Cache for kernel packages.
-    #[arg(long, value_name = "DIR", env = "BERTH_CACHE_DIR", default_value = "/var/cache/berth")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BERTH_CACHE_DIR",
+        default_value = "/var/cache/berth"
+    )]
     cache_dir: PathBuf,
     /// Use this kernel image instead of the definition's package (needs --modules-dir).
     #[arg(long, value_name = "VMLINUZ", requires = "modules_dir")]

@@ -94,6 +94,8 @@ pub struct RootInfo {
     pub modules: Vec<String>,
     /// Requested modules that are built into the kernel.
     pub builtin_modules: Vec<String>,
+    /// Host programs carried with their libraries, and the packages they came from.
+    pub host_tools: Vec<crate::hosttools::ToolInfo>,
     /// Every entry.
     pub files: Vec<ListingEntry>,
 }

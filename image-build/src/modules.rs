@@ -217,19 +217,22 @@ impl ModuleIndex {
                     continue;
                 }
                 for dep in &self.lines[i].deps {
-                    let &d = self
-                        .by_path
-                        .get(dep)
-                        .ok_or_else(|| ModulesError::DanglingDependency {
-                            module: self.lines[i].name.clone(),
-                            dep: dep.clone(),
-                        })?;
+                    let &d =
+                        self.by_path
+                            .get(dep)
+                            .ok_or_else(|| ModulesError::DanglingDependency {
+                                module: self.lines[i].name.clone(),
+                                dep: dep.clone(),
+                            })?;
                     stack.push(d);
                 }
             }
         }
         Ok(ModuleSet {
-            lines: selected.into_iter().map(|i| self.lines[i].clone()).collect(),
+            lines: selected
+                .into_iter()
+                .map(|i| self.lines[i].clone())
+                .collect(),
             builtin,
         })
     }
@@ -282,7 +285,11 @@ impl ModuleIndex {
         }
         tree.bytes(prefix.join("modules.dep"), 0o644, Self::modules_dep(set))?;
         tree.bytes(prefix.join("modules.alias"), 0o644, self.modules_alias(set))?;
-        tree.bytes(prefix.join("modules.builtin"), 0o644, self.builtin_text.clone())?;
+        tree.bytes(
+            prefix.join("modules.builtin"),
+            0o644,
+            self.builtin_text.clone(),
+        )?;
         Ok(())
     }
 }
@@ -323,15 +330,30 @@ alias virtio:d00000001v* virtio_net\nalias fs-erofs erofs\nalias devname:loop-co
     #[test]
     fn closure_follows_dependencies_transitively() {
         let set = index()
-            .closure(&names(&["virtio-net", "loop"]), "root.modules", Path::new("image.toml"))
+            .closure(
+                &names(&["virtio-net", "loop"]),
+                "root.modules",
+                Path::new("image.toml"),
+            )
             .unwrap();
         assert_eq!(
             set.names(),
-            ["failover", "loop", "net_failover", "virtio", "virtio_net", "virtio_ring"]
+            [
+                "failover",
+                "loop",
+                "net_failover",
+                "virtio",
+                "virtio_net",
+                "virtio_ring"
+            ]
         );
         // Kernel order is kept, so the output is independent of the request order.
         let again = index()
-            .closure(&names(&["loop", "virtio_net"]), "root.modules", Path::new("image.toml"))
+            .closure(
+                &names(&["loop", "virtio_net"]),
+                "root.modules",
+                Path::new("image.toml"),
+            )
             .unwrap();
         assert_eq!(set, again);
         let dep = ModuleIndex::modules_dep(&set);
@@ -344,7 +366,11 @@ alias virtio:d00000001v* virtio_net\nalias fs-erofs erofs\nalias devname:loop-co
     #[test]
     fn builtin_modules_are_skipped() {
         let set = index()
-            .closure(&names(&["ext4", "erofs"]), "root.modules", Path::new("image.toml"))
+            .closure(
+                &names(&["ext4", "erofs"]),
+                "root.modules",
+                Path::new("image.toml"),
+            )
             .unwrap();
         assert_eq!(set.names(), ["erofs", "lz4_decompress"]);
         assert_eq!(set.builtin, ["ext4"]);
@@ -353,7 +379,11 @@ alias virtio:d00000001v* virtio_net\nalias fs-erofs erofs\nalias devname:loop-co
     #[test]
     fn unknown_module_names_module_key_and_file() {
         let err = index()
-            .closure(&names(&["loop", "nosuch"]), "initramfs.modules", Path::new("configs/image.toml"))
+            .closure(
+                &names(&["loop", "nosuch"]),
+                "initramfs.modules",
+                Path::new("configs/image.toml"),
+            )
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("`nosuch`"), "{text}");
@@ -373,7 +403,9 @@ alias virtio:d00000001v* virtio_net\nalias fs-erofs erofs\nalias devname:loop-co
     #[test]
     fn dangling_dependency_is_reported() {
         let idx = ModuleIndex::parse("a.ko: b.ko\n", "", "", Path::new("modules.dep")).unwrap();
-        let err = idx.closure(&names(&["a"]), "k", Path::new("f")).unwrap_err();
+        let err = idx
+            .closure(&names(&["a"]), "k", Path::new("f"))
+            .unwrap_err();
         assert!(matches!(err, ModulesError::DanglingDependency { .. }));
     }
 }

@@ -68,6 +68,9 @@ pub enum RootfsError {
     /// Adding the modules failed.
     #[error(transparent)]
     Modules(#[from] ModulesError),
+    /// Adding a host tool failed.
+    #[error(transparent)]
+    HostTool(#[from] crate::hosttools::HostToolError),
 }
 
 /// What goes into the root tree.
@@ -83,6 +86,8 @@ pub struct RootInputs<'a> {
     pub index: &'a ModuleIndex,
     /// The root image's modules.
     pub modules: &'a ModuleSet,
+    /// Host programs to carry with their libraries (`[root] host_tools`).
+    pub host_tools: &'a [String],
 }
 
 /// `/etc/os-release` contents (os-release(5)).
@@ -100,7 +105,9 @@ PRETTY_NAME=\"berth {version}\"\n{variant}"
 }
 
 /// Assembles the root tree.
-pub fn root_tree(inputs: &RootInputs<'_>) -> Result<Tree, RootfsError> {
+pub fn root_tree(
+    inputs: &RootInputs<'_>,
+) -> Result<(Tree, Vec<crate::hosttools::ToolInfo>), RootfsError> {
     let mut tree = Tree::new();
     for (dir, mode) in MOUNT_POINTS {
         tree.dir(dir, *mode)?;
@@ -151,8 +158,11 @@ pub fn root_tree(inputs: &RootInputs<'_>) -> Result<Tree, RootfsError> {
     }
 
     let prefix = Path::new("usr/lib/modules").join(inputs.index.release());
-    inputs.index.add_to_tree(inputs.modules, &mut tree, &prefix)?;
-    Ok(tree)
+    inputs
+        .index
+        .add_to_tree(inputs.modules, &mut tree, &prefix)?;
+    let tools = crate::hosttools::add_to_tree(inputs.host_tools, &mut tree)?;
+    Ok((tree, tools))
 }
 
 fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, RootfsError> {
@@ -212,7 +222,11 @@ mod tests {
         fs::write(mods.join("modules.dep"), "kernel/overlay.ko:\n").unwrap();
         let index = ModuleIndex::load(&mods).unwrap();
         let set = index
-            .closure(&[ModuleName::from("overlay")], "root.modules", Path::new("x"))
+            .closure(
+                &[ModuleName::from("overlay")],
+                "root.modules",
+                Path::new("x"),
+            )
             .unwrap();
         let tree = root_tree(&RootInputs {
             bin_dir: &bin,
@@ -220,22 +234,36 @@ mod tests {
             test,
             index: &index,
             modules: &set,
+            host_tools: &[],
         })
-        .unwrap();
+        .unwrap()
+        .0;
         (dir, tree)
     }
 
     fn paths(tree: &Tree) -> Vec<String> {
-        tree.listing().unwrap().into_iter().map(|e| e.path).collect()
+        tree.listing()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
     }
 
     #[test]
     fn production_tree_has_the_contract_layout_and_no_agent() {
         let (_dir, tree) = fixture(false);
         let listing = tree.listing().unwrap();
-        let get = |p: &str| listing.iter().find(|e| e.path == p).unwrap_or_else(|| panic!("{p} missing"));
+        let get = |p: &str| {
+            listing
+                .iter()
+                .find(|e| e.path == p)
+                .unwrap_or_else(|| panic!("{p} missing"))
+        };
         assert_eq!(get("/sbin").target.as_deref(), Some("usr/sbin"));
-        assert_eq!(get("/usr/sbin/init").target.as_deref(), Some("../bin/berth"));
+        assert_eq!(
+            get("/usr/sbin/init").target.as_deref(),
+            Some("../bin/berth")
+        );
         assert_eq!(get("/usr/bin/berthctl").target.as_deref(), Some("berth"));
         assert_eq!(get("/usr/bin/berth").mode, "0755");
         assert_eq!(get("/tmp").mode, "1777");
@@ -244,7 +272,9 @@ mod tests {
         get("/etc/berth/berthd.toml");
         let all = paths(&tree);
         assert!(!all.iter().any(|p| p.contains("test-agent")), "{all:?}");
-        assert!(!all.iter().any(|p| p.ends_with("/sh") || p.contains("busybox")));
+        assert!(!all
+            .iter()
+            .any(|p| p.ends_with("/sh") || p.contains("busybox")));
     }
 
     #[test]
@@ -256,14 +286,21 @@ mod tests {
             .find(|(p, _)| *p == Path::new("etc/berth/init.toml"))
             .map(|(_, n)| n.clone())
             .unwrap();
-        let crate::tree::Node::File { source: crate::tree::Source::Bytes(data), .. } = init else {
+        let crate::tree::Node::File {
+            source: crate::tree::Source::Bytes(data),
+            ..
+        } = init
+        else {
             panic!("init.toml should be generated");
         };
         let text = String::from_utf8(data).unwrap();
         let parsed: toml::Table = toml::from_str(&text).unwrap();
         let service = &parsed["service"].as_array().unwrap()[0];
         assert_eq!(service["name"].as_str(), Some("test-agent"));
-        assert_eq!(service["path"].as_str(), Some("/usr/libexec/berth/berth-test-agent"));
+        assert_eq!(
+            service["path"].as_str(),
+            Some("/usr/libexec/berth/berth-test-agent")
+        );
         assert!(text.starts_with("[init]\nhostname = \"berth\"\n"));
     }
 

@@ -231,9 +231,7 @@ impl Tree {
                 Node::Symlink { target } => {
                     symlink(target, &path).map_err(io_err("symlink", &path))?
                 }
-                Node::CharDevice { .. } => {
-                    return Err(TreeError::DeviceNotStageable(rel.clone()))
-                }
+                Node::CharDevice { .. } => return Err(TreeError::DeviceNotStageable(rel.clone())),
             }
         }
         // Modes last, so a read-only directory does not stop its children being created.
@@ -359,10 +357,19 @@ mod tests {
     #[test]
     fn refuses_bad_paths_and_duplicates() {
         let mut tree = Tree::new();
-        assert!(matches!(tree.dir("a/../b", 0o755), Err(TreeError::InvalidPath(_))));
+        assert!(matches!(
+            tree.dir("a/../b", 0o755),
+            Err(TreeError::InvalidPath(_))
+        ));
         tree.bytes("a", 0o644, "x").unwrap();
-        assert!(matches!(tree.bytes("a", 0o644, "y"), Err(TreeError::Conflict(_))));
-        assert!(matches!(tree.bytes("a/b", 0o644, "y"), Err(TreeError::Conflict(_))));
+        assert!(matches!(
+            tree.bytes("a", 0o644, "y"),
+            Err(TreeError::Conflict(_))
+        ));
+        assert!(matches!(
+            tree.bytes("a/b", 0o644, "y"),
+            Err(TreeError::Conflict(_))
+        ));
     }
 
     #[test]
@@ -387,7 +394,10 @@ mod tests {
     #[test]
     fn listing_hashes_contents() {
         let listing = sample(false).listing().unwrap();
-        let release = listing.iter().find(|e| e.path == "/etc/os-release").unwrap();
+        let release = listing
+            .iter()
+            .find(|e| e.path == "/etc/os-release")
+            .unwrap();
         assert_eq!(release.size, Some(11));
         assert_eq!(
             release.sha256.as_deref(),

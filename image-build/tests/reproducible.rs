@@ -123,7 +123,13 @@ fn build_static(checkout: &Path, target_dir: &Path, keep: &Path) -> Result<PathB
         fs::remove_dir_all(keep)?;
     }
     fs::create_dir_all(keep)?;
-    for name in ["berth", "berthd", "berthctl", "berth-image", "berth-test-agent"] {
+    for name in [
+        "berth",
+        "berthd",
+        "berthctl",
+        "berth-image",
+        "berth-test-agent",
+    ] {
         let src = bin_dir.join(name);
         if src.is_file() {
             fs::copy(&src, keep.join(name))?;
@@ -171,8 +177,10 @@ fn build_image(checkout: &Path, bin_dir: &Path, out: &Path, epoch: &str) -> Resu
 }
 
 fn same_file(a: &Path, b: &Path) -> Result<bool> {
-    Ok(fs::read(a).with_context(|| format!("reading {}", a.display()))?
-        == fs::read(b).with_context(|| format!("reading {}", b.display()))?)
+    Ok(
+        fs::read(a).with_context(|| format!("reading {}", a.display()))?
+            == fs::read(b).with_context(|| format!("reading {}", b.display()))?,
+    )
 }
 
 /// Serialises runs of this test across processes (several engineers' `cargo test --workspace`
@@ -195,8 +203,8 @@ impl RunLock {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let owner = fs::read_to_string(path.join("pid")).unwrap_or_default();
-                    let alive = !owner.trim().is_empty()
-                        && Path::new("/proc").join(owner.trim()).exists();
+                    let alive =
+                        !owner.trim().is_empty() && Path::new("/proc").join(owner.trim()).exists();
                     if !alive && waited.elapsed().as_secs() >= 2 {
                         // Dead owner (or one that never wrote its pid): take it over.
                         let _ = fs::remove_dir_all(&path);
@@ -235,14 +243,21 @@ impl Drop for RunLock {
 fn artefacts_are_identical_across_checkout_paths() -> Result<()> {
     let total = Instant::now();
     require_tool("cargo", "install a Rust toolchain")?;
-    require_tool("mkfs.erofs", "run `make deps` or apt-get install erofs-utils")?;
+    require_tool(
+        "mkfs.erofs",
+        "run `make deps` or apt-get install erofs-utils",
+    )?;
     require_tool("apt-get", "the kernel comes from Debian's archive")?;
     require_tool("dpkg-deb", "the kernel package is unpacked with dpkg-deb")?;
     require_tool("depmod", "run `make deps` or apt-get install kmod")?;
 
     let cache = cache_dir();
-    fs::create_dir_all(&cache)
-        .with_context(|| format!("prerequisite missing: cannot create cache {}", cache.display()))?;
+    fs::create_dir_all(&cache).with_context(|| {
+        format!(
+            "prerequisite missing: cannot create cache {}",
+            cache.display()
+        )
+    })?;
     let _lock = RunLock::acquire(cache.join("repro.lock"))?;
     let target_dir = cache.join("repro-target");
     let scratch = Path::new("/tmp/berth-repro-results");
@@ -269,7 +284,11 @@ fn artefacts_are_identical_across_checkout_paths() -> Result<()> {
     for entry in fs::read_dir(&bins[0])? {
         let name = entry?.file_name();
         let (a, b) = (bins[0].join(&name), bins[1].join(&name));
-        ensure!(b.is_file(), "{} built in one checkout only", name.to_string_lossy());
+        ensure!(
+            b.is_file(),
+            "{} built in one checkout only",
+            name.to_string_lossy()
+        );
         ensure!(
             same_file(&a, &b)?,
             "static binary {} differs between {CHECKOUT_A} and {CHECKOUT_B} (see {} and {})",

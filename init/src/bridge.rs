@@ -77,26 +77,32 @@ pub fn socket_path(address: &str) -> &str {
 /// Starts the bridge thread for port `name` to `address`. Reports at info level, once, if
 /// the port does not exist.
 pub fn spawn(name: String, address: String, wait: Duration, console: Console) {
-    let spawned = std::thread::Builder::new().name("bridge".into()).spawn(move || {
-        let Some(path) = wait_for_port(&name, wait) else {
-            console.info(&format!("no virtio port {name}; API bridge disabled"));
-            return;
-        };
-        let socket = PathBuf::from(socket_path(&address));
-        loop {
-            match open_port(&path) {
-                Ok(mut port) => {
-                    console.debug(&format!("bridging {} ({name}) to {}", path.display(), socket.display()));
-                    let mut connect = || UnixStream::connect(&socket);
-                    if let Err(err) = run(&mut port, &mut connect, &|| false, console) {
-                        console.warn(&format!("API bridge: {err}; reopening"));
+    let spawned = std::thread::Builder::new()
+        .name("bridge".into())
+        .spawn(move || {
+            let Some(path) = wait_for_port(&name, wait) else {
+                console.info(&format!("no virtio port {name}; API bridge disabled"));
+                return;
+            };
+            let socket = PathBuf::from(socket_path(&address));
+            loop {
+                match open_port(&path) {
+                    Ok(mut port) => {
+                        console.debug(&format!(
+                            "bridging {} ({name}) to {}",
+                            path.display(),
+                            socket.display()
+                        ));
+                        let mut connect = || UnixStream::connect(&socket);
+                        if let Err(err) = run(&mut port, &mut connect, &|| false, console) {
+                            console.warn(&format!("API bridge: {err}; reopening"));
+                        }
                     }
+                    Err(err) => console.warn(&format!("API bridge: {err}")),
                 }
-                Err(err) => console.warn(&format!("API bridge: {err}")),
+                std::thread::sleep(Duration::from_secs(1));
             }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
+        });
     if let Err(err) = spawned {
         console.error(&format!("cannot start the API bridge thread: {err}"));
     }
@@ -108,13 +114,21 @@ fn open_port(path: &Path) -> Result<std::fs::File, BridgeError> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
         .open(path)
-        .map_err(|source| BridgeError::Open { path: path.to_path_buf(), source })
+        .map_err(|source| BridgeError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Shuttles bytes between `port` (non-blocking) and connections made by `connect`, until
 /// `stop` says so or the port fails. Factored over the port type so tests can use a
 /// socketpair, whose hang-up semantics match virtio_console's.
-pub fn run<P, C>(port: &mut P, connect: &mut C, stop: &dyn Fn() -> bool, console: Console) -> Result<(), BridgeError>
+pub fn run<P, C>(
+    port: &mut P,
+    connect: &mut C,
+    stop: &dyn Fn() -> bool,
+    console: Console,
+) -> Result<(), BridgeError>
 where
     P: AsFd + Read + Write,
     C: FnMut() -> std::io::Result<UnixStream>,
@@ -134,7 +148,10 @@ where
                 Err(errno) => return Err(BridgeError::Port(errno.into())),
             }
             let ev = |fd: &PollFd| fd.revents().unwrap_or(PollFlags::empty());
-            (ev(&fds[0]), fds.get(1).map(ev).unwrap_or(PollFlags::empty()))
+            (
+                ev(&fds[0]),
+                fds.get(1).map(ev).unwrap_or(PollFlags::empty()),
+            )
         };
 
         // Host side gone: forget the berthd connection, then wait for the next client.
@@ -166,7 +183,9 @@ where
                             }
                             Err(err) => {
                                 if !berthd_down_reported {
-                                    console.warn(&format!("API bridge: cannot reach berthd: {err}; dropping request"));
+                                    console.warn(&format!(
+                                        "API bridge: cannot reach berthd: {err}; dropping request"
+                                    ));
                                     berthd_down_reported = true;
                                 }
                             }
@@ -214,7 +233,10 @@ fn write_port<P: AsFd + Write>(port: &mut P, mut data: &[u8]) -> bool {
                 }
                 let mut fds = [PollFd::new(port.as_fd(), PollFlags::POLLOUT)];
                 let _ = poll(&mut fds, PollTimeout::from(100u16));
-                if fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)) {
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+                {
                     return false;
                 }
             }
@@ -241,7 +263,13 @@ mod tests {
         port.set_nonblocking(true).unwrap();
         let handle = std::thread::spawn(move || {
             let mut connect = || UnixStream::connect(&socket);
-            run(&mut port, &mut connect, &|| stop.load(Ordering::SeqCst), quiet()).unwrap();
+            run(
+                &mut port,
+                &mut connect,
+                &|| stop.load(Ordering::SeqCst),
+                quiet(),
+            )
+            .unwrap();
         });
         (host, handle)
     }
@@ -266,8 +294,14 @@ mod tests {
 
         // Host hangs up: the bridge must close its berthd connection.
         drop(host);
-        berthd.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        assert_eq!(berthd.read(&mut got).unwrap(), 0, "berthd connection should be closed");
+        berthd
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(
+            berthd.read(&mut got).unwrap(),
+            0,
+            "berthd connection should be closed"
+        );
 
         stop.store(true, Ordering::SeqCst);
         handle.join().unwrap();
@@ -304,13 +338,22 @@ mod tests {
     #[test]
     fn finds_ports_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        for (dev, name) in [("vport0p1", "org.berth.test"), ("vport0p2", "org.berth.api")] {
+        for (dev, name) in [
+            ("vport0p1", "org.berth.test"),
+            ("vport0p2", "org.berth.api"),
+        ] {
             std::fs::create_dir(dir.path().join(dev)).unwrap();
             std::fs::write(dir.path().join(dev).join("name"), format!("{name}\n")).unwrap();
         }
-        assert_eq!(find_port(dir.path(), "org.berth.api").as_deref(), Some("vport0p2"));
+        assert_eq!(
+            find_port(dir.path(), "org.berth.api").as_deref(),
+            Some("vport0p2")
+        );
         assert_eq!(find_port(dir.path(), "nope"), None);
-        assert_eq!(socket_path("unix:///run/berth/berthd.sock"), "/run/berth/berthd.sock");
+        assert_eq!(
+            socket_path("unix:///run/berth/berthd.sock"),
+            "/run/berth/berthd.sock"
+        );
         assert_eq!(socket_path("/run/x.sock"), "/run/x.sock");
     }
 }

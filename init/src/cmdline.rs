@@ -80,21 +80,36 @@ pub fn split(text: &str) -> Vec<Arg> {
 fn unquote(raw: &str, equals: Option<usize>) -> Arg {
     let quoted_arg = raw.starts_with('"');
     let strip_trailing = |s: &str, opened: bool| -> String {
-        if opened { s.strip_suffix('"').unwrap_or(s).to_string() } else { s.to_string() }
+        if opened {
+            s.strip_suffix('"').unwrap_or(s).to_string()
+        } else {
+            s.to_string()
+        }
     };
     match equals {
         Some(eq) => {
-            let key = raw[..eq].strip_prefix('"').unwrap_or(&raw[..eq]).to_string();
+            let key = raw[..eq]
+                .strip_prefix('"')
+                .unwrap_or(&raw[..eq])
+                .to_string();
             let value = &raw[eq + 1..];
             let (value, opened) = match value.strip_prefix('"') {
                 Some(v) => (v, true),
                 None => (value, quoted_arg),
             };
-            Arg { raw: raw.to_string(), key, value: Some(strip_trailing(value, opened)) }
+            Arg {
+                raw: raw.to_string(),
+                key,
+                value: Some(strip_trailing(value, opened)),
+            }
         }
         None => {
             let key = raw.strip_prefix('"').unwrap_or(raw);
-            Arg { raw: raw.to_string(), key: strip_trailing(key, quoted_arg), value: None }
+            Arg {
+                raw: raw.to_string(),
+                key: strip_trailing(key, quoted_arg),
+                value: None,
+            }
         }
     }
 }
@@ -148,8 +163,13 @@ impl Overlay {
     pub fn parse(cmdline: &str, schema: &toml::Table) -> Self {
         let mut overlay = Self::default();
         for arg in split(cmdline) {
-            let Some(key) = arg.key.strip_prefix(PREFIX) else { continue };
-            let err = |message: &str| ArgError { arg: arg.raw.clone(), message: message.to_string() };
+            let Some(key) = arg.key.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let err = |message: &str| ArgError {
+                arg: arg.raw.clone(),
+                message: message.to_string(),
+            };
             if key == "config" {
                 match &arg.value {
                     Some(url) if !url.is_empty() => overlay.config_url = Some(url.clone()),
@@ -159,7 +179,11 @@ impl Overlay {
             }
             let path: Vec<String> = key.split('.').map(|part| part.replace('-', "_")).collect();
             match typed_value(&path, arg.value.as_deref(), schema) {
-                Ok(value) => overlay.settings.push(Setting { arg: arg.raw.clone(), path, value }),
+                Ok(value) => overlay.settings.push(Setting {
+                    arg: arg.raw.clone(),
+                    path,
+                    value,
+                }),
                 Err(message) => overlay.errors.push(err(&message)),
             }
         }
@@ -172,7 +196,9 @@ impl Overlay {
             let (last, parents) = setting.path.split_last().expect("a setting has a key");
             let mut current = &mut *table;
             for part in parents {
-                let entry = current.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let entry = current
+                    .entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
                 if !entry.is_table() {
                     *entry = toml::Value::Table(toml::Table::new());
                 }
@@ -184,7 +210,11 @@ impl Overlay {
 }
 
 /// Converts `value` to the type of the default at `path` in `schema`.
-fn typed_value(path: &[String], value: Option<&str>, schema: &toml::Table) -> Result<toml::Value, String> {
+fn typed_value(
+    path: &[String],
+    value: Option<&str>,
+    schema: &toml::Table,
+) -> Result<toml::Value, String> {
     if path.iter().any(String::is_empty) {
         return Err("unknown key".into());
     }
@@ -212,13 +242,18 @@ fn typed_value(path: &[String], value: Option<&str>, schema: &toml::Table) -> Re
         toml::Value::Integer(_) => value
             .parse::<u64>()
             .map_err(|_| "invalid value: expected an unsigned integer".to_string())
-            .and_then(|n| i64::try_from(n).map_err(|_| "invalid value: number too large".to_string()))
+            .and_then(|n| {
+                i64::try_from(n).map_err(|_| "invalid value: number too large".to_string())
+            })
             .map(toml::Value::Integer),
         toml::Value::String(_) => Ok(toml::Value::String(value.to_string())),
         toml::Value::Array(_) => Ok(toml::Value::Array(if value.is_empty() {
             Vec::new()
         } else {
-            value.split(',').map(|item| toml::Value::String(item.to_string())).collect()
+            value
+                .split(',')
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect()
         })),
         toml::Value::Table(_) => Err("not a single setting: set one of its keys".into()),
         _ => Err("cannot be set on the kernel command line".into()),
@@ -244,16 +279,31 @@ mod tests {
         let cases: &[(&str, KeyValues)] = &[
             ("", vec![]),
             ("  \n", vec![]),
-            ("console=ttyS0 quiet", vec![kv("console", Some("ttyS0")), kv("quiet", None)]),
+            (
+                "console=ttyS0 quiet",
+                vec![kv("console", Some("ttyS0")), kv("quiet", None)],
+            ),
             ("a=b=c", vec![kv("a", Some("b=c"))]),
             ("a=", vec![kv("a", Some(""))]),
-            ("berth.x=\"a b\" y", vec![kv("berth.x", Some("a b")), kv("y", None)]),
-            ("\"berth.x=a b\" y", vec![kv("berth.x", Some("a b")), kv("y", None)]),
+            (
+                "berth.x=\"a b\" y",
+                vec![kv("berth.x", Some("a b")), kv("y", None)],
+            ),
+            (
+                "\"berth.x=a b\" y",
+                vec![kv("berth.x", Some("a b")), kv("y", None)],
+            ),
             ("\"quoted flag\"", vec![kv("quoted flag", None)]),
             // A quote in the middle groups but stays, like the kernel.
-            ("a=b\"c d\"e f", vec![kv("a", Some("b\"c d\"e")), kv("f", None)]),
+            (
+                "a=b\"c d\"e f",
+                vec![kv("a", Some("b\"c d\"e")), kv("f", None)],
+            ),
             ("a=\"unterminated b", vec![kv("a", Some("unterminated b"))]),
-            ("\tx=1\t\ty=2\n", vec![kv("x", Some("1")), kv("y", Some("2"))]),
+            (
+                "\tx=1\t\ty=2\n",
+                vec![kv("x", Some("1")), kv("y", Some("2"))],
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(&keys_values(text), want, "{text:?}");
@@ -275,7 +325,11 @@ mod tests {
     }
 
     fn errors(text: &str) -> Vec<String> {
-        overlay(text).errors.iter().map(ToString::to_string).collect()
+        overlay(text)
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
@@ -285,7 +339,11 @@ mod tests {
              berth.modules.load=a,b berth.berthd.args= berth.console.level=debug",
         );
         assert!(o.errors.is_empty(), "{:?}", o.errors);
-        let got: Vec<(String, toml::Value)> = o.settings.iter().map(|s| (s.key(), s.value.clone())).collect();
+        let got: Vec<(String, toml::Value)> = o
+            .settings
+            .iter()
+            .map(|s| (s.key(), s.value.clone()))
+            .collect();
         let s = |v: &str| toml::Value::String(v.into());
         assert_eq!(
             got,
@@ -293,7 +351,10 @@ mod tests {
                 ("berthd.max_failures".into(), toml::Value::Integer(7)),
                 ("shutdown.power_button".into(), toml::Value::Boolean(false)),
                 ("bridge.port".into(), s("")),
-                ("modules.load".into(), toml::Value::Array(vec![s("a"), s("b")])),
+                (
+                    "modules.load".into(),
+                    toml::Value::Array(vec![s("a"), s("b")])
+                ),
                 ("berthd.args".into(), toml::Value::Array(vec![])),
                 ("console.level".into(), s("debug")),
             ]
@@ -305,7 +366,10 @@ mod tests {
         let o = overlay("berth.shutdown.power_button berth.berthd.path");
         assert_eq!(o.settings.len(), 1);
         assert_eq!(o.settings[0].value, toml::Value::Boolean(true));
-        assert_eq!(errors("berth.berthd.path"), ["kernel command line: berth.berthd.path: missing value"]);
+        assert_eq!(
+            errors("berth.berthd.path"),
+            ["kernel command line: berth.berthd.path: missing value"]
+        );
     }
 
     #[test]
@@ -317,23 +381,51 @@ mod tests {
     #[test]
     fn each_error_kind_is_one_line_naming_the_argument() {
         let cases = [
-            ("berth.berthd.max_failures=x", "invalid value: expected an unsigned integer"),
-            ("berth.berthd.max_failures=-1", "invalid value: expected an unsigned integer"),
-            ("berth.berthd.max_failures=99999999999999999999", "invalid value: expected an unsigned integer"),
-            ("berth.berthd.ready_timeout_secs=18446744073709551615", "invalid value: number too large"),
-            ("berth.shutdown.power_button=maybe", "invalid value: expected true or false"),
+            (
+                "berth.berthd.max_failures=x",
+                "invalid value: expected an unsigned integer",
+            ),
+            (
+                "berth.berthd.max_failures=-1",
+                "invalid value: expected an unsigned integer",
+            ),
+            (
+                "berth.berthd.max_failures=99999999999999999999",
+                "invalid value: expected an unsigned integer",
+            ),
+            (
+                "berth.berthd.ready_timeout_secs=18446744073709551615",
+                "invalid value: number too large",
+            ),
+            (
+                "berth.shutdown.power_button=maybe",
+                "invalid value: expected true or false",
+            ),
             ("berth.berthd.max_failure=3", "unknown key"),
             ("berth.bogus.x=1", "unknown key"),
             ("berth.console.level.x=1", "unknown key"),
             ("berth.=1", "unknown key"),
             ("berth.berthd..path=1", "unknown key"),
-            ("berth.berthd=x", "not a single setting: set one of its keys"),
-            ("berth.service.name=x", "[[service]] entries cannot be set on the kernel command line"),
+            (
+                "berth.berthd=x",
+                "not a single setting: set one of its keys",
+            ),
+            (
+                "berth.service.name=x",
+                "[[service]] entries cannot be set on the kernel command line",
+            ),
             ("berth.config=", "missing value: expected a URL"),
-            ("\"berth.bridge.wait_secs=a b\"", "invalid value: expected an unsigned integer"),
+            (
+                "\"berth.bridge.wait_secs=a b\"",
+                "invalid value: expected an unsigned integer",
+            ),
         ];
         for (arg, message) in cases {
-            assert_eq!(errors(arg), [format!("kernel command line: {arg}: {message}")], "{arg}");
+            assert_eq!(
+                errors(arg),
+                [format!("kernel command line: {arg}: {message}")],
+                "{arg}"
+            );
         }
     }
 
@@ -347,20 +439,25 @@ mod tests {
 
     #[test]
     fn other_arguments_are_ignored() {
-        let o = overlay("console=ttyS0 berthd.max_failures=x berth quiet ip=dhcp BERTH.x=1 -- init-arg");
+        let o = overlay(
+            "console=ttyS0 berthd.max_failures=x berth quiet ip=dhcp BERTH.x=1 -- init-arg",
+        );
         assert_eq!(o, Overlay::default());
     }
 
     #[test]
     fn config_url_is_kept_not_applied() {
-        let o = overlay("berth.config=http://10.0.2.2/node.toml berth.config=\"tftp://h/n 1.toml\"");
+        let o =
+            overlay("berth.config=http://10.0.2.2/node.toml berth.config=\"tftp://h/n 1.toml\"");
         assert_eq!(o.config_url.as_deref(), Some("tftp://h/n 1.toml"));
         assert!(o.settings.is_empty() && o.errors.is_empty());
     }
 
     #[test]
     fn apply_writes_dotted_paths_later_wins() {
-        let o = overlay("berth.berthd.max_failures=1 berth.berthd.max_failures=2 berth.console.level=warn");
+        let o = overlay(
+            "berth.berthd.max_failures=1 berth.berthd.max_failures=2 berth.console.level=warn",
+        );
         let mut table: toml::Table = "[berthd]\npath = \"/x\"\n".parse().unwrap();
         Overlay::apply(&mut table, &o.settings);
         assert_eq!(table["berthd"]["max_failures"].as_integer(), Some(2));

@@ -1,13 +1,17 @@
 //! `/etc/berth/init.toml`: init's configuration.
 //!
 //! Layers, later wins: the built-in defaults ([`Config::default`], equal to
-//! `configs/init.toml` without its `[[service]]` entries) and then the file, key by key (a
-//! file that sets only `[berthd] max_failures` keeps every other default). An invalid file
-//! (TOML syntax, unknown key, wrong type) is reported as one line naming the file, the line
-//! and the key, and the node comes up on the built-in defaults rather than hanging.
+//! `configs/init.toml` without its `[[service]]` entries) → the image's
+//! `/etc/berth/init.toml` → the node file on the state disk (`/var/etc/berth/node.toml`,
+//! per-node settings and secrets, since a UKI's command line is fixed) → the `berth.`
+//! arguments of the kernel command line ([`Config::load_layers`], [`crate::cmdline`]).
+//! Files apply key by key (a file that sets only `[berthd] max_failures` keeps every other
+//! value); `[[service]]` entries of later files are added to earlier ones.
 //!
-//! Over the file come the `berth.` arguments of the kernel command line
-//! ([`Config::load_layers`], [`crate::cmdline`]); each invalid one is skipped alone.
+//! Validation is up front and costs only what is wrong: an invalid key (unknown, wrong type,
+//! out of range) is reported as one line naming the file, the line and the key, and that key
+//! keeps the value of the layer below; a file that is not TOML at all is skipped whole; each
+//! invalid command-line argument is skipped alone. The node always comes up.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +79,8 @@ pub struct Config {
     /// `[[service]]`: extra supervised services.
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+    /// `[storage]`: the state partition mounted at `/var`.
+    pub storage: crate::storage::StorageConfig,
 }
 
 /// `[console]`.
@@ -177,9 +183,15 @@ impl Default for ConsoleConfig {
 impl Default for ModulesConfig {
     fn default() -> Self {
         Self {
-            load: ["virtio_pci", "virtio_console", "virtio_net", "virtio_blk", "overlay"]
-                .map(String::from)
-                .to_vec(),
+            load: [
+                "virtio_pci",
+                "virtio_console",
+                "virtio_net",
+                "virtio_blk",
+                "overlay",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -200,13 +212,20 @@ impl Default for BerthdConfig {
 
 impl Default for BridgeConfig {
     fn default() -> Self {
-        Self { port: "org.berth.api".into(), wait_secs: 5 }
+        Self {
+            port: "org.berth.api".into(),
+            wait_secs: 5,
+        }
     }
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { timeout_secs: 10, on_fatal: FatalAction::Poweroff, power_button: true }
+        Self {
+            timeout_secs: 10,
+            on_fatal: FatalAction::Poweroff,
+            power_button: true,
+        }
     }
 }
 
@@ -221,6 +240,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             log: crate::log::LogConfig::default(),
             services: Vec::new(),
+            storage: crate::storage::StorageConfig::default(),
         }
     }
 }
@@ -243,21 +263,106 @@ impl Config {
             let key = (!key.is_empty() && key != ".").then_some(key);
             let message = inner.message().trim().replace('\n', " ");
             // Without a key the parser failed before reaching one: a syntax error.
-            let message = if key.is_none() { format!("invalid TOML: {message}") } else { message };
-            ConfigError::Invalid { path: path.to_path_buf(), line, key, message }
+            let message = if key.is_none() {
+                format!("invalid TOML: {message}")
+            } else {
+                message
+            };
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                key,
+                message,
+            }
         })
     }
 
-    /// Reads `path`. A missing file means the built-in defaults; any other problem is
-    /// returned together with the defaults so the caller can report it and go on.
-    pub fn load(path: &Path) -> (Self, Option<ConfigError>) {
-        match std::fs::read_to_string(path) {
-            Ok(text) => match Self::parse(path, &text) {
-                Ok(config) => (config, None),
-                Err(err) => (Self::default(), Some(err)),
+    /// Parses one file leniently: its table with every invalid key removed (each reported
+    /// with file, line and key), so one bad value costs only that value. A file that is not
+    /// TOML at all is skipped whole (an empty table and the syntax error).
+    pub fn parse_lenient(path: &Path, text: &str) -> (toml::Table, Vec<ConfigError>) {
+        let mut errors = Vec::new();
+        let mut table = match text.parse::<toml::Table>() {
+            Ok(table) => table,
+            Err(_) => {
+                errors.extend(Self::parse(path, text).err());
+                return (toml::Table::new(), errors);
+            }
+        };
+        // The first error comes with an exact span from the text; later ones (after removing
+        // keys) are located by searching the text for the key.
+        let mut next = Self::parse(path, text).err();
+        // Each round removes one key, so this ends; the bound guards against a key that
+        // cannot be removed being reported again.
+        for _ in 0..256 {
+            let Some(err) = next.take() else {
+                return (table, errors);
+            };
+            let removed = match &err {
+                ConfigError::Invalid { key: Some(key), .. } => {
+                    crate::layers::remove_path(&mut table, key)
+                }
+                _ => false,
+            };
+            if !removed {
+                errors.push(err.whole_file());
+                return (toml::Table::new(), errors);
+            }
+            errors.push(err);
+            next = serde_path_to_error::deserialize::<_, Self>(toml::Value::Table(table.clone()))
+                .err()
+                .map(|err| {
+                    let key = err.path().to_string();
+                    let message = err.into_inner().message().trim().replace('\n', " ");
+                    let key = (!key.is_empty() && key != ".").then_some(key);
+                    let line = key
+                        .as_deref()
+                        .and_then(|k| crate::layers::find_line(text, k));
+                    ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        line,
+                        key,
+                        message,
+                    }
+                });
+        }
+        (toml::Table::new(), errors)
+    }
+}
+
+impl ConfigError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Read { path, .. } | Self::Invalid { path, .. } => path,
+        }
+    }
+
+    /// The same error, marked as costing the whole file.
+    fn whole_file(self) -> Self {
+        match self {
+            Self::Invalid {
+                path,
+                line,
+                key: Some(key),
+                message,
+            } => Self::Invalid {
+                path,
+                line,
+                key: None,
+                message: format!("key {key}: {message}"),
             },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (Self::default(), None),
-            Err(source) => (Self::default(), Some(ConfigError::Read { path: path.to_path_buf(), source })),
+            other => other,
+        }
+    }
+
+    /// What init does about the error, for the end of its console line.
+    pub fn consequence(&self) -> &'static str {
+        match self {
+            Self::Invalid { key: Some(_), .. } => {
+                "key ignored, using the default or an earlier layer's value"
+            }
+            _ => "file ignored, using the defaults and the other layers",
         }
     }
 }
@@ -267,9 +372,8 @@ impl Config {
 pub struct Loaded {
     /// The configuration to run with.
     pub config: Config,
-    /// The file could not be used (its layer is skipped: built-in defaults under the
-    /// command line).
-    pub file_error: Option<ConfigError>,
+    /// Problems in the files: each invalid key (dropped alone) or unusable file (skipped).
+    pub file_errors: Vec<ConfigError>,
     /// Each skipped `berth.` argument of the kernel command line.
     pub cmdline_errors: Vec<crate::cmdline::ArgError>,
     /// `berth.config=<url>` (reserved for fetching a node configuration; not fetched yet).
@@ -277,21 +381,30 @@ pub struct Loaded {
 }
 
 impl Config {
-    /// The layers, later wins: built-in defaults → the file at `path` → the `berth.`
-    /// arguments of the kernel command line `cmdline` (see [`crate::cmdline`]). A bad file
-    /// is skipped as a whole (as in [`Config::load`]); a bad argument is skipped alone.
-    pub fn load_layers(path: &Path, cmdline: &str) -> Loaded {
-        // The file as a table (when it is valid), so the overlay changes only the keys it names.
-        let (file_config, base, file_error) = match std::fs::read_to_string(path) {
-            Ok(text) => match Self::parse(path, &text) {
-                Ok(config) => (config, text.parse::<toml::Table>().unwrap_or_default(), None),
-                Err(err) => (Self::default(), toml::Table::new(), Some(err)),
-            },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (Self::default(), toml::Table::new(), None),
-            Err(source) => {
-                (Self::default(), toml::Table::new(), Some(ConfigError::Read { path: path.to_path_buf(), source }))
+    /// The layers, later wins: built-in defaults → each of `files` in order (missing ones
+    /// are skipped; `[[service]]` entries add up, other keys replace) → the `berth.`
+    /// arguments of the kernel command line `cmdline` (see [`crate::cmdline`]). Every
+    /// invalid key or argument is dropped alone and reported.
+    pub fn load_layers(files: &[&Path], cmdline: &str) -> Loaded {
+        let mut base = toml::Table::new();
+        let mut file_errors = Vec::new();
+        for path in files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let (table, errors) = Self::parse_lenient(path, &text);
+                    file_errors.extend(errors);
+                    crate::layers::merge(&mut base, table, &["service"]);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => file_errors.push(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }),
             }
-        };
+        }
+        // Each file is valid on its own after dropping bad keys, and so is their merge.
+        let file_config: Self =
+            serde_path_to_error::deserialize(toml::Value::Table(base.clone())).unwrap_or_default();
         let schema = toml::Table::try_from(Self::default()).expect("the defaults serialize");
         let overlay = crate::cmdline::Overlay::parse(cmdline, &schema);
         let mut errors = overlay.errors;
@@ -311,7 +424,10 @@ impl Config {
                     match accepted.iter().rposition(|s| s.key() == key) {
                         Some(index) => {
                             let setting = accepted.remove(index);
-                            errors.push(crate::cmdline::ArgError { arg: setting.arg.clone(), message });
+                            errors.push(crate::cmdline::ArgError {
+                                arg: setting.arg.clone(),
+                                message,
+                            });
                         }
                         // Not ours (cannot happen for a file that parsed): the file layer alone.
                         None => break file_config,
@@ -319,14 +435,23 @@ impl Config {
                 }
             }
         };
-        Loaded { config, file_error, cmdline_errors: errors, config_url: overlay.config_url }
+        Loaded {
+            config,
+            file_errors,
+            cmdline_errors: errors,
+            config_url: overlay.config_url,
+        }
     }
 }
 
 /// 1-based line number of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -346,7 +471,13 @@ mod tests {
     fn shipped_file_equals_defaults_plus_services() {
         let text = include_str!("../../configs/init.toml");
         let config = parse(text).unwrap();
-        assert_eq!(Config { services: Vec::new(), ..config }, Config::default());
+        assert_eq!(
+            Config {
+                services: Vec::new(),
+                ..config
+            },
+            Config::default()
+        );
     }
 
     #[test]
@@ -385,43 +516,67 @@ mod tests {
     fn unknown_key_names_line_and_key() {
         let err = parse("[berthd]\npath = \"/x\"\nmax_failure = 3\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:3: key berthd.max_failure: unknown field `max_failure`"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "/etc/berth/init.toml:3: key berthd.max_failure: unknown field `max_failure`"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
     fn unknown_table_is_reported() {
         let err = parse("[console]\nlevel = \"info\"\n[bogus]\nx = 1\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:3: key bogus: unknown field `bogus`"), "{msg}");
+        assert!(
+            msg.starts_with("/etc/berth/init.toml:3: key bogus: unknown field `bogus`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn bad_enum_value_is_reported() {
         let err = parse("[shutdown]\non_fatal = \"explode\"\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:2: key shutdown.on_fatal: unknown variant `explode`"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "/etc/berth/init.toml:2: key shutdown.on_fatal: unknown variant `explode`"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
     fn error_in_service_array_names_index() {
-        let err = parse("[[service]]\nname = \"a\"\npath = \"/a\"\n[[service]]\nname = \"b\"\npath = 5\n").unwrap_err();
+        let err = parse(
+            "[[service]]\nname = \"a\"\npath = \"/a\"\n[[service]]\nname = \"b\"\npath = 5\n",
+        )
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:6: key service[1].path: invalid type: integer `5`"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "/etc/berth/init.toml:6: key service[1].path: invalid type: integer `5`"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
     fn syntax_error_has_a_line() {
         let err = parse("[console]\nlevel = \"info\"\nthis is not toml\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/etc/berth/init.toml:3: invalid TOML: "), "{msg}");
+        assert!(
+            msg.starts_with("/etc/berth/init.toml:3: invalid TOML: "),
+            "{msg}"
+        );
         assert!(!msg.contains('\n'), "{msg}");
     }
 
     #[test]
     fn missing_file_is_defaults_without_error() {
-        let (config, err) = Config::load(Path::new("/nonexistent/init.toml"));
-        assert_eq!(config, Config::default());
-        assert!(err.is_none());
+        let loaded = Config::load_layers(&[Path::new("/nonexistent/init.toml")], "");
+        assert_eq!(loaded.config, Config::default());
+        assert!(loaded.file_errors.is_empty());
     }
 
     fn layers(file: Option<&str>, cmdline: &str) -> Loaded {
@@ -430,20 +585,26 @@ mod tests {
         if let Some(text) = file {
             std::fs::write(&path, text).unwrap();
         }
-        Config::load_layers(&path, cmdline)
+        Config::load_layers(&[&path], cmdline)
     }
 
     fn error_lines(loaded: &Loaded) -> Vec<String> {
-        loaded.cmdline_errors.iter().map(ToString::to_string).collect()
+        loaded
+            .cmdline_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
     fn cmdline_overrides_file_overrides_defaults() {
         let loaded = layers(
-            Some("[berthd]\nmax_failures = 3\nbackoff_max_ms = 100\n[console]\nlevel = \"debug\"\n"),
+            Some(
+                "[berthd]\nmax_failures = 3\nbackoff_max_ms = 100\n[console]\nlevel = \"debug\"\n",
+            ),
             "console=ttyS0 berth.berthd.max_failures=9 berth.modules.load=a,b quiet",
         );
-        assert!(loaded.file_error.is_none() && loaded.cmdline_errors.is_empty());
+        assert!(loaded.file_errors.is_empty() && loaded.cmdline_errors.is_empty());
         let c = &loaded.config;
         assert_eq!(c.berthd.max_failures, 9);
         assert_eq!(c.berthd.backoff_max_ms, 100);
@@ -454,14 +615,20 @@ mod tests {
 
     #[test]
     fn cmdline_keeps_file_services() {
-        let loaded = layers(Some("[[service]]\nname = \"a\"\npath = \"/a\"\n"), "berth.bridge.port=");
+        let loaded = layers(
+            Some("[[service]]\nname = \"a\"\npath = \"/a\"\n"),
+            "berth.bridge.port=",
+        );
         assert_eq!(loaded.config.services.len(), 1);
         assert_eq!(loaded.config.bridge.port, "");
     }
 
     #[test]
     fn cmdline_later_wins_and_bad_values_keep_the_earlier_one() {
-        let loaded = layers(None, "berth.console.level=warn berth.console.level=error berth.console.level=loud");
+        let loaded = layers(
+            None,
+            "berth.console.level=warn berth.console.level=error berth.console.level=loud",
+        );
         assert_eq!(loaded.config.console.level, Level::Error);
         assert_eq!(
             error_lines(&loaded),
@@ -494,9 +661,21 @@ mod tests {
 
     #[test]
     fn cmdline_applies_over_defaults_when_the_file_is_bad() {
-        let loaded = layers(Some("[berthd]\nmax_failures = \"x\"\n"), "berth.bridge.wait_secs=1");
-        assert!(loaded.file_error.is_some());
-        assert_eq!(loaded.config, Config { bridge: BridgeConfig { wait_secs: 1, ..BridgeConfig::default() }, ..Config::default() });
+        let loaded = layers(
+            Some("[berthd]\nmax_failures = \"x\"\n"),
+            "berth.bridge.wait_secs=1",
+        );
+        assert_eq!(loaded.file_errors.len(), 1);
+        assert_eq!(
+            loaded.config,
+            Config {
+                bridge: BridgeConfig {
+                    wait_secs: 1,
+                    ..BridgeConfig::default()
+                },
+                ..Config::default()
+            }
+        );
     }
 
     #[test]
@@ -510,7 +689,10 @@ mod tests {
     #[test]
     fn cmdline_config_url_is_kept() {
         let loaded = layers(None, "berth.config=http://10.0.2.2/node.toml");
-        assert_eq!(loaded.config_url.as_deref(), Some("http://10.0.2.2/node.toml"));
+        assert_eq!(
+            loaded.config_url.as_deref(),
+            Some("http://10.0.2.2/node.toml")
+        );
         assert_eq!(loaded.config, Config::default());
     }
 
@@ -521,12 +703,114 @@ mod tests {
     }
 
     #[test]
-    fn bad_file_falls_back_to_defaults() {
+    fn a_bad_key_costs_only_that_key() {
+        let text = "[console]\nlevel = \"debug\"\n[berthd]\nmax_failures = -1\nbackoff_max_ms = 100\nbogus = 1\n\
+[[service]]\nname = \"a\"\npath = \"/a\"\n[[service]]\nname = \"b\"\n";
+        let loaded = layers(Some(text), "");
+        let c = &loaded.config;
+        assert_eq!(c.console.level, Level::Debug);
+        assert_eq!(c.berthd.max_failures, BerthdConfig::default().max_failures);
+        assert_eq!(c.berthd.backoff_max_ms, 100);
+        assert_eq!(c.services.len(), 1, "the service without a path is dropped");
+        let lines: Vec<String> = loaded
+            .file_errors
+            .iter()
+            .map(|e| format!("{e}; {}", e.consequence()))
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[0].contains("init.toml:4: key berthd.max_failures: invalid value: integer `-1`"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[0].ends_with("key ignored, using the default or an earlier layer's value"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("init.toml:6: key berthd.bogus: unknown field `bogus`")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("init.toml:10: key service[1]: missing field `path`")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_skips_the_file() {
+        let loaded = layers(
+            Some("[berthd]\nmax_failures = 3\nthis is not toml\n"),
+            "berth.console.level=warn",
+        );
+        assert_eq!(
+            loaded.config,
+            Config {
+                console: ConsoleConfig { level: Level::Warn },
+                ..Config::default()
+            }
+        );
+        assert_eq!(loaded.file_errors.len(), 1);
+        assert!(loaded.file_errors[0]
+            .consequence()
+            .starts_with("file ignored"));
+    }
+
+    #[test]
+    fn node_file_layers_over_the_image_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("init.toml");
-        std::fs::write(&path, "[berthd]\nmax_failures = -1\n").unwrap();
-        let (config, err) = Config::load(&path);
-        assert_eq!(config, Config::default());
-        assert!(err.unwrap().to_string().contains(":2: key berthd.max_failures: "));
+        let image = dir.path().join("init.toml");
+        let node = dir.path().join("node.toml");
+        std::fs::write(&image, "[berthd]\nmax_failures = 3\nbackoff_max_ms = 100\n[[service]]\nname = \"a\"\npath = \"/a\"\n").unwrap();
+        std::fs::write(&node, "[berthd]\nmax_failures = 7\nbackoff_initial_ms = \"soon\"\n[[service]]\nname = \"b\"\npath = \"/b\"\n").unwrap();
+        let loaded = Config::load_layers(&[&image, &node], "berth.berthd.backoff_max_ms=50");
+        let c = &loaded.config;
+        assert_eq!(c.berthd.max_failures, 7);
+        assert_eq!(c.berthd.backoff_max_ms, 50);
+        assert_eq!(
+            c.berthd.backoff_initial_ms,
+            BerthdConfig::default().backoff_initial_ms
+        );
+        assert_eq!(
+            c.services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(loaded.file_errors.len(), 1);
+        assert!(
+            loaded.file_errors[0]
+                .to_string()
+                .contains("node.toml:3: key berthd.backoff_initial_ms"),
+            "{}",
+            loaded.file_errors[0]
+        );
+    }
+
+    fn dotted_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match value {
+                toml::Value::Table(t) => dotted_keys(&path, t, out),
+                // `[[service]]` entries are checked from a sample entry below.
+                toml::Value::Array(_) if path == "service" => {}
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let docs = include_str!("../../docs/init-config.md");
+        let mut keys = Vec::new();
+        dotted_keys("", &toml::Table::try_from(Config::default()).unwrap(), &mut keys);
+        let service: ServiceConfig = toml::from_str("name = \"x\"\npath = \"/x\"").unwrap();
+        dotted_keys("service", &toml::Table::try_from(service).unwrap(), &mut keys);
+        let missing: Vec<&String> = keys.iter().filter(|k| !docs.contains(&format!("`{k}`"))).collect();
+        assert!(missing.is_empty(), "keys missing from docs/init-config.md: {missing:?}");
     }
 }

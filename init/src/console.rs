@@ -11,7 +11,9 @@ use std::time::Duration;
 
 /// How much init prints. Ordered: a message is printed when its level is at most the
 /// configured one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Only errors.
@@ -36,7 +38,10 @@ pub struct Console {
 
 impl Default for Console {
     fn default() -> Self {
-        Self { level: Level::Info, log: None }
+        Self {
+            level: Level::Info,
+            log: None,
+        }
     }
 }
 
@@ -51,7 +56,10 @@ impl Console {
 
     /// The same console, also recording into `log`.
     pub fn with_log(self, log: &'static crate::log::Logger) -> Self {
-        Self { log: Some(log), ..self }
+        Self {
+            log: Some(log),
+            ..self
+        }
     }
 
     /// The configured level.
@@ -127,7 +135,13 @@ impl Console {
 pub fn format_line(uptime: Duration, source: &str, message: &str) -> String {
     let clean: String = message
         .chars()
-        .map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c })
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect();
     format!(
         "[{:5}.{:06}] {source}: {clean}\n",
@@ -139,7 +153,10 @@ pub fn format_line(uptime: Duration, source: &str, message: &str) -> String {
 /// Time since boot (`CLOCK_BOOTTIME`), the clock the kernel's printk timestamps use.
 pub fn uptime() -> Duration {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
-        Ok(ts) => Duration::new(ts.tv_sec().max(0) as u64, ts.tv_nsec().clamp(0, 999_999_999) as u32),
+        Ok(ts) => Duration::new(
+            ts.tv_sec().max(0) as u64,
+            ts.tv_nsec().clamp(0, 999_999_999) as u32,
+        ),
         Err(_) => Duration::ZERO,
     }
 }
@@ -172,6 +189,8 @@ mod tests {
 
     #[test]
     fn levels_are_ordered() {
-        assert!(Level::Error < Level::Warn && Level::Warn < Level::Info && Level::Info < Level::Debug);
+        assert!(
+            Level::Error < Level::Warn && Level::Warn < Level::Info && Level::Info < Level::Debug
+        );
     }
 }

@@ -24,7 +24,10 @@ pub struct Sender<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        Self { tx: self.tx.clone(), wake: Arc::clone(&self.wake) }
+        Self {
+            tx: self.tx.clone(),
+            wake: Arc::clone(&self.wake),
+        }
     }
 }
 
@@ -54,16 +57,25 @@ impl<T> Receiver<T> {
     /// Clears the wake-up pipe and returns every queued event.
     pub fn drain(&self) -> Vec<T> {
         let mut buf = [0u8; 64];
-        while matches!(nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&self.wake), &mut buf), Ok(n) if n > 0) {}
+        while matches!(nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&self.wake), &mut buf), Ok(n) if n > 0)
+        {
+        }
         self.rx.try_iter().collect()
     }
 }
 
 /// A new channel.
 pub fn channel<T>() -> Result<(Sender<T>, Receiver<T>), EventError> {
-    let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(EventError::Pipe)?;
+    let (read, write) =
+        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(EventError::Pipe)?;
     let (tx, rx) = mpsc::channel();
-    Ok((Sender { tx, wake: Arc::new(write) }, Receiver { rx, wake: read }))
+    Ok((
+        Sender {
+            tx,
+            wake: Arc::new(write),
+        },
+        Receiver { rx, wake: read },
+    ))
 }
 
 #[cfg(test)]

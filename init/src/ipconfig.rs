@@ -17,8 +17,18 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 /// The field names, 1-based position = index + 1, as in the kernel documentation.
-const FIELDS: [&str; 10] =
-    ["client-ip", "server-ip", "gw-ip", "netmask", "hostname", "device", "autoconf", "dns0-ip", "dns1-ip", "ntp0-ip"];
+const FIELDS: [&str; 10] = [
+    "client-ip",
+    "server-ip",
+    "gw-ip",
+    "netmask",
+    "hostname",
+    "device",
+    "autoconf",
+    "dns0-ip",
+    "dns1-ip",
+    "ntp0-ip",
+];
 
 /// Longest host name the kernel keeps (`__NEW_UTS_LEN`).
 const MAX_HOSTNAME: usize = 64;
@@ -110,7 +120,13 @@ pub struct IpError {
 impl fmt::Display for IpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.field {
-            Some(n) => write!(f, "ip=: field {n} ({}) {:?}: {}", FIELDS[n - 1], self.text, self.reason),
+            Some(n) => write!(
+                f,
+                "ip=: field {n} ({}) {:?}: {}",
+                FIELDS[n - 1],
+                self.text,
+                self.reason
+            ),
             None => write!(f, "ip=: {:?}: {}", self.text, self.reason),
         }
     }
@@ -122,23 +138,38 @@ const AUTOCONF_NAMES: &str = "off, none, on, any, dhcp, bootp, rarp or both";
 
 /// Parses the value of an `ip=` argument (without `ip=`).
 pub fn parse(value: &str) -> Result<IpConfig, IpError> {
-    let whole = |reason: String| IpError { field: None, text: value.to_string(), reason };
+    let whole = |reason: String| IpError {
+        field: None,
+        text: value.to_string(),
+        reason,
+    };
     // The kernel tries the whole value as a method first (a client id may contain colons).
     if let Some((autoconf, client_id)) = parse_autoconf(value).map_err(whole)? {
-        return Ok(IpConfig { autoconf: Some(autoconf), client_id, ..IpConfig::default() });
+        return Ok(IpConfig {
+            autoconf: Some(autoconf),
+            client_id,
+            ..IpConfig::default()
+        });
     }
     if !value.contains(':') && !value.is_empty() && value.parse::<Ipv4Addr>().is_err() {
-        return Err(whole(format!("neither an autoconf method ({AUTOCONF_NAMES}) nor an IPv4 address")));
+        return Err(whole(format!(
+            "neither an autoconf method ({AUTOCONF_NAMES}) nor an IPv4 address"
+        )));
     }
     let fields: Vec<&str> = value.split(':').collect();
     if fields.len() > FIELDS.len() {
-        return Err(whole(format!("{} fields, at most {}", fields.len(), FIELDS.len())));
+        return Err(whole(format!(
+            "{} fields, at most {}",
+            fields.len(),
+            FIELDS.len()
+        )));
     }
     // dracut's `<device>:<autoconf>`.
     if let [device, method] = fields[..] {
         if !device.is_empty() && device.parse::<Ipv4Addr>().is_err() {
             if let Ok(Some((autoconf, client_id))) = parse_autoconf(method) {
-                let device = check_device(device).map_err(|reason| field_error(6, device, reason))?;
+                let device =
+                    check_device(device).map_err(|reason| field_error(6, device, reason))?;
                 return Ok(IpConfig {
                     device: Some(device),
                     autoconf: Some(autoconf),
@@ -175,7 +206,11 @@ pub fn parse(value: &str) -> Result<IpConfig, IpError> {
                     config.autoconf = Some(autoconf);
                     config.client_id = client_id;
                 }
-                None => return Err(err(format!("unknown autoconf method, expected {AUTOCONF_NAMES}"))),
+                None => {
+                    return Err(err(format!(
+                        "unknown autoconf method, expected {AUTOCONF_NAMES}"
+                    )))
+                }
             },
             8 => config.dns0 = address(text).map_err(err)?,
             9 => config.dns1 = address(text).map_err(err)?,
@@ -186,7 +221,11 @@ pub fn parse(value: &str) -> Result<IpConfig, IpError> {
 }
 
 fn field_error(n: usize, text: &str, reason: String) -> IpError {
-    IpError { field: Some(n), text: text.to_string(), reason }
+    IpError {
+        field: Some(n),
+        text: text.to_string(),
+        reason,
+    }
 }
 
 /// An autoconf name, or `dhcp,<type>,<value>`; `Ok(None)` if it is not one at all.
@@ -195,18 +234,28 @@ fn parse_autoconf(text: &str) -> Result<Option<(Autoconf, Option<ClientId>)>, St
         let Some((kind, value)) = rest.split_once(',') else {
             return Err("expected dhcp,<client-id-type>,<client-id-value>".into());
         };
-        let kind = kind.parse::<u8>().map_err(|_| format!("client-id-type {kind:?} is not a number from 0 to 255"))?;
+        let kind = kind
+            .parse::<u8>()
+            .map_err(|_| format!("client-id-type {kind:?} is not a number from 0 to 255"))?;
         if value.is_empty() {
             return Err("empty client-id-value".into());
         }
-        return Ok(Some((Autoconf::Dhcp, Some(ClientId { kind, value: value.to_string() }))));
+        return Ok(Some((
+            Autoconf::Dhcp,
+            Some(ClientId {
+                kind,
+                value: value.to_string(),
+            }),
+        )));
     }
     Ok(Autoconf::from_name(text).map(|autoconf| (autoconf, None)))
 }
 
 /// An IPv4 address field; `0.0.0.0` means unset, as in the kernel.
 fn address(text: &str) -> Result<Option<Ipv4Addr>, String> {
-    let addr = text.parse::<Ipv4Addr>().map_err(|_| "not an IPv4 address".to_string())?;
+    let addr = text
+        .parse::<Ipv4Addr>()
+        .map_err(|_| "not an IPv4 address".to_string())?;
     Ok((!addr.is_unspecified()).then_some(addr))
 }
 
@@ -224,7 +273,11 @@ fn check_device(text: &str) -> Result<String, String> {
     if text.len() > MAX_DEVICE {
         return Err(format!("longer than {MAX_DEVICE} bytes"));
     }
-    if text == "." || text == ".." || text.contains(['/', ',']) || text.chars().any(char::is_whitespace) {
+    if text == "."
+        || text == ".."
+        || text.contains(['/', ','])
+        || text.chars().any(char::is_whitespace)
+    {
         return Err("not an interface name".into());
     }
     Ok(text.to_string())
@@ -239,7 +292,10 @@ mod tests {
     }
 
     fn auto(autoconf: Autoconf) -> IpConfig {
-        IpConfig { autoconf: Some(autoconf), ..IpConfig::default() }
+        IpConfig {
+            autoconf: Some(autoconf),
+            ..IpConfig::default()
+        }
     }
 
     #[test]
@@ -263,12 +319,27 @@ mod tests {
     fn dhcp_client_id() {
         let want = IpConfig {
             autoconf: Some(Autoconf::Dhcp),
-            client_id: Some(ClientId { kind: 1, value: "00:11:22:33:44:55".into() }),
+            client_id: Some(ClientId {
+                kind: 1,
+                value: "00:11:22:33:44:55".into(),
+            }),
             ..IpConfig::default()
         };
         // The value may itself contain colons: the whole-value form wins.
-        assert_eq!(parse("dhcp,1,00:11:22:33:44:55").map(|c| c.client_id), Ok(want.client_id.clone()));
-        assert_eq!(parse("dhcp,0,node-7"), Ok(IpConfig { client_id: Some(ClientId { kind: 0, value: "node-7".into() }), ..want }));
+        assert_eq!(
+            parse("dhcp,1,00:11:22:33:44:55").map(|c| c.client_id),
+            Ok(want.client_id.clone())
+        );
+        assert_eq!(
+            parse("dhcp,0,node-7"),
+            Ok(IpConfig {
+                client_id: Some(ClientId {
+                    kind: 0,
+                    value: "node-7".into()
+                }),
+                ..want
+            })
+        );
     }
 
     #[test]
@@ -293,7 +364,13 @@ mod tests {
         );
         let cases: Vec<(&str, IpConfig)> = vec![
             ("", IpConfig::default()),
-            ("10.0.0.5", IpConfig { client: ip("10.0.0.5"), ..IpConfig::default() }),
+            (
+                "10.0.0.5",
+                IpConfig {
+                    client: ip("10.0.0.5"),
+                    ..IpConfig::default()
+                },
+            ),
             (
                 "10.0.0.5::10.0.0.1:255.255.0.0",
                 IpConfig {
@@ -305,13 +382,53 @@ mod tests {
                 },
             ),
             ("::::::dhcp", auto(Autoconf::Dhcp)),
-            (":::::eth1:dhcp", IpConfig { device: Some("eth1".into()), ..auto(Autoconf::Dhcp) }),
-            ("::::myhost::any", IpConfig { hostname: Some("myhost".into()), ..auto(Autoconf::Any) }),
+            (
+                ":::::eth1:dhcp",
+                IpConfig {
+                    device: Some("eth1".into()),
+                    ..auto(Autoconf::Dhcp)
+                },
+            ),
+            (
+                "::::myhost::any",
+                IpConfig {
+                    hostname: Some("myhost".into()),
+                    ..auto(Autoconf::Any)
+                },
+            ),
             ("0.0.0.0:0.0.0.0::0.0.0.0", IpConfig::default()),
-            ("10.1.1.1:::255.255.255.255", IpConfig { client: ip("10.1.1.1"), netmask: ip("255.255.255.255"), prefix_len: Some(32), ..IpConfig::default() }),
-            ("10.1.1.1:::128.0.0.0", IpConfig { client: ip("10.1.1.1"), netmask: ip("128.0.0.0"), prefix_len: Some(1), ..IpConfig::default() }),
-            (":::::::1.1.1.1", IpConfig { dns0: ip("1.1.1.1"), ..IpConfig::default() }),
-            ("10.0.0.2:::::::::", IpConfig { client: ip("10.0.0.2"), ..IpConfig::default() }),
+            (
+                "10.1.1.1:::255.255.255.255",
+                IpConfig {
+                    client: ip("10.1.1.1"),
+                    netmask: ip("255.255.255.255"),
+                    prefix_len: Some(32),
+                    ..IpConfig::default()
+                },
+            ),
+            (
+                "10.1.1.1:::128.0.0.0",
+                IpConfig {
+                    client: ip("10.1.1.1"),
+                    netmask: ip("128.0.0.0"),
+                    prefix_len: Some(1),
+                    ..IpConfig::default()
+                },
+            ),
+            (
+                ":::::::1.1.1.1",
+                IpConfig {
+                    dns0: ip("1.1.1.1"),
+                    ..IpConfig::default()
+                },
+            ),
+            (
+                "10.0.0.2:::::::::",
+                IpConfig {
+                    client: ip("10.0.0.2"),
+                    ..IpConfig::default()
+                },
+            ),
         ];
         for (value, want) in cases {
             assert_eq!(parse(value), Ok(want), "{value}");
@@ -320,10 +437,25 @@ mod tests {
 
     #[test]
     fn device_and_method() {
-        assert_eq!(parse("eth0:dhcp"), Ok(IpConfig { device: Some("eth0".into()), ..auto(Autoconf::Dhcp) }));
-        assert_eq!(parse("enp0s3:off"), Ok(IpConfig { device: Some("enp0s3".into()), ..auto(Autoconf::Off) }));
+        assert_eq!(
+            parse("eth0:dhcp"),
+            Ok(IpConfig {
+                device: Some("eth0".into()),
+                ..auto(Autoconf::Dhcp)
+            })
+        );
+        assert_eq!(
+            parse("enp0s3:off"),
+            Ok(IpConfig {
+                device: Some("enp0s3".into()),
+                ..auto(Autoconf::Off)
+            })
+        );
         // An address first is the nfsroot form: "dhcp" is then a bad server address.
-        assert_eq!(parse("10.0.0.1:dhcp").unwrap_err().to_string(), "ip=: field 2 (server-ip) \"dhcp\": not an IPv4 address");
+        assert_eq!(
+            parse("10.0.0.1:dhcp").unwrap_err().to_string(),
+            "ip=: field 2 (server-ip) \"dhcp\": not an IPv4 address"
+        );
     }
 
     #[test]

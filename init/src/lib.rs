@@ -13,11 +13,13 @@
 
 pub mod bridge;
 pub mod cmdline;
+pub mod coldplug;
 pub mod config;
 pub mod control;
 pub mod console;
 pub mod events;
 pub mod ipconfig;
+pub mod layers;
 pub mod log;
 pub mod loopdev;
 pub mod modules;
@@ -29,6 +31,7 @@ pub mod power_button;
 pub mod reaper;
 pub mod stage1;
 pub mod stage2;
+pub mod storage;
 pub mod supervisor;
 pub mod switch_root;
 
@@ -53,10 +56,14 @@ pub fn run() -> ! {
         std::process::exit(1);
     }
     let mut fatal = FatalPolicy::default();
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| stage2::run(stage2::default_config_path(), &mut fatal)));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        stage2::run(stage2::default_config_path(), &mut fatal)
+    }));
     // stage2::run never returns normally, so we only get here after a panic.
     let _ = result;
-    fatal.console.error(&format!("fatal: init crashed; {}", fatal.action));
+    fatal
+        .console
+        .error(&format!("fatal: init crashed; {}", fatal.action));
     // A second panic must not escape either.
     let _ = std::panic::catch_unwind(|| power::emergency_shutdown(fatal));
     power::finish(fatal.action, fatal.console)
@@ -71,7 +78,10 @@ fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
         Console::default().error(&format!("panic in thread {name}{location}: {message}"));

@@ -101,7 +101,10 @@ fn open(path: &Path, write: bool) -> Result<File, LoopError> {
         .read(true)
         .write(write)
         .open(path)
-        .map_err(|source| LoopError::Open { path: path.to_path_buf(), source })
+        .map_err(|source| LoopError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Attaches `file` read-only to a free loop device and returns the device path
@@ -111,31 +114,72 @@ pub fn attach_read_only(file: &Path, dev: &Path) -> Result<PathBuf, LoopError> {
     let control = open(&control_path, true)?;
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
     let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
-    let n = Errno::result(n).map_err(|errno| LoopError::Ioctl { op: "LOOP_CTL_GET_FREE", path: control_path, errno })?;
+    let n = Errno::result(n).map_err(|errno| LoopError::Ioctl {
+        op: "LOOP_CTL_GET_FREE",
+        path: control_path,
+        errno,
+    })?;
     let device = dev.join(format!("loop{n}"));
     let backing = open(file, false)?;
     let loop_dev = open(&device, true).or_else(|_| open(&device, false))?;
 
-    let config = LoopConfig { fd: backing.as_raw_fd() as u32, block_size: 0, info: info_for(file), reserved: [0; 8] };
+    let config = LoopConfig {
+        fd: backing.as_raw_fd() as u32,
+        block_size: 0,
+        info: info_for(file),
+        reserved: [0; 8],
+    };
     // SAFETY: `config` is a valid loop_config that outlives the call; the kernel only reads it.
-    let res = unsafe { libc::ioctl(loop_dev.as_raw_fd(), LOOP_CONFIGURE as _, &config as *const LoopConfig) };
+    let res = unsafe {
+        libc::ioctl(
+            loop_dev.as_raw_fd(),
+            LOOP_CONFIGURE as _,
+            &config as *const LoopConfig,
+        )
+    };
     match Errno::result(res) {
         Ok(_) => return Ok(device),
         // Kernels before 5.8 do not know LOOP_CONFIGURE.
         Err(Errno::EINVAL | Errno::ENOTTY) => {}
-        Err(errno) => return Err(LoopError::Ioctl { op: "LOOP_CONFIGURE", path: device, errno }),
+        Err(errno) => {
+            return Err(LoopError::Ioctl {
+                op: "LOOP_CONFIGURE",
+                path: device,
+                errno,
+            })
+        }
     }
 
     // SAFETY: LOOP_SET_FD takes the backing file descriptor as its argument.
-    let res = unsafe { libc::ioctl(loop_dev.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd() as libc::c_ulong) };
-    Errno::result(res).map_err(|errno| LoopError::Ioctl { op: "LOOP_SET_FD", path: device.clone(), errno })?;
+    let res = unsafe {
+        libc::ioctl(
+            loop_dev.as_raw_fd(),
+            LOOP_SET_FD as _,
+            backing.as_raw_fd() as libc::c_ulong,
+        )
+    };
+    Errno::result(res).map_err(|errno| LoopError::Ioctl {
+        op: "LOOP_SET_FD",
+        path: device.clone(),
+        errno,
+    })?;
     let info = info_for(file);
     // SAFETY: `info` is a valid loop_info64 that outlives the call; the kernel only reads it.
-    let res = unsafe { libc::ioctl(loop_dev.as_raw_fd(), LOOP_SET_STATUS64 as _, &info as *const LoopInfo64) };
+    let res = unsafe {
+        libc::ioctl(
+            loop_dev.as_raw_fd(),
+            LOOP_SET_STATUS64 as _,
+            &info as *const LoopInfo64,
+        )
+    };
     if let Err(errno) = Errno::result(res) {
         // SAFETY: LOOP_CLR_FD takes no argument; it undoes the LOOP_SET_FD above.
         unsafe { libc::ioctl(loop_dev.as_raw_fd(), LOOP_CLR_FD as _) };
-        return Err(LoopError::Ioctl { op: "LOOP_SET_STATUS64", path: device, errno });
+        return Err(LoopError::Ioctl {
+            op: "LOOP_SET_STATUS64",
+            path: device,
+            errno,
+        });
     }
     Ok(device)
 }

@@ -94,19 +94,30 @@ pub struct ModuleIndex {
 impl ModuleIndex {
     /// Parses `modules.dep` text (and `modules.builtin` text, if any) for modules under `dir`.
     pub fn parse(dir: &Path, modules_dep: &str, modules_builtin: &str) -> Self {
-        let mut index = Self { dir: dir.to_path_buf(), ..Self::default() };
+        let mut index = Self {
+            dir: dir.to_path_buf(),
+            ..Self::default()
+        };
         for line in modules_dep.lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let Some((path, deps)) = line.split_once(':') else { continue };
+            let Some((path, deps)) = line.split_once(':') else {
+                continue;
+            };
             let name = module_name(path.trim());
             let deps = deps.split_whitespace().map(module_name).collect();
             if !index.entries.contains_key(&name) {
                 index.order.push(name.clone());
             }
-            index.entries.insert(name, Entry { path: path.trim().to_string(), deps });
+            index.entries.insert(
+                name,
+                Entry {
+                    path: path.trim().to_string(),
+                    deps,
+                },
+            );
         }
         index.builtin = modules_builtin
             .lines()
@@ -120,8 +131,10 @@ impl ModuleIndex {
     /// Reads `dir/modules.dep` and, when present, `dir/modules.builtin`.
     pub fn read(dir: &Path) -> Result<Self, ModuleError> {
         let dep_path = dir.join("modules.dep");
-        let dep = std::fs::read_to_string(&dep_path)
-            .map_err(|source| ModuleError::ReadIndex { path: dep_path, source })?;
+        let dep = std::fs::read_to_string(&dep_path).map_err(|source| ModuleError::ReadIndex {
+            path: dep_path,
+            source,
+        })?;
         let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
         Ok(Self::parse(dir, &dep, &builtin))
     }
@@ -141,9 +154,20 @@ impl ModuleIndex {
         self.builtin.contains(&module_name(name))
     }
 
+    /// The modules `name` depends on directly or indirectly, as `modules.dep` lists them
+    /// (empty for unknown or built-in modules).
+    pub fn deps(&self, name: &str) -> &[String] {
+        self.entries
+            .get(&module_name(name))
+            .map(|e| e.deps.as_slice())
+            .unwrap_or(&[])
+    }
+
     /// The file of module `name`.
     pub fn file(&self, name: &str) -> Option<PathBuf> {
-        self.entries.get(&module_name(name)).map(|e| self.dir.join(&e.path))
+        self.entries
+            .get(&module_name(name))
+            .map(|e| self.dir.join(&e.path))
     }
 
     /// Modules to load, dependencies first, for `names` (each once). A name that is built in
@@ -205,7 +229,10 @@ impl ModuleIndex {
             }
             return Err(ModuleError::NotFound(name));
         };
-        let file = File::open(&path).map_err(|source| ModuleError::Open { path: path.clone(), source })?;
+        let file = File::open(&path).map_err(|source| ModuleError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let compressed = path.extension().is_some_and(|e| e != "ko");
         match finit_module(&file, compressed) {
             Ok(()) => Ok(Outcome::Loaded),
@@ -221,20 +248,26 @@ impl ModuleIndex {
         let mut loaded: HashSet<String> = HashSet::new();
         for requested in names {
             let requested = module_name(requested.as_ref());
-            let result = self.plan(std::slice::from_ref(&requested)).and_then(|plan| {
-                let mut outcome = if plan.is_empty() { Outcome::Builtin } else { Outcome::AlreadyLoaded };
-                for name in plan {
-                    if loaded.contains(&name) {
-                        continue;
+            let result = self
+                .plan(std::slice::from_ref(&requested))
+                .and_then(|plan| {
+                    let mut outcome = if plan.is_empty() {
+                        Outcome::Builtin
+                    } else {
+                        Outcome::AlreadyLoaded
+                    };
+                    for name in plan {
+                        if loaded.contains(&name) {
+                            continue;
+                        }
+                        let one = self.load_one(&name)?;
+                        loaded.insert(name.clone());
+                        if name == requested {
+                            outcome = one;
+                        }
                     }
-                    let one = self.load_one(&name)?;
-                    loaded.insert(name.clone());
-                    if name == requested {
-                        outcome = one;
-                    }
-                }
-                Ok(outcome)
-            });
+                    Ok(outcome)
+                });
             results.push((requested, result));
         }
         results
@@ -246,10 +279,21 @@ impl ModuleIndex {
 fn finit_module(file: &File, compressed: bool) -> Result<(), Errno> {
     const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
     let params: &CStr = c"";
-    let flags = if compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
+    let flags = if compressed {
+        MODULE_INIT_COMPRESSED_FILE
+    } else {
+        0
+    };
     // SAFETY: the fd is open for the duration of the call and `params` is a valid
     // NUL-terminated string; the kernel only reads both.
-    let res = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), flags) };
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            file.as_raw_fd(),
+            params.as_ptr(),
+            flags,
+        )
+    };
     Errno::result(res).map(drop)
 }
 
@@ -286,11 +330,17 @@ kernel/fs/foo-bar.ko.xz:
 ";
 
     fn index() -> ModuleIndex {
-        ModuleIndex::parse(Path::new("/lib/modules/6.1.0"), DEP, "kernel/fs/ext4/ext4.ko\nkernel/fs/overlayfs/overlay.ko\n")
+        ModuleIndex::parse(
+            Path::new("/lib/modules/6.1.0"),
+            DEP,
+            "kernel/fs/ext4/ext4.ko\nkernel/fs/overlayfs/overlay.ko\n",
+        )
     }
 
     fn pos(plan: &[String], name: &str) -> usize {
-        plan.iter().position(|n| n == name).unwrap_or_else(|| panic!("{name} not in {plan:?}"))
+        plan.iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{name} not in {plan:?}"))
     }
 
     #[test]
@@ -349,7 +399,13 @@ kernel/fs/foo-bar.ko.xz:
     #[test]
     fn paths_are_joined_to_the_release_dir() {
         let index = index();
-        assert_eq!(index.file("erofs").unwrap(), PathBuf::from("/lib/modules/6.1.0/kernel/fs/erofs/erofs.ko"));
-        assert_eq!(index.file("foo-bar").unwrap(), PathBuf::from("/lib/modules/6.1.0/kernel/fs/foo-bar.ko.xz"));
+        assert_eq!(
+            index.file("erofs").unwrap(),
+            PathBuf::from("/lib/modules/6.1.0/kernel/fs/erofs/erofs.ko")
+        );
+        assert_eq!(
+            index.file("foo-bar").unwrap(),
+            PathBuf::from("/lib/modules/6.1.0/kernel/fs/foo-bar.ko.xz")
+        );
     }
 }

@@ -59,6 +59,20 @@ pub struct MountSpec {
     pub data: &'static str,
     /// Mode of the mount point if init has to create it.
     pub dir_mode: u32,
+    /// When the entry applies: some filesystems exist only on some machines or kernels.
+    pub when: When,
+}
+
+/// Condition of a table entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Always mounted; a failure is reported.
+    Always,
+    /// Mounted only when the kernel knows the filesystem type (`/proc/filesystems`, after
+    /// loading its module if there is one); otherwise skipped quietly.
+    FsAvailable,
+    /// Mounted only when this path exists (e.g. `/sys/firmware/efi` on UEFI machines).
+    PathExists(&'static str),
 }
 
 const NOSUID_NODEV: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
@@ -71,6 +85,7 @@ const PROC: MountSpec = MountSpec {
     flags: NOSUID_NODEV_NOEXEC,
     data: "",
     dir_mode: 0o555,
+    when: When::Always,
 };
 const SYS: MountSpec = MountSpec {
     source: "sysfs",
@@ -79,6 +94,7 @@ const SYS: MountSpec = MountSpec {
     flags: NOSUID_NODEV_NOEXEC,
     data: "",
     dir_mode: 0o555,
+    when: When::Always,
 };
 const DEV: MountSpec = MountSpec {
     source: "devtmpfs",
@@ -87,12 +103,14 @@ const DEV: MountSpec = MountSpec {
     flags: MsFlags::MS_NOSUID,
     data: "mode=0755",
     dir_mode: 0o755,
+    when: When::Always,
 };
 
 /// Stage 1 (initramfs): just enough to load modules and find the loop device.
 pub const STAGE1_MOUNTS: &[MountSpec] = &[PROC, SYS, DEV];
 
-/// Stage 2 (real root), in order. `/var` is a tmpfs until the state disk lands.
+/// Stage 2 (real root), in order (parents before children). `/var` is not here: it is the
+/// state disk or a tmpfs, decided by [`crate::storage`] once block devices are known.
 pub const STAGE2_MOUNTS: &[MountSpec] = &[
     PROC,
     SYS,
@@ -104,6 +122,7 @@ pub const STAGE2_MOUNTS: &[MountSpec] = &[
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
         data: "mode=0620,ptmxmode=0666,gid=5",
         dir_mode: 0o755,
+        when: When::Always,
     },
     MountSpec {
         source: "shm",
@@ -112,10 +131,53 @@ pub const STAGE2_MOUNTS: &[MountSpec] = &[
         flags: NOSUID_NODEV,
         data: "mode=1777",
         dir_mode: 0o1777,
+        when: When::Always,
     },
-    MountSpec { source: "run", target: "/run", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755", dir_mode: 0o755 },
-    MountSpec { source: "tmp", target: "/tmp", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777", dir_mode: 0o1777 },
-    MountSpec { source: "var", target: "/var", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755", dir_mode: 0o755 },
+    MountSpec {
+        source: "mqueue",
+        target: "/dev/mqueue",
+        fstype: "mqueue",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        dir_mode: 0o1777,
+        when: When::FsAvailable,
+    },
+    MountSpec {
+        source: "run",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=0755",
+        dir_mode: 0o755,
+        when: When::Always,
+    },
+    MountSpec {
+        source: "tmp",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+        dir_mode: 0o1777,
+        when: When::Always,
+    },
+    MountSpec {
+        source: "securityfs",
+        target: "/sys/kernel/security",
+        fstype: "securityfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        dir_mode: 0o755,
+        when: When::FsAvailable,
+    },
+    MountSpec {
+        source: "bpf",
+        target: "/sys/fs/bpf",
+        fstype: "bpf",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "mode=0700",
+        dir_mode: 0o700,
+        when: When::FsAvailable,
+    },
     MountSpec {
         source: "cgroup2",
         target: "/sys/fs/cgroup",
@@ -123,8 +185,21 @@ pub const STAGE2_MOUNTS: &[MountSpec] = &[
         flags: NOSUID_NODEV_NOEXEC,
         data: "nsdelegate",
         dir_mode: 0o755,
+        when: When::Always,
     },
 ];
+
+/// Mounted after the modules (efivarfs is a module in Debian's kernels) and only on UEFI
+/// machines: the boot-slot logic reads and writes EFI variables through it.
+pub const EFIVARFS: MountSpec = MountSpec {
+    source: "efivarfs",
+    target: "/sys/firmware/efi/efivars",
+    fstype: "efivarfs",
+    flags: NOSUID_NODEV_NOEXEC,
+    data: "",
+    dir_mode: 0o755,
+    when: When::PathExists("/sys/firmware/efi"),
+};
 
 /// Symlinks stage 2 creates in `/dev` when missing (there is no udev).
 pub const DEV_SYMLINKS: &[(&str, &str)] = &[
@@ -142,11 +217,15 @@ pub enum Mounted {
     Mounted,
     /// The target already was a mount point.
     AlreadyMounted,
+    /// The entry's condition does not hold on this machine.
+    NotApplicable,
 }
 
 /// Whether `path` is a mount point: its device differs from its parent's (or it is `/`).
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return false };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
     let parent = path.join("..");
     match std::fs::metadata(&parent) {
         Ok(parent_meta) => meta.dev() != parent_meta.dev() || meta.ino() == parent_meta.ino(),
@@ -156,6 +235,14 @@ pub fn is_mount_point(path: &Path) -> bool {
 
 /// Mounts one table entry, creating the mount point if needed.
 pub fn mount(spec: &MountSpec) -> Result<Mounted, MountError> {
+    let applies = match spec.when {
+        When::Always => true,
+        When::FsAvailable => filesystem_available(spec.fstype),
+        When::PathExists(path) => Path::new(path).exists(),
+    };
+    if !applies {
+        return Ok(Mounted::NotApplicable);
+    }
     let target = Path::new(spec.target);
     if is_mount_point(target) {
         return Ok(Mounted::AlreadyMounted);
@@ -165,14 +252,38 @@ pub fn mount(spec: &MountSpec) -> Result<Mounted, MountError> {
             .recursive(true)
             .mode(spec.dir_mode)
             .create(target)
-            .map_err(|source| MountError::MountPoint { path: target.to_path_buf(), source })?;
+            .map_err(|source| MountError::MountPoint {
+                path: target.to_path_buf(),
+                source,
+            })?;
     }
     let data = (!spec.data.is_empty()).then_some(spec.data);
-    match nix::mount::mount(Some(spec.source), target, Some(spec.fstype), spec.flags, data) {
+    match nix::mount::mount(
+        Some(spec.source),
+        target,
+        Some(spec.fstype),
+        spec.flags,
+        data,
+    ) {
         Ok(()) => Ok(Mounted::Mounted),
         Err(Errno::EBUSY) => Ok(Mounted::AlreadyMounted),
-        Err(errno) => Err(MountError::Mount { fstype: spec.fstype.to_string(), target: target.to_path_buf(), errno }),
+        Err(errno) => Err(MountError::Mount {
+            fstype: spec.fstype.to_string(),
+            target: target.to_path_buf(),
+            errno,
+        }),
     }
+}
+
+/// Whether the running kernel knows filesystem type `fstype` (`/proc/filesystems`).
+pub fn filesystem_available(fstype: &str) -> bool {
+    std::fs::read_to_string("/proc/filesystems").is_ok_and(|text| filesystems_list(&text, fstype))
+}
+
+/// Whether `/proc/filesystems` text lists `fstype` (lines are `[nodev]\t<name>`).
+fn filesystems_list(text: &str, fstype: &str) -> bool {
+    text.lines()
+        .any(|line| line.split_whitespace().last() == Some(fstype))
 }
 
 /// Mounts a whole table, returning each entry's result (callers decide what is fatal).
@@ -199,11 +310,13 @@ pub fn create_dev_symlinks() {
 
 /// Moves the mount at `from` to `to` (`MS_MOVE`).
 pub fn move_mount(from: &Path, to: &Path) -> Result<(), MountError> {
-    nix::mount::mount(Some(from), to, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|errno| MountError::Move {
-        from: from.to_path_buf(),
-        to: to.to_path_buf(),
-        errno,
-    })
+    nix::mount::mount(Some(from), to, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(
+        |errno| MountError::Move {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            errno,
+        },
+    )
 }
 
 /// Mount points listed in a `/proc/self/mountinfo` text, in mount order. Octal escapes
@@ -266,7 +379,9 @@ mod tests {
 ";
         assert_eq!(
             parse_mountinfo(text),
-            ["/", "/proc", "/dev", "/mnt/with space"].map(PathBuf::from).to_vec()
+            ["/", "/proc", "/dev", "/mnt/with space"]
+                .map(PathBuf::from)
+                .to_vec()
         );
     }
 
@@ -274,9 +389,52 @@ mod tests {
     fn stage2_table_has_parents_first() {
         for (i, spec) in STAGE2_MOUNTS.iter().enumerate() {
             for later in &STAGE2_MOUNTS[i + 1..] {
-                assert!(!spec.target.starts_with(&format!("{}/", later.target)), "{} before {}", spec.target, later.target);
+                assert!(
+                    !spec.target.starts_with(&format!("{}/", later.target)),
+                    "{} before {}",
+                    spec.target,
+                    later.target
+                );
             }
         }
+    }
+
+    #[test]
+    fn proc_filesystems_lookup() {
+        let text = "nodev\tsysfs\nnodev\tbpf\n\text4\nnodev\tmqueue\n";
+        assert!(filesystems_list(text, "ext4"));
+        assert!(filesystems_list(text, "bpf"));
+        assert!(!filesystems_list(text, "efivarfs"));
+        assert!(!filesystems_list(text, "nodev"));
+    }
+
+    #[test]
+    fn table_covers_the_early_mounts() {
+        let targets: Vec<&str> = STAGE2_MOUNTS.iter().map(|m| m.target).collect();
+        for t in [
+            "/proc",
+            "/sys",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/mqueue",
+            "/run",
+            "/tmp",
+            "/sys/kernel/security",
+            "/sys/fs/bpf",
+            "/sys/fs/cgroup",
+        ] {
+            assert!(targets.contains(&t), "{t} missing");
+        }
+        assert!(
+            !targets.contains(&"/var"),
+            "/var belongs to the storage stage"
+        );
+        let cgroup = STAGE2_MOUNTS
+            .iter()
+            .find(|m| m.fstype == "cgroup2")
+            .unwrap();
+        assert_eq!(cgroup.data, "nsdelegate");
     }
 
     #[test]

@@ -33,13 +33,23 @@ pub fn interface_up(name: &str) -> Result<(), NetError> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return Err(NetError::Name(name.to_string()));
     }
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(NetError::Socket)?;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(NetError::Socket)?;
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    let err = |op: &'static str, errno| NetError::Ioctl { op, iface: name.to_string(), errno };
+    let err = |op: &'static str, errno| NetError::Ioctl {
+        op,
+        iface: name.to_string(),
+        errno,
+    };
     // SAFETY: `ifr` is a valid ifreq with a NUL-terminated name; the kernel fills in flags.
     let res = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) };
     Errno::result(res).map_err(|e| err("SIOCGIFFLAGS", e))?;
@@ -58,6 +68,9 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         assert!(matches!(interface_up(""), Err(NetError::Name(_))));
-        assert!(matches!(interface_up("a-name-much-too-long"), Err(NetError::Name(_))));
+        assert!(matches!(
+            interface_up("a-name-much-too-long"),
+            Err(NetError::Name(_))
+        ));
     }
 }

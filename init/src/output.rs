@@ -121,7 +121,13 @@ mod tests {
     fn a_service_naming_itself_is_not_named_twice() {
         let last = Arc::new(Mutex::new(LastLines::default()));
         let console = Console::new(crate::console::Level::Error);
-        forward(&b"berthd: error: bad\n"[..], "berthd", Stream::Stderr, console, &last);
+        forward(
+            &b"berthd: error: bad\n"[..],
+            "berthd",
+            Stream::Stderr,
+            console,
+            &last,
+        );
         assert_eq!(last.lock().unwrap().stderr.as_deref(), Some("error: bad"));
         forward(&b"other: x\n"[..], "berthd", Stream::Stderr, console, &last);
         assert_eq!(last.lock().unwrap().stderr.as_deref(), Some("other: x"));
@@ -155,8 +161,20 @@ mod tests {
     #[test]
     fn forward_keeps_last_stderr_line() {
         let last = Arc::new(Mutex::new(LastLines::default()));
-        forward(&b"first\nsecond error\n\n"[..], "svc", Stream::Stderr, Console::new(crate::console::Level::Error), &last);
-        forward(&b"out\n"[..], "svc", Stream::Stdout, Console::new(crate::console::Level::Error), &last);
+        forward(
+            &b"first\nsecond error\n\n"[..],
+            "svc",
+            Stream::Stderr,
+            Console::new(crate::console::Level::Error),
+            &last,
+        );
+        forward(
+            &b"out\n"[..],
+            "svc",
+            Stream::Stdout,
+            Console::new(crate::console::Level::Error),
+            &last,
+        );
         let last = last.lock().unwrap();
         assert_eq!(last.stderr.as_deref(), Some("second error"));
         assert_eq!(last.best(), Some("second error"));

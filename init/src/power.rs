@@ -50,7 +50,11 @@ pub struct FatalPolicy {
 
 impl Default for FatalPolicy {
     fn default() -> Self {
-        Self { action: PowerAction::Poweroff, timeout: Duration::from_secs(10), console: Console::default() }
+        Self {
+            action: PowerAction::Poweroff,
+            timeout: Duration::from_secs(10),
+            console: Console::default(),
+        }
     }
 }
 
@@ -79,7 +83,13 @@ fn is_pid1() -> bool {
 /// The orderly shutdown: SIGTERM to the services and then to every process, wait up to
 /// `timeout` while reaping, SIGKILL what is left, sync, unmount in reverse order, and
 /// power off or reboot. Never returns.
-pub fn shutdown(supervisor: &mut Supervisor, timeout: Duration, action: PowerAction, reason: &str, console: Console) -> ! {
+pub fn shutdown(
+    supervisor: &mut Supervisor,
+    timeout: Duration,
+    action: PowerAction,
+    reason: &str,
+    console: Console,
+) -> ! {
     console.notice(&format!("shutting down ({action}, {reason})"));
     let services = supervisor.begin_shutdown();
     for pid in &services {
@@ -94,12 +104,19 @@ pub fn shutdown(supervisor: &mut Supervisor, timeout: Duration, action: PowerAct
         for (pid, status) in reaper::reap() {
             supervisor.on_exit(pid, status, Instant::now());
         }
-        let left = if is_pid1() { reaper::has_children() } else { supervisor.any_running() };
+        let left = if is_pid1() {
+            reaper::has_children()
+        } else {
+            supervisor.any_running()
+        };
         if !left {
             break;
         }
         if Instant::now() >= deadline {
-            console.warn(&format!("processes still running after {}s; killing them", timeout.as_secs()));
+            console.warn(&format!(
+                "processes still running after {}s; killing them",
+                timeout.as_secs()
+            ));
             for pid in &services {
                 supervisor::kill_run(*pid, Signal::SIGKILL);
             }

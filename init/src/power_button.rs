@@ -31,12 +31,15 @@ pub fn is_power_press(event: &[u8; INPUT_EVENT_SIZE]) -> bool {
 
 /// Event devices under `class_dir` (`/sys/class/input`) whose name says "Power Button".
 pub fn find_buttons(class_dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(class_dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(class_dir) else {
+        return Vec::new();
+    };
     let mut found: Vec<String> = entries
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("event"))
         .filter(|e| {
-            std::fs::read_to_string(e.path().join("device/name")).is_ok_and(|n| n.trim() == "Power Button")
+            std::fs::read_to_string(e.path().join("device/name"))
+                .is_ok_and(|n| n.trim() == "Power Button")
         })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
@@ -54,26 +57,28 @@ pub fn spawn(index: Option<&ModuleIndex>, console: Console) {
             }
         }
     }
-    let spawned = std::thread::Builder::new().name("power-button".into()).spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let devices = loop {
-            let found = find_buttons(Path::new("/sys/class/input"));
-            if !found.is_empty() || Instant::now() >= deadline {
-                break found;
+    let spawned = std::thread::Builder::new()
+        .name("power-button".into())
+        .spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let devices = loop {
+                let found = find_buttons(Path::new("/sys/class/input"));
+                if !found.is_empty() || Instant::now() >= deadline {
+                    break found;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            let files: Vec<std::fs::File> = devices
+                .iter()
+                .filter_map(|d| std::fs::File::open(PathBuf::from("/dev/input").join(d)).ok())
+                .collect();
+            if files.is_empty() {
+                console.debug("power button: no input device; system_powerdown will not work");
+                return;
             }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let files: Vec<std::fs::File> = devices
-            .iter()
-            .filter_map(|d| std::fs::File::open(PathBuf::from("/dev/input").join(d)).ok())
-            .collect();
-        if files.is_empty() {
-            console.debug("power button: no input device; system_powerdown will not work");
-            return;
-        }
-        console.debug(&format!("power button: watching {}", devices.join(" ")));
-        watch(files);
-    });
+            console.debug(&format!("power button: watching {}", devices.join(" ")));
+            watch(files);
+        });
     if let Err(err) = spawned {
         console.warn(&format!("cannot start the power button thread: {err}"));
     }
@@ -83,7 +88,10 @@ fn watch(mut files: Vec<std::fs::File>) {
     let mut event = [0u8; INPUT_EVENT_SIZE];
     loop {
         let ready: Vec<usize> = {
-            let mut fds: Vec<PollFd> = files.iter().map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)).collect();
+            let mut fds: Vec<PollFd> = files
+                .iter()
+                .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                .collect();
             if poll(&mut fds, PollTimeout::NONE).is_err() {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
@@ -98,7 +106,10 @@ fn watch(mut files: Vec<std::fs::File>) {
             // evdev hands out whole events per read.
             match files[i].read_exact(&mut event) {
                 Ok(()) if is_power_press(&event) => {
-                    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGUSR2);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::getpid(),
+                        nix::sys::signal::Signal::SIGUSR2,
+                    );
                 }
                 Ok(()) => {}
                 Err(_) => {
@@ -136,9 +147,17 @@ mod tests {
     #[test]
     fn finds_power_buttons_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        for (dev, name) in [("event0", "Power Button"), ("event1", "AT Translated Set 2 keyboard"), ("input0", "Power Button")] {
+        for (dev, name) in [
+            ("event0", "Power Button"),
+            ("event1", "AT Translated Set 2 keyboard"),
+            ("input0", "Power Button"),
+        ] {
             std::fs::create_dir_all(dir.path().join(dev).join("device")).unwrap();
-            std::fs::write(dir.path().join(dev).join("device/name"), format!("{name}\n")).unwrap();
+            std::fs::write(
+                dir.path().join(dev).join("device/name"),
+                format!("{name}\n"),
+            )
+            .unwrap();
         }
         assert_eq!(find_buttons(dir.path()), ["event0"]);
     }

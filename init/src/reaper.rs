@@ -43,8 +43,10 @@ pub fn block_and_open() -> Result<SignalFd, SignalError> {
     for sig in HANDLED {
         set.add(*sig);
     }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(SignalError::Mask)?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(SignalError::SignalFd)
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(SignalError::Mask)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(SignalError::SignalFd)
 }
 
 /// Reads every pending signal from `fd`.
@@ -72,7 +74,13 @@ impl ExitStatus {
     pub fn from_wait(status: WaitStatus) -> Option<(Pid, Self)> {
         match status {
             WaitStatus::Exited(pid, code) => Some((pid, Self { code, signal: None })),
-            WaitStatus::Signaled(pid, sig, _) => Some((pid, Self { code: 128 + sig as i32, signal: Some(sig) })),
+            WaitStatus::Signaled(pid, sig, _) => Some((
+                pid,
+                Self {
+                    code: 128 + sig as i32,
+                    signal: Some(sig),
+                },
+            )),
             _ => None,
         }
     }
@@ -118,7 +126,8 @@ mod tests {
     #[test]
     fn signalled_children_are_128_plus_signal() {
         let pid = Pid::from_raw(42);
-        let (_, st) = ExitStatus::from_wait(WaitStatus::Signaled(pid, Signal::SIGKILL, false)).unwrap();
+        let (_, st) =
+            ExitStatus::from_wait(WaitStatus::Signaled(pid, Signal::SIGKILL, false)).unwrap();
         assert_eq!(st.code, 137);
         assert_eq!(st.to_string(), "exit status 137 (SIGKILL)");
         let (_, st) = ExitStatus::from_wait(WaitStatus::Exited(pid, 1)).unwrap();

@@ -78,8 +78,24 @@ fn try_run(console: Console) -> Result<std::convert::Infallible, Stage1Error> {
     console.debug(&format!("stage 1 modules: {}", plan.join(" ")));
     let device = loopdev::attach_read_only(Path::new(ROOT_IMAGE), Path::new("/dev"))?;
     let _ = std::fs::create_dir_all(SYSROOT);
-    nix::mount::mount(Some(&device), SYSROOT, Some("erofs"), MsFlags::MS_RDONLY, None::<&str>)
-        .map_err(|errno| Stage1Error::MountRoot { device: device.display().to_string(), errno })?;
-    console.debug(&format!("mounted {ROOT_IMAGE} via {} on {SYSROOT}", device.display()));
-    Ok(switch_root::switch_root(Path::new(SYSROOT), STAGE2_INIT, &[STAGE2_FLAG])?)
+    nix::mount::mount(
+        Some(&device),
+        SYSROOT,
+        Some("erofs"),
+        MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(|errno| Stage1Error::MountRoot {
+        device: device.display().to_string(),
+        errno,
+    })?;
+    console.debug(&format!(
+        "mounted {ROOT_IMAGE} via {} on {SYSROOT}",
+        device.display()
+    ));
+    Ok(switch_root::switch_root(
+        Path::new(SYSROOT),
+        STAGE2_INIT,
+        &[STAGE2_FLAG],
+    )?)
 }

@@ -40,7 +40,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         Ok(text) => (text, None),
         Err(err) => (String::new(), Some(err)),
     };
-    let loaded = timeline.time("config", || Config::load_layers(config_path, &cmdline));
+    let loaded = timeline.time("config", || Config::load_layers(&[config_path], &cmdline));
     let config = loaded.config;
     let logger = crate::log::Logger::install(&config.log);
     let console = Console::new(config.console.level).with_log(logger);
@@ -49,26 +49,34 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         timeout: Duration::from_secs(config.shutdown.timeout_secs),
         console,
     };
-    if let Some(err) = loaded.file_error {
-        console.error(&format!("{err}; continuing with built-in defaults"));
+    for err in &loaded.file_errors {
+        console.error(&format!("{err}; {}", err.consequence()));
     }
     if let Some(err) = cmdline_error {
-        console.warn(&format!("cannot read {}: {err}; berth. arguments not applied", cmdline::PROC_CMDLINE));
+        console.warn(&format!(
+            "cannot read {}: {err}; berth. arguments not applied",
+            cmdline::PROC_CMDLINE
+        ));
     }
     for err in &loaded.cmdline_errors {
         console.error(&format!("{err}; ignored"));
     }
     if let Some(url) = &loaded.config_url {
-        console.info(&format!("berth.config={url}: fetching a node configuration is not supported yet; ignored"));
+        console.info(&format!(
+            "berth.config={url}: fetching a node configuration is not supported yet; ignored"
+        ));
     }
-    timeline.time("logging", || crate::log::start(&config.log, logger, console));
-    let control: &'static crate::control::Control =
-        Box::leak(Box::new(crate::control::Control::new(timeline, logger, console)));
+    timeline.time("logging", || crate::log::start_inputs(logger, console));
+    let control: &'static crate::control::Control = Box::leak(Box::new(
+        crate::control::Control::new(timeline, logger, console),
+    ));
     control.timeline.attach(console);
     for (spec, result) in mount_results {
         match result {
-            Ok(Mounted::Mounted) => console.debug(&format!("mounted {} on {}", spec.fstype, spec.target)),
-            Ok(Mounted::AlreadyMounted) => {}
+            Ok(Mounted::Mounted) => {
+                console.debug(&format!("mounted {} on {}", spec.fstype, spec.target))
+            }
+            Ok(Mounted::AlreadyMounted | Mounted::NotApplicable) => {}
             Err(err) => console.warn(&err.to_string()),
         }
     }
@@ -87,26 +95,66 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             None
         }
     };
-    // Modules load while berthd starts: berthd needs none of them, and probing PCI devices is
-    // the slowest part of boot under emulation. The bridge waits for its port to appear.
+    // Modules load on their own thread (configured list, then coldplug) while lo and the
+    // bridge come up; the storage stage waits for them (block drivers), then berthd starts.
+    // The uevent socket opens first so no device slips between the coldplug scan and hotplug.
+    let uevents = match crate::coldplug::open_uevent_socket() {
+        Ok(fd) => Some(fd),
+        Err(err) => {
+            console.warn(&format!(
+                "hotplug: cannot open the uevent socket: {err}; hot-plugged devices get no drivers"
+            ));
+            None
+        }
+    };
+    let modules_done = std::sync::Arc::new(Latch::default());
     {
         let config = config.clone();
+        let done = modules_done.clone();
         let stage = control.timeline.begin("modules");
-        let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
-            load_modules(&config, index.as_ref(), console);
-            control.timeline.end(stage);
-            if config.shutdown.power_button {
-                crate::power_button::spawn(index.as_ref(), console);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("modules".into())
+            .spawn(move || {
+                let started = Instant::now();
+                load_modules(&config, index.as_ref(), console);
+                if let Some(index) = index {
+                    let dir = Path::new("/lib/modules").join(crate::modules::kernel_release());
+                    let aliases = crate::coldplug::AliasTable::read(&dir);
+                    let (devices, results) =
+                        crate::coldplug::coldplug(&index, &aliases, Path::new("/sys/devices"));
+                    crate::coldplug::report("coldplug", &results, console);
+                    console.info(&format!(
+                        "modules: done in {} ms ({devices} device aliases scanned)",
+                        started.elapsed().as_millis()
+                    ));
+                    control.timeline.end(stage);
+                    done.set();
+                    if config.shutdown.power_button {
+                        crate::power_button::spawn(Some(&index), console);
+                    }
+                    mount_late(console);
+                    if let Some(fd) = uevents {
+                        crate::coldplug::hotplug_loop(fd, index, aliases, console);
+                    }
+                } else {
+                    control.timeline.end(stage);
+                    done.set();
+                }
+            });
         if let Err(err) = spawned {
             console.warn(&format!("modules: cannot start the loader thread: {err}"));
+            modules_done.set();
         }
     }
-    if let Err(err) = control.timeline.time("lo", || crate::net::interface_up("lo")) {
+    if let Err(err) = control
+        .timeline
+        .time("lo", || crate::net::interface_up("lo"))
+    {
         console.warn(&format!("cannot bring lo up: {err}"));
     }
-    let socket_dir = Path::new(crate::bridge::socket_path(&config.berthd.address)).parent().map(Path::to_path_buf);
+    let socket_dir = Path::new(crate::bridge::socket_path(&config.berthd.address))
+        .parent()
+        .map(Path::to_path_buf);
     if let Some(dir) = socket_dir {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -118,9 +166,16 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             console,
         );
         let wait = Duration::from_secs(config.bridge.wait_secs);
-        crate::bridge::spawn(crate::control::BRIDGE_PORT.into(), crate::control::SOCKET.into(), wait, console);
+        crate::bridge::spawn(
+            crate::control::BRIDGE_PORT.into(),
+            crate::control::SOCKET.into(),
+            wait,
+            console,
+        );
     }
-    control.timeline.time("control api", || crate::control::spawn(control));
+    control
+        .timeline
+        .time("control api", || crate::control::spawn(control));
 
     let (tx, rx) = match events::channel() {
         Ok(pair) => pair,
@@ -129,8 +184,29 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             power::finish(fatal.action, console)
         }
     };
+    // Storage stage: the state partition (or a tmpfs) on /var, then the node file on it.
+    let storage_stage = control.timeline.begin("storage");
+    if !modules_done.wait(MODULES_TIMEOUT) {
+        console.warn(&format!(
+            "modules: still loading after {} s; looking for the state disk anyway",
+            MODULES_TIMEOUT.as_secs()
+        ));
+    }
+    let storage_started = Instant::now();
+    let _storage = crate::storage::setup(&config.storage, console);
+    console.debug(&format!(
+        "storage: done in {} ms",
+        storage_started.elapsed().as_millis()
+    ));
+    let config = with_node_file(config_path, &cmdline, config, console);
+    control.timeline.end(storage_stage);
+    // The log file and forwarding are configured by the node file too (per-node servers).
+    control.timeline.time("log outputs", || {
+        crate::log::start_outputs(&config.log, logger, console)
+    });
     // Ends at `berth ready` (see control::server).
     control.timeline.begin("services");
+
     let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
     main_loop(&mut supervisor, signals.as_ref(), &rx, &config, console)
 }
@@ -147,7 +223,10 @@ pub fn service_specs(config: &Config) -> Vec<ServiceSpec> {
             initial: Duration::from_millis(b.backoff_initial_ms),
             max: Duration::from_millis(b.backoff_max_ms),
         },
-        readiness: Readiness::Version { address: b.address.clone(), timeout: b.ready_timeout() },
+        readiness: Readiness::Version {
+            address: b.address.clone(),
+            timeout: b.ready_timeout(),
+        },
     }];
     specs.extend(config.services.iter().map(|s| ServiceSpec {
         name: s.name.clone(),
@@ -179,9 +258,19 @@ fn load_modules(config: &Config, index: Option<&ModuleIndex>, console: Console) 
             Err(err) => console.warn(&format!("modules: {err}")),
         }
     }
-    let mut line = format!("modules: loaded {}", if loaded.is_empty() { "none".into() } else { loaded.join(" ") });
+    let mut line = format!(
+        "modules: loaded {}",
+        if loaded.is_empty() {
+            "none".into()
+        } else {
+            loaded.join(" ")
+        }
+    );
     if !present.is_empty() {
-        line.push_str(&format!("; built in or already loaded: {}", present.join(" ")));
+        line.push_str(&format!(
+            "; built in or already loaded: {}",
+            present.join(" ")
+        ));
     }
     console.info(&line);
 }
@@ -207,19 +296,30 @@ fn main_loop(
         {
             let mut fds = vec![PollFd::new(rx.fd(), PollFlags::POLLIN)];
             if let Some(sfd) = signals {
-                fds.push(PollFd::new(std::os::fd::AsFd::as_fd(sfd), PollFlags::POLLIN));
+                fds.push(PollFd::new(
+                    std::os::fd::AsFd::as_fd(sfd),
+                    PollFlags::POLLIN,
+                ));
             }
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
         if let Some(sfd) = signals {
             for sig in reaper::pending(sfd) {
                 match sig {
-                    Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => {
-                        power::shutdown(supervisor, shutdown_timeout, PowerAction::Poweroff, sig.as_str(), console)
-                    }
-                    Signal::SIGINT => {
-                        power::shutdown(supervisor, shutdown_timeout, PowerAction::Reboot, sig.as_str(), console)
-                    }
+                    Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => power::shutdown(
+                        supervisor,
+                        shutdown_timeout,
+                        PowerAction::Poweroff,
+                        sig.as_str(),
+                        console,
+                    ),
+                    Signal::SIGINT => power::shutdown(
+                        supervisor,
+                        shutdown_timeout,
+                        PowerAction::Reboot,
+                        sig.as_str(),
+                        console,
+                    ),
                     Signal::SIGCHLD => {}
                     other => console.debug(&format!("ignoring {}", other.as_str())),
                 }
@@ -233,6 +333,61 @@ fn main_loop(
                 console.debug(&format!("reaped orphan {pid} ({status})"));
             }
         }
+    }
+}
+
+/// Longest the storage stage waits for module loading (block drivers) before looking for the
+/// state partition anyway.
+const MODULES_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A one-shot flag threads wait on (module loading done).
+#[derive(Debug, Default)]
+pub struct Latch {
+    done: std::sync::Mutex<bool>,
+    cond: std::sync::Condvar,
+}
+
+impl Latch {
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits until the flag is set or `timeout` passes; returns whether it is set.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = self
+            .cond
+            .wait_timeout_while(guard, timeout, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+}
+
+/// Re-reads the layers with the node file (`/var/etc/berth/node.toml`) between the image's
+/// file and the kernel command line, now that `/var` is mounted. Only the node file's errors
+/// are reported here (the others were reported at the first load). Settings used before this
+/// point (console level, modules, storage itself) keep the first load's values.
+fn with_node_file(config_path: &Path, cmdline: &str, config: Config, console: Console) -> Config {
+    let node = Path::new(crate::storage::NODE_FILE);
+    if !node.exists() {
+        return config;
+    }
+    let loaded = Config::load_layers(&[config_path, node], cmdline);
+    for err in loaded.file_errors.iter().filter(|e| e.path() == node) {
+        console.error(&format!("{err}; {}", err.consequence()));
+    }
+    console.info(&format!("config: node file {} applied", node.display()));
+    loaded.config
+}
+
+/// Mounts that need a module first (efivarfs on UEFI machines).
+fn mount_late(console: Console) {
+    match mounts::mount(&mounts::EFIVARFS) {
+        Ok(Mounted::Mounted) => console.debug("mounted efivarfs"),
+        Ok(_) => {}
+        Err(err) => console.warn(&err.to_string()),
     }
 }
 

@@ -48,7 +48,9 @@ impl Backoff {
     /// The delay before the restart that follows `failures` failures in a row (at least 1).
     pub fn delay(&self, failures: u32) -> Duration {
         let shift = failures.saturating_sub(1).min(30);
-        self.initial.saturating_mul(1u32 << shift).min(self.max.max(self.initial))
+        self.initial
+            .saturating_mul(1u32 << shift)
+            .min(self.max.max(self.initial))
     }
 }
 
@@ -87,7 +89,11 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker giving up after `max_failures` (at least 1) failures in a row.
     pub fn new(max_failures: u32, backoff: Backoff) -> Self {
-        Self { max_failures: max_failures.max(1), backoff, failures: 0 }
+        Self {
+            max_failures: max_failures.max(1),
+            backoff,
+            failures: 0,
+        }
     }
 
     /// Whether an exit counts as a failure.
@@ -104,13 +110,21 @@ impl Tracker {
         }
         if !failure {
             self.failures = 0;
-            return Decision::Restart { delay: self.backoff.initial, failures: 0 };
+            return Decision::Restart {
+                delay: self.backoff.initial,
+                failures: 0,
+            };
         }
         self.failures += 1;
         if self.failures >= self.max_failures {
-            Decision::GiveUp { failures: self.failures }
+            Decision::GiveUp {
+                failures: self.failures,
+            }
         } else {
-            Decision::Restart { delay: self.backoff.delay(self.failures), failures: self.failures }
+            Decision::Restart {
+                delay: self.backoff.delay(self.failures),
+                failures: self.failures,
+            }
         }
     }
 
@@ -192,9 +206,21 @@ enum Phase {
     /// Start at `until`.
     Waiting { until: Instant },
     /// Running.
-    Running { pid: Pid, started: Instant, ready: bool, open_pipes: u8 },
+    Running {
+        pid: Pid,
+        started: Instant,
+        ready: bool,
+        open_pipes: u8,
+    },
     /// Exited; waiting for its output to drain (or `deadline`) before deciding.
-    Exited { pid: Pid, started: Instant, ready: bool, open_pipes: u8, deadline: Instant, status: ExitStatus },
+    Exited {
+        pid: Pid,
+        started: Instant,
+        ready: bool,
+        open_pipes: u8,
+        deadline: Instant,
+        status: ExitStatus,
+    },
     /// Gave up.
     Failed,
     /// Shut down.
@@ -236,7 +262,13 @@ impl Supervisor {
                 ever_ready: false,
             })
             .collect();
-        Self { services, console, events, announced: false, shutting_down: false }
+        Self {
+            services,
+            console,
+            events,
+            announced: false,
+            shutting_down: false,
+        }
     }
 
     /// Starts due services and settles exits whose output grace ran out.
@@ -269,11 +301,16 @@ impl Supervisor {
     pub fn handle(&mut self, event: Event, now: Instant) {
         match event {
             Event::OutputClosed { service, pid } => {
-                let Some(svc) = self.services.get_mut(service) else { return };
+                let Some(svc) = self.services.get_mut(service) else {
+                    return;
+                };
                 match &mut svc.phase {
-                    Phase::Running { pid: p, open_pipes, .. } | Phase::Exited { pid: p, open_pipes, .. }
-                        if p.as_raw() == pid =>
-                    {
+                    Phase::Running {
+                        pid: p, open_pipes, ..
+                    }
+                    | Phase::Exited {
+                        pid: p, open_pipes, ..
+                    } if p.as_raw() == pid => {
                         *open_pipes = open_pipes.saturating_sub(1);
                     }
                     _ => return,
@@ -282,14 +319,22 @@ impl Supervisor {
                     self.settle(service, now);
                 }
             }
-            Event::Ready { service, pid, result } => self.on_ready(service, pid, result),
+            Event::Ready {
+                service,
+                pid,
+                result,
+            } => self.on_ready(service, pid, result),
         }
     }
 
     fn on_ready(&mut self, service: usize, pid: i32, result: Result<String, ReadyError>) {
         let console = self.console;
-        let Some(svc) = self.services.get_mut(service) else { return };
-        let Phase::Running { pid: p, ready, .. } = &mut svc.phase else { return };
+        let Some(svc) = self.services.get_mut(service) else {
+            return;
+        };
+        let Phase::Running { pid: p, ready, .. } = &mut svc.phase else {
+            return;
+        };
         if p.as_raw() != pid || self.shutting_down {
             return;
         }
@@ -315,7 +360,10 @@ impl Supervisor {
                 kill_run(*p, Signal::SIGKILL);
             }
             Err(ReadyError::Panicked) => {
-                console.error(&format!("readiness check of {} panicked; not checking it any more", svc.spec.name));
+                console.error(&format!(
+                    "readiness check of {} panicked; not checking it any more",
+                    svc.spec.name
+                ));
             }
         }
     }
@@ -331,8 +379,21 @@ impl Supervisor {
         };
         let svc = &mut self.services[i];
         svc.current.store(0, Ordering::SeqCst);
-        if let Phase::Running { started, ready, open_pipes, .. } = svc.phase {
-            svc.phase = Phase::Exited { pid, started, ready, open_pipes, deadline: now + OUTPUT_GRACE, status };
+        if let Phase::Running {
+            started,
+            ready,
+            open_pipes,
+            ..
+        } = svc.phase
+        {
+            svc.phase = Phase::Exited {
+                pid,
+                started,
+                ready,
+                open_pipes,
+                deadline: now + OUTPUT_GRACE,
+                status,
+            };
             if open_pipes == 0 {
                 self.settle(i, now);
             }
@@ -343,7 +404,16 @@ impl Supervisor {
     /// Decides what to do about an exited service.
     fn settle(&mut self, i: usize, now: Instant) {
         let svc = &mut self.services[i];
-        let Phase::Exited { pid, started, ready, status, .. } = svc.phase else { return };
+        let Phase::Exited {
+            pid,
+            started,
+            ready,
+            status,
+            ..
+        } = svc.phase
+        else {
+            return;
+        };
         if self.shutting_down {
             svc.phase = Phase::Stopped;
             return;
@@ -353,14 +423,29 @@ impl Supervisor {
         let reason = status.to_string();
         let bad_config = !ready && status.signal.is_none() && status.code == EXIT_CONFIG;
         let what = if !ready {
-            format!("{} (pid {pid}) exited before becoming ready: {reason}", svc.spec.name)
+            format!(
+                "{} (pid {pid}) exited before becoming ready: {reason}",
+                svc.spec.name
+            )
         } else {
-            format!("{} (pid {pid}) exited after {:.1}s: {reason}", svc.spec.name, ran.as_secs_f64())
+            format!(
+                "{} (pid {pid}) exited after {:.1}s: {reason}",
+                svc.spec.name,
+                ran.as_secs_f64()
+            )
         };
         self.decide(i, failure, bad_config, what, reason, now);
     }
 
-    fn decide(&mut self, i: usize, failure: bool, bad_config: bool, what: String, reason: String, now: Instant) {
+    fn decide(
+        &mut self,
+        i: usize,
+        failure: bool,
+        bad_config: bool,
+        what: String,
+        reason: String,
+        now: Instant,
+    ) {
         let console = self.console;
         let svc = &mut self.services[i];
         match svc.tracker.on_exit(failure, bad_config) {
@@ -370,11 +455,18 @@ impl Supervisor {
                 } else {
                     String::new()
                 };
-                console.warn(&format!("{what}; restarting in {}ms{count}", delay.as_millis()));
+                console.warn(&format!(
+                    "{what}; restarting in {}ms{count}",
+                    delay.as_millis()
+                ));
                 svc.phase = Phase::Waiting { until: now + delay };
             }
             Decision::GiveUp { failures } => {
-                let last = svc.last.lock().ok().and_then(|l| l.best().map(str::to_string));
+                let last = svc
+                    .last
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.best().map(str::to_string));
                 console.error(&format!(
                     "{} cannot start: {reason} after {failures} attempts; last error: {}",
                     svc.spec.name,
@@ -383,7 +475,11 @@ impl Supervisor {
                 svc.phase = Phase::Failed;
             }
             Decision::GiveUpConfig => {
-                let last = svc.last.lock().ok().and_then(|l| l.best().map(str::to_string));
+                let last = svc
+                    .last
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.best().map(str::to_string));
                 console.error(&format!(
                     "{} cannot start: invalid configuration ({reason}); not restarting; last error: {}",
                     svc.spec.name,
@@ -441,18 +537,29 @@ impl Supervisor {
         svc.current.store(pid.as_raw(), Ordering::SeqCst);
         let mut open_pipes = 0;
         let pipes: [(Option<Box<dyn std::io::Read + Send>>, Stream); 2] = [
-            (child.stdout.take().map(|p| Box::new(p) as _), Stream::Stdout),
-            (child.stderr.take().map(|p| Box::new(p) as _), Stream::Stderr),
+            (
+                child.stdout.take().map(|p| Box::new(p) as _),
+                Stream::Stdout,
+            ),
+            (
+                child.stderr.take().map(|p| Box::new(p) as _),
+                Stream::Stderr,
+            ),
         ];
         for (pipe, stream) in pipes {
             let Some(pipe) = pipe else { continue };
             let name = svc.spec.name.clone();
             let last = Arc::clone(&svc.last);
             let events = events.clone();
-            let spawned = std::thread::Builder::new().name(format!("{name}-out")).spawn(move || {
-                output::forward(pipe, &name, stream, console, &last);
-                events.send(Event::OutputClosed { service: i, pid: pid.as_raw() });
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-out"))
+                .spawn(move || {
+                    output::forward(pipe, &name, stream, console, &last);
+                    events.send(Event::OutputClosed {
+                        service: i,
+                        pid: pid.as_raw(),
+                    });
+                });
             if spawned.is_ok() {
                 open_pipes += 1;
             }
@@ -462,16 +569,29 @@ impl Supervisor {
         let ready = match &svc.spec.readiness {
             Readiness::Running => true,
             Readiness::Version { address, timeout } => {
-                let (address, timeout, current) = (address.clone(), *timeout, Arc::clone(&svc.current));
-                let _ = std::thread::Builder::new().name("readiness".into()).spawn(move || {
-                    if let Some(result) = wait_ready(&address, timeout, pid.as_raw(), &current) {
-                        events.send(Event::Ready { service: i, pid: pid.as_raw(), result });
-                    }
-                });
+                let (address, timeout, current) =
+                    (address.clone(), *timeout, Arc::clone(&svc.current));
+                let _ = std::thread::Builder::new()
+                    .name("readiness".into())
+                    .spawn(move || {
+                        if let Some(result) = wait_ready(&address, timeout, pid.as_raw(), &current)
+                        {
+                            events.send(Event::Ready {
+                                service: i,
+                                pid: pid.as_raw(),
+                                result,
+                            });
+                        }
+                    });
                 false
             }
         };
-        svc.phase = Phase::Running { pid, started: now, ready, open_pipes };
+        svc.phase = Phase::Running {
+            pid,
+            started: now,
+            ready,
+            open_pipes,
+        };
     }
 
     /// Stops restarting and returns the process ids of the running services.
@@ -491,7 +611,9 @@ impl Supervisor {
 
     /// Whether any service process is still running.
     pub fn any_running(&self) -> bool {
-        self.services.iter().any(|s| matches!(s.phase, Phase::Running { .. }))
+        self.services
+            .iter()
+            .any(|s| matches!(s.phase, Phase::Running { .. }))
     }
 }
 
@@ -504,7 +626,12 @@ pub fn kill_run(pid: Pid, signal: Signal) {
 
 /// Polls berthd's Version until it answers, `timeout` passes, or the run `pid` is no longer
 /// current (returns `None` then: nobody cares any more).
-fn wait_ready(address: &str, timeout: Duration, pid: i32, current: &AtomicI32) -> Option<Result<String, ReadyError>> {
+fn wait_ready(
+    address: &str,
+    timeout: Duration,
+    pid: i32,
+    current: &AtomicI32,
+) -> Option<Result<String, ReadyError>> {
     let deadline = Instant::now() + timeout;
     let socket = address.strip_prefix("unix://").unwrap_or(address);
     let is_path = !address.contains("://") || address.starts_with("unix://");
@@ -535,7 +662,10 @@ fn wait_ready(address: &str, timeout: Duration, pid: i32, current: &AtomicI32) -
 mod tests {
     use super::*;
 
-    const B: Backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_millis(5000) };
+    const B: Backoff = Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_millis(5000),
+    };
 
     #[test]
     fn backoff_doubles_and_caps() {
@@ -543,7 +673,10 @@ mod tests {
         assert_eq!(ms, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
         assert_eq!(B.delay(0).as_millis(), 200);
         assert_eq!(B.delay(u32::MAX), Duration::from_millis(5000));
-        let odd = Backoff { initial: Duration::from_secs(10), max: Duration::from_secs(1) };
+        let odd = Backoff {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(1),
+        };
         assert_eq!(odd.delay(3), Duration::from_secs(10));
     }
 
@@ -557,17 +690,41 @@ mod tests {
     #[test]
     fn gives_up_after_max_failures_in_a_row() {
         let mut t = Tracker::new(3, B);
-        assert_eq!(t.on_exit(true, false), Decision::Restart { delay: Duration::from_millis(200), failures: 1 });
-        assert_eq!(t.on_exit(true, false), Decision::Restart { delay: Duration::from_millis(400), failures: 2 });
+        assert_eq!(
+            t.on_exit(true, false),
+            Decision::Restart {
+                delay: Duration::from_millis(200),
+                failures: 1
+            }
+        );
+        assert_eq!(
+            t.on_exit(true, false),
+            Decision::Restart {
+                delay: Duration::from_millis(400),
+                failures: 2
+            }
+        );
         assert_eq!(t.on_exit(true, false), Decision::GiveUp { failures: 3 });
     }
 
     #[test]
     fn a_good_run_resets_the_count() {
         let mut t = Tracker::new(2, B);
-        assert!(matches!(t.on_exit(true, false), Decision::Restart { failures: 1, .. }));
-        assert_eq!(t.on_exit(false, false), Decision::Restart { delay: Duration::from_millis(200), failures: 0 });
-        assert!(matches!(t.on_exit(true, false), Decision::Restart { failures: 1, .. }));
+        assert!(matches!(
+            t.on_exit(true, false),
+            Decision::Restart { failures: 1, .. }
+        ));
+        assert_eq!(
+            t.on_exit(false, false),
+            Decision::Restart {
+                delay: Duration::from_millis(200),
+                failures: 0
+            }
+        );
+        assert!(matches!(
+            t.on_exit(true, false),
+            Decision::Restart { failures: 1, .. }
+        ));
         assert_eq!(t.failures(), 1);
     }
 
@@ -590,13 +747,21 @@ mod tests {
             path: path.into(),
             args: args.iter().map(|s| s.to_string()).collect(),
             max_failures,
-            backoff: Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(20) },
+            backoff: Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(20),
+            },
             readiness: Readiness::Running,
         }
     }
 
     /// Drives a supervisor with real processes until `done` or a 10 s guard.
-    fn drive(sup: &mut Supervisor, rx: &events::Receiver<Event>, pids: &[Pid], mut done: impl FnMut(&Supervisor) -> bool) {
+    fn drive(
+        sup: &mut Supervisor,
+        rx: &events::Receiver<Event>,
+        pids: &[Pid],
+        mut done: impl FnMut(&Supervisor) -> bool,
+    ) {
         let guard = Instant::now() + Duration::from_secs(10);
         let mut mine: Vec<Pid> = pids.to_vec();
         while !done(sup) {
@@ -615,7 +780,9 @@ mod tests {
             }
             // Only wait for our own children: other tests run in parallel threads.
             for pid in &mine {
-                if let Ok(st) = nix::sys::wait::waitpid(*pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                if let Ok(st) =
+                    nix::sys::wait::waitpid(*pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+                {
                     if let Some((pid, st)) = ExitStatus::from_wait(st) {
                         sup.on_exit(pid, st, Instant::now());
                     }
@@ -630,7 +797,9 @@ mod tests {
         let (tx, rx) = events::channel().unwrap();
         let svc = spec("crasher", "/bin/sh", &["-c", "echo boom >&2; exit 3"], 3);
         let mut sup = Supervisor::new(vec![svc], Console::new(console::Level::Error), tx);
-        drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Failed));
+        drive(&mut sup, &rx, &[], |s| {
+            matches!(s.services[0].phase, Phase::Failed)
+        });
         assert_eq!(sup.services[0].tracker.failures(), 3);
         assert_eq!(sup.services[0].last.lock().unwrap().best(), Some("boom"));
     }
@@ -643,7 +812,9 @@ mod tests {
         let (tx, rx) = events::channel().unwrap();
         let svc = spec("mask", "/bin/grep", &["SigBlk", "/proc/self/status"], 1);
         let mut sup = Supervisor::new(vec![svc], Console::new(console::Level::Error), tx);
-        drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Failed));
+        drive(&mut sup, &rx, &[], |s| {
+            matches!(s.services[0].phase, Phase::Failed)
+        });
         set.thread_unblock().unwrap();
         let last = sup.services[0].last.lock().unwrap();
         assert_eq!(last.any.as_deref(), Some("SigBlk:\t0000000000000000"));
@@ -654,9 +825,14 @@ mod tests {
         let (tx, rx) = events::channel().unwrap();
         let svc = spec("ghost", "/nonexistent/berth-ghost", &[], 2);
         let mut sup = Supervisor::new(vec![svc], Console::new(console::Level::Error), tx);
-        drive(&mut sup, &rx, &[], |s| matches!(s.services[0].phase, Phase::Failed));
+        drive(&mut sup, &rx, &[], |s| {
+            matches!(s.services[0].phase, Phase::Failed)
+        });
         let last = sup.services[0].last.lock().unwrap();
-        assert!(last.best().unwrap().starts_with("cannot execute /nonexistent/berth-ghost:"));
+        assert!(last
+            .best()
+            .unwrap()
+            .starts_with("cannot execute /nonexistent/berth-ghost:"));
     }
 
     #[test]
@@ -668,7 +844,9 @@ mod tests {
         let pids = sup.begin_shutdown();
         assert_eq!(pids.len(), 1);
         kill_run(pids[0], Signal::SIGTERM);
-        drive(&mut sup, &rx, &pids, |s| !s.any_running() && matches!(s.services[0].phase, Phase::Stopped));
+        drive(&mut sup, &rx, &pids, |s| {
+            !s.any_running() && matches!(s.services[0].phase, Phase::Stopped)
+        });
         sup.tick(Instant::now() + Duration::from_secs(60));
         assert!(!sup.any_running());
     }

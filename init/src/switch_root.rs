@@ -39,22 +39,41 @@ pub const CARRIED_MOUNTS: &[&str] = &["/dev", "/proc", "/sys"];
 
 /// Switches to `new_root` (a mount point) and execs `init` there with `args` (argv after
 /// argv[0]). Returns only on failure.
-pub fn switch_root(new_root: &Path, init: &str, args: &[&str]) -> Result<Infallible, SwitchRootError> {
+pub fn switch_root(
+    new_root: &Path,
+    init: &str,
+    args: &[&str],
+) -> Result<Infallible, SwitchRootError> {
     for mount in CARRIED_MOUNTS {
         let target = new_root.join(mount.trim_start_matches('/'));
         mounts::move_mount(Path::new(mount), &target)?;
     }
     // Give the binary's pages back once we exec; failure only costs memory.
     let _ = std::fs::remove_file("/init");
-    nix::unistd::chdir(new_root)
-        .map_err(|errno| SwitchRootError::Syscall { op: "chdir", path: new_root.to_path_buf(), errno })?;
+    nix::unistd::chdir(new_root).map_err(|errno| SwitchRootError::Syscall {
+        op: "chdir",
+        path: new_root.to_path_buf(),
+        errno,
+    })?;
     mounts::move_mount(Path::new("."), Path::new("/"))?;
-    nix::unistd::chroot(".").map_err(|errno| SwitchRootError::Syscall { op: "chroot", path: new_root.to_path_buf(), errno })?;
-    nix::unistd::chdir("/").map_err(|errno| SwitchRootError::Syscall { op: "chdir", path: PathBuf::from("/"), errno })?;
+    nix::unistd::chroot(".").map_err(|errno| SwitchRootError::Syscall {
+        op: "chroot",
+        path: new_root.to_path_buf(),
+        errno,
+    })?;
+    nix::unistd::chdir("/").map_err(|errno| SwitchRootError::Syscall {
+        op: "chdir",
+        path: PathBuf::from("/"),
+        errno,
+    })?;
     let path = CString::new(init)?;
     let mut argv = vec![path.clone()];
     for arg in args {
         argv.push(CString::new(*arg)?);
     }
-    nix::unistd::execv(&path, &argv).map_err(|errno| SwitchRootError::Syscall { op: "exec", path: PathBuf::from(init), errno })
+    nix::unistd::execv(&path, &argv).map_err(|errno| SwitchRootError::Syscall {
+        op: "exec",
+        path: PathBuf::from(init),
+        errno,
+    })
 }

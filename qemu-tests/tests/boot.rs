@@ -396,7 +396,8 @@ fn boot_with_bad_line(
     let mut line_no = 0;
     let variant = VariantBuilder::new()?
         .edit(file, |text| {
-            let (edited, n) = edit(&text).unwrap_or_else(|| panic!("{key}: nothing to edit in {file}"));
+            let (edited, n) =
+                edit(&text).unwrap_or_else(|| panic!("{key}: nothing to edit in {file}"));
             line_no = n;
             edited
         })?
@@ -414,9 +415,10 @@ fn boot_with_bad_line(
 
 #[test]
 fn bad_berthd_config_is_reported_and_berthd_is_not_started() -> Result<()> {
-    let (mut vm, _report, line_no) = boot_with_bad_line("bad-berthd", "berthd.toml", "adress", |text| {
-        misspell_key(text, "ttrpc", "address", "adress")
-    })?;
+    let (mut vm, _report, line_no) =
+        boot_with_bad_line("bad-berthd", "berthd.toml", "adress", |text| {
+            misspell_key(text, "ttrpc", "address", "adress")
+        })?;
 
     let started = Instant::now();
     let gave_up = vm.wait_for_line(r"berth-init: error: berthd cannot start", BOOT_TIMEOUT)?;
@@ -462,9 +464,10 @@ fn bad_berthd_config_is_reported_and_berthd_is_not_started() -> Result<()> {
 
 #[test]
 fn bad_init_config_falls_back_to_defaults() -> Result<()> {
-    let (mut vm, report, _line_no) = boot_with_bad_line("bad-init", "init.toml", "max_failures", |text| {
-        replace_value(text, "berthd", "max_failures", "\"x\"")
-    })?;
+    let (mut vm, report, _line_no) =
+        boot_with_bad_line("bad-init", "init.toml", "max_failures", |text| {
+            replace_value(text, "berthd", "max_failures", "\"x\"")
+        })?;
     vm.check(
         report.to_lowercase().contains("default"),
         format!("no mention of defaults in {report:?}"),

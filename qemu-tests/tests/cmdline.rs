@@ -13,7 +13,10 @@ fn bad_berth_key_on_the_command_line_is_one_line_and_the_rest_applies() -> Resul
         .image(&image)
         .append("berth.berthd.max_failures=x berth.no.such_key=1 berth.console.level=debug")
         .spawn()?;
-    let bad_value = vm.wait_for_line(r"kernel command line: berth\.berthd\.max_failures=x", BOOT_TIMEOUT)?;
+    let bad_value = vm.wait_for_line(
+        r"kernel command line: berth\.berthd\.max_failures=x",
+        BOOT_TIMEOUT,
+    )?;
     println!("{bad_value}");
     let unknown = vm.wait_for_line(r"kernel command line: berth\.no\.such_key=1", BOOT_TIMEOUT)?;
     println!("{unknown}");

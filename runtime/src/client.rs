@@ -61,21 +61,20 @@ impl Client {
     /// `timeout`.
     pub async fn connect(address: &str, timeout: Duration) -> Result<Client, ClientError> {
         let address = normalize_address(address);
-        let inner = match tokio::time::timeout(timeout, ttrpc::r#async::Client::connect(&address))
-            .await
-        {
-            Ok(r) => r.map_err(|source| ClientError::Connect {
-                address: address.clone(),
-                source,
-            })?,
-            Err(_) => {
-                return Err(ClientError::Timeout {
-                    address,
-                    method: "connect",
-                    timeout,
-                })
-            }
-        };
+        let inner =
+            match tokio::time::timeout(timeout, ttrpc::r#async::Client::connect(&address)).await {
+                Ok(r) => r.map_err(|source| ClientError::Connect {
+                    address: address.clone(),
+                    source,
+                })?,
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        address,
+                        method: "connect",
+                        timeout,
+                    })
+                }
+            };
         Ok(Client {
             version: version_ttrpc::VersionClient::new(inner.clone()),
             introspection: introspection_ttrpc::IntrospectionClient::new(inner),

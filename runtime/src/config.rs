@@ -386,23 +386,38 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = err("version = 1\n\n[ttrpc]\nadress = \"/x\"\n");
-        assert!(e.starts_with("/etc/berth/berthd.toml:4: key ttrpc.adress: unknown field `adress`"), "{e}");
+        assert!(
+            e.starts_with("/etc/berth/berthd.toml:4: key ttrpc.adress: unknown field `adress`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_type_names_key() {
         let e = err("[ttrpc]\nuid = \"root\"\n");
-        assert!(e.starts_with("/etc/berth/berthd.toml:2: key ttrpc.uid: invalid type"), "{e}");
+        assert!(
+            e.starts_with("/etc/berth/berthd.toml:2: key ttrpc.uid: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_level_and_version_and_relative_root() {
         let e = err("[debug]\nlevel = \"loud\"\n");
-        assert!(e.contains(":2: key debug.level: unknown variant `loud`"), "{e}");
+        assert!(
+            e.contains(":2: key debug.level: unknown variant `loud`"),
+            "{e}"
+        );
         let e = err("version = 3\n");
-        assert!(e.contains(":1: key version: unsupported config version 3"), "{e}");
+        assert!(
+            e.contains(":1: key version: unsupported config version 3"),
+            "{e}"
+        );
         let e = err("root = \"var/lib\"\n");
-        assert!(e.contains(":1: key root: path \"var/lib\" must be absolute"), "{e}");
+        assert!(
+            e.contains(":1: key root: path \"var/lib\" must be absolute"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -441,13 +456,21 @@ mod tests {
         let extra = dir.path().join("extra.toml");
         std::fs::write(&extra, "[debug]\nlevel = 3\n").unwrap();
         let e = Config::load(&main).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}:2: key debug.level", extra.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("{}:2: key debug.level", extra.display())),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_file_is_an_error() {
-        let e = Config::load(Path::new("/nonexistent/berthd.toml")).unwrap_err().to_string();
-        assert!(e.starts_with("/nonexistent/berthd.toml: cannot read"), "{e}");
+        let e = Config::load(Path::new("/nonexistent/berthd.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/nonexistent/berthd.toml: cannot read"),
+            "{e}"
+        );
     }
 
     #[test]

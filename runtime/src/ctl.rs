@@ -12,7 +12,11 @@ use crate::{
 
 /// berthctl command line.
 #[derive(Debug, Parser)]
-#[command(name = "berthctl", version, about = "Talk to berthd over its ttrpc API")]
+#[command(
+    name = "berthctl",
+    version,
+    about = "Talk to berthd over its ttrpc API"
+)]
 struct Args {
     /// berthd's socket (`unix:///path` or a path); on a QEMU host, the bridged virtio-serial socket.
     #[arg(long, short = 'a', global = true, env = "BERTH_ADDRESS", default_value = DEFAULT_ADDRESS)]
@@ -71,7 +75,10 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     // SAFETY: restoring the default disposition of SIGPIPE installs no handler and is done
     // before this process starts any thread.
     unsafe {
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
     }
     let args = match Args::try_parse_from(args) {
         Ok(a) => a,
@@ -80,7 +87,10 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berthctl: error: {}", ClientError::Runtime(e));
@@ -131,7 +141,10 @@ async fn run(args: Args) -> Result<(), ClientError> {
                 }
             } else if format == Format::Json {
                 let v: Vec<_> = plugins.iter().map(plugin_json).collect();
-                println!("{}", serde_json::to_string_pretty(&v).expect("json of plain values"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("json of plain values")
+                );
             } else {
                 print!("{}", plugins_table(&plugins));
             }

@@ -11,5 +11,6 @@ pub mod content;
 pub mod ctl;
 pub mod ctl_system;
 pub mod daemon;
+pub mod failpoint;
 pub mod plugins;
 pub mod services;

@@ -115,7 +115,11 @@ mod tests {
     fn filters_parse_and_match() {
         let mut r = Registry::default();
         r.register("berth.service.v1", "version", Status::Ok);
-        r.register("berth.snapshotter.v1", "zfs", Status::Skipped("no pool".into()));
+        r.register(
+            "berth.snapshotter.v1",
+            "zfs",
+            Status::Skipped("no pool".into()),
+        );
         let f: Filter = "type==berth.service.v1".parse().unwrap();
         assert_eq!(r.list(&[f]).len(), 1);
         let f: Filter = "id == zfs".parse().unwrap();

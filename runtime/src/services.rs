@@ -60,7 +60,12 @@ impl introspection_ttrpc::Introspection for IntrospectionService {
                 ))
             })?;
         Ok(introspection::PluginsResponse {
-            plugins: self.registry.list(&filters).into_iter().map(Into::into).collect(),
+            plugins: self
+                .registry
+                .list(&filters)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             ..Default::default()
         })
     }

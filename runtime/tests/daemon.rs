@@ -85,18 +85,30 @@ fn serves_version_and_plugins_on_a_private_socket() {
     let out = ctl(&d.socket, &["plugins", "ls"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("TYPE"), "{text}");
-    assert!(text.contains("berth.service.v1") && text.contains("version") && text.contains("ok"), "{text}");
+    assert!(
+        text.contains("berth.service.v1") && text.contains("version") && text.contains("ok"),
+        "{text}"
+    );
 
-    let out = ctl(&d.socket, &["plugins", "ls", "--format", "json", "-f", "id==dirs"]);
+    let out = ctl(
+        &d.socket,
+        &["plugins", "ls", "--format", "json", "-f", "id==dirs"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
-    assert_eq!(v[0]["exports"]["root"], format!("{}/root", dir.path().display()));
+    assert_eq!(
+        v[0]["exports"]["root"],
+        format!("{}/root", dir.path().display())
+    );
 
     // A bad filter is the caller's error, reported as such.
     let out = ctl(&d.socket, &["plugins", "ls", "-f", "colour==blue"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("INVALID_ARGUMENT") && err.contains("colour==blue"), "{err}");
+    assert!(
+        err.contains("INVALID_ARGUMENT") && err.contains("colour==blue"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,11 +116,18 @@ fn bad_config_is_one_line_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("berthd.toml");
     std::fs::write(&cfg, "version = 1\n\n[ttrpc]\nadress = \"/tmp/x.sock\"\n").unwrap();
-    let out = Command::new(BERTHD).arg("--config").arg(&cfg).output().unwrap();
+    let out = Command::new(BERTHD)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(berth_runtime::daemon::EXIT_CONFIG));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    let want = format!("berthd: error: {}:4: key ttrpc.adress: unknown field `adress`", cfg.display());
+    let want = format!(
+        "berthd: error: {}:4: key ttrpc.adress: unknown field `adress`",
+        cfg.display()
+    );
     assert!(err.starts_with(&want), "{err}");
 }
 
@@ -117,7 +136,11 @@ fn refuses_a_socket_another_berthd_serves() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
     let _d = start(dir.path(), &cfg);
-    let out = Command::new(BERTHD).arg("--config").arg(&cfg).output().unwrap();
+    let out = Command::new(BERTHD)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another berthd is already serving"), "{err}");
@@ -128,7 +151,12 @@ fn unreachable_daemon_is_a_clear_client_error() {
     let out = ctl(Path::new("/nonexistent/berthd.sock"), &["version"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("berthctl: error: cannot connect to berthd at unix:///nonexistent/berthd.sock"), "{err}");
+    assert!(
+        err.starts_with(
+            "berthctl: error: cannot connect to berthd at unix:///nonexistent/berthd.sock"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -145,7 +173,10 @@ fn sighup_reloads_and_a_bad_edit_keeps_it_running() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
-    assert!(d.child.try_wait().unwrap().is_none(), "berthd died on SIGHUP");
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "berthd died on SIGHUP"
+    );
     assert!(ctl(&d.socket, &["version"]).status.success());
 
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -155,6 +186,10 @@ fn sighup_reloads_and_a_bad_edit_keeps_it_running() {
     assert!(out.status.success(), "exit on SIGTERM: {:?}", out.status);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("reload: debug.level changed"), "{log}");
-    assert!(log.contains("reload rejected, keeping the running configuration") && log.contains(":2: key root"), "{log}");
+    assert!(
+        log.contains("reload rejected, keeping the running configuration")
+            && log.contains(":2: key root"),
+        "{log}"
+    );
     assert!(!d.socket.exists(), "socket removed on shutdown");
 }

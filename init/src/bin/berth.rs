@@ -9,7 +9,10 @@ use std::ffi::OsString;
 use std::path::Path;
 
 fn applet_name(arg0: &OsString) -> String {
-    Path::new(arg0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    Path::new(arg0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn main() {

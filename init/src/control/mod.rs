@@ -81,14 +81,21 @@ pub struct Control {
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Control").field("timeline", &self.timeline).finish_non_exhaustive()
+        f.debug_struct("Control")
+            .field("timeline", &self.timeline)
+            .finish_non_exhaustive()
     }
 }
 
 impl Control {
     /// Shared state for the API.
     pub fn new(timeline: Timeline, logger: &'static Logger, console: Console) -> Self {
-        Self { timeline, logger, console, services: OnceLock::new() }
+        Self {
+            timeline,
+            logger,
+            console,
+            services: OnceLock::new(),
+        }
     }
 
     /// Plugs in the supervisor's side (once).
@@ -105,11 +112,18 @@ impl Control {
 /// Starts the API server thread on [`SOCKET`].
 pub fn spawn(control: &'static Control) {
     let console = control.console;
-    let spawned = std::thread::Builder::new().name("control".into()).stack_size(256 * 1024).spawn(move || {
-        if let Err(err) = server::serve(control, std::path::Path::new(SOCKET), std::future::pending()) {
-            console.error(&format!("control API: {err}"));
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("control".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            if let Err(err) = server::serve(
+                control,
+                std::path::Path::new(SOCKET),
+                std::future::pending(),
+            ) {
+                console.error(&format!("control API: {err}"));
+            }
+        });
     if let Err(err) = spawned {
         console.error(&format!("control API: cannot start its thread: {err}"));
     }

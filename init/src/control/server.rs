@@ -38,8 +38,15 @@ pub enum ServerError {
 }
 
 /// Serves `control` on `path` until `stop` completes (never, in init). Blocks the thread.
-pub fn serve(control: &'static Control, path: &Path, stop: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ServerError::Runtime)?;
+pub fn serve(
+    control: &'static Control,
+    path: &Path,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
     rt.block_on(async {
         let listener = bind(path)?;
         let service = Arc::new(SystemService { control });
@@ -47,7 +54,9 @@ pub fn serve(control: &'static Control, path: &Path, stop: impl Future<Output = 
             .add_listener(listener.into())
             .register_service(system_ttrpc::create_system(service));
         server.start().await.map_err(ServerError::Ttrpc)?;
-        control.console.debug(&format!("control API serving {}", path.display()));
+        control
+            .console
+            .debug(&format!("control API serving {}", path.display()));
         tokio::spawn(boot_summary(control));
         stop.await;
         server.shutdown().await.map_err(ServerError::Ttrpc)
@@ -65,7 +74,9 @@ async fn boot_summary(control: &'static Control) {
             return;
         }
     };
-    control.console.info(&summary_line(&control.timeline.stages(), ready));
+    control
+        .console
+        .info(&summary_line(&control.timeline.stages(), ready));
 }
 
 /// `boot stages: kernel+initramfs 4.20 s, mounts 5.9 ms, …, services 400.3 ms; ready at 4.81 s`
@@ -81,19 +92,28 @@ pub fn summary_line(stages: &[super::StageTime], ready: Duration) -> String {
     let parts: Vec<String> = stages
         .iter()
         .map(|s| {
-            let d = s.duration.or_else(|| (s.name == "services").then(|| ready.saturating_sub(s.start)));
+            let d = s
+                .duration
+                .or_else(|| (s.name == "services").then(|| ready.saturating_sub(s.start)));
             match d {
                 Some(d) => format!("{} {}", s.name, human(d)),
                 None => format!("{} still running", s.name),
             }
         })
         .collect();
-    format!("boot stages: {}; ready at {}", parts.join(", "), human(ready))
+    format!(
+        "boot stages: {}; ready at {}",
+        parts.join(", "),
+        human(ready)
+    )
 }
 
 /// Binds with mode 0600, replacing a stale socket file but never a live one.
 fn bind(path: &Path) -> Result<tokio::net::UnixListener, ServerError> {
-    let listen_err = |source| ServerError::Listen { path: path.to_path_buf(), source };
+    let listen_err = |source| ServerError::Listen {
+        path: path.to_path_buf(),
+        source,
+    };
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServerError::InUse(path.to_path_buf()));
@@ -126,12 +146,15 @@ pub fn filter_of(req: &system::LogRequest) -> ttrpc::Result<Filter> {
     let min_severity = if req.min_severity.is_empty() {
         Severity::Debug
     } else {
-        req.min_severity
-            .parse()
-            .map_err(|e: String| status_err(ttrpc::Code::INVALID_ARGUMENT, format!("min_severity: {e}")))?
+        req.min_severity.parse().map_err(|e: String| {
+            status_err(ttrpc::Code::INVALID_ARGUMENT, format!("min_severity: {e}"))
+        })?
     };
     let source = (!req.source.is_empty()).then(|| req.source.clone());
-    Ok(Filter { min_severity, source })
+    Ok(Filter {
+        min_severity,
+        source,
+    })
 }
 
 /// A record on the wire.
@@ -164,7 +187,9 @@ pub fn own_rss_bytes() -> Option<u64> {
 
 impl SystemService {
     fn power(&self, signal: Signal, what: &str) {
-        self.control.console.info(&format!("{what} requested through the control API"));
+        self.control
+            .console
+            .info(&format!("{what} requested through the control API"));
         // Answer first, then signal init: the main loop shuts down as for the real signal.
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -175,7 +200,11 @@ impl SystemService {
 
 #[async_trait]
 impl system_ttrpc::System for SystemService {
-    async fn status(&self, _ctx: &TtrpcContext, _req: system::StatusRequest) -> ttrpc::Result<system::StatusResponse> {
+    async fn status(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: system::StatusRequest,
+    ) -> ttrpc::Result<system::StatusResponse> {
         let c = self.control;
         let ready_at = c.logger.ready_at();
         let stages = c
@@ -185,7 +214,10 @@ impl system_ttrpc::System for SystemService {
             .map(|s| {
                 // The services stage ends when berthd first answers (`berth ready`).
                 let duration = s.duration.or_else(|| {
-                    (s.name == "services").then_some(ready_at).flatten().map(|r| r.saturating_sub(s.start))
+                    (s.name == "services")
+                        .then_some(ready_at)
+                        .flatten()
+                        .map(|r| r.saturating_sub(s.start))
                 });
                 system::Stage {
                     name: s.name.into(),
@@ -228,11 +260,22 @@ impl system_ttrpc::System for SystemService {
         })
     }
 
-    async fn log(&self, _ctx: &TtrpcContext, req: system::LogRequest) -> ttrpc::Result<system::LogResponse> {
+    async fn log(
+        &self,
+        _ctx: &TtrpcContext,
+        req: system::LogRequest,
+    ) -> ttrpc::Result<system::LogResponse> {
         let filter = filter_of(&req)?;
-        let n = if req.lines == 0 { usize::MAX } else { req.lines as usize };
+        let n = if req.lines == 0 {
+            usize::MAX
+        } else {
+            req.lines as usize
+        };
         let (records, _) = self.control.logger.tail(n, &filter);
-        Ok(system::LogResponse { records: records.iter().map(to_proto).collect(), ..Default::default() })
+        Ok(system::LogResponse {
+            records: records.iter().map(to_proto).collect(),
+            ..Default::default()
+        })
     }
 
     async fn follow_log(
@@ -260,7 +303,10 @@ impl system_ttrpc::System for SystemService {
                     crate::log::Facility::DAEMON,
                     Severity::Warning,
                     crate::console::INIT,
-                    &format!("-- {} records missed: the ring dropped them before they were sent --", batch.missed),
+                    &format!(
+                        "-- {} records missed: the ring dropped them before they were sent --",
+                        batch.missed
+                    ),
                 );
                 note.time = SystemTime::now();
                 if sink.send(&to_proto(&note)).await.is_err() {
@@ -281,12 +327,20 @@ impl system_ttrpc::System for SystemService {
         }
     }
 
-    async fn reboot(&self, _ctx: &TtrpcContext, _req: system::PowerRequest) -> ttrpc::Result<system::PowerResponse> {
+    async fn reboot(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: system::PowerRequest,
+    ) -> ttrpc::Result<system::PowerResponse> {
         self.power(Signal::SIGINT, "reboot");
         Ok(system::PowerResponse::default())
     }
 
-    async fn poweroff(&self, _ctx: &TtrpcContext, _req: system::PowerRequest) -> ttrpc::Result<system::PowerResponse> {
+    async fn poweroff(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: system::PowerRequest,
+    ) -> ttrpc::Result<system::PowerResponse> {
         self.power(Signal::SIGTERM, "power off");
         Ok(system::PowerResponse::default())
     }
@@ -310,11 +364,18 @@ impl system_ttrpc::System for SystemService {
             .map_err(|e| status_err(ttrpc::Code::INTERNAL, format!("restart task failed: {e}")))?;
         match result {
             Ok(()) => {
-                self.control.console.info(&format!("restart of {} requested through the control API", req.name));
+                self.control.console.info(&format!(
+                    "restart of {} requested through the control API",
+                    req.name
+                ));
                 Ok(system::RestartServiceResponse::default())
             }
-            Err(e @ RestartError::NotFound(_)) => Err(status_err(ttrpc::Code::NOT_FOUND, e.to_string())),
-            Err(e @ RestartError::Refused { .. }) => Err(status_err(ttrpc::Code::FAILED_PRECONDITION, e.to_string())),
+            Err(e @ RestartError::NotFound(_)) => {
+                Err(status_err(ttrpc::Code::NOT_FOUND, e.to_string()))
+            }
+            Err(e @ RestartError::Refused { .. }) => {
+                Err(status_err(ttrpc::Code::FAILED_PRECONDITION, e.to_string()))
+            }
         }
     }
 }
@@ -331,7 +392,12 @@ mod tests {
 
     impl ServiceControl for Table {
         fn services(&self) -> Vec<ServiceStatus> {
-            vec![ServiceStatus { name: "berthd".into(), state: "ready".into(), pid: Some(42), restarts: 1 }]
+            vec![ServiceStatus {
+                name: "berthd".into(),
+                state: "ready".into(),
+                pid: Some(42),
+                restarts: 1,
+            }]
         }
         fn restart(&self, name: &str) -> Result<(), RestartError> {
             if name == "berthd" {
@@ -351,7 +417,8 @@ mod tests {
         timeline.time("mounts", || ());
         let services = timeline.begin("services");
         let _ = services;
-        let control: &'static Control = Box::leak(Box::new(Control::new(timeline, logger, console)));
+        let control: &'static Control =
+            Box::leak(Box::new(Control::new(timeline, logger, console)));
         if with_services {
             control.set_services(Arc::new(Table));
         }
@@ -359,14 +426,20 @@ mod tests {
         std::thread::spawn(move || serve(control, &p, std::future::pending()).unwrap());
         let start = std::time::Instant::now();
         while !path.exists() {
-            assert!(start.elapsed() < Duration::from_secs(30), "server never bound");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "server never bound"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         (dir, format!("unix://{}", path.display()), control)
     }
 
     fn client(address: &str) -> (tokio::runtime::Runtime, system_ttrpc::SystemClient) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let c = rt.block_on(async { ttrpc::r#async::Client::connect(address).await.unwrap() });
         (rt, system_ttrpc::SystemClient::new(c))
     }
@@ -378,16 +451,23 @@ mod tests {
     #[test]
     fn status_reports_stages_ready_and_services() {
         let (_dir, address, control) = start(true);
-        control.console.notice("berth ready (berthd 0.1.0, uptime 3.18s)");
+        control
+            .console
+            .notice("berth ready (berthd 0.1.0, uptime 3.18s)");
         let (rt, c) = client(&address);
-        let s = rt.block_on(c.status(ctx(), &system::StatusRequest::default())).unwrap();
+        let s = rt
+            .block_on(c.status(ctx(), &system::StatusRequest::default()))
+            .unwrap();
         let names: Vec<&str> = s.stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["kernel+initramfs", "mounts", "services"]);
         assert_eq!(s.stages[0].duration_us, 800_000);
         assert!(s.stages.iter().all(|s| s.done), "{:?}", s.stages);
         assert!(s.ready && s.ready_us > 0);
         assert!(s.services_known);
-        assert_eq!((s.services[0].name.as_str(), s.services[0].pid), ("berthd", 42));
+        assert_eq!(
+            (s.services[0].name.as_str(), s.services[0].pid),
+            ("berthd", 42)
+        );
         assert!(s.init_rss_bytes > 0 && s.log_bytes > 0);
     }
 
@@ -404,8 +484,16 @@ mod tests {
                 start: Duration::from_millis(4200),
                 duration: Some(Duration::from_micros(5900)),
             },
-            super::super::StageTime { name: "modules", start: Duration::from_millis(4300), duration: None },
-            super::super::StageTime { name: "services", start: Duration::from_millis(4400), duration: None },
+            super::super::StageTime {
+                name: "modules",
+                start: Duration::from_millis(4300),
+                duration: None,
+            },
+            super::super::StageTime {
+                name: "services",
+                start: Duration::from_millis(4400),
+                duration: None,
+            },
         ];
         assert_eq!(
             summary_line(&stages, Duration::from_millis(4810)),
@@ -420,15 +508,28 @@ mod tests {
         control.console.warn("a warning");
         control.logger.service_line("svc", "ERROR it broke");
         let (rt, c) = client(&address);
-        let req = system::LogRequest { min_severity: "warning".into(), ..Default::default() };
+        let req = system::LogRequest {
+            min_severity: "warning".into(),
+            ..Default::default()
+        };
         let r = rt.block_on(c.log(ctx(), &req)).unwrap();
         let msgs: Vec<&str> = r.records.iter().map(|r| r.message.as_str()).collect();
         assert_eq!(msgs, ["a warning", "ERROR it broke"]);
-        let req = system::LogRequest { source: "svc".into(), lines: 5, ..Default::default() };
+        let req = system::LogRequest {
+            source: "svc".into(),
+            lines: 5,
+            ..Default::default()
+        };
         assert_eq!(rt.block_on(c.log(ctx(), &req)).unwrap().records.len(), 1);
-        let req = system::LogRequest { min_severity: "loud".into(), ..Default::default() };
+        let req = system::LogRequest {
+            min_severity: "loud".into(),
+            ..Default::default()
+        };
         let err = rt.block_on(c.log(ctx(), &req)).unwrap_err();
-        assert!(format!("{err:?}").contains("min_severity: severity \\\"loud\\\""), "{err:?}");
+        assert!(
+            format!("{err:?}").contains("min_severity: severity \\\"loud\\\""),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -437,13 +538,21 @@ mod tests {
         control.console.info("old one");
         control.console.info("old two");
         let (rt, c) = client(&address);
-        let req = system::LogRequest { lines: 1, source: "init".into(), ..Default::default() };
+        let req = system::LogRequest {
+            lines: 1,
+            source: "init".into(),
+            ..Default::default()
+        };
         rt.block_on(async {
             let mut stream = c.follow_log(ctx(), &req).await.unwrap();
             assert_eq!(stream.recv().await.unwrap().unwrap().message, "old two");
             control.logger.service_line("svc", "not init");
             control.console.info("new one");
-            let next = tokio::time::timeout(Duration::from_secs(30), stream.recv()).await.unwrap().unwrap().unwrap();
+            let next = tokio::time::timeout(Duration::from_secs(30), stream.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             assert_eq!(next.message, "new one");
         });
     }
@@ -452,13 +561,19 @@ mod tests {
     fn restart_needs_the_supervisor_and_maps_errors() {
         let (_dir, address, _) = start(false);
         let (rt, c) = client(&address);
-        let req = system::RestartServiceRequest { name: "berthd".into(), ..Default::default() };
+        let req = system::RestartServiceRequest {
+            name: "berthd".into(),
+            ..Default::default()
+        };
         let err = rt.block_on(c.restart_service(ctx(), &req)).unwrap_err();
         assert!(format!("{err:?}").contains("UNIMPLEMENTED"), "{err:?}");
         let (_dir2, address, _) = start(true);
         let (rt, c) = client(&address);
         rt.block_on(c.restart_service(ctx(), &req)).unwrap();
-        let req = system::RestartServiceRequest { name: "nope".into(), ..Default::default() };
+        let req = system::RestartServiceRequest {
+            name: "nope".into(),
+            ..Default::default()
+        };
         let err = rt.block_on(c.restart_service(ctx(), &req)).unwrap_err();
         assert!(format!("{err:?}").contains("NOT_FOUND"), "{err:?}");
     }

@@ -40,8 +40,15 @@ impl Timeline {
 
     /// A timeline whose first stage ends at `now` (for tests).
     pub fn starting_at(now: Duration) -> Self {
-        let first = StageTime { name: "kernel+initramfs", start: Duration::ZERO, duration: Some(now) };
-        Self { stages: Mutex::new(vec![first]), console: OnceLock::new() }
+        let first = StageTime {
+            name: "kernel+initramfs",
+            start: Duration::ZERO,
+            duration: Some(now),
+        };
+        Self {
+            stages: Mutex::new(vec![first]),
+            console: OnceLock::new(),
+        }
     }
 
     /// Logs finished stages from now on through `console`, and those finished so far.
@@ -58,7 +65,11 @@ impl Timeline {
     /// Starts stage `name` now.
     pub fn begin(&self, name: &'static str) -> StageId {
         let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
-        stages.push(StageTime { name, start: uptime(), duration: None });
+        stages.push(StageTime {
+            name,
+            start: uptime(),
+            duration: None,
+        });
         StageId(stages.len() - 1)
     }
 
@@ -87,7 +98,10 @@ impl Timeline {
 
     /// The stages so far, in the order they began.
     pub fn stages(&self) -> Vec<StageTime> {
-        self.stages.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -115,7 +129,10 @@ mod tests {
         assert_eq!(x, 7);
         let open = t.begin("modules");
         let stages = t.stages();
-        assert_eq!(stages.iter().map(|s| s.name).collect::<Vec<_>>(), ["kernel+initramfs", "mounts", "modules"]);
+        assert_eq!(
+            stages.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["kernel+initramfs", "mounts", "modules"]
+        );
         assert_eq!(stages[0].duration, Some(Duration::from_millis(1500)));
         assert!(stages[1].duration.unwrap() >= Duration::from_millis(5));
         assert!(stages[2].duration.is_none());
@@ -125,7 +142,8 @@ mod tests {
 
     #[test]
     fn attach_logs_finished_stages() {
-        let logger: &'static crate::log::Logger = Box::leak(Box::new(crate::log::Logger::new(1 << 16)));
+        let logger: &'static crate::log::Logger =
+            Box::leak(Box::new(crate::log::Logger::new(1 << 16)));
         let t = Timeline::starting_at(Duration::from_millis(2));
         t.time("config", || ());
         t.attach(Console::new(crate::console::Level::Error).with_log(logger));

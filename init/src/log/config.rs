@@ -55,19 +55,31 @@ pub struct ForwardConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { ring_bytes: 256 * 1024, file: FileConfig::default(), forward: ForwardConfig::default() }
+        Self {
+            ring_bytes: 256 * 1024,
+            file: FileConfig::default(),
+            forward: ForwardConfig::default(),
+        }
     }
 }
 
 impl Default for FileConfig {
     fn default() -> Self {
-        Self { path: "/var/log/berth/messages".into(), max_bytes: 1024 * 1024, keep: 3, min_severity: Severity::Info }
+        Self {
+            path: "/var/log/berth/messages".into(),
+            max_bytes: 1024 * 1024,
+            keep: 3,
+            min_severity: Severity::Info,
+        }
     }
 }
 
 impl Default for ForwardConfig {
     fn default() -> Self {
-        Self { address: String::new(), min_severity: Severity::Info }
+        Self {
+            address: String::new(),
+            min_severity: Severity::Info,
+        }
     }
 }
 
@@ -115,7 +127,10 @@ pub fn parse_target(address: &str) -> Result<Target, String> {
     let Some((host, port)) = rest.rsplit_once(':') else {
         return Err("missing :port".into());
     };
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.is_empty() {
         return Err("missing host".into());
     }
@@ -123,7 +138,10 @@ pub fn parse_target(address: &str) -> Result<Target, String> {
         Ok(p) if p > 0 => {}
         _ => return Err(format!("port {port:?}: expected 1..65535")),
     }
-    Ok(Target { transport, host_port: rest.to_string() })
+    Ok(Target {
+        transport,
+        host_port: rest.to_string(),
+    })
 }
 
 impl LogConfig {
@@ -205,22 +223,43 @@ mod tests {
     fn targets_parse() {
         assert_eq!(
             parse_target("udp://10.0.2.2:514").unwrap(),
-            Target { transport: Transport::Udp, host_port: "10.0.2.2:514".into() }
+            Target {
+                transport: Transport::Udp,
+                host_port: "10.0.2.2:514".into()
+            }
         );
-        assert_eq!(parse_target("tcp://logs.example:6514").unwrap().transport, Transport::Tcp);
-        assert_eq!(parse_target("tcp://[::1]:514").unwrap().host_port, "[::1]:514");
-        assert_eq!(parse_target("10.0.2.2:514").unwrap_err(), "expected udp://host:port or tcp://host:port");
+        assert_eq!(
+            parse_target("tcp://logs.example:6514").unwrap().transport,
+            Transport::Tcp
+        );
+        assert_eq!(
+            parse_target("tcp://[::1]:514").unwrap().host_port,
+            "[::1]:514"
+        );
+        assert_eq!(
+            parse_target("10.0.2.2:514").unwrap_err(),
+            "expected udp://host:port or tcp://host:port"
+        );
         assert_eq!(parse_target("udp://10.0.2.2").unwrap_err(), "missing :port");
         assert_eq!(parse_target("udp://:514").unwrap_err(), "missing host");
-        assert_eq!(parse_target("udp://h:0").unwrap_err(), "port \"0\": expected 1..65535");
+        assert_eq!(
+            parse_target("udp://h:0").unwrap_err(),
+            "port \"0\": expected 1..65535"
+        );
     }
 
     #[test]
     fn each_bad_value_names_its_key_and_falls_back() {
         let bad = LogConfig {
             ring_bytes: 10,
-            file: FileConfig { path: "var/log/x".into(), ..FileConfig::default() },
-            forward: ForwardConfig { address: "syslog.example:514".into(), ..ForwardConfig::default() },
+            file: FileConfig {
+                path: "var/log/x".into(),
+                ..FileConfig::default()
+            },
+            forward: ForwardConfig {
+                address: "syslog.example:514".into(),
+                ..ForwardConfig::default()
+            },
         };
         let (config, target, errors) = bad.validated();
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -233,7 +272,9 @@ mod tests {
             ]
         );
         assert_eq!(config.ring_bytes, 262144);
-        assert!(config.file.path.is_empty() && config.forward.address.is_empty() && target.is_none());
+        assert!(
+            config.file.path.is_empty() && config.forward.address.is_empty() && target.is_none()
+        );
     }
 
     #[test]
@@ -242,22 +283,40 @@ mod tests {
         let path = dir.path().join("init.toml");
         std::fs::write(&path, "[log]\nring_bytes = 65536\n[log.file]\nkeep = 5\n").unwrap();
         let loaded = crate::config::Config::load_layers(
-            &path,
+            &[path.as_path()],
             "berth.log.forward.address=udp://10.0.2.2:5514 berth.log.forward.min_severity=warn berth.log.file.path=",
         );
-        assert!(loaded.file_error.is_none() && loaded.cmdline_errors.is_empty(), "{:?}", loaded.cmdline_errors);
+        assert!(
+            loaded.file_errors.is_empty() && loaded.cmdline_errors.is_empty(),
+            "{:?}",
+            loaded.cmdline_errors
+        );
         let log = loaded.config.log;
-        assert_eq!((log.ring_bytes, log.file.keep, log.file.path.as_str()), (65536, 5, ""));
+        assert_eq!(
+            (log.ring_bytes, log.file.keep, log.file.path.as_str()),
+            (65536, 5, "")
+        );
         assert_eq!(log.forward.address, "udp://10.0.2.2:5514");
         assert_eq!(log.forward.min_severity, Severity::Warning);
-        let bad = crate::config::Config::load_layers(&path, "berth.log.forward.min_severity=loud");
+        let bad = crate::config::Config::load_layers(
+            &[path.as_path()],
+            "berth.log.forward.min_severity=loud",
+        );
         assert_eq!(bad.cmdline_errors.len(), 1);
-        assert!(bad.cmdline_errors[0].to_string().contains("berth.log.forward.min_severity=loud"));
+        assert!(bad.cmdline_errors[0]
+            .to_string()
+            .contains("berth.log.forward.min_severity=loud"));
     }
 
     #[test]
     fn small_file_is_refused() {
-        let bad = LogConfig { file: FileConfig { max_bytes: 10, ..FileConfig::default() }, ..LogConfig::default() };
+        let bad = LogConfig {
+            file: FileConfig {
+                max_bytes: 10,
+                ..FileConfig::default()
+            },
+            ..LogConfig::default()
+        };
         let (config, _, errors) = bad.validated();
         assert_eq!(errors[0].key, "file.max_bytes");
         assert!(config.file.path.is_empty());

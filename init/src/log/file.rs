@@ -37,9 +37,13 @@ pub enum FileError {
 
 /// One record as a line: `2026-11-27T20:41:00.123456Z daemon.info berthd[12]: message`.
 pub fn format_line(r: &Record) -> String {
-    let time = chrono::DateTime::<chrono::Utc>::from(r.time).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let time = chrono::DateTime::<chrono::Utc>::from(r.time)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let pid = r.pid.map(|p| format!("[{p}]")).unwrap_or_default();
-    format!("{time} {}.{} {}{pid}: {}\n", r.facility, r.severity, r.name, r.message)
+    format!(
+        "{time} {}.{} {}{pid}: {}\n",
+        r.facility, r.severity, r.name, r.message
+    )
 }
 
 /// The rotating writer.
@@ -55,17 +59,27 @@ impl Writer {
     /// A writer for `config` (validated: absolute path, sane sizes); nothing is opened yet.
     pub fn new(config: FileConfig) -> Self {
         let path = PathBuf::from(&config.path);
-        Self { config, path, file: None, size: 0 }
+        Self {
+            config,
+            path,
+            file: None,
+            size: 0,
+        }
     }
 
     fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FileError + 'a {
-        move |source| FileError::Io { what, path: path.to_path_buf(), source }
+        move |source| FileError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// Opens (creating the directory and the file) for appending.
     pub fn open(&mut self) -> Result<(), FileError> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(Self::io("cannot create the directory of", &self.path))?;
+            std::fs::create_dir_all(dir)
+                .map_err(Self::io("cannot create the directory of", &self.path))?;
         }
         let file = OpenOptions::new()
             .append(true)
@@ -101,10 +115,12 @@ impl Writer {
             for n in (1..self.config.keep).rev() {
                 let from = self.rotated(n);
                 if from.exists() {
-                    std::fs::rename(&from, self.rotated(n + 1)).map_err(Self::io("cannot rotate", &from))?;
+                    std::fs::rename(&from, self.rotated(n + 1))
+                        .map_err(Self::io("cannot rotate", &from))?;
                 }
             }
-            std::fs::rename(&self.path, self.rotated(1)).map_err(Self::io("cannot rotate", &self.path))?;
+            std::fs::rename(&self.path, self.rotated(1))
+                .map_err(Self::io("cannot rotate", &self.path))?;
         }
         self.open()
     }
@@ -129,14 +145,21 @@ impl Writer {
             }
             Err(source) => {
                 self.file = None;
-                Err(FileError::Io { what: "cannot write", path: self.path.clone(), source })
+                Err(FileError::Io {
+                    what: "cannot write",
+                    path: self.path.clone(),
+                    source,
+                })
             }
         }
     }
 
     /// Copies the log into the file forever.
     pub fn run(mut self, logger: &Logger, console: Console) {
-        let filter = Filter { min_severity: self.config.min_severity, source: None };
+        let filter = Filter {
+            min_severity: self.config.min_severity,
+            source: None,
+        };
         let mut cursor: Option<u64> = None;
         let mut retry_at = Instant::now();
         let mut reported = false;
@@ -149,7 +172,10 @@ impl Writer {
                 if let Err(err) = self.open() {
                     // Normal until /var is mounted: say it once, at debug level.
                     if !reported {
-                        console.debug(&format!("log file: {err}; retrying every {}s", RETRY.as_secs()));
+                        console.debug(&format!(
+                            "log file: {err}; retrying every {}s",
+                            RETRY.as_secs()
+                        ));
                         reported = true;
                     }
                     retry_at = Instant::now() + RETRY;
@@ -164,8 +190,10 @@ impl Writer {
             let batch = logger.read_from(from, &filter, 256);
             let mut result = Ok(());
             if batch.missed > 0 {
-                result =
-                    self.write_line(&format!("-- {} records dropped before they could be written --\n", batch.missed));
+                result = self.write_line(&format!(
+                    "-- {} records dropped before they could be written --\n",
+                    batch.missed
+                ));
             }
             for record in &batch.records {
                 if result.is_err() {
@@ -174,7 +202,10 @@ impl Writer {
                 result = self.write_line(&format_line(record));
             }
             if let Err(err) = result {
-                console.warn(&format!("log file: {err}; retrying in {}s", RETRY.as_secs()));
+                console.warn(&format!(
+                    "log file: {err}; retrying in {}s",
+                    RETRY.as_secs()
+                ));
                 retry_at = Instant::now() + RETRY;
                 // Lines of this batch may be lost or repeated once; the cursor stays.
                 continue;
@@ -194,20 +225,35 @@ mod tests {
 
     #[test]
     fn line_format() {
-        let mut r = Record::now(Origin::Syslog, Facility::DAEMON, Severity::Warning, "app", "hello");
+        let mut r = Record::now(
+            Origin::Syslog,
+            Facility::DAEMON,
+            Severity::Warning,
+            "app",
+            "hello",
+        );
         r.time = std::time::SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
         r.pid = Some(7);
-        assert_eq!(format_line(&r), "2023-11-14T22:13:20.123456Z daemon.warning app[7]: hello\n");
+        assert_eq!(
+            format_line(&r),
+            "2023-11-14T22:13:20.123456Z daemon.warning app[7]: hello\n"
+        );
     }
 
     #[test]
     fn rotates_within_size_and_keeps_n() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log/messages");
-        let config = FileConfig { path: path.display().to_string(), max_bytes: 100, keep: 2, ..FileConfig::default() };
+        let config = FileConfig {
+            path: path.display().to_string(),
+            max_bytes: 100,
+            keep: 2,
+            ..FileConfig::default()
+        };
         let mut w = Writer::new(config);
         for i in 0..20 {
-            w.write_line(&format!("line {i:02} {}\n", "x".repeat(20))).unwrap();
+            w.write_line(&format!("line {i:02} {}\n", "x".repeat(20)))
+                .unwrap();
         }
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
         let current = read(path.clone());
@@ -218,7 +264,10 @@ mod tests {
             assert!(text.len() <= 100, "{text:?}");
         }
         // 30-byte lines, 3 per file: 18..19 current, 15..17 in .1, 12..14 in .2.
-        assert!(current.starts_with("line 18") && current.contains("line 19"), "{current}");
+        assert!(
+            current.starts_with("line 18") && current.contains("line 19"),
+            "{current}"
+        );
         assert!(one.starts_with("line 15"), "{one}");
         assert!(two.starts_with("line 12"), "{two}");
     }
@@ -227,7 +276,12 @@ mod tests {
     fn keep_zero_truncates() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
-        let config = FileConfig { path: path.display().to_string(), max_bytes: 10, keep: 0, ..FileConfig::default() };
+        let config = FileConfig {
+            path: path.display().to_string(),
+            max_bytes: 10,
+            keep: 0,
+            ..FileConfig::default()
+        };
         let mut w = Writer::new(config);
         w.write_line("first line\n").unwrap();
         w.write_line("second\n").unwrap();
@@ -241,7 +295,10 @@ mod tests {
         let path = dir.path().join("messages");
         let logger: &'static Logger = Box::leak(Box::new(Logger::new(1 << 16)));
         logger.init_message(crate::console::Level::Info, "before the file");
-        let w = Writer::new(FileConfig { path: path.display().to_string(), ..FileConfig::default() });
+        let w = Writer::new(FileConfig {
+            path: path.display().to_string(),
+            ..FileConfig::default()
+        });
         std::thread::spawn(move || w.run(logger, Console::new(crate::console::Level::Error)));
         logger.init_message(crate::console::Level::Debug, "too chatty for the file");
         logger.init_message(crate::console::Level::Warn, "after");
@@ -249,11 +306,17 @@ mod tests {
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             if text.contains("after") {
-                assert!(text.contains("daemon.info berth-init: before the file"), "{text}");
+                assert!(
+                    text.contains("daemon.info berth-init: before the file"),
+                    "{text}"
+                );
                 assert!(!text.contains("too chatty"), "{text}");
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "file never got the record: {text:?}");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "file never got the record: {text:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

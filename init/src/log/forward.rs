@@ -54,7 +54,11 @@ pub enum ForwardError {
 /// RFC 5424 header field: printable US-ASCII without spaces, at most `max` characters, `-`
 /// when empty.
 fn header_field(value: &str, max: usize) -> String {
-    let clean: String = value.chars().filter(|c| c.is_ascii_graphic()).take(max).collect();
+    let clean: String = value
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max)
+        .collect();
     if clean.is_empty() {
         "-".into()
     } else {
@@ -67,9 +71,15 @@ fn header_field(value: &str, max: usize) -> String {
 /// STRUCTURED-DATA are nil).
 pub fn format_5424(r: &Record, hostname: &str) -> String {
     let pri = u32::from(r.facility.code()) * 8 + u32::from(r.severity.code());
-    let time = chrono::DateTime::<chrono::Utc>::from(r.time).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let time = chrono::DateTime::<chrono::Utc>::from(r.time)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let procid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-    format!("<{pri}>1 {time} {} {} {procid} - - {}", header_field(hostname, 255), header_field(&r.name, 48), r.message)
+    format!(
+        "<{pri}>1 {time} {} {} {procid} - - {}",
+        header_field(hostname, 255),
+        header_field(&r.name, 48),
+        r.message
+    )
 }
 
 /// Frames `msg` for TCP with octet counting: `<length> <msg>`.
@@ -81,7 +91,9 @@ pub fn frame_octet_counted(msg: &str) -> Vec<u8> {
 
 /// This node's name for the HOSTNAME field.
 fn hostname() -> String {
-    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// A connection to the server.
@@ -96,24 +108,36 @@ pub enum Connection {
 impl Connection {
     /// Resolves `target` and connects to its first address.
     pub fn open(target: &Target) -> Result<Self, ForwardError> {
-        let resolve = |source| ForwardError::Resolve { host_port: target.host_port.clone(), source };
+        let resolve = |source| ForwardError::Resolve {
+            host_port: target.host_port.clone(),
+            source,
+        };
         let addr = target
             .host_port
             .to_socket_addrs()
             .map_err(resolve)?
             .next()
-            .ok_or_else(|| resolve(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))?;
+            .ok_or_else(|| {
+                resolve(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no address",
+                ))
+            })?;
         let io = |what| move |source| ForwardError::Io { what, addr, source };
         match target.transport {
             Transport::Udp => {
-                let local: SocketAddr =
-                    if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+                let local: SocketAddr = if addr.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
                 let sock = UdpSocket::bind(local).map_err(io("cannot bind a UDP socket for"))?;
                 sock.connect(addr).map_err(io("cannot connect to"))?;
                 Ok(Self::Udp(sock, addr))
             }
             Transport::Tcp => {
-                let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(io("cannot connect to"))?;
+                let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+                    .map_err(io("cannot connect to"))?;
                 let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
                 let _ = stream.set_nodelay(true);
                 Ok(Self::Tcp(stream, addr))
@@ -130,19 +154,23 @@ impl Connection {
                     end -= 1;
                 }
                 let addr = *addr;
-                sock.send(&msg.as_bytes()[..end]).map(drop).map_err(|source| ForwardError::Io {
-                    what: "cannot send to",
-                    addr,
-                    source,
-                })
+                sock.send(&msg.as_bytes()[..end])
+                    .map(drop)
+                    .map_err(|source| ForwardError::Io {
+                        what: "cannot send to",
+                        addr,
+                        source,
+                    })
             }
             Self::Tcp(stream, addr) => {
                 let addr = *addr;
-                stream.write_all(&frame_octet_counted(msg)).map_err(|source| ForwardError::Io {
-                    what: "cannot send to",
-                    addr,
-                    source,
-                })
+                stream
+                    .write_all(&frame_octet_counted(msg))
+                    .map_err(|source| ForwardError::Io {
+                        what: "cannot send to",
+                        addr,
+                        source,
+                    })
             }
         }
     }
@@ -150,7 +178,10 @@ impl Connection {
 
 /// Forwards records of at most `min_severity` to `target` forever.
 pub fn run(target: Target, min_severity: Severity, logger: &Logger, console: Console) {
-    let filter = Filter { min_severity, source: None };
+    let filter = Filter {
+        min_severity,
+        source: None,
+    };
     let mut cursor = logger.first_seq();
     let mut connection: Option<Connection> = None;
     let mut backoff = BACKOFF_INITIAL;
@@ -168,7 +199,10 @@ pub fn run(target: Target, min_severity: Severity, logger: &Logger, console: Con
                 Ok(c) => {
                     backoff = BACKOFF_INITIAL;
                     if failures_reported > 0 {
-                        console.info(&format!("log forwarding: connected to {}", target.host_port));
+                        console.info(&format!(
+                            "log forwarding: connected to {}",
+                            target.host_port
+                        ));
                     }
                     failures_reported = 0;
                     connection = Some(c);
@@ -228,7 +262,13 @@ mod tests {
     use std::net::TcpListener;
 
     fn record(message: &str) -> Record {
-        let mut r = Record::now(Origin::Syslog, Facility::DAEMON, Severity::Err, "my app", message);
+        let mut r = Record::now(
+            Origin::Syslog,
+            Facility::DAEMON,
+            Severity::Err,
+            "my app",
+            message,
+        );
         r.time = std::time::SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
         r
     }
@@ -236,13 +276,22 @@ mod tests {
     #[test]
     fn formats_rfc5424() {
         let mut r = record("disk full");
-        assert_eq!(format_5424(&r, "edge-7"), "<27>1 2023-11-14T22:13:20.123456Z edge-7 myapp - - - disk full");
+        assert_eq!(
+            format_5424(&r, "edge-7"),
+            "<27>1 2023-11-14T22:13:20.123456Z edge-7 myapp - - - disk full"
+        );
         r.pid = Some(42);
         r.name = String::new();
-        assert_eq!(format_5424(&r, ""), "<27>1 2023-11-14T22:13:20.123456Z - - 42 - - disk full");
+        assert_eq!(
+            format_5424(&r, ""),
+            "<27>1 2023-11-14T22:13:20.123456Z - - 42 - - disk full"
+        );
         // The output parses back with the same fields.
         let back = super::super::syslog::parse(&format_5424(&r, "edge-7"));
-        assert_eq!((back.facility, back.severity, back.pid), (Facility::DAEMON, Severity::Err, Some(42)));
+        assert_eq!(
+            (back.facility, back.severity, back.pid),
+            (Facility::DAEMON, Severity::Err, Some(42))
+        );
         assert_eq!(back.message, "disk full");
     }
 
@@ -255,7 +304,10 @@ mod tests {
     fn read_frame(r: &mut impl BufRead) -> String {
         let mut len = Vec::new();
         r.read_until(b' ', &mut len).unwrap();
-        let n: usize = std::str::from_utf8(&len[..len.len() - 1]).unwrap().parse().unwrap();
+        let n: usize = std::str::from_utf8(&len[..len.len() - 1])
+            .unwrap()
+            .parse()
+            .unwrap();
         let mut msg = vec![0; n];
         r.read_exact(&mut msg).unwrap();
         String::from_utf8(msg).unwrap()
@@ -267,17 +319,31 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let logger: &'static Logger = Box::leak(Box::new(Logger::new(1 << 16)));
         logger.push(record("first\nline"));
-        let target = Target { transport: Transport::Tcp, host_port: format!("127.0.0.1:{port}") };
-        std::thread::spawn(move || run(target, Severity::Warning, logger, Console::new(crate::console::Level::Error)));
+        let target = Target {
+            transport: Transport::Tcp,
+            host_port: format!("127.0.0.1:{port}"),
+        };
+        std::thread::spawn(move || {
+            run(
+                target,
+                Severity::Warning,
+                logger,
+                Console::new(crate::console::Level::Error),
+            )
+        });
         let (conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let mut reader = BufReader::new(conn);
         assert!(read_frame(&mut reader).ends_with(" - - first\nline"));
         // Too low a severity is not forwarded; the next one is.
         logger.init_message(crate::console::Level::Info, "not forwarded");
         logger.init_message(crate::console::Level::Error, "forwarded");
         let msg = read_frame(&mut reader);
-        assert!(msg.starts_with("<27>1 ") && msg.ends_with(" berth-init - - - forwarded"), "{msg}");
+        assert!(
+            msg.starts_with("<27>1 ") && msg.ends_with(" berth-init - - - forwarded"),
+            "{msg}"
+        );
         // The server goes away; records sent meanwhile arrive after the reconnect.
         drop(reader);
         for i in 0..5 {
@@ -285,7 +351,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         }
         let (conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let mut reader = BufReader::new(conn);
         let msg = read_frame(&mut reader);
         assert!(msg.contains("while away"), "{msg}");
@@ -294,17 +361,30 @@ mod tests {
     #[test]
     fn forwards_over_udp() {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        server.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let port = server.local_addr().unwrap().port();
         let logger: &'static Logger = Box::leak(Box::new(Logger::new(1 << 16)));
-        let target = Target { transport: Transport::Udp, host_port: format!("127.0.0.1:{port}") };
-        std::thread::spawn(move || run(target, Severity::Info, logger, Console::new(crate::console::Level::Error)));
+        let target = Target {
+            transport: Transport::Udp,
+            host_port: format!("127.0.0.1:{port}"),
+        };
+        std::thread::spawn(move || {
+            run(
+                target,
+                Severity::Info,
+                logger,
+                Console::new(crate::console::Level::Error),
+            )
+        });
         logger.push(record("over udp"));
         let mut buf = [0u8; 2048];
         let n = server.recv(&mut buf).unwrap();
         let msg = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(
-            msg.starts_with("<27>1 2023-11-14T22:13:20.123456Z ") && msg.ends_with(" myapp - - - over udp"),
+            msg.starts_with("<27>1 2023-11-14T22:13:20.123456Z ")
+                && msg.ends_with(" myapp - - - over udp"),
             "{msg}"
         );
     }

@@ -42,7 +42,13 @@ pub fn parse(text: &str) -> Option<KmsgRecord> {
     let usec: u64 = fields.next()?.parse().ok()?;
     let facility = Facility::from_code(u8::try_from(prio >> 3).ok()?).unwrap_or(Facility::USER);
     let severity = Severity::from_code((prio & 7) as u8)?;
-    Some(KmsgRecord { facility, severity, seq, uptime: Duration::from_micros(usec), message: message.to_string() })
+    Some(KmsgRecord {
+        facility,
+        severity,
+        seq,
+        uptime: Duration::from_micros(usec),
+        message: message.to_string(),
+    })
 }
 
 /// Opens `/dev/kmsg` for reading.
@@ -67,7 +73,9 @@ pub fn run(mut file: File, logger: &Logger, console: Console) {
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                console.warn(&format!("kmsg: reading {DEV_KMSG} failed: {e}; kernel messages are no longer logged"));
+                console.warn(&format!(
+                    "kmsg: reading {DEV_KMSG} failed: {e}; kernel messages are no longer logged"
+                ));
                 return;
             }
         }
@@ -77,7 +85,11 @@ pub fn run(mut file: File, logger: &Logger, console: Console) {
 /// The record for `k`, its wall-clock time derived from its uptime and the clocks now.
 pub fn to_record(k: KmsgRecord, now: SystemTime, uptime_now: Duration) -> Record {
     let age = uptime_now.saturating_sub(k.uptime);
-    let name = if k.facility == Facility::KERN { "kernel" } else { "kmsg" };
+    let name = if k.facility == Facility::KERN {
+        "kernel"
+    } else {
+        "kmsg"
+    };
     let mut record = Record::now(Origin::Kmsg, k.facility, k.severity, name, &k.message);
     record.time = now.checked_sub(age).unwrap_or(now);
     record.uptime = k.uptime;
@@ -90,8 +102,14 @@ mod tests {
 
     #[test]
     fn parses_kernel_record_with_dictionary() {
-        let k = parse("6,339,5140900,-;NET: Registered protocol family 10\n SUBSYSTEM=net\n DEVICE=n1\n").unwrap();
-        assert_eq!((k.facility, k.severity, k.seq), (Facility::KERN, Severity::Info, 339));
+        let k = parse(
+            "6,339,5140900,-;NET: Registered protocol family 10\n SUBSYSTEM=net\n DEVICE=n1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (k.facility, k.severity, k.seq),
+            (Facility::KERN, Severity::Info, 339)
+        );
         assert_eq!(k.uptime, Duration::from_micros(5_140_900));
         assert_eq!(k.message, "NET: Registered protocol family 10");
     }
@@ -100,8 +118,15 @@ mod tests {
     fn user_space_writes_have_their_facility() {
         // `echo '<12>hi' > /dev/kmsg`: user.warning.
         let k = parse("12,400,6000000,c;hi\n").unwrap();
-        assert_eq!((k.facility, k.severity), (Facility::USER, Severity::Warning));
-        let r = to_record(k, SystemTime::UNIX_EPOCH + Duration::from_secs(100), Duration::from_secs(10));
+        assert_eq!(
+            (k.facility, k.severity),
+            (Facility::USER, Severity::Warning)
+        );
+        let r = to_record(
+            k,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(100),
+            Duration::from_secs(10),
+        );
         assert_eq!(r.name, "kmsg");
         assert_eq!(r.time, SystemTime::UNIX_EPOCH + Duration::from_secs(96));
     }

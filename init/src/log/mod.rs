@@ -62,15 +62,28 @@ impl Logger {
     }
 
     /// A log for the lifetime of PID 1 (leaked: init never exits), sized by `config` (an
-    /// invalid size is replaced by the default here and reported by [`start`]).
+    /// invalid size is replaced by the default here and reported by [`start_outputs`]).
     pub fn install(config: &LogConfig) -> &'static Logger {
         let (config, _, _) = config.validated();
-        Box::leak(Box::new(Self::new(usize::try_from(config.ring_bytes).unwrap_or(usize::MAX))))
+        Box::leak(Box::new(Self::new(
+            usize::try_from(config.ring_bytes).unwrap_or(usize::MAX),
+        )))
+    }
+
+    /// Changes the ring's byte budget (dropping the oldest records if it shrinks).
+    pub fn resize(&self, ring_bytes: usize) {
+        self.ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_capacity(ring_bytes);
     }
 
     /// Appends `record` and wakes the readers; returns its sequence number.
     pub fn push(&self, record: Record) -> u64 {
-        if record.origin == Origin::Init && self.ready_at.get().is_none() && record.message.starts_with(READY_PREFIX) {
+        if record.origin == Origin::Init
+            && self.ready_at.get().is_none()
+            && record.message.starts_with(READY_PREFIX)
+        {
             let _ = self.ready_at.set(record.uptime);
         }
         let seq = {
@@ -90,12 +103,24 @@ impl Logger {
             Level::Info => Severity::Info,
             Level::Debug => Severity::Debug,
         };
-        self.push(Record::now(Origin::Init, Facility::DAEMON, severity, crate::console::INIT, message));
+        self.push(Record::now(
+            Origin::Init,
+            Facility::DAEMON,
+            severity,
+            crate::console::INIT,
+            message,
+        ));
     }
 
     /// Records an init milestone (`berth ready`, shutting down).
     pub fn init_notice(&self, message: &str) {
-        self.push(Record::now(Origin::Init, Facility::DAEMON, Severity::Notice, crate::console::INIT, message));
+        self.push(Record::now(
+            Origin::Init,
+            Facility::DAEMON,
+            Severity::Notice,
+            crate::console::INIT,
+            message,
+        ));
     }
 
     /// Records one line of a service's output, its severity guessed from the line.
@@ -103,12 +128,21 @@ impl Logger {
         if line.trim().is_empty() {
             return;
         }
-        self.push(Record::now(Origin::Service, Facility::DAEMON, line_severity(line), service, line));
+        self.push(Record::now(
+            Origin::Service,
+            Facility::DAEMON,
+            line_severity(line),
+            service,
+            line,
+        ));
     }
 
     /// Matching records from sequence number `from`, at most `limit`.
     pub fn read_from(&self, from: u64, filter: &Filter, limit: usize) -> Batch {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner()).read_from(from, filter, limit)
+        self.ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_from(from, filter, limit)
     }
 
     /// The last `n` matching records and the sequence number after the newest record.
@@ -119,12 +153,18 @@ impl Logger {
 
     /// The sequence number the next record will get.
     pub fn next_seq(&self) -> u64 {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner()).next_seq()
+        self.ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_seq()
     }
 
     /// The sequence number of the oldest record still held.
     pub fn first_seq(&self) -> u64 {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner()).first_seq()
+        self.ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first_seq()
     }
 
     /// (bytes held, records dropped because the ring was full).
@@ -137,8 +177,10 @@ impl Logger {
     /// returns whether one does.
     pub fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let (ring, _) =
-            self.grew.wait_timeout_while(ring, timeout, |r| r.next_seq() <= seq).unwrap_or_else(|e| e.into_inner());
+        let (ring, _) = self
+            .grew
+            .wait_timeout_while(ring, timeout, |r| r.next_seq() <= seq)
+            .unwrap_or_else(|e| e.into_inner());
         ring.next_seq() > seq
     }
 
@@ -156,8 +198,12 @@ impl Logger {
 /// Severity of a service's output line: a leading level word as `tracing` (`ERROR`, ` WARN`,
 /// …) or `name: error:`-style tools print it, else info.
 pub fn line_severity(line: &str) -> Severity {
-    let word: String =
-        line.trim_start().chars().take_while(|c| c.is_ascii_alphabetic()).map(|c| c.to_ascii_lowercase()).collect();
+    let word: String = line
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     match word.as_str() {
         "error" | "err" | "fatal" | "panic" => Severity::Err,
         "warn" | "warning" => Severity::Warning,
@@ -176,14 +222,9 @@ pub fn console_level(severity: Severity) -> Level {
     }
 }
 
-/// Validates `config` (one console error per bad key, naming it) and starts the inputs
-/// (`/dev/log`, `/dev/kmsg`) and the configured outputs (file, forwarding), each on its own
-/// thread. Errors starting an input are reported and the others still start.
-pub fn start(config: &LogConfig, logger: &'static Logger, console: Console) {
-    let (config, target, errors) = config.validated();
-    for err in errors {
-        console.error(&err.to_string());
-    }
+/// Starts the inputs, `/dev/log` and `/dev/kmsg`, each on its own thread, as early as
+/// possible. An input that cannot start is reported and the other still starts.
+pub fn start_inputs(logger: &'static Logger, console: Console) {
     match syslog::Receiver::bind(std::path::Path::new(syslog::DEV_LOG)) {
         Ok(receiver) => spawn("syslog", console, move || receiver.run(logger, console)),
         Err(err) => console.warn(&format!("syslog: {err}")),
@@ -192,18 +233,36 @@ pub fn start(config: &LogConfig, logger: &'static Logger, console: Console) {
         Ok(file) => spawn("kmsg", console, move || kmsg::run(file, logger, console)),
         Err(err) => console.warn(&format!("kmsg: {err}")),
     }
+}
+
+/// Validates `config` (one console error per bad key, naming it), sizes the ring and starts
+/// the configured outputs (file, forwarding). Called once the final configuration is known
+/// (after the node file on the state disk, which may name a per-node syslog server); the
+/// outputs start with everything the ring holds, so nothing from earlier in boot is lost.
+pub fn start_outputs(config: &LogConfig, logger: &'static Logger, console: Console) {
+    let (config, target, errors) = config.validated();
+    for err in errors {
+        console.error(&err.to_string());
+    }
+    logger.resize(usize::try_from(config.ring_bytes).unwrap_or(usize::MAX));
     if !config.file.path.is_empty() {
         let writer = file::Writer::new(config.file.clone());
         spawn("log-file", console, move || writer.run(logger, console));
     }
     if let Some(target) = target {
         let min = config.forward.min_severity;
-        spawn("log-forward", console, move || forward::run(target, min, logger, console));
+        spawn("log-forward", console, move || {
+            forward::run(target, min, logger, console)
+        });
     }
 }
 
 fn spawn(name: &str, console: Console, f: impl FnOnce() + Send + 'static) {
-    if let Err(err) = std::thread::Builder::new().name(name.into()).stack_size(128 * 1024).spawn(f) {
+    if let Err(err) = std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(128 * 1024)
+        .spawn(f)
+    {
         console.warn(&format!("{name}: cannot start its thread: {err}"));
     }
 }
@@ -216,7 +275,10 @@ mod tests {
     fn service_line_severity_is_guessed() {
         assert_eq!(line_severity(" WARN berthd serving"), Severity::Warning);
         assert_eq!(line_severity("ERROR cannot bind"), Severity::Err);
-        assert_eq!(line_severity("error: /etc/berth/berthd.toml:17: bad"), Severity::Err);
+        assert_eq!(
+            line_severity("error: /etc/berth/berthd.toml:17: bad"),
+            Severity::Err
+        );
         assert_eq!(line_severity("DEBUG x"), Severity::Debug);
         assert_eq!(line_severity(" INFO berthd serving"), Severity::Info);
         assert_eq!(line_severity("errors happen"), Severity::Info);

@@ -38,14 +38,19 @@ pub enum Verdict {
 impl RateLimiter {
     /// At most `burst` messages per `window` per source.
     pub fn new(burst: u32, window: Duration) -> Self {
-        Self { burst, window, sources: HashMap::new() }
+        Self {
+            burst,
+            window,
+            sources: HashMap::new(),
+        }
     }
 
     /// Decides for one message from `source` at `now`.
     pub fn check(&mut self, source: &str, now: Instant) -> Verdict {
         if !self.sources.contains_key(source) && self.sources.len() >= MAX_SOURCES {
             let window = self.window;
-            self.sources.retain(|_, w| now.duration_since(w.start) < window);
+            self.sources
+                .retain(|_, w| now.duration_since(w.start) < window);
             if self.sources.len() >= MAX_SOURCES {
                 // Still full of active sources: share one bucket for the newcomers.
                 return self.check_key("(other sources)", now);
@@ -55,14 +60,20 @@ impl RateLimiter {
     }
 
     fn check_key(&mut self, source: &str, now: Instant) -> Verdict {
-        let w = self.sources.entry(source.to_string()).or_insert(Window { start: now, count: 0, suppressed: 0 });
+        let w = self.sources.entry(source.to_string()).or_insert(Window {
+            start: now,
+            count: 0,
+            suppressed: 0,
+        });
         if now.duration_since(w.start) >= self.window {
             w.start = now;
             w.count = 0;
         }
         if w.count < self.burst {
             w.count += 1;
-            Verdict::Emit { suppressed: std::mem::take(&mut w.suppressed) }
+            Verdict::Emit {
+                suppressed: std::mem::take(&mut w.suppressed),
+            }
         } else {
             w.suppressed += 1;
             Verdict::Suppress
@@ -85,8 +96,14 @@ mod tests {
         // Another source has its own budget.
         assert_eq!(rl.check("b", t0), Verdict::Emit { suppressed: 0 });
         // Next window: the summary comes with the first emitted message.
-        assert_eq!(rl.check("a", t0 + Duration::from_secs(10)), Verdict::Emit { suppressed: 2 });
-        assert_eq!(rl.check("a", t0 + Duration::from_secs(10)), Verdict::Emit { suppressed: 0 });
+        assert_eq!(
+            rl.check("a", t0 + Duration::from_secs(10)),
+            Verdict::Emit { suppressed: 2 }
+        );
+        assert_eq!(
+            rl.check("a", t0 + Duration::from_secs(10)),
+            Verdict::Emit { suppressed: 0 }
+        );
     }
 
     #[test]
@@ -94,12 +111,18 @@ mod tests {
         let mut rl = RateLimiter::new(1, Duration::from_secs(10));
         let t0 = Instant::now();
         for i in 0..MAX_SOURCES {
-            assert_eq!(rl.check(&i.to_string(), t0), Verdict::Emit { suppressed: 0 });
+            assert_eq!(
+                rl.check(&i.to_string(), t0),
+                Verdict::Emit { suppressed: 0 }
+            );
         }
         assert_eq!(rl.check("new-1", t0), Verdict::Emit { suppressed: 0 });
         assert_eq!(rl.check("new-2", t0), Verdict::Suppress);
         assert!(rl.sources.len() <= MAX_SOURCES + 1);
         // Expired sources make room again.
-        assert_eq!(rl.check("late", t0 + Duration::from_secs(11)), Verdict::Emit { suppressed: 0 });
+        assert_eq!(
+            rl.check("late", t0 + Duration::from_secs(11)),
+            Verdict::Emit { suppressed: 0 }
+        );
     }
 }

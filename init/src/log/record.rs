@@ -32,8 +32,16 @@ pub enum Severity {
 
 impl Severity {
     /// All severities, most severe first.
-    pub const ALL: [Severity; 8] =
-        [Self::Emerg, Self::Alert, Self::Crit, Self::Err, Self::Warning, Self::Notice, Self::Info, Self::Debug];
+    pub const ALL: [Severity; 8] = [
+        Self::Emerg,
+        Self::Alert,
+        Self::Crit,
+        Self::Err,
+        Self::Warning,
+        Self::Notice,
+        Self::Info,
+        Self::Debug,
+    ];
 
     /// The severity with wire code `code` (0..=7).
     pub fn from_code(code: u8) -> Option<Self> {
@@ -90,8 +98,9 @@ impl std::fmt::Display for Severity {
 pub struct Facility(u8);
 
 const FACILITY_NAMES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
-    "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
 ];
 
 impl Facility {
@@ -175,7 +184,13 @@ pub struct Record {
 
 impl Record {
     /// A record from `origin` stamped now; `seq` is set by the log.
-    pub fn now(origin: Origin, facility: Facility, severity: Severity, name: &str, message: &str) -> Self {
+    pub fn now(
+        origin: Origin,
+        facility: Facility,
+        severity: Severity,
+        name: &str,
+        message: &str,
+    ) -> Self {
         Self {
             seq: 0,
             time: SystemTime::now(),
@@ -208,7 +223,10 @@ pub struct Filter {
 
 impl Default for Filter {
     fn default() -> Self {
-        Self { min_severity: Severity::Debug, source: None }
+        Self {
+            min_severity: Severity::Debug,
+            source: None,
+        }
     }
 }
 
@@ -216,7 +234,10 @@ impl Filter {
     /// Whether `record` passes.
     pub fn matches(&self, record: &Record) -> bool {
         record.severity <= self.min_severity
-            && self.source.as_deref().is_none_or(|s| s == record.origin.as_str() || s == record.name)
+            && self
+                .source
+                .as_deref()
+                .is_none_or(|s| s == record.origin.as_str() || s == record.name)
     }
 }
 
@@ -231,7 +252,10 @@ mod tests {
         assert_eq!("error".parse::<Severity>().unwrap(), Severity::Err);
         assert_eq!("3".parse::<Severity>().unwrap(), Severity::Err);
         assert!("8".parse::<Severity>().unwrap_err().contains("0..7"));
-        assert!("loud".parse::<Severity>().unwrap_err().contains("expected one of"));
+        assert!("loud"
+            .parse::<Severity>()
+            .unwrap_err()
+            .contains("expected one of"));
         assert!(Severity::Err < Severity::Warning);
     }
 
@@ -244,12 +268,38 @@ mod tests {
 
     #[test]
     fn filter_by_severity_and_source() {
-        let r = Record::now(Origin::Service, Facility::DAEMON, Severity::Warning, "berthd", "x");
+        let r = Record::now(
+            Origin::Service,
+            Facility::DAEMON,
+            Severity::Warning,
+            "berthd",
+            "x",
+        );
         assert!(Filter::default().matches(&r));
-        assert!(Filter { min_severity: Severity::Warning, source: None }.matches(&r));
-        assert!(!Filter { min_severity: Severity::Err, source: None }.matches(&r));
-        assert!(Filter { min_severity: Severity::Debug, source: Some("berthd".into()) }.matches(&r));
-        assert!(Filter { min_severity: Severity::Debug, source: Some("service".into()) }.matches(&r));
-        assert!(!Filter { min_severity: Severity::Debug, source: Some("kmsg".into()) }.matches(&r));
+        assert!(Filter {
+            min_severity: Severity::Warning,
+            source: None
+        }
+        .matches(&r));
+        assert!(!Filter {
+            min_severity: Severity::Err,
+            source: None
+        }
+        .matches(&r));
+        assert!(Filter {
+            min_severity: Severity::Debug,
+            source: Some("berthd".into())
+        }
+        .matches(&r));
+        assert!(Filter {
+            min_severity: Severity::Debug,
+            source: Some("service".into())
+        }
+        .matches(&r));
+        assert!(!Filter {
+            min_severity: Severity::Debug,
+            source: Some("kmsg".into())
+        }
+        .matches(&r));
     }
 }

@@ -29,7 +29,12 @@ pub struct Batch {
 impl Ring {
     /// An empty ring holding up to `capacity` bytes.
     pub fn new(capacity: usize) -> Self {
-        Self { records: VecDeque::new(), bytes: 0, capacity, next_seq: 0 }
+        Self {
+            records: VecDeque::new(),
+            bytes: 0,
+            capacity,
+            next_seq: 0,
+        }
     }
 
     /// Appends `record` (its `seq` is assigned here), dropping the oldest records to stay
@@ -55,6 +60,17 @@ impl Ring {
             }
         }
         self.next_seq - 1
+    }
+
+    /// Changes the budget, dropping the oldest records to fit.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        while self.bytes > self.capacity {
+            match self.records.pop_front() {
+                Some(old) => self.bytes -= old.cost(),
+                None => break,
+            }
+        }
     }
 
     /// The sequence number the next record will get.
@@ -94,12 +110,23 @@ impl Ring {
                 records.push(record.clone());
             }
         }
-        Batch { records, missed, next: next.max(start) }
+        Batch {
+            records,
+            missed,
+            next: next.max(start),
+        }
     }
 
     /// The last `n` matching records, oldest first.
     pub fn tail(&self, n: usize, filter: &Filter) -> Vec<Record> {
-        let mut out: Vec<Record> = self.records.iter().rev().filter(|r| filter.matches(r)).take(n).cloned().collect();
+        let mut out: Vec<Record> = self
+            .records
+            .iter()
+            .rev()
+            .filter(|r| filter.matches(r))
+            .take(n)
+            .cloned()
+            .collect();
         out.reverse();
         out
     }
@@ -111,7 +138,13 @@ mod tests {
     use super::*;
 
     fn rec(message: &str, severity: Severity) -> Record {
-        Record::now(Origin::Init, Facility::DAEMON, severity, "berth-init", message)
+        Record::now(
+            Origin::Init,
+            Facility::DAEMON,
+            severity,
+            "berth-init",
+            message,
+        )
     }
 
     #[test]
@@ -126,11 +159,21 @@ mod tests {
         assert_eq!(ring.dropped(), 2);
         let batch = ring.read_from(0, &Filter::default(), 100);
         assert_eq!(batch.missed, 2);
-        assert_eq!(batch.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(
+            batch.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
         assert_eq!(batch.next, 5);
         // Caught up: nothing new, nothing missed.
         let batch = ring.read_from(5, &Filter::default(), 100);
-        assert_eq!(batch, Batch { records: vec![], missed: 0, next: 5 });
+        assert_eq!(
+            batch,
+            Batch {
+                records: vec![],
+                missed: 0,
+                next: 5
+            }
+        );
     }
 
     #[test]
@@ -140,23 +183,70 @@ mod tests {
         ring.push(rec("b", Severity::Err));
         ring.push(rec("c", Severity::Debug));
         ring.push(rec("d", Severity::Warning));
-        let errors = Filter { min_severity: Severity::Warning, source: None };
+        let errors = Filter {
+            min_severity: Severity::Warning,
+            source: None,
+        };
         let batch = ring.read_from(0, &errors, 1);
-        assert_eq!(batch.records.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            batch
+                .records
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
         assert_eq!(batch.next, 2);
         let batch = ring.read_from(batch.next, &errors, 10);
-        assert_eq!(batch.records.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["d"]);
+        assert_eq!(
+            batch
+                .records
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>(),
+            ["d"]
+        );
         assert_eq!(batch.next, 4);
+    }
+
+    #[test]
+    fn shrinking_drops_the_oldest() {
+        let one = rec("x", Severity::Info).cost();
+        let mut ring = Ring::new(one * 10);
+        for _ in 0..10 {
+            ring.push(rec("x", Severity::Info));
+        }
+        ring.set_capacity(one * 4);
+        assert_eq!((ring.first_seq(), ring.bytes()), (6, one * 4));
+        ring.set_capacity(one * 100);
+        ring.push(rec("x", Severity::Info));
+        assert_eq!(ring.first_seq(), 6);
     }
 
     #[test]
     fn tail_is_the_last_matching() {
         let mut ring = Ring::new(1 << 20);
         for m in ["a", "b", "c", "d"] {
-            ring.push(rec(m, if m == "c" { Severity::Debug } else { Severity::Info }));
+            ring.push(rec(
+                m,
+                if m == "c" {
+                    Severity::Debug
+                } else {
+                    Severity::Info
+                },
+            ));
         }
-        let info = Filter { min_severity: Severity::Info, source: None };
-        assert_eq!(ring.tail(2, &info).iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["b", "d"]);
+        let info = Filter {
+            min_severity: Severity::Info,
+            source: None,
+        };
+        assert_eq!(
+            ring.tail(2, &info)
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>(),
+            ["b", "d"]
+        );
         assert_eq!(ring.tail(10, &Filter::default()).len(), 4);
     }
 

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Datelike;
-use nix::sys::socket::{self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
+};
 
 use super::ratelimit::{RateLimiter, Verdict};
 use super::record::{Facility, Origin, Record, Severity};
@@ -65,11 +67,21 @@ pub struct Parsed {
 pub fn parse(text: &str) -> Parsed {
     let text = text.trim_end_matches(['\n', '\r', '\0']);
     let year = chrono::Utc::now().year();
-    match syslog_loose::parse_message_with_year_exact(text, |_| year, syslog_loose::Variant::Either) {
+    match syslog_loose::parse_message_with_year_exact(text, |_| year, syslog_loose::Variant::Either)
+    {
         Ok(msg) => Parsed {
-            facility: msg.facility.and_then(|f| Facility::from_code(f as u8)).unwrap_or(Facility::USER),
-            severity: msg.severity.and_then(|s| Severity::from_code(s as u8)).unwrap_or(Severity::Notice),
-            app: msg.appname.filter(|a| !a.is_empty() && *a != "-").map(str::to_string),
+            facility: msg
+                .facility
+                .and_then(|f| Facility::from_code(f as u8))
+                .unwrap_or(Facility::USER),
+            severity: msg
+                .severity
+                .and_then(|s| Severity::from_code(s as u8))
+                .unwrap_or(Severity::Notice),
+            app: msg
+                .appname
+                .filter(|a| !a.is_empty() && *a != "-")
+                .map(str::to_string),
             pid: match msg.procid {
                 Some(syslog_loose::ProcId::PID(pid)) => u32::try_from(pid).ok(),
                 _ => None,
@@ -103,14 +115,27 @@ impl Receiver {
     /// Binds `path` (replacing a stale socket file), world-writable like every `/dev/log`, and
     /// asks for the senders' credentials.
     pub fn bind(path: &Path) -> Result<Self, SyslogError> {
-        let err = |what, source| SyslogError::Bind { path: path.to_path_buf(), what, source };
-        let fd = socket::socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-            .map_err(|e| err("socket", e))?;
+        let err = |what, source| SyslogError::Bind {
+            path: path.to_path_buf(),
+            what,
+            source,
+        };
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| err("socket", e))?;
         let _ = std::fs::remove_file(path);
         let addr = UnixAddr::new(path).map_err(|e| err("address", e))?;
         socket::bind(fd.as_raw_fd(), &addr).map_err(|e| err("bind", e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-            .map_err(|e| err("chmod", nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|e| {
+            err(
+                "chmod",
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            )
+        })?;
         socket::setsockopt(&fd, sockopt::PassCred, &true).map_err(|e| err("SO_PASSCRED", e))?;
         Ok(Self { fd })
     }
@@ -131,7 +156,9 @@ impl Receiver {
                 Err(e) => {
                     failures += 1;
                     if failures >= 100 {
-                        console.error(&format!("syslog: receiving on {DEV_LOG} keeps failing: {e}; receiver stopped"));
+                        console.error(&format!(
+                            "syslog: receiving on {DEV_LOG} keeps failing: {e}; receiver stopped"
+                        ));
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(100));
@@ -162,7 +189,13 @@ impl Receiver {
                     console.echo(&name, &line);
                 }
             }
-            let mut record = Record::now(Origin::Syslog, parsed.facility, parsed.severity, &name, &parsed.message);
+            let mut record = Record::now(
+                Origin::Syslog,
+                parsed.facility,
+                parsed.severity,
+                &name,
+                &parsed.message,
+            );
             record.pid = parsed.pid.or(pid);
             logger.push(record);
         }
@@ -172,7 +205,12 @@ impl Receiver {
     fn recv(&self, buf: &mut [u8]) -> Result<(usize, Option<u32>), nix::errno::Errno> {
         let mut iov = [IoSliceMut::new(buf)];
         let mut space = nix::cmsg_space!(libc::ucred);
-        let msg = socket::recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())?;
+        let msg = socket::recvmsg::<()>(
+            self.fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )?;
         let mut pid = None;
         for cmsg in msg.cmsgs()? {
             if let ControlMessageOwned::ScmCredentials(creds) = cmsg {
@@ -197,7 +235,8 @@ mod tests {
 
     #[test]
     fn rfc5424() {
-        let p = parse("<165>1 2026-11-27T20:00:00.003Z host app 42 ID47 [x@1 a=\"b\"] hello there\n");
+        let p =
+            parse("<165>1 2026-11-27T20:00:00.003Z host app 42 ID47 [x@1 a=\"b\"] hello there\n");
         assert_eq!(p.facility.as_str(), "local4");
         assert_eq!(p.severity, Severity::Notice);
         assert_eq!(p.app.as_deref(), Some("app"));
@@ -243,13 +282,19 @@ mod tests {
         let path = dir.path().join("log");
         let receiver = Receiver::bind(&path).unwrap();
         let logger: &'static Logger = Box::leak(Box::new(Logger::new(1 << 16)));
-        std::thread::spawn(move || receiver.run(logger, Console::new(crate::console::Level::Error)));
+        std::thread::spawn(move || {
+            receiver.run(logger, Console::new(crate::console::Level::Error))
+        });
         let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        sock.send_to(b"<30>1 - - tester - - - from the test", &path).unwrap();
+        sock.send_to(b"<30>1 - - tester - - - from the test", &path)
+            .unwrap();
         assert!(logger.wait_for(0, Duration::from_secs(10)));
         let batch = logger.read_from(0, &Default::default(), 10);
         let r = &batch.records[0];
-        assert_eq!((r.origin, r.name.as_str(), r.message.as_str()), (Origin::Syslog, "tester", "from the test"));
+        assert_eq!(
+            (r.origin, r.name.as_str(), r.message.as_str()),
+            (Origin::Syslog, "tester", "from the test")
+        );
         assert_eq!((r.facility, r.severity), (Facility::DAEMON, Severity::Info));
         assert_eq!(r.pid, Some(std::process::id()));
     }

@@ -79,7 +79,6 @@ pub fn run(
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
