@@ -312,7 +312,11 @@ impl Vm {
     /// is an error.
     pub fn berthctl_system(&self, args: &[&str], timeout: Duration) -> Result<CommandOutput> {
         let mut command = Command::new(berthctl::path()?);
-        command.arg("--init-address").arg(self.init_address()).arg("system").args(args);
+        command
+            .arg("--init-address")
+            .arg(self.init_address())
+            .arg("system")
+            .args(args);
         crate::process::run_ok(command, timeout)
     }
 
