@@ -33,6 +33,10 @@ test: deps static image image-test ## Unit and host tests, then the QEMU scenari
 	$(CARGO) test --workspace --exclude berth-qemu-tests
 	$(CARGO) test -p berth-qemu-tests -- --test-threads=1 --nocapture
 
+.PHONY: bench
+bench: deps ## Benchmarks against containerd (root): image import+unpack, reported as a ratio.
+	$(CARGO) test --release -p berth-runtime --test bench_import -- --ignored --nocapture
+
 clean: ## Remove out/ and cargo's build output.
 	rm -rf out
 	$(CARGO) clean

@@ -6,6 +6,13 @@ use std::{fs, path::PathBuf};
 const PROTOS: &[&str] = &[
     "proto/berth/services/version/v1/version.proto",
     "proto/berth/services/introspection/v1/introspection.proto",
+    "proto/berth/services/namespaces/v1/namespaces.proto",
+    "proto/berth/services/images/v1/images.proto",
+    "proto/berth/services/leases/v1/leases.proto",
+    "proto/berth/services/content/v1/content.proto",
+    "proto/berth/services/gc/v1/gc.proto",
+    "proto/berth/services/snapshots/v1/snapshots.proto",
+    "proto/berth/services/transfer/v1/transfer.proto",
     "proto/berth/services/system/v1/system.proto",
 ];
 

@@ -79,6 +79,10 @@ pub struct Config {
     /// `[[service]]`: extra supervised services.
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+    /// `[sysctl]`: kernel parameters written at boot (`crate::sysctl`).
+    pub sysctl: crate::sysctl::Sysctls,
+    /// `[rlimits]`: resource limits of init, inherited by every service (`crate::rlimit`).
+    pub rlimits: crate::rlimit::Rlimits,
     /// `[storage]`: the state partition mounted at `/var`.
     pub storage: crate::storage::StorageConfig,
 }
@@ -118,6 +122,11 @@ pub struct BerthdConfig {
     pub backoff_initial_ms: u64,
     /// Upper bound of the restart delay.
     pub backoff_max_ms: u64,
+    /// SIGTERM-to-SIGKILL grace at shutdown or restart; unset: `[shutdown] timeout_secs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_secs: Option<u64>,
+    /// `[berthd.resources]`: reservations and limits of berthd's cgroup.
+    pub resources: crate::cgroup::Resources,
 }
 
 /// `[bridge]`: the virtio-serial port bridged to berthd's socket.
@@ -162,6 +171,15 @@ pub struct ServiceConfig {
     /// Upper bound of the restart delay in milliseconds (default 5000).
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// When an exit is followed by a restart: `always` (default), `on-failure`, `never`.
+    #[serde(default)]
+    pub restart: crate::supervisor::RestartPolicy,
+    /// SIGTERM-to-SIGKILL grace at shutdown or restart; unset: `[shutdown] timeout_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_secs: Option<u64>,
+    /// `[service.resources]`: reservations and limits of the service's cgroup.
+    #[serde(default)]
+    pub resources: crate::cgroup::Resources,
 }
 
 fn default_max_failures() -> u32 {
@@ -206,6 +224,8 @@ impl Default for BerthdConfig {
             max_failures: default_max_failures(),
             backoff_initial_ms: default_backoff_initial_ms(),
             backoff_max_ms: default_backoff_max_ms(),
+            stop_timeout_secs: None,
+            resources: crate::cgroup::Resources::default(),
         }
     }
 }
@@ -240,6 +260,8 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             log: crate::log::LogConfig::default(),
             services: Vec::new(),
+            sysctl: crate::sysctl::Sysctls::default(),
+            rlimits: crate::rlimit::Rlimits::new(),
             storage: crate::storage::StorageConfig::default(),
         }
     }
@@ -703,6 +725,55 @@ mod tests {
     }
 
     #[test]
+    fn services_sysctls_rlimits_and_resources_parse() {
+        let config = parse(
+            "[berthd]\nstop_timeout_secs = 20\n[berthd.resources]\nmemory_min = \"64M\"\ncpu_weight = 500\n\
+             [sysctl]\n\"net.ipv4.ip_forward\" = \"1\"\n[rlimits]\nnofile = { soft = 4096, hard = 8192 }\n\
+             [[service]]\nname = \"a\"\npath = \"/a\"\nrestart = \"never\"\nstop_timeout_secs = 2\n\
+             [service.resources]\npids_max = 10\n",
+        )
+        .unwrap();
+        assert_eq!(config.berthd.stop_timeout_secs, Some(20));
+        assert_eq!(
+            config.berthd.resources.memory_min,
+            Some(crate::cgroup::resources::Size(64 << 20))
+        );
+        assert_eq!(config.sysctl.0["net.ipv4.ip_forward"], "1");
+        assert_eq!(
+            config.rlimits["nofile"].hard,
+            crate::rlimit::Limit::Value(8192)
+        );
+        let s = &config.services[0];
+        assert_eq!(
+            (s.restart, s.stop_timeout_secs),
+            (crate::supervisor::RestartPolicy::Never, Some(2))
+        );
+        assert!(s.resources.pids_max.is_some());
+    }
+
+    #[test]
+    fn bad_resource_values_name_line_and_key() {
+        let err = parse("[berthd]\npath = \"/x\"\n[berthd.resources]\nmemory_max = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "/etc/berth/init.toml:4: key berthd.resources.memory_max: invalid size \"lots\""
+            ),
+            "{err}"
+        );
+        let err = parse("[[service]]\nname = \"a\"\npath = \"/a\"\nrestart = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "/etc/berth/init.toml:4: key service[0].restart: unknown variant `sometimes`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_bad_key_costs_only_that_key() {
         let text = "[console]\nlevel = \"debug\"\n[berthd]\nmax_failures = -1\nbackoff_max_ms = 100\nbogus = 1\n\
 [[service]]\nname = \"a\"\npath = \"/a\"\n[[service]]\nname = \"b\"\n";
@@ -793,7 +864,11 @@ mod tests {
 
     fn dotted_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
         for (key, value) in table {
-            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
             match value {
                 toml::Value::Table(t) => dotted_keys(&path, t, out),
                 // `[[service]]` entries are checked from a sample entry below.
@@ -807,10 +882,24 @@ mod tests {
     fn every_key_is_documented() {
         let docs = include_str!("../../docs/init-config.md");
         let mut keys = Vec::new();
-        dotted_keys("", &toml::Table::try_from(Config::default()).unwrap(), &mut keys);
+        dotted_keys(
+            "",
+            &toml::Table::try_from(Config::default()).unwrap(),
+            &mut keys,
+        );
         let service: ServiceConfig = toml::from_str("name = \"x\"\npath = \"/x\"").unwrap();
-        dotted_keys("service", &toml::Table::try_from(service).unwrap(), &mut keys);
-        let missing: Vec<&String> = keys.iter().filter(|k| !docs.contains(&format!("`{k}`"))).collect();
-        assert!(missing.is_empty(), "keys missing from docs/init-config.md: {missing:?}");
+        dotted_keys(
+            "service",
+            &toml::Table::try_from(service).unwrap(),
+            &mut keys,
+        );
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|k| !docs.contains(&format!("`{k}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from docs/init-config.md: {missing:?}"
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! (`[shutdown] on_fatal`).
 
 pub mod bridge;
+pub mod cgroup;
 pub mod cmdline;
 pub mod coldplug;
 pub mod config;
@@ -29,11 +30,14 @@ pub mod output;
 pub mod power;
 pub mod power_button;
 pub mod reaper;
+pub mod rlimit;
 pub mod stage1;
 pub mod stage2;
 pub mod storage;
 pub mod supervisor;
 pub mod switch_root;
+pub mod sysctl;
+pub mod system;
 
 use std::panic::AssertUnwindSafe;
 

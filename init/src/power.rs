@@ -1,14 +1,16 @@
 //! Power: the last steps of a shutdown and the never-returning end of PID 1.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::reboot::RebootMode;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::cgroup;
 use crate::console::Console;
 use crate::reaper;
-use crate::supervisor::{self, Supervisor};
+use crate::supervisor::Supervisor;
 
 /// How the machine ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,9 +82,15 @@ fn is_pid1() -> bool {
     nix::unistd::getpid() == Pid::from_raw(1)
 }
 
-/// The orderly shutdown: SIGTERM to the services and then to every process, wait up to
-/// `timeout` while reaping, SIGKILL what is left, sync, unmount in reverse order, and
-/// power off or reboot. Never returns.
+/// The orderly shutdown, each step timed on the console:
+/// 1. the services ([`Supervisor::stop_all`]): extra services, then berthd — SIGTERM to the
+///    service's cgroup, up to its stop timeout, then SIGKILL to the cgroup;
+/// 2. what is left in `containers.slice` (shims and containers): SIGTERM, up to `timeout`,
+///    then SIGKILL (`cgroup.kill`);
+/// 3. every other process (`kill(-1)`): SIGTERM, up to `timeout`, SIGKILL;
+/// 4. sync, unmount in reverse order, power off or reboot ([`finish`]).
+///
+/// Children are reaped throughout. Never returns.
 pub fn shutdown(
     supervisor: &mut Supervisor,
     timeout: Duration,
@@ -90,46 +98,96 @@ pub fn shutdown(
     reason: &str,
     console: Console,
 ) -> ! {
+    let began = Instant::now();
     console.notice(&format!("shutting down ({action}, {reason})"));
-    let services = supervisor.begin_shutdown();
-    for pid in &services {
-        supervisor::kill_run(*pid, Signal::SIGTERM);
+    let pid1 = is_pid1();
+    let mut reap = || if pid1 { reaper::reap() } else { Vec::new() };
+    supervisor.stop_all(&mut reap);
+    if let Some(tree) = supervisor.cgroups() {
+        stop_containers(&tree.containers(), timeout, console);
     }
-    if is_pid1() {
-        // Everything else too (kill(-1) spares init itself).
-        let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    if pid1 {
+        stop_the_rest(timeout, console);
     }
-    let deadline = Instant::now() + timeout;
-    loop {
-        for (pid, status) in reaper::reap() {
-            supervisor.on_exit(pid, status, Instant::now());
+    console.notice(&format!(
+        "services and processes stopped in {:.2}s",
+        began.elapsed().as_secs_f64()
+    ));
+    finish(action, console)
+}
+
+/// Step 2 of [`shutdown`]: SIGTERM to everything under `containers.slice`, wait up to
+/// `timeout` for it to empty, then SIGKILL the slice.
+fn stop_containers(dir: &Path, timeout: Duration, console: Console) {
+    if !cgroup::populated(dir).unwrap_or(false) {
+        return;
+    }
+    let started = Instant::now();
+    let count = cgroup::signal_all(dir, Signal::SIGTERM);
+    let name = cgroup::CONTAINERS_SLICE;
+    let empty = |limit: Duration| {
+        let deadline = Instant::now() + limit;
+        loop {
+            if is_pid1() {
+                reaper::reap();
+            }
+            if !cgroup::populated(dir).unwrap_or(false) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        let left = if is_pid1() {
-            reaper::has_children()
-        } else {
-            supervisor.any_running()
-        };
-        if !left {
+    };
+    if empty(timeout) {
+        console.notice(&format!(
+            "stopped {name} ({count} processes) in {:.2}s",
+            started.elapsed().as_secs_f64()
+        ));
+        return;
+    }
+    console.warn(&format!(
+        "{name} not empty {}s after SIGTERM; sending SIGKILL",
+        timeout.as_secs()
+    ));
+    if let Err(e) = cgroup::kill_all(dir) {
+        console.warn(&e.to_string());
+    }
+    let gone = empty(Duration::from_secs(5));
+    console.notice(&format!(
+        "stopped {name} ({count} processes) in {:.2}s (SIGKILL{})",
+        started.elapsed().as_secs_f64(),
+        if gone { "" } else { "; some still there" }
+    ));
+}
+
+/// Step 3 of [`shutdown`]: every process but init (`kill(-1)` spares the caller).
+fn stop_the_rest(timeout: Duration, console: Console) {
+    let started = Instant::now();
+    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    let deadline = started + timeout;
+    loop {
+        reaper::reap();
+        if !reaper::has_children() {
             break;
         }
         if Instant::now() >= deadline {
             console.warn(&format!(
-                "processes still running after {}s; killing them",
+                "processes still running {}s after SIGTERM; killing them",
                 timeout.as_secs()
             ));
-            for pid in &services {
-                supervisor::kill_run(*pid, Signal::SIGKILL);
-            }
-            if is_pid1() {
-                let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-            }
+            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
             std::thread::sleep(Duration::from_millis(200));
             reaper::reap();
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    finish(action, console)
+    console.debug(&format!(
+        "other processes stopped in {:.2}s",
+        started.elapsed().as_secs_f64()
+    ));
 }
 
 /// Syncs, unmounts what it can and powers off or reboots. Outside PID 1 (development) it

@@ -80,6 +80,8 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             Err(err) => console.warn(&err.to_string()),
         }
     }
+    // The cgroup tree, with init moved into init.scope before it starts any thread.
+    let cgroups = crate::system::setup_cgroups(console);
     let signals = match signals {
         Ok(fd) => Some(fd),
         Err(err) => {
@@ -207,7 +209,15 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     // Ends at `berth ready` (see control::server).
     control.timeline.begin("services");
 
+    // sysctls and rlimits of all layers (node file included; modules are loaded by now).
+    crate::system::apply_settings(&config, console);
     let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
+    if let Some(tree) = cgroups {
+        supervisor = supervisor.with_cgroups(tree);
+    }
+    // The engine stage: berthd and the [[service]]s start once storage, network and time
+    // (the steps above) are done. `supervisor.control()` is the handle for the control API.
+    supervisor.start(Instant::now());
     main_loop(&mut supervisor, signals.as_ref(), &rx, &config, console)
 }
 
@@ -227,18 +237,36 @@ pub fn service_specs(config: &Config) -> Vec<ServiceSpec> {
             address: b.address.clone(),
             timeout: b.ready_timeout(),
         },
+        restart: crate::supervisor::RestartPolicy::Always,
+        stop_timeout: Duration::from_secs(
+            b.stop_timeout_secs.unwrap_or(config.shutdown.timeout_secs),
+        ),
+        resources: b.resources.clone(),
+        config_key: "berthd".into(),
     }];
-    specs.extend(config.services.iter().map(|s| ServiceSpec {
-        name: s.name.clone(),
-        path: s.path.clone(),
-        args: s.args.clone(),
-        max_failures: s.max_failures,
-        backoff: Backoff {
-            initial: Duration::from_millis(s.backoff_initial_ms),
-            max: Duration::from_millis(s.backoff_max_ms),
-        },
-        readiness: Readiness::Running,
-    }));
+    specs.extend(
+        config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServiceSpec {
+                name: s.name.clone(),
+                path: s.path.clone(),
+                args: s.args.clone(),
+                max_failures: s.max_failures,
+                backoff: Backoff {
+                    initial: Duration::from_millis(s.backoff_initial_ms),
+                    max: Duration::from_millis(s.backoff_max_ms),
+                },
+                readiness: Readiness::Running,
+                restart: s.restart,
+                stop_timeout: Duration::from_secs(
+                    s.stop_timeout_secs.unwrap_or(config.shutdown.timeout_secs),
+                ),
+                resources: s.resources.clone(),
+                config_key: format!("service[{i}]"),
+            }),
+    );
     specs
 }
 

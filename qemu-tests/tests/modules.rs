@@ -41,13 +41,19 @@ fn hotplug_loads_the_driver_of_a_device_added_later() -> Result<()> {
     let mut vm = Vm::builder("hotplug").image(&image).spawn()?;
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let live = module_is_live(&mut vm)?;
-    vm.check(!live, "virtio_rng already loaded before any RNG device exists")?;
+    vm.check(
+        !live,
+        "virtio_rng already loaded before any RNG device exists",
+    )?;
     let added = Instant::now();
     let reply = vm.monitor("device_add virtio-rng-pci,id=rng1")?;
     vm.check(reply.trim().is_empty(), format!("device_add said: {reply}"))?;
     let line = vm.wait_for_line(r"hotplug: loaded .*virtio_rng", Duration::from_secs(30))?;
     println!("{line}");
-    println!("device_add -> driver loaded: {:.2} s", added.elapsed().as_secs_f64());
+    println!(
+        "device_add -> driver loaded: {:.2} s",
+        added.elapsed().as_secs_f64()
+    );
     let live = module_is_live(&mut vm)?;
     vm.check(live, "virtio_rng is not live after the hotplug")?;
     Ok(())

@@ -127,7 +127,7 @@ fn status_lists_stages_ready_and_idle_rss() -> Result<()> {
     println!("console: {summary}");
 
     // The boot log has one line per stage with its duration.
-    let log = system(&mut vm, &["log", "-n", "0", "-s", "init"])?;
+    let log = system(&mut vm, &["log", "--lines", "0", "-s", "init"])?;
     for stage in STAGES.iter().filter(|s| **s != "services") {
         vm.check(
             log.contains(&format!("stage {stage}: ")),
@@ -268,7 +268,15 @@ fn syslog_message_is_in_the_log_and_followed_then_reboot() -> Result<()> {
     let mut child = Command::new(berth_qemu_tests::berthctl::path()?)
         .arg("--init-address")
         .arg(vm.init_address())
-        .args(["system", "log", "-f", "-n", "0", "-s", "berth-test-agent"])
+        .args([
+            "system",
+            "log",
+            "-f",
+            "--lines",
+            "0",
+            "-s",
+            "berth-test-agent",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;

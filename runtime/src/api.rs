@@ -26,4 +26,8 @@ macro_rules! generated {
 }
 
 generated!(version, version_ttrpc, introspection, introspection_ttrpc);
+generated!(namespaces, namespaces_ttrpc, images, images_ttrpc);
+generated!(leases, leases_ttrpc, content, content_ttrpc, gc, gc_ttrpc);
+generated!(snapshots, snapshots_ttrpc);
+generated!(transfer, transfer_ttrpc);
 generated!(system, system_ttrpc);

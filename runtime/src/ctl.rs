@@ -1,5 +1,7 @@
 //! berthctl: the command-line client of berthd's API (ctr-like verbs).
 
+mod storage;
+
 use std::{ffi::OsString, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,6 +23,9 @@ struct Args {
     /// berthd's socket (`unix:///path` or a path); on a QEMU host, the bridged virtio-serial socket.
     #[arg(long, short = 'a', global = true, env = "BERTH_ADDRESS", default_value = DEFAULT_ADDRESS)]
     address: String,
+    /// Namespace of the storage verbs (like ctr's `-n`).
+    #[arg(long, short = 'n', global = true, env = "BERTH_NAMESPACE", default_value = crate::metadata::DEFAULT_NAMESPACE)]
+    namespace: String,
     /// berth-init's control API socket, for the `system` verbs.
     #[arg(long, global = true, env = "BERTH_INIT_ADDRESS", default_value = crate::ctl_system::DEFAULT_INIT_ADDRESS)]
     init_address: String,
@@ -38,6 +43,11 @@ enum Command {
     /// Engine plugins.
     #[command(subcommand, alias = "plugin")]
     Plugins(PluginsCommand),
+    #[command(flatten)]
+    Storage(storage::StorageCommand),
+    /// Snapshots (like `ctr snapshots`).
+    #[command(alias = "snapshot")]
+    Snapshots(crate::snapshots::ctl::SnapshotsArgs),
     /// berth-init: status, log, reboot, poweroff, service restart (uses --init-address).
     #[command(subcommand)]
     System(crate::ctl_system::SystemCommand),
@@ -116,14 +126,18 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     }
 }
 
-async fn run(args: Args) -> Result<(), ClientError> {
-    let client = Client::connect(&args.address, Duration::from_secs(args.timeout)).await?;
+async fn run(args: Args) -> Result<(), storage::Error> {
+    let timeout = Duration::from_secs(args.timeout);
+    let connect = || Client::connect(&args.address, timeout);
     match args.command {
+        Command::Snapshots(s) => {
+            crate::snapshots::ctl::run(&args.address, Duration::from_secs(args.timeout), s).await?
+        }
         Command::Version => {
             println!("Client:");
             println!("  Version:  {}", crate::services::VERSION);
             println!("  Revision: {}", crate::services::REVISION);
-            let (v, r) = client.version().await?;
+            let (v, r) = connect().await?.version().await?;
             println!();
             println!("Server:");
             println!("  Version:  {v}");
@@ -134,7 +148,7 @@ async fn run(args: Args) -> Result<(), ClientError> {
             format,
             quiet,
         }) => {
-            let plugins = client.plugins(filter).await?;
+            let plugins = connect().await?.plugins(filter).await?;
             if quiet {
                 for p in &plugins {
                     println!("{}.{}", p.type_, p.id);
@@ -149,6 +163,7 @@ async fn run(args: Args) -> Result<(), ClientError> {
                 print!("{}", plugins_table(&plugins));
             }
         }
+        Command::Storage(c) => storage::run(&args.address, timeout, &args.namespace, c).await?,
         Command::System(_) => unreachable!("system verbs are handled before connecting to berthd"),
     }
     Ok(())

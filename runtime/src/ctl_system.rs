@@ -37,8 +37,9 @@ pub enum SystemCommand {
         /// Keep printing new records as they come.
         #[arg(long, short = 'f')]
         follow: bool,
-        /// Show the last N records (0: all the ring holds).
-        #[arg(long, short = 'n', default_value_t = 50)]
+        /// Show the last N records (0: all the ring holds). Not `-n`: that is berthctl's global
+        /// namespace flag.
+        #[arg(long, short = 'l', default_value_t = 50)]
         lines: u32,
         /// Only records at most this severe (emerg … debug, or err/warn/…).
         #[arg(long, short = 'p', value_name = "SEVERITY", default_value = "")]

@@ -63,6 +63,8 @@ pub enum DaemonError {
     },
     #[error("ttrpc server: {0}")]
     Server(#[source] ttrpc::Error),
+    #[error("storage: {}", crate::metadata::chain(.0))]
+    Storage(Box<crate::storage_api::StorageError>),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -147,7 +149,11 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Err(e) => {
             error!("{e}");
             eprintln!("berthd: error: {e}");
-            1
+            match &e {
+                // Restarting cannot fix a newer schema or a bad GC setting: stop the retries.
+                DaemonError::Storage(s) if s.is_permanent() => EXIT_CONFIG,
+                _ => 1,
+            }
         }
     }
 }
@@ -208,13 +214,45 @@ async fn serve(
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
     let listener = bind(&socket, cfg.ttrpc.uid, cfg.ttrpc.gid)?;
-
-    let registry = Arc::new(registry(&cfg));
-    let mut server = ttrpc::r#async::Server::new()
+    let mut registry = registry(&cfg);
+    // Snapshotters first: interrupted unpacks are cleaned up, then the storage reconciles its
+    // snapshot records against them and its collector sweeps through them.
+    let snapshotters = Arc::new(crate::snapshots::service::load(&cfg.root, &mut registry));
+    for id in snapshotters.ids() {
+        if let Some(sn) = snapshotters.lookup(&id) {
+            let (removed, errors) = crate::unpack::remove_leftovers(sn.as_ref());
+            if !removed.is_empty() {
+                warn!(snapshotter = %id, ?removed, "removed snapshots of interrupted unpacks");
+            }
+            for e in errors {
+                error!(snapshotter = %id, "cannot remove a snapshot of an interrupted unpack: {e}");
+            }
+        }
+    }
+    let storage = match crate::storage_api::Storage::open_with(&cfg.root, &cfg.plugins, snapshotters.clone()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(DaemonError::Storage(Box::new(e)));
+        }
+    };
+    storage.register_plugins(&mut registry);
+    let registry = Arc::new(registry);
+    let server = storage.register_services(ttrpc::r#async::Server::new());
+    let gc_task = storage.spawn_scheduler();
+    let mut server = server
         .add_listener(listener.into())
         .register_service(version_ttrpc::create_version(Arc::new(VersionService)))
         .register_service(introspection_ttrpc::create_introspection(Arc::new(
             IntrospectionService { registry },
+        )))
+        .register_service(crate::api::transfer_ttrpc::create_transfer(Arc::new(
+            crate::transfer::Service { storage: storage.clone(), snapshotters: snapshotters.clone() },
+        )))
+        .register_service(crate::api::snapshots_ttrpc::create_snapshots(Arc::new(
+            crate::snapshots::service::SnapshotsService {
+                snapshotters: snapshotters.clone(),
+            },
         )));
     server.start().await.map_err(DaemonError::Server)?;
     info!(
@@ -252,7 +290,9 @@ async fn serve(
             }
         }
     }
+    gc_task.abort();
     server.shutdown().await.map_err(DaemonError::Server)?;
+    snapshotters.close_all();
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

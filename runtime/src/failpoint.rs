@@ -40,7 +40,11 @@ fn armed() -> Option<&'static Armed> {
         .get_or_init(|| {
             let spec = std::env::var(ENV).ok()?;
             let (name, at) = parse(&spec)?;
-            Some(Armed { name: name.to_string(), at, seen: AtomicU64::new(0) })
+            Some(Armed {
+                name: name.to_string(),
+                at,
+                seen: AtomicU64::new(0),
+            })
         })
         .as_ref()
 }
@@ -74,8 +78,14 @@ mod tests {
 
     #[test]
     fn specs_parse() {
-        assert_eq!(parse("content.commit.before_rename"), Some(("content.commit.before_rename", 1)));
-        assert_eq!(parse("unpack.layer.entry@17"), Some(("unpack.layer.entry", 17)));
+        assert_eq!(
+            parse("content.commit.before_rename"),
+            Some(("content.commit.before_rename", 1))
+        );
+        assert_eq!(
+            parse("unpack.layer.entry@17"),
+            Some(("unpack.layer.entry", 17))
+        );
         assert_eq!(parse("x@0"), None);
         assert_eq!(parse("x@y"), None);
     }

@@ -5,6 +5,7 @@
 //! [`daemon::main_with_args`] and [`ctl::main_with_args`].
 
 pub mod api;
+pub mod archive;
 pub mod client;
 pub mod config;
 pub mod content;
@@ -12,5 +13,11 @@ pub mod ctl;
 pub mod ctl_system;
 pub mod daemon;
 pub mod failpoint;
+pub mod images;
+pub mod metadata;
 pub mod plugins;
 pub mod services;
+pub mod snapshots;
+pub mod storage_api;
+pub mod transfer;
+pub mod unpack;

@@ -6,6 +6,7 @@
 //! never exits on a bad request: every failure becomes an `ok:false` reply.
 
 mod files;
+pub mod hold;
 mod port;
 mod procs;
 mod run;

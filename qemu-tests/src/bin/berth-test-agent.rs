@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use berth_qemu_tests::{agent, protocol};
 
 const USAGE: &str = "usage: berth-test-agent [--port NAME]\n\
-Serves the berth test agent protocol on the virtio-serial port NAME (default org.berth.test).";
+       berth-test-agent --ignore-sigterm | --sleep | --spawn-sleeper\n\
+Serves the berth test agent protocol on the virtio-serial port NAME (default org.berth.test).\n\
+--ignore-sigterm: ignore SIGTERM and sleep (a service that will not stop politely)\n\
+--sleep: sleep in a new session until killed\n\
+--spawn-sleeper: start a detached `--sleep` process, print its pid and exit";
 
 fn main() -> ExitCode {
     let mut port = protocol::DEFAULT_PORT.to_string();
@@ -19,6 +23,20 @@ fn main() -> ExitCode {
                 Some(name) => port = name,
                 None => return usage_error("--port needs a value"),
             },
+            "--ignore-sigterm" => return hold(agent::hold::ignore_sigterm_forever()),
+            "--sleep" => return hold(agent::hold::sleep_in_own_session()),
+            "--spawn-sleeper" => {
+                return match agent::hold::spawn_sleeper() {
+                    Ok(pid) => {
+                        println!("{pid}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("berth-test-agent: cannot start a sleeper: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -31,6 +49,16 @@ fn main() -> ExitCode {
         }
     }
     match agent::serve(&port) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("berth-test-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hold(result: std::io::Result<std::convert::Infallible>) -> ExitCode {
+    match result {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("berth-test-agent: {e}");

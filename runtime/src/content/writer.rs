@@ -161,6 +161,7 @@ impl Writer {
     /// bytes nobody hashed and an overlap would rewrite hashed ones, so both are refused
     /// rather than guessed at. A write past the expected size is refused at once.
     pub fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<()> {
+        crate::failpoint::hit("content.write.chunk");
         if offset != self.offset {
             return Err(Invalid::Offset {
                 reference: self.reference.clone(),
@@ -254,6 +255,7 @@ impl Writer {
             .set_permissions(Permissions::from_mode(0o444))
             .map_err(Error::io("chmod", &data_path))?;
         let target = self.blobs_dir.join(digest.encoded());
+        crate::failpoint::hit("content.commit.before_rename");
         match publish(&data_path, &target) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -262,6 +264,7 @@ impl Writer {
             }
             Err(e) => return Err(Error::io("rename into", &target)(e)),
         }
+        crate::failpoint::hit("content.commit.after_rename");
         File::open(&self.blobs_dir)
             .and_then(|d| d.sync_all())
             .map_err(Error::io("fsync", &self.blobs_dir))?;
