@@ -229,13 +229,15 @@ async fn serve(
             }
         }
     }
-    let storage = match crate::storage_api::Storage::open_with(&cfg.root, &cfg.plugins, snapshotters.clone()) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            let _ = std::fs::remove_file(&socket);
-            return Err(DaemonError::Storage(Box::new(e)));
-        }
-    };
+    let storage =
+        match crate::storage_api::Storage::open_with(&cfg.root, &cfg.plugins, snapshotters.clone())
+        {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(DaemonError::Storage(Box::new(e)));
+            }
+        };
     storage.register_plugins(&mut registry);
     let registry = Arc::new(registry);
     let server = storage.register_services(ttrpc::r#async::Server::new());
@@ -247,7 +249,10 @@ async fn serve(
             IntrospectionService { registry },
         )))
         .register_service(crate::api::transfer_ttrpc::create_transfer(Arc::new(
-            crate::transfer::Service { storage: storage.clone(), snapshotters: snapshotters.clone() },
+            crate::transfer::Service {
+                storage: storage.clone(),
+                snapshotters: snapshotters.clone(),
+            },
         )))
         .register_service(crate::api::snapshots_ttrpc::create_snapshots(Arc::new(
             crate::snapshots::service::SnapshotsService {

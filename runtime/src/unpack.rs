@@ -26,8 +26,8 @@ use std::time::Instant;
 use crate::archive::{self, ApplyOptions, ApplyStats, LayerRef};
 use crate::content::{Digest, LocalStore, Provider, ReaderAt};
 use crate::images::{self, ResolvedImage};
-use crate::metadata::SnapshotRecord;
 use crate::metadata::Db;
+use crate::metadata::SnapshotRecord;
 use crate::snapshots::{Kind, Labels, Mount, Snapshotter};
 
 /// Label containerd puts on snapshots created by unpacking, naming the chain ID.
@@ -156,7 +156,18 @@ pub fn unpack(
         if exists {
             out.reused += 1;
         } else {
-            let stats = apply_one(db, store, ns, snapshotter, sn, layer, parent.as_ref(), i + 1, count, lease)?;
+            let stats = apply_one(
+                db,
+                store,
+                ns,
+                snapshotter,
+                sn,
+                layer,
+                parent.as_ref(),
+                i + 1,
+                count,
+                lease,
+            )?;
             match stats {
                 Some(stats) => {
                     out.applied += 1;
@@ -172,8 +183,12 @@ pub fn unpack(
     out.chain_id = image.top_chain_id();
     if let Some(top) = out.chain_id {
         let (key, value) = images::gc_snapshot_label(snapshotter, &top);
-        let config = images::descriptor_digest(&image.config_descriptor, "the image")
-            .map_err(|e| UnpackError::Metadata(Box::new(crate::metadata::Error::InvalidArgument(e.to_string()))))?;
+        let config =
+            images::descriptor_digest(&image.config_descriptor, "the image").map_err(|e| {
+                UnpackError::Metadata(Box::new(crate::metadata::Error::InvalidArgument(
+                    e.to_string(),
+                )))
+            })?;
         let size = image.config_descriptor.size();
         db.content()
             .put_record(ns, config, size, [(key, value)].into_iter().collect())
@@ -201,7 +216,12 @@ fn apply_one(
     let snap_err = |op: &'static str, key: &str| {
         let key = key.to_string();
         let snapshotter = snapshotter.to_string();
-        move |source| UnpackError::Snapshot { snapshotter, op, key, source: Box::new(source) }
+        move |source| UnpackError::Snapshot {
+            snapshotter,
+            op,
+            key,
+            source: Box::new(source),
+        }
     };
     let name = backend_name(ns, &layer.chain_id);
     let nanos = std::time::SystemTime::now()
@@ -210,11 +230,15 @@ fn apply_one(
         .unwrap_or_default();
     let key = format!("{ns}/extract-{nanos}-{}", &layer.chain_id.encoded()[..12]);
     let parent_name = parent.map(|p| backend_name(ns, p)).unwrap_or_default();
-    let labels: Labels = [(LABEL_SNAPSHOT_REF.to_string(), layer.chain_id.to_string())].into_iter().collect();
+    let labels: Labels = [(LABEL_SNAPSHOT_REF.to_string(), layer.chain_id.to_string())]
+        .into_iter()
+        .collect();
 
     // Held from before the backend snapshot exists until its record is committed.
     let _guard = db.resource_guard();
-    let mounts = sn.prepare(&key, &parent_name, labels.clone()).map_err(snap_err("prepare", &key))?;
+    let mounts = sn
+        .prepare(&key, &parent_name, labels.clone())
+        .map_err(snap_err("prepare", &key))?;
     let result = write_layer(store, snapshotter, &key, &mounts, layer, index, count);
     let stats = match result {
         Ok(stats) => stats,
@@ -250,8 +274,13 @@ fn ensure_record(
 ) -> Result<(), UnpackError> {
     let key = chain_id.to_string();
     if let Some(lease) = lease {
-        let resource = crate::metadata::LeaseResource::Snapshot { snapshotter: snapshotter.into(), key: key.clone() };
-        db.leases().add_resource(ns, lease, &resource).map_err(|e| UnpackError::Metadata(Box::new(e)))?;
+        let resource = crate::metadata::LeaseResource::Snapshot {
+            snapshotter: snapshotter.into(),
+            key: key.clone(),
+        };
+        db.leases()
+            .add_resource(ns, lease, &resource)
+            .map_err(|e| UnpackError::Metadata(Box::new(e)))?;
     }
     if db.snapshots().get(ns, snapshotter, &key).is_ok() {
         return Ok(());
@@ -261,7 +290,9 @@ fn ensure_record(
         key,
         backend_name(ns, chain_id),
         parent.map(|p| p.to_string()),
-        [(LABEL_SNAPSHOT_REF.to_string(), chain_id.to_string())].into_iter().collect(),
+        [(LABEL_SNAPSHOT_REF.to_string(), chain_id.to_string())]
+            .into_iter()
+            .collect(),
     );
     match db.snapshots().create(ns, rec) {
         Ok(_) | Err(crate::metadata::Error::AlreadyExists { .. }) => Ok(()),
@@ -271,13 +302,23 @@ fn ensure_record(
 
 /// Where to write a layer for a snapshot with these mounts, and in which mode.
 fn plan_target(mounts: &[Mount]) -> Result<(PathBuf, ApplyOptions), String> {
-    let [mount] = mounts else { return Err(format!("{} mounts, expected one", mounts.len())) };
-    let option = |name: &str| mount.options.iter().find_map(|o| o.strip_prefix(name)).map(str::to_string);
+    let [mount] = mounts else {
+        return Err(format!("{} mounts, expected one", mounts.len()));
+    };
+    let option = |name: &str| {
+        mount
+            .options
+            .iter()
+            .find_map(|o| o.strip_prefix(name))
+            .map(str::to_string)
+    };
     match mount.fs_type.as_str() {
         "bind" | "rbind" => Ok((PathBuf::from(&mount.source), ApplyOptions::in_place())),
         "overlay" => {
             let upper = option("upperdir=").ok_or("overlay mount without upperdir")?;
-            let lowers = option("lowerdir=").map(|l| l.split(':').map(PathBuf::from).collect()).unwrap_or_default();
+            let lowers = option("lowerdir=")
+                .map(|l| l.split(':').map(PathBuf::from).collect())
+                .unwrap_or_default();
             Ok((PathBuf::from(upper), ApplyOptions::overlay(lowers)))
         }
         other => Err(format!("mount type {other} (not bind or overlay)")),
@@ -293,7 +334,12 @@ fn write_layer(
     index: usize,
     count: usize,
 ) -> Result<ApplyStats, UnpackError> {
-    let blob = store.reader_at(&layer.digest).map_err(|source| UnpackError::Blob { digest: layer.digest, source: Box::new(source) })?;
+    let blob = store
+        .reader_at(&layer.digest)
+        .map_err(|source| UnpackError::Blob {
+            digest: layer.digest,
+            source: Box::new(source),
+        })?;
     let layer_ref = LayerRef {
         digest: layer.digest,
         size: layer.size,
@@ -301,8 +347,20 @@ fn write_layer(
         diff_id: Some(layer.diff_id),
     };
     let apply = |target: &Path, opts: &ApplyOptions| {
-        archive::apply_layer(target, SequentialReader { inner: &blob, offset: 0 }, &layer_ref, opts).map_err(|source| {
-            UnpackError::Apply { digest: layer.digest, index, count, source: Box::new(source) }
+        archive::apply_layer(
+            target,
+            SequentialReader {
+                inner: &blob,
+                offset: 0,
+            },
+            &layer_ref,
+            opts,
+        )
+        .map_err(|source| UnpackError::Apply {
+            digest: layer.digest,
+            index,
+            count,
+            source: Box::new(source),
         })
     };
     match plan_target(mounts) {
@@ -319,8 +377,13 @@ fn write_layer(
             // place.
             let _ = reason;
             let dir = std::env::temp_dir().join(format!("berth-unpack-{}", key.replace('/', "_")));
-            let mounts_err = |reason: String| UnpackError::Mounts { snapshotter: snapshotter.into(), mounts: mounts.to_vec(), reason };
-            std::fs::create_dir_all(&dir).map_err(|e| mounts_err(format!("cannot create {}: {e}", dir.display())))?;
+            let mounts_err = |reason: String| UnpackError::Mounts {
+                snapshotter: snapshotter.into(),
+                mounts: mounts.to_vec(),
+                reason,
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| mounts_err(format!("cannot create {}: {e}", dir.display())))?;
             if let Err(e) = crate::snapshots::mount::mount_all(mounts, &dir) {
                 let _ = std::fs::remove_dir(&dir);
                 return Err(mounts_err(format!("cannot mount {key}: {e}")));
@@ -331,7 +394,11 @@ fn write_layer(
             let _ = std::fs::remove_dir(&dir);
             result
         }
-        Err(reason) => Err(UnpackError::Mounts { snapshotter: snapshotter.into(), mounts: mounts.to_vec(), reason }),
+        Err(reason) => Err(UnpackError::Mounts {
+            snapshotter: snapshotter.into(),
+            mounts: mounts.to_vec(),
+            reason,
+        }),
     }
 }
 
@@ -351,7 +418,10 @@ struct SequentialReader<'a> {
 
 impl Read for SequentialReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read_at(buf, self.offset).map_err(std::io::Error::other)?;
+        let n = self
+            .inner
+            .read_at(buf, self.offset)
+            .map_err(std::io::Error::other)?;
         self.offset += n as u64;
         Ok(n)
     }
@@ -362,7 +432,12 @@ mod tests {
     use super::*;
 
     fn mount(fs_type: &str, source: &str, options: &[&str]) -> Mount {
-        Mount { fs_type: fs_type.into(), source: source.into(), target: None, options: options.iter().map(|s| s.to_string()).collect() }
+        Mount {
+            fs_type: fs_type.into(),
+            source: source.into(),
+            target: None,
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]
@@ -373,11 +448,19 @@ mod tests {
         let (dir, opts) = plan_target(&[mount(
             "overlay",
             "overlay",
-            &["index=off", "workdir=/s/3/work", "upperdir=/s/3/fs", "lowerdir=/s/2/fs:/s/1/fs"],
+            &[
+                "index=off",
+                "workdir=/s/3/work",
+                "upperdir=/s/3/fs",
+                "lowerdir=/s/2/fs:/s/1/fs",
+            ],
         )])
         .unwrap();
         assert_eq!(dir, PathBuf::from("/s/3/fs"));
-        assert_eq!(opts, ApplyOptions::overlay(vec!["/s/2/fs".into(), "/s/1/fs".into()]));
+        assert_eq!(
+            opts,
+            ApplyOptions::overlay(vec!["/s/2/fs".into(), "/s/1/fs".into()])
+        );
         assert!(plan_target(&[]).is_err());
         assert!(plan_target(&[mount("zfs", "pool/berth/7", &[])]).is_err());
     }

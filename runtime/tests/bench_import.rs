@@ -91,9 +91,22 @@ fn berth_once(work: &Path, archive: &Path, i: usize) -> Result<Duration> {
     let took = {
         let d = support::start_berthd(&dir);
         let t = Instant::now();
-        let out = support::berthctl(&d.socket, &["images", "import", "--snapshotter", "overlayfs", archive.to_str().unwrap()]);
+        let out = support::berthctl(
+            &d.socket,
+            &[
+                "images",
+                "import",
+                "--snapshotter",
+                "overlayfs",
+                archive.to_str().unwrap(),
+            ],
+        );
         let took = t.elapsed();
-        ensure!(out.status.success(), "berthctl images import: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "berthctl images import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         took
     };
     let _ = Command::new("umount").arg("-R").arg(&dir).status();

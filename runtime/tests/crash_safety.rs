@@ -20,18 +20,33 @@ const IMAGE: &str = "example.test/crash:1";
 /// Three layers of ten files each; the top one deletes one file of the base.
 fn test_archive() -> Vec<u8> {
     let names: Vec<Vec<(String, Vec<u8>)>> = (0..3)
-        .map(|l| (0..10).map(|f| (format!("layer{l}/file{f}"), format!("{l}-{f}-").repeat(500).into_bytes())).collect())
+        .map(|l| {
+            (0..10)
+                .map(|f| {
+                    (
+                        format!("layer{l}/file{f}"),
+                        format!("{l}-{f}-").repeat(500).into_bytes(),
+                    )
+                })
+                .collect()
+        })
         .collect();
     let mut layers: Vec<Vec<u8>> = Vec::new();
     for (i, files) in names.iter().enumerate() {
-        let mut refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        let mut refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
         if i == 2 {
             refs.push(("layer0/.wh.file0", b""));
         }
         layers.push(layer(&refs));
     }
     let mut blobs = BTreeMap::new();
-    let m = manifest(&layers.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut blobs);
+    let m = manifest(
+        &layers.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        &mut blobs,
+    );
     archive(&[(IMAGE, m)], &blobs)
 }
 
@@ -53,12 +68,18 @@ fn check_consistent(dir: &Path, s: &Path, phase: &str) {
     let list = berthctl_ok(s, &["content", "ls", "-q"]);
     for digest in list.lines().filter(|l| !l.is_empty()) {
         let out = berthctl(s, &["content", "get", digest]);
-        assert!(out.status.success(), "{phase}: listed blob {digest} cannot be read");
+        assert!(
+            out.status.success(),
+            "{phase}: listed blob {digest} cannot be read"
+        );
         let actual = format!("sha256:{:x}", Sha256::digest(&out.stdout));
         assert_eq!(actual, digest, "{phase}: listed blob is partial");
     }
     let snaps = berthctl_ok(s, &["snapshots", "ls", "-q"]);
-    assert!(!snaps.contains("extract-"), "{phase}: an interrupted unpack's snapshot is visible:\n{snaps}");
+    assert!(
+        !snaps.contains("extract-"),
+        "{phase}: an interrupted unpack's snapshot is visible:\n{snaps}"
+    );
     let images = berthctl_ok(s, &["images", "ls", "-q"]);
     for name in images.lines().filter(|l| !l.is_empty()) {
         check_tree(dir, s, name, phase);
@@ -75,8 +96,14 @@ fn check_tree(dir: &Path, s: &Path, name: &str, phase: &str) {
             let path = target.join(format!("layer{l}/file{f}"));
             let expected = format!("{l}-{f}-").repeat(500).into_bytes();
             match std::fs::read(&path) {
-                Ok(data) if l == 0 && f == 0 => problems.push(format!("{} not whited out ({} bytes)", path.display(), data.len())),
-                Ok(data) if data != expected => problems.push(format!("{} has wrong contents", path.display())),
+                Ok(data) if l == 0 && f == 0 => problems.push(format!(
+                    "{} not whited out ({} bytes)",
+                    path.display(),
+                    data.len()
+                )),
+                Ok(data) if data != expected => {
+                    problems.push(format!("{} has wrong contents", path.display()))
+                }
                 Ok(_) => {}
                 Err(_) if l == 0 && f == 0 => {}
                 Err(e) => problems.push(format!("{}: {e}", path.display())),
@@ -84,7 +111,10 @@ fn check_tree(dir: &Path, s: &Path, name: &str, phase: &str) {
         }
     }
     berthctl_ok(s, &["images", "unmount", target.to_str().unwrap()]);
-    assert!(problems.is_empty(), "{phase}: image {name} is incomplete: {problems:#?}");
+    assert!(
+        problems.is_empty(),
+        "{phase}: image {name} is incomplete: {problems:#?}"
+    );
 }
 
 #[test]
@@ -99,8 +129,16 @@ fn killed_at_planned_points_leaves_nothing_half_done() {
         ("content.write.chunk", &[1, 2, 3, 4, 5, 6]),
         ("content.commit.before_rename", &[1, 2, 3, 4, 5]),
         ("content.commit.after_rename", &[1, 2, 3, 4, 5]),
-        ("metadata.before_commit", &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]),
-        ("unpack.layer.entry", &[1, 4, 7, 10, 11, 13, 16, 19, 21, 22, 25, 28, 31]),
+        (
+            "metadata.before_commit",
+            &[
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+            ],
+        ),
+        (
+            "unpack.layer.entry",
+            &[1, 4, 7, 10, 11, 13, 16, 19, 21, 22, 25, 28, 31],
+        ),
         ("unpack.layer.before_commit", &[1, 2, 3]),
     ];
     for (point, hits) in import_points {
@@ -111,28 +149,49 @@ fn killed_at_planned_points_leaves_nothing_half_done() {
             let spec = format!("{point}@{n}");
             let phase = format!("import killed at {spec}");
             {
-                let mut d = match try_start_berthd_with(dir.path(), &[("BERTH_FAILPOINT", spec.as_str())]) {
+                let mut d = match try_start_berthd_with(
+                    dir.path(),
+                    &[("BERTH_FAILPOINT", spec.as_str())],
+                ) {
                     Ok(d) => d,
                     Err(_) => {
                         // Killed while opening its stores (start-up transactions).
                         *kills.entry(point).or_default() += 1;
                         let d = start_berthd(dir.path());
-                        check_consistent(dir.path(), &d.socket, &format!("start-up killed at {spec}"));
+                        check_consistent(
+                            dir.path(),
+                            &d.socket,
+                            &format!("start-up killed at {spec}"),
+                        );
                         continue;
                     }
                 };
-                let out = berthctl(&d.socket, &["images", "import", archive_path.to_str().unwrap()]);
+                let out = berthctl(
+                    &d.socket,
+                    &["images", "import", archive_path.to_str().unwrap()],
+                );
                 if !died(&mut d) {
-                    assert!(out.status.success(), "{phase}: not reached, yet the import failed");
+                    assert!(
+                        out.status.success(),
+                        "{phase}: not reached, yet the import failed"
+                    );
                     continue;
                 }
                 *kills.entry(point).or_default() += 1;
             }
             let d = start_berthd(dir.path());
             check_consistent(dir.path(), &d.socket, &phase);
-            let out = berthctl_ok(&d.socket, &["images", "import", archive_path.to_str().unwrap()]);
+            let out = berthctl_ok(
+                &d.socket,
+                &["images", "import", archive_path.to_str().unwrap()],
+            );
             assert!(out.contains(IMAGE), "{phase}: re-import: {out}");
-            check_tree(dir.path(), &d.socket, IMAGE, &format!("{phase}, then re-imported"));
+            check_tree(
+                dir.path(),
+                &d.socket,
+                IMAGE,
+                &format!("{phase}, then re-imported"),
+            );
         }
     }
 
@@ -144,12 +203,17 @@ fn killed_at_planned_points_leaves_nothing_half_done() {
             std::fs::write(&archive_path, &archive_bytes).unwrap();
             {
                 let d = start_berthd(dir.path());
-                berthctl_ok(&d.socket, &["images", "import", archive_path.to_str().unwrap()]);
+                berthctl_ok(
+                    &d.socket,
+                    &["images", "import", archive_path.to_str().unwrap()],
+                );
             }
             let spec = format!("{point}@{n}");
             let phase = format!("gc killed at {spec}");
             {
-                let Ok(mut d) = try_start_berthd_with(dir.path(), &[("BERTH_FAILPOINT", spec.as_str())]) else {
+                let Ok(mut d) =
+                    try_start_berthd_with(dir.path(), &[("BERTH_FAILPOINT", spec.as_str())])
+                else {
                     panic!("{phase}: berthd died at start-up");
                 };
                 // Removing the image triggers a collection; `gc` runs one more.
@@ -164,10 +228,21 @@ fn killed_at_planned_points_leaves_nothing_half_done() {
             check_consistent(dir.path(), &d.socket, &phase);
             berthctl_ok(&d.socket, &["gc"]);
             let left = berthctl_ok(&d.socket, &["content", "ls", "-q"]);
-            assert!(left.trim().is_empty(), "{phase}: content left after a full GC: {left}");
-            let out = berthctl_ok(&d.socket, &["images", "import", archive_path.to_str().unwrap()]);
+            assert!(
+                left.trim().is_empty(),
+                "{phase}: content left after a full GC: {left}"
+            );
+            let out = berthctl_ok(
+                &d.socket,
+                &["images", "import", archive_path.to_str().unwrap()],
+            );
             assert!(out.contains(IMAGE), "{phase}: re-import: {out}");
-            check_tree(dir.path(), &d.socket, IMAGE, &format!("{phase}, then re-imported"));
+            check_tree(
+                dir.path(),
+                &d.socket,
+                IMAGE,
+                &format!("{phase}, then re-imported"),
+            );
         }
     }
 
@@ -178,8 +253,14 @@ fn killed_at_planned_points_leaves_nothing_half_done() {
     }
     println!("  total {total}");
     for (point, _) in import_points {
-        assert!(kills.get(point).copied().unwrap_or(0) > 0, "phase {point} was never reached");
+        assert!(
+            kills.get(point).copied().unwrap_or(0) > 0,
+            "phase {point} was never reached"
+        );
     }
-    assert!(kills.get("gc.sweep.blob").copied().unwrap_or(0) > 0, "the GC blob sweep was never reached");
+    assert!(
+        kills.get("gc.sweep.blob").copied().unwrap_or(0) > 0,
+        "the GC blob sweep was never reached"
+    );
     assert!(total >= 50, "only {total} kills");
 }

@@ -105,9 +105,15 @@ pub async fn run(
 ) -> Result<(), Error> {
     // The Transfer verbs have their own client.
     let command = match command {
-        StorageCommand::Images(images::Command::Import(a)) => return transfer::import(address, namespace, a).await,
-        StorageCommand::Images(images::Command::Export(a)) => return transfer::export(address, namespace, a).await,
-        StorageCommand::Images(images::Command::Mount(a)) => return transfer::mount(address, namespace, a).await,
+        StorageCommand::Images(images::Command::Import(a)) => {
+            return transfer::import(address, namespace, a).await
+        }
+        StorageCommand::Images(images::Command::Export(a)) => {
+            return transfer::export(address, namespace, a).await
+        }
+        StorageCommand::Images(images::Command::Mount(a)) => {
+            return transfer::mount(address, namespace, a).await
+        }
         StorageCommand::Images(images::Command::Unmount(a)) => {
             return transfer::unmount(address, timeout, namespace, a).await
         }

@@ -42,7 +42,8 @@ impl SnapshotSweeper for Snapshotters {
             }
             d
         };
-        let mut keys: Vec<(usize, String)> = parents.keys().map(|k| (depth(k), k.clone())).collect();
+        let mut keys: Vec<(usize, String)> =
+            parents.keys().map(|k| (depth(k), k.clone())).collect();
         keys.sort();
         Ok(keys.into_iter().map(|(_, k)| k).collect())
     }
@@ -51,6 +52,7 @@ impl SnapshotSweeper for Snapshotters {
         let sn = self
             .lookup(snapshotter)
             .ok_or_else(|| SweepError::from(format!("snapshotter {snapshotter} is not loaded")))?;
-        sn.remove(backend_key).map_err(|e| SweepError::from(e.to_string()))
+        sn.remove(backend_key)
+            .map_err(|e| SweepError::from(e.to_string()))
     }
 }

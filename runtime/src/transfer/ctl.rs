@@ -64,11 +64,21 @@ pub struct Transfer {
 impl Transfer {
     /// Connects to berthd at `address` (a path or `unix://path`).
     pub async fn connect(address: &str, namespace: &str) -> Result<Self, TransferError> {
-        let address = if address.starts_with("unix://") { address.to_string() } else { format!("unix://{address}") };
+        let address = if address.starts_with("unix://") {
+            address.to_string()
+        } else {
+            format!("unix://{address}")
+        };
         let inner = ttrpc::r#async::Client::connect(&address)
             .await
-            .map_err(|source| TransferError::Connect { address: address.clone(), source })?;
-        Ok(Self { client: TransferClient::new(inner), namespace: namespace.to_string() })
+            .map_err(|source| TransferError::Connect {
+                address: address.clone(),
+                source,
+            })?;
+        Ok(Self {
+            client: TransferClient::new(inner),
+            namespace: namespace.to_string(),
+        })
     }
 
     fn ctx(&self) -> ttrpc::context::Context {
@@ -85,16 +95,25 @@ impl Transfer {
         platform: &str,
         no_unpack: bool,
     ) -> Result<pb::ImportResponse, TransferError> {
-        let call = |source| TransferError::Call { method: "Transfer.Import", source };
+        let call = |source| TransferError::Call {
+            method: "Transfer.Import",
+            source,
+        };
         let mut stream = self.client.import(self.ctx()).await.map_err(call)?;
         let mut first = true;
         let mut buf = vec![0u8; super::CHUNK];
         loop {
-            let n = read_full(&mut input, &mut buf).map_err(|source| TransferError::File { path: "archive".into(), source })?;
+            let n = read_full(&mut input, &mut buf).map_err(|source| TransferError::File {
+                path: "archive".into(),
+                source,
+            })?;
             if n == 0 && !first {
                 break;
             }
-            let mut chunk = pb::ImportChunk { data: buf[..n].to_vec(), ..Default::default() };
+            let mut chunk = pb::ImportChunk {
+                data: buf[..n].to_vec(),
+                ..Default::default()
+            };
             if first {
                 chunk.snapshotter = snapshotter.to_string();
                 chunk.platform = platform.to_string();
@@ -113,31 +132,67 @@ impl Transfer {
     }
 
     /// Writes an OCI image-layout tar of `names` to `out`; returns the bytes written.
-    pub async fn export(&self, names: &[String], mut out: impl Write) -> Result<u64, TransferError> {
-        let call = |source| TransferError::Call { method: "Transfer.Export", source };
-        let req = pb::ExportRequest { names: names.to_vec(), ..Default::default() };
+    pub async fn export(
+        &self,
+        names: &[String],
+        mut out: impl Write,
+    ) -> Result<u64, TransferError> {
+        let call = |source| TransferError::Call {
+            method: "Transfer.Export",
+            source,
+        };
+        let req = pb::ExportRequest {
+            names: names.to_vec(),
+            ..Default::default()
+        };
         let mut stream = self.client.export(self.ctx(), &req).await.map_err(call)?;
         let mut total = 0u64;
         while let Some(chunk) = stream.recv().await.map_err(call)? {
-            out.write_all(&chunk.data).map_err(|source| TransferError::File { path: "output".into(), source })?;
+            out.write_all(&chunk.data)
+                .map_err(|source| TransferError::File {
+                    path: "output".into(),
+                    source,
+                })?;
             total += chunk.data.len() as u64;
         }
-        out.flush().map_err(|source| TransferError::File { path: "output".into(), source })?;
+        out.flush().map_err(|source| TransferError::File {
+            path: "output".into(),
+            source,
+        })?;
         Ok(total)
     }
 
     /// Asks for a read-only view of `name` under snapshot key `key` and mounts it on `target`.
-    pub async fn mount(&self, name: &str, snapshotter: &str, key: &str, target: &Path) -> Result<String, TransferError> {
-        let req = pb::ViewRequest { name: name.into(), snapshotter: snapshotter.into(), key: key.into(), ..Default::default() };
-        let resp = self
-            .client
-            .view(self.ctx(), &req)
-            .await
-            .map_err(|source| TransferError::Call { method: "Transfer.View", source })?;
+    pub async fn mount(
+        &self,
+        name: &str,
+        snapshotter: &str,
+        key: &str,
+        target: &Path,
+    ) -> Result<String, TransferError> {
+        let req = pb::ViewRequest {
+            name: name.into(),
+            snapshotter: snapshotter.into(),
+            key: key.into(),
+            ..Default::default()
+        };
+        let resp =
+            self.client
+                .view(self.ctx(), &req)
+                .await
+                .map_err(|source| TransferError::Call {
+                    method: "Transfer.View",
+                    source,
+                })?;
         let mounts: Vec<crate::snapshots::Mount> = resp
             .mounts
             .into_iter()
-            .map(|m| crate::snapshots::Mount { fs_type: m.type_, source: m.source, target: None, options: m.options })
+            .map(|m| crate::snapshots::Mount {
+                fs_type: m.type_,
+                source: m.source,
+                target: None,
+                options: m.options,
+            })
             .collect();
         crate::snapshots::mount::mount_all(&mounts, target).map_err(|e| TransferError::Mount {
             what: name.into(),

@@ -53,8 +53,12 @@ pub fn parse_platform(text: &str) -> Result<Platform, String> {
     let parts: Vec<&str> = text.split('/').collect();
     match parts.as_slice() {
         [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform::new(os, arch, None)),
-        [os, arch, variant] if !os.is_empty() && !arch.is_empty() => Ok(Platform::new(os, arch, Some(variant))),
-        _ => Err(format!("platform {text:?}: expected os/arch or os/arch/variant")),
+        [os, arch, variant] if !os.is_empty() && !arch.is_empty() => {
+            Ok(Platform::new(os, arch, Some(variant)))
+        }
+        _ => Err(format!(
+            "platform {text:?}: expected os/arch or os/arch/variant"
+        )),
     }
 }
 
@@ -85,12 +89,21 @@ impl Read for ChannelReader {
 }
 
 fn to_record(desc: &oci_spec::image::Descriptor) -> Result<Descriptor, ttrpc::Error> {
-    let digest: Digest = desc.digest().to_string().parse().map_err(|e| invalid(format!("{e}")))?;
+    let digest: Digest = desc
+        .digest()
+        .to_string()
+        .parse()
+        .map_err(|e| invalid(format!("{e}")))?;
     Ok(Descriptor {
         media_type: desc.media_type().to_string(),
         digest,
         size: desc.size(),
-        annotations: desc.annotations().clone().unwrap_or_default().into_iter().collect(),
+        annotations: desc
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
     })
 }
 
@@ -104,18 +117,45 @@ fn import_blocking(
     platform: &Platform,
     unpack: bool,
 ) -> Result<Vec<pb::ImportedImage>, ttrpc::Error> {
-    let opts = ImportOptions { platform: platform.clone() };
+    let opts = ImportOptions {
+        platform: platform.clone(),
+    };
     let db = &storage.db;
     // containerd's discipline: everything the import creates belongs to a temporary lease
     // until the image records (and the unpacked chain's GC label) root it; a crash leaves
     // the lease, which expires, and GC then takes what no image references.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
     let lease = format!("import-{nanos}");
     let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-    db.leases().create(ns, &lease, [("berth.lease/kind".to_string(), "import".to_string())].into_iter().collect(), Some(expires)).map_err(|e| e.to_ttrpc())?;
-    let result = import_leased(storage, snapshotters, ns, archive, snapshotter, platform, unpack, &opts, &lease);
+    db.leases()
+        .create(
+            ns,
+            &lease,
+            [("berth.lease/kind".to_string(), "import".to_string())]
+                .into_iter()
+                .collect(),
+            Some(expires),
+        )
+        .map_err(|e| e.to_ttrpc())?;
+    let result = import_leased(
+        storage,
+        snapshotters,
+        ns,
+        archive,
+        snapshotter,
+        platform,
+        unpack,
+        &opts,
+        &lease,
+    );
     if let Err(e) = db.leases().delete(ns, &lease) {
-        tracing::warn!(lease, "cannot delete the import lease (it expires in an hour): {e}");
+        tracing::warn!(
+            lease,
+            "cannot delete the import lease (it expires in an hour): {e}"
+        );
     }
     result
 }
@@ -145,12 +185,23 @@ fn import_leased(
                 .add_resource(ns, lease, &crate::metadata::LeaseResource::Content(*digest))
                 .map_err(|e| e.to_ttrpc())?;
             let l = labels.get(digest).cloned().unwrap_or_default();
-            db.content().put_record(ns, *digest, *size, l).map_err(|e| e.to_ttrpc())?;
+            db.content()
+                .put_record(ns, *digest, *size, l)
+                .map_err(|e| e.to_ttrpc())?;
         }
         report
     };
     // Unpacking takes the resource guard per snapshot itself.
-    import_images(storage, snapshotters, ns, snapshotter, platform, unpack, &report, lease)
+    import_images(
+        storage,
+        snapshotters,
+        ns,
+        snapshotter,
+        platform,
+        unpack,
+        &report,
+        lease,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -166,8 +217,14 @@ fn import_images(
 ) -> Result<Vec<pb::ImportedImage>, ttrpc::Error> {
     let db = &storage.db;
     let sn = if unpack {
-        let id = if snapshotter.is_empty() { snapshotters.default_id().unwrap_or("").to_string() } else { snapshotter.to_string() };
-        let found = snapshotters.lookup(&id).ok_or_else(|| invalid(format!("snapshotter {id:?} is not loaded")))?;
+        let id = if snapshotter.is_empty() {
+            snapshotters.default_id().unwrap_or("").to_string()
+        } else {
+            snapshotter.to_string()
+        };
+        let found = snapshotters
+            .lookup(&id)
+            .ok_or_else(|| invalid(format!("snapshotter {id:?} is not loaded")))?;
         Some((id, found))
     } else {
         None
@@ -175,13 +232,18 @@ fn import_images(
     let mut out = Vec::new();
     for imported in &report.images {
         let target = to_record(&imported.target)?;
-        let name = imported.name.clone().unwrap_or_else(|| format!("import-{}", target.digest));
+        let name = imported
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("import-{}", target.digest));
         let mut image = Image::new(name.clone(), target.clone(), Default::default());
         image = match db.images().create(ns, image.clone()) {
             Ok(i) => i,
             Err(crate::metadata::Error::AlreadyExists { .. }) => {
                 image.created_at = std::time::SystemTime::now();
-                db.images().update(ns, image, &["target".to_string()]).map_err(|e| e.to_ttrpc())?
+                db.images()
+                    .update(ns, image, &["target".to_string()])
+                    .map_err(|e| e.to_ttrpc())?
             }
             Err(e) => return Err(e.to_ttrpc()),
         };
@@ -195,8 +257,21 @@ fn import_images(
         if let Some((id, sn)) = &sn {
             let resolved = images::resolve(storage.content.as_ref(), &imported.target, platform)
                 .map_err(|e| invalid(format!("{name}: {}", crate::metadata::chain(&e))))?;
-            let unpacked = crate::unpack::unpack(db, &storage.content, ns, id, sn.as_ref(), &resolved, Some(lease))
-                .map_err(|e| status(ttrpc::Code::FAILED_PRECONDITION, format!("{name}: unpack: {}", crate::metadata::chain(&e))))?;
+            let unpacked = crate::unpack::unpack(
+                db,
+                &storage.content,
+                ns,
+                id,
+                sn.as_ref(),
+                &resolved,
+                Some(lease),
+            )
+            .map_err(|e| {
+                status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!("{name}: unpack: {}", crate::metadata::chain(&e)),
+                )
+            })?;
             entry.chain_id = unpacked.chain_id.map(|c| c.to_string()).unwrap_or_default();
             entry.layers_applied = unpacked.applied as i64;
             entry.layers_reused = unpacked.reused as i64;
@@ -225,8 +300,20 @@ impl transfer_ttrpc::Transfer for Service {
         let snapshotter = first.snapshotter.clone();
         let unpack = !first.no_unpack;
         let worker = tokio::task::spawn_blocking(move || {
-            let reader = ChannelReader { rx, buf: Vec::new(), pos: 0 };
-            let result = import_blocking(&storage, &snapshotters, &ns, reader, &snapshotter, &platform, unpack);
+            let reader = ChannelReader {
+                rx,
+                buf: Vec::new(),
+                pos: 0,
+            };
+            let result = import_blocking(
+                &storage,
+                &snapshotters,
+                &ns,
+                reader,
+                &snapshotter,
+                &platform,
+                unpack,
+            );
             if result.is_ok() {
                 storage.gc.request();
             }
@@ -242,8 +329,15 @@ impl transfer_ttrpc::Transfer for Service {
             }
         }
         drop(tx);
-        let images = worker.await.map_err(|e| status(ttrpc::Code::INTERNAL, format!("import task: {e}")))??;
-        Ok(pb::ImportResponse { images, bytes, millis: started.elapsed().as_millis() as i64, ..Default::default() })
+        let images = worker
+            .await
+            .map_err(|e| status(ttrpc::Code::INTERNAL, format!("import task: {e}")))??;
+        Ok(pb::ImportResponse {
+            images,
+            bytes,
+            millis: started.elapsed().as_millis() as i64,
+            ..Default::default()
+        })
     }
 
     async fn export(
@@ -258,21 +352,47 @@ impl transfer_ttrpc::Transfer for Service {
         }
         let mut list = Vec::new();
         for name in &req.names {
-            let image = self.storage.db.images().get(&ns, name).map_err(|e| e.to_ttrpc())?;
-            let target = images::descriptor(&image.target.media_type, &image.target.digest, image.target.size);
-            list.push(images::export::ExportImage { name: name.clone(), target });
+            let image = self
+                .storage
+                .db
+                .images()
+                .get(&ns, name)
+                .map_err(|e| e.to_ttrpc())?;
+            let target = images::descriptor(
+                &image.target.media_type,
+                &image.target.digest,
+                image.target.size,
+            );
+            list.push(images::export::ExportImage {
+                name: name.clone(),
+                target,
+            });
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
         let storage = self.storage.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            let writer = ChunkWriter { tx, buf: Vec::with_capacity(CHUNK) };
+            let writer = ChunkWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
             let mut writer = std::io::BufWriter::with_capacity(CHUNK, writer);
-            let stats = images::export::export_oci(&storage.content, &list, &Platform::default(), &mut writer);
+            let stats = images::export::export_oci(
+                &storage.content,
+                &list,
+                &Platform::default(),
+                &mut writer,
+            );
             let flushed = std::io::Write::flush(&mut writer);
-            stats.map_err(|e| e.to_string()).and_then(|s| flushed.map(|_| s).map_err(|e| e.to_string()))
+            stats
+                .map_err(|e| e.to_string())
+                .and_then(|s| flushed.map(|_| s).map_err(|e| e.to_string()))
         });
         while let Some(data) = rx.recv().await {
-            sink.send(&pb::ExportChunk { data, ..Default::default() }).await?;
+            sink.send(&pb::ExportChunk {
+                data,
+                ..Default::default()
+            })
+            .await?;
         }
         worker
             .await
@@ -281,31 +401,77 @@ impl transfer_ttrpc::Transfer for Service {
         Ok(())
     }
 
-    async fn view(&self, ctx: &TtrpcContext, req: pb::ViewRequest) -> ttrpc::Result<pb::ViewResponse> {
+    async fn view(
+        &self,
+        ctx: &TtrpcContext,
+        req: pb::ViewRequest,
+    ) -> ttrpc::Result<pb::ViewResponse> {
         let ns = namespace(ctx)?;
         if req.key.is_empty() {
             return Err(invalid("view: empty snapshot key"));
         }
         let platform = parse_platform(&req.platform).map_err(invalid)?;
-        let image = self.storage.db.images().get(&ns, &req.name).map_err(|e| e.to_ttrpc())?;
-        let id = if req.snapshotter.is_empty() { self.snapshotters.default_id().unwrap_or("").to_string() } else { req.snapshotter.clone() };
-        let sn = self.snapshotters.lookup(&id).ok_or_else(|| invalid(format!("snapshotter {id:?} is not loaded")))?;
+        let image = self
+            .storage
+            .db
+            .images()
+            .get(&ns, &req.name)
+            .map_err(|e| e.to_ttrpc())?;
+        let id = if req.snapshotter.is_empty() {
+            self.snapshotters.default_id().unwrap_or("").to_string()
+        } else {
+            req.snapshotter.clone()
+        };
+        let sn = self
+            .snapshotters
+            .lookup(&id)
+            .ok_or_else(|| invalid(format!("snapshotter {id:?} is not loaded")))?;
         let storage = self.storage.clone();
         let key = req.key.clone();
         tokio::task::spawn_blocking(move || {
-            let target = images::descriptor(&image.target.media_type, &image.target.digest, image.target.size);
-            let resolved = images::resolve(storage.content.as_ref(), &target, &platform)
-                .map_err(|e| status(ttrpc::Code::FAILED_PRECONDITION, format!("{}: {}", image.name, crate::metadata::chain(&e))))?;
-            let unpacked = crate::unpack::unpack(&storage.db, &storage.content, &ns, &id, sn.as_ref(), &resolved, None)
-                .map_err(|e| status(ttrpc::Code::FAILED_PRECONDITION, format!("{}: unpack: {}", image.name, crate::metadata::chain(&e))))?;
-            let parent = unpacked.chain_id.map(|c| crate::unpack::backend_name(&ns, &c)).unwrap_or_default();
+            let target = images::descriptor(
+                &image.target.media_type,
+                &image.target.digest,
+                image.target.size,
+            );
+            let resolved =
+                images::resolve(storage.content.as_ref(), &target, &platform).map_err(|e| {
+                    status(
+                        ttrpc::Code::FAILED_PRECONDITION,
+                        format!("{}: {}", image.name, crate::metadata::chain(&e)),
+                    )
+                })?;
+            let unpacked = crate::unpack::unpack(
+                &storage.db,
+                &storage.content,
+                &ns,
+                &id,
+                sn.as_ref(),
+                &resolved,
+                None,
+            )
+            .map_err(|e| {
+                status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!("{}: unpack: {}", image.name, crate::metadata::chain(&e)),
+                )
+            })?;
+            let parent = unpacked
+                .chain_id
+                .map(|c| crate::unpack::backend_name(&ns, &c))
+                .unwrap_or_default();
             let mounts = sn
                 .view(&format!("{ns}/{key}"), &parent, BTreeMap::new())
                 .map_err(|e| status(e.ttrpc_code(), format!("view {key}: {e}")))?;
             Ok(pb::ViewResponse {
                 mounts: mounts
                     .into_iter()
-                    .map(|m| pb::Mount { type_: m.fs_type, source: m.source, options: m.options, ..Default::default() })
+                    .map(|m| pb::Mount {
+                        type_: m.fs_type,
+                        source: m.source,
+                        options: m.options,
+                        ..Default::default()
+                    })
                     .collect(),
                 chain_id: unpacked.chain_id.map(|c| c.to_string()).unwrap_or_default(),
                 ..Default::default()
@@ -338,9 +504,9 @@ impl std::io::Write for ChunkWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
     }
 }
 
@@ -351,7 +517,10 @@ mod tests {
     #[test]
     fn platforms_parse() {
         assert_eq!(parse_platform("").unwrap(), Platform::default());
-        assert_eq!(parse_platform("linux/arm64/v8").unwrap(), Platform::new("linux", "arm64", Some("v8")));
+        assert_eq!(
+            parse_platform("linux/arm64/v8").unwrap(),
+            Platform::new("linux", "arm64", Some("v8"))
+        );
         assert!(parse_platform("linux").is_err());
         assert!(parse_platform("/amd64").is_err());
     }
@@ -363,7 +532,11 @@ mod tests {
         tx.try_send(Vec::new()).unwrap();
         tx.try_send(b"world".to_vec()).unwrap();
         drop(tx);
-        let mut reader = ChannelReader { rx, buf: Vec::new(), pos: 0 };
+        let mut reader = ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        };
         let mut text = String::new();
         reader.read_to_string(&mut text).unwrap();
         assert_eq!(text, "hello world");

@@ -88,7 +88,10 @@ pub fn archive(images: &[(&str, Vec<u8>)], blobs: &BTreeMap<String, Vec<u8>>) ->
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     add("index.json", index.as_bytes());
     for (digest, data) in blobs {
-        add(&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")), data);
+        add(
+            &format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")),
+            data,
+        );
     }
     b.into_inner().unwrap()
 }
@@ -126,7 +129,11 @@ pub fn berthctl(socket: &Path, args: &[&str]) -> std::process::Output {
 
 pub fn berthctl_ok(socket: &Path, args: &[&str]) -> String {
     let out = berthctl(socket, args);
-    assert!(out.status.success(), "berthctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "berthctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -144,7 +151,10 @@ pub fn start_berthd_with(dir: &Path, env: &[(&str, &str)]) -> Berthd {
 
 /// Like [`start_berthd_with`], but a berthd that exits before answering is returned as its
 /// exit status (a failpoint hit during start-up).
-pub fn try_start_berthd_with(dir: &Path, env: &[(&str, &str)]) -> Result<Berthd, std::process::ExitStatus> {
+pub fn try_start_berthd_with(
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<Berthd, std::process::ExitStatus> {
     let cfg = dir.join("berthd.toml");
     std::fs::write(
         &cfg,
@@ -161,7 +171,10 @@ pub fn try_start_berthd_with(dir: &Path, env: &[(&str, &str)]) -> Result<Berthd,
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut d = Berthd { child, socket: dir.join("state/berthd.sock") };
+    let mut d = Berthd {
+        child,
+        socket: dir.join("state/berthd.sock"),
+    };
     for _ in 0..1000 {
         if berthctl(&d.socket, &["version"]).status.success() {
             return Ok(d);
@@ -173,4 +186,3 @@ pub fn try_start_berthd_with(dir: &Path, env: &[(&str, &str)]) -> Result<Berthd,
     }
     panic!("berthd did not answer within 20 s");
 }
-

@@ -66,21 +66,38 @@ fn err(e: TransferError) -> Error {
 pub fn view_key(target: &std::path::Path) -> String {
     let abs = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
     let text = abs.display().to_string();
-    let hex: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(text.as_bytes()))
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        text.as_bytes(),
+    ))
+    .iter()
+    .take(8)
+    .map(|b| format!("{b:02x}"))
+    .collect();
     format!("mount-{hex}")
 }
 
 pub async fn import(address: &str, namespace: &str, a: ImportArgs) -> Result<(), Error> {
     let t = Transfer::connect(address, namespace).await.map_err(err)?;
     let resp = if a.file == "-" {
-        t.import(std::io::stdin().lock(), &a.snapshotter, &a.platform, a.no_unpack).await
+        t.import(
+            std::io::stdin().lock(),
+            &a.snapshotter,
+            &a.platform,
+            a.no_unpack,
+        )
+        .await
     } else {
-        let f = std::fs::File::open(&a.file).map_err(|source| Error::Io { what: a.file.clone(), source })?;
-        t.import(std::io::BufReader::new(f), &a.snapshotter, &a.platform, a.no_unpack).await
+        let f = std::fs::File::open(&a.file).map_err(|source| Error::Io {
+            what: a.file.clone(),
+            source,
+        })?;
+        t.import(
+            std::io::BufReader::new(f),
+            &a.snapshotter,
+            &a.platform,
+            a.no_unpack,
+        )
+        .await
     }
     .map_err(err)?;
     if a.quiet {
@@ -97,17 +114,28 @@ pub async fn import(address: &str, namespace: &str, a: ImportArgs) -> Result<(),
             })
             .collect();
         let v = serde_json::json!({"images": images, "bytes": resp.bytes, "millis": resp.millis});
-        println!("{}", serde_json::to_string_pretty(&v).expect("json of plain values"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("json of plain values")
+        );
     } else {
         for i in &resp.images {
             let unpacked = if i.chain_id.is_empty() {
                 "not unpacked".to_string()
             } else {
-                format!("unpacked: {} layers applied, {} reused", i.layers_applied, i.layers_reused)
+                format!(
+                    "unpacked: {} layers applied, {} reused",
+                    i.layers_applied, i.layers_reused
+                )
             };
             println!("{} {} ({unpacked})", i.name, i.digest);
         }
-        println!("imported {} image(s), {} bytes in {} ms", resp.images.len(), resp.bytes, resp.millis);
+        println!(
+            "imported {} image(s), {} bytes in {} ms",
+            resp.images.len(),
+            resp.bytes,
+            resp.millis
+        );
     }
     Ok(())
 }
@@ -115,16 +143,28 @@ pub async fn import(address: &str, namespace: &str, a: ImportArgs) -> Result<(),
 pub async fn export(address: &str, namespace: &str, a: ExportArgs) -> Result<(), Error> {
     let t = Transfer::connect(address, namespace).await.map_err(err)?;
     if a.output == "-" {
-        t.export(&a.names, std::io::stdout().lock()).await.map_err(err)?;
+        t.export(&a.names, std::io::stdout().lock())
+            .await
+            .map_err(err)?;
     } else {
         // Written next to the target and renamed, so a failed export leaves no partial file.
         let tmp = format!("{}.partial", a.output);
-        let f = std::fs::File::create(&tmp).map_err(|source| Error::Io { what: tmp.clone(), source })?;
+        let f = std::fs::File::create(&tmp).map_err(|source| Error::Io {
+            what: tmp.clone(),
+            source,
+        })?;
         let result = t.export(&a.names, std::io::BufWriter::new(f)).await;
         match result {
             Ok(n) => {
-                std::fs::rename(&tmp, &a.output).map_err(|source| Error::Io { what: a.output.clone(), source })?;
-                eprintln!("exported {} image(s) to {} ({n} bytes)", a.names.len(), a.output);
+                std::fs::rename(&tmp, &a.output).map_err(|source| Error::Io {
+                    what: a.output.clone(),
+                    source,
+                })?;
+                eprintln!(
+                    "exported {} image(s) to {} ({n} bytes)",
+                    a.names.len(),
+                    a.output
+                );
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -138,27 +178,52 @@ pub async fn export(address: &str, namespace: &str, a: ExportArgs) -> Result<(),
 pub async fn mount(address: &str, namespace: &str, a: MountArgs) -> Result<(), Error> {
     let t = Transfer::connect(address, namespace).await.map_err(err)?;
     let key = view_key(&a.target);
-    let chain = t.mount(&a.name, &a.snapshotter, &key, &a.target).await.map_err(err)?;
-    println!("{} mounted on {} (snapshot {key}, chain {chain})", a.name, a.target.display());
+    let chain = t
+        .mount(&a.name, &a.snapshotter, &key, &a.target)
+        .await
+        .map_err(err)?;
+    println!(
+        "{} mounted on {} (snapshot {key}, chain {chain})",
+        a.name,
+        a.target.display()
+    );
     Ok(())
 }
 
-pub async fn unmount(address: &str, timeout: std::time::Duration, namespace: &str, a: UnmountArgs) -> Result<(), Error> {
+pub async fn unmount(
+    address: &str,
+    timeout: std::time::Duration,
+    namespace: &str,
+    a: UnmountArgs,
+) -> Result<(), Error> {
     let key = view_key(&a.target);
     nix::mount::umount2(&a.target, nix::mount::MntFlags::empty())
         .map_err(|e| Error::Usage(format!("cannot unmount {}: {e}", a.target.display())))?;
     // Remove the view snapshot through the Snapshots service (namespaced key).
-    let address = if address.starts_with("unix://") { address.to_string() } else { format!("unix://{address}") };
+    let address = if address.starts_with("unix://") {
+        address.to_string()
+    } else {
+        format!("unix://{address}")
+    };
     let inner = ttrpc::r#async::Client::connect(&address)
         .await
         .map_err(|e| Error::Usage(format!("cannot connect to berthd at {address}: {e}")))?;
     let client = crate::api::snapshots_ttrpc::SnapshotsClient::new(inner);
     let mut ctx = ttrpc::context::with_timeout(timeout.as_nanos().min(i64::MAX as u128) as i64);
-    ctx.add(crate::storage_api::NAMESPACE_KEYS[0].into(), namespace.to_string());
-    let req = crate::api::snapshots::RemoveSnapshotRequest { key: key.clone(), ..Default::default() };
+    ctx.add(
+        crate::storage_api::NAMESPACE_KEYS[0].into(),
+        namespace.to_string(),
+    );
+    let req = crate::api::snapshots::RemoveSnapshotRequest {
+        key: key.clone(),
+        ..Default::default()
+    };
     match client.remove(ctx, &req).await {
         Ok(_) => {}
-        Err(e) => eprintln!("unmounted {}; the view snapshot {key} was not removed: {e}", a.target.display()),
+        Err(e) => eprintln!(
+            "unmounted {}; the view snapshot {key} was not removed: {e}",
+            a.target.display()
+        ),
     }
     println!("unmounted {}", a.target.display());
     Ok(())
