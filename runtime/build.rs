@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/gc/v1/gc.proto",
     "proto/berth/services/snapshots/v1/snapshots.proto",
     "proto/berth/services/transfer/v1/transfer.proto",
+    "proto/berth/services/system/v1/system.proto",
 ];
 
 fn main() {

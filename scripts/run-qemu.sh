@@ -4,7 +4,7 @@
 # Usage: scripts/run-qemu.sh [IMAGE_DIR]   (default out/image)
 #
 # Devices are the ones in docs/architecture.md ("Host ↔ guest"): the API port org.berth.api
-# is exposed at out/run/api.sock (and the test agent port at out/run/test.sock for test
+# is exposed at out/run/api.sock, init's control port org.berth.init at out/run/init.sock (and the test agent port at out/run/test.sock for test
 # images). QEMU runs under TCG (KVM hangs on our machines), with -nographic: the serial
 # console and QEMU's monitor share the terminal; Ctrl-a x quits, Ctrl-a c toggles the monitor.
 # Environment: BERTH_RUN_DIR (default out/run), BERTH_QEMU_MEM (MiB, default 512), QEMU_EXTRA.
@@ -23,13 +23,15 @@ for f in vmlinuz initramfs.img cmdline; do
 done
 
 mkdir -p "$run_dir"
-rm -f "$run_dir/api.sock" "$run_dir/test.sock"
+rm -f "$run_dir/api.sock" "$run_dir/init.sock" "$run_dir/test.sock"
 
 set -- -accel tcg -nographic -no-reboot -m "$mem" \
     -kernel "$image/vmlinuz" -initrd "$image/initramfs.img" -append "$(cat "$image/cmdline")" \
     -device virtio-serial-pci,id=vser0 \
     -chardev "socket,id=api,path=$run_dir/api.sock,server=on,wait=off" \
-    -device virtserialport,bus=vser0.0,chardev=api,name=org.berth.api
+    -device virtserialport,bus=vser0.0,chardev=api,name=org.berth.api \
+    -chardev "socket,id=init,path=$run_dir/init.sock,server=on,wait=off" \
+    -device virtserialport,bus=vser0.0,chardev=init,name=org.berth.init
 if [ -f "$image/manifest.json" ] && grep -q '"test_image": *true' "$image/manifest.json"; then
     set -- "$@" \
         -chardev "socket,id=test,path=$run_dir/test.sock,server=on,wait=off" \
@@ -41,6 +43,7 @@ cat >&2 <<MSG
 run-qemu: booting $image (console below; Ctrl-a x quits QEMU).
 run-qemu: from a second terminal, reach the API with:
     $berthctl --address $run_dir/api.sock version
+    $berthctl --init-address $run_dir/init.sock system status
 MSG
 
 # shellcheck disable=SC2086 # QEMU_EXTRA is a list of extra arguments

@@ -78,6 +78,8 @@ pub struct Config {
     pub network: crate::net::NetworkConfig,
     /// `[time]` (docs/networking.md).
     pub time: crate::time::TimeConfig,
+    /// `[log]`: the log ring, file and forwarding (`crate::log::config`).
+    pub log: crate::log::LogConfig,
     /// `[[service]]`: extra supervised services.
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
@@ -262,6 +264,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             network: crate::net::NetworkConfig::default(),
             time: crate::time::TimeConfig::default(),
+            log: crate::log::LogConfig::default(),
             services: Vec::new(),
             sysctl: crate::sysctl::Sysctls::default(),
             rlimits: crate::rlimit::Rlimits::new(),

@@ -27,14 +27,21 @@ pub enum Level {
 }
 
 /// Where init's lines go, and how chatty it is. Cheap to copy; pass it explicitly.
+///
+/// With a log attached ([`Console::with_log`]), every message (whatever the console level)
+/// and every service line also goes into init's log ring (`crate::log`).
 #[derive(Debug, Clone, Copy)]
 pub struct Console {
     level: Level,
+    log: Option<&'static crate::log::Logger>,
 }
 
 impl Default for Console {
     fn default() -> Self {
-        Self { level: Level::Info }
+        Self {
+            level: Level::Info,
+            log: None,
+        }
     }
 }
 
@@ -44,7 +51,15 @@ pub const INIT: &str = "berth-init";
 impl Console {
     /// A console printing messages up to `level`.
     pub fn new(level: Level) -> Self {
-        Self { level }
+        Self { level, log: None }
+    }
+
+    /// The same console, also recording into `log`.
+    pub fn with_log(self, log: &'static crate::log::Logger) -> Self {
+        Self {
+            log: Some(log),
+            ..self
+        }
     }
 
     /// The configured level.
@@ -55,6 +70,9 @@ impl Console {
     /// Prints `message` from init if `level` is enabled. Errors and warnings get an
     /// `error: ` / `warning: ` prefix so they are easy to grep for.
     pub fn log(&self, level: Level, message: &str) {
+        if let Some(log) = self.log {
+            log.init_message(level, message);
+        }
         if level > self.level {
             return;
         }
@@ -70,6 +88,10 @@ impl Console {
     /// operators rely on them.
     pub fn notice(&self, message: &str) {
         write_line(&format_line(uptime(), INIT, message));
+        // After the console line: a reader woken by this milestone prints after it.
+        if let Some(log) = self.log {
+            log.init_notice(message);
+        }
     }
 
     /// Prints an error line (always shown).
@@ -95,7 +117,16 @@ impl Console {
     /// Forwards one line a service wrote, as `[uptime] <service>: <line>`. Always shown:
     /// services decide themselves how chatty they are.
     pub fn service_line(&self, service: &str, line: &str) {
+        if let Some(log) = self.log {
+            log.service_line(service, line);
+        }
         write_line(&format_line(uptime(), service, line));
+    }
+
+    /// Shows a line from another source (a syslog sender) without recording it: its input
+    /// has already recorded it.
+    pub fn echo(&self, source: &str, line: &str) {
+        write_line(&format_line(uptime(), source, line));
     }
 }
 

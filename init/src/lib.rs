@@ -17,9 +17,11 @@ pub mod cmdline;
 pub mod coldplug;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod events;
 pub mod ipconfig;
 pub mod layers;
+pub mod log;
 pub mod loopdev;
 pub mod modules;
 pub mod mounts;
@@ -48,6 +50,13 @@ use power::FatalPolicy;
 /// Outside PID 1 it refuses to run (it would mount over the host) unless
 /// `BERTH_INIT_ALLOW_NON_PID1=1` is set (development).
 pub fn run() -> ! {
+    // One malloc arena for all of init's threads: glibc gives each thread that allocates an
+    // arena of its own, whose touched pages stay resident in PID 1 for no gain (init's threads
+    // allocate little and rarely contend).
+    // SAFETY: mallopt only sets a malloc tunable; no thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     install_panic_hook();
     let console = Console::default();
     if stage1::detect() {

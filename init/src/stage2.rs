@@ -30,19 +30,21 @@ const MAX_SLEEP: Duration = Duration::from_secs(5);
 pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     // Block signals before any thread exists so every thread inherits the mask.
     let signals = reaper::block_and_open();
+    let timeline = crate::control::Timeline::new();
     // Ctrl-Alt-Del sends SIGINT to init instead of rebooting on the spot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
-    let mount_results = mounts::mount_table(mounts::STAGE2_MOUNTS);
+    let mount_results = timeline.time("mounts", || mounts::mount_table(mounts::STAGE2_MOUNTS));
     mounts::create_dev_symlinks();
 
     let (cmdline, cmdline_error) = match cmdline::read(Path::new(cmdline::PROC_CMDLINE)) {
         Ok(text) => (text, None),
         Err(err) => (String::new(), Some(err)),
     };
-    let loaded = Config::load_layers(&[config_path], &cmdline);
+    let loaded = timeline.time("config", || Config::load_layers(&[config_path], &cmdline));
     let config = loaded.config;
-    let console = Console::new(config.console.level);
+    let logger = crate::log::Logger::install(&config.log);
+    let console = Console::new(config.console.level).with_log(logger);
     *fatal = FatalPolicy {
         action: config.shutdown.on_fatal.into(),
         timeout: Duration::from_secs(config.shutdown.timeout_secs),
@@ -65,6 +67,11 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             "berth.config={url}: fetching a node configuration is not supported yet; ignored"
         ));
     }
+    timeline.time("logging", || crate::log::start_inputs(logger, console));
+    let control: &'static crate::control::Control = Box::leak(Box::new(
+        crate::control::Control::new(timeline, logger, console),
+    ));
+    control.timeline.attach(console);
     for (spec, result) in mount_results {
         match result {
             Ok(Mounted::Mounted) => {
@@ -107,6 +114,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     {
         let config = config.clone();
         let done = modules_done.clone();
+        let stage = control.timeline.begin("modules");
         let spawned = std::thread::Builder::new()
             .name("modules".into())
             .spawn(move || {
@@ -122,6 +130,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
                         "modules: done in {} ms ({devices} device aliases scanned)",
                         started.elapsed().as_millis()
                     ));
+                    control.timeline.end(stage);
                     done.set();
                     if config.shutdown.power_button {
                         crate::power_button::spawn(Some(&index), console);
@@ -131,6 +140,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
                         crate::coldplug::hotplug_loop(fd, index, aliases, console);
                     }
                 } else {
+                    control.timeline.end(stage);
                     done.set();
                 }
             });
@@ -152,7 +162,17 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
             Duration::from_secs(config.bridge.wait_secs),
             console,
         );
+        let wait = Duration::from_secs(config.bridge.wait_secs);
+        crate::bridge::spawn(
+            crate::control::BRIDGE_PORT.into(),
+            crate::control::SOCKET.into(),
+            wait,
+            console,
+        );
     }
+    control
+        .timeline
+        .time("control api", || crate::control::spawn(control));
 
     let (tx, rx) = match events::channel() {
         Ok(pair) => pair,
@@ -162,6 +182,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         }
     };
     // Storage stage: the state partition (or a tmpfs) on /var, then the node file on it.
+    let storage_stage = control.timeline.begin("storage");
     if !modules_done.wait(MODULES_TIMEOUT) {
         console.warn(&format!(
             "modules: still loading after {} s; looking for the state disk anyway",
@@ -175,19 +196,32 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         storage_started.elapsed().as_millis()
     ));
     let config = with_node_file(config_path, &cmdline, config, console);
+    control.timeline.end(storage_stage);
+    // The log file and forwarding are configured by the node file too (per-node servers).
+    control.timeline.time("log outputs", || {
+        crate::log::start_outputs(&config.log, logger, console)
+    });
     // sysctls and rlimits of all layers (node file included; modules are loaded by now).
-    crate::system::apply_settings(&config, console);
+    control.timeline.time("settings", || crate::system::apply_settings(&config, console));
     // Network, then time, before the engine: berthd pulls from mirrors over TLS. After
     // storage and sysctls, so the node file's [network] and [time] and net.* sysctls apply.
     let config_files = [config_path, Path::new(crate::storage::NODE_FILE)];
-    let network = crate::net::stage(&config.network, &config_files, &cmdline, console);
-    network.wait();
+    let network = control.timeline.time("network", || {
+        let network = crate::net::stage(&config.network, &config_files, &cmdline, console);
+        network.wait();
+        network
+    });
     let sources = crate::net::config::Sources::load(&config_files, &cmdline);
-    crate::time::stage(&config.time, &network.ntp_servers(), &sources, console);
+    control.timeline.time("time", || {
+        crate::time::stage(&config.time, &network.ntp_servers(), &sources, console)
+    });
     let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
     if let Some(tree) = cgroups {
         supervisor = supervisor.with_cgroups(tree);
     }
+    control.set_services(std::sync::Arc::new(supervisor.control()));
+    // Ends at `berth ready` (see control::server).
+    control.timeline.begin("services");
     // The engine stage: berthd and the [[service]]s start once storage, network and time
     // (the steps above) are done. `supervisor.control()` is the handle for the control API.
     supervisor.start(Instant::now());

@@ -2,7 +2,7 @@
 //!
 //! Every VM gets a scratch directory holding `console.log` (the serial console), `qemu.log`
 //! (QEMU's own output), `qmp.sock` (the monitor), `api.sock` (`org.berth.api`, bridged by
-//! init to berthd) and `test.sock` (`org.berth.test`, the test agent). The directory is removed
+//! init to berthd), `init.sock` (`org.berth.init`, init's control API) and `test.sock` (`org.berth.test`, the test agent). The directory is removed
 //! when the VM is dropped, unless the test panicked, a hang guard of this VM expired or
 //! `BERTH_KEEP_VM` is set: then it is kept and its path printed.
 //!
@@ -44,6 +44,8 @@ const TAIL_LINES: usize = 40;
 /// Port names from `docs/architecture.md`.
 const API_PORT: &str = "org.berth.api";
 const TEST_PORT: &str = "org.berth.test";
+/// init's control API port (docs/control-api.md).
+const INIT_PORT: &str = "org.berth.init";
 
 /// Configures a [`Vm`].
 #[derive(Debug, Clone)]
@@ -238,7 +240,7 @@ impl VmBuilder {
                 path.join("qmp.sock").display()
             ))
             .args(["-device", "virtio-serial-pci,id=vser0"]);
-        let mut ports = vec![("api", API_PORT)];
+        let mut ports = vec![("api", API_PORT), ("init", INIT_PORT)];
         if self.test_port {
             ports.push(("test", TEST_PORT));
         }
@@ -333,6 +335,23 @@ impl Vm {
     /// The host end of `org.berth.api`: pass it to `berthctl --address`.
     pub fn api_address(&self) -> PathBuf {
         self.path.join("api.sock")
+    }
+
+    /// The host end of `org.berth.init` (init's control API): `berthctl --init-address`.
+    pub fn init_address(&self) -> PathBuf {
+        self.path.join("init.sock")
+    }
+
+    /// Runs the host's `berthctl --init-address <init.sock> system <args…>`; a non-zero exit
+    /// is an error.
+    pub fn berthctl_system(&self, args: &[&str], timeout: Duration) -> Result<CommandOutput> {
+        let mut command = Command::new(berthctl::path()?);
+        command
+            .arg("--init-address")
+            .arg(self.init_address())
+            .arg("system")
+            .args(args);
+        crate::process::run_ok(command, timeout)
     }
 
     /// The host end of `org.berth.test`.
@@ -616,7 +635,7 @@ impl Drop for Vm {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        for socket in ["api.sock", "test.sock", "qmp.sock"] {
+        for socket in ["api.sock", "init.sock", "test.sock", "qmp.sock"] {
             let _ = fs::remove_file(self.path.join(socket));
         }
         if thread::panicking() || self.failed.get() || std::env::var_os(KEEP_ENV).is_some() {

@@ -30,3 +30,4 @@ generated!(namespaces, namespaces_ttrpc, images, images_ttrpc);
 generated!(leases, leases_ttrpc, content, content_ttrpc, gc, gc_ttrpc);
 generated!(snapshots, snapshots_ttrpc);
 generated!(transfer, transfer_ttrpc);
+generated!(system, system_ttrpc);

@@ -26,6 +26,9 @@ struct Args {
     /// Namespace of the storage verbs (like ctr's `-n`).
     #[arg(long, short = 'n', global = true, env = "BERTH_NAMESPACE", default_value = crate::metadata::DEFAULT_NAMESPACE)]
     namespace: String,
+    /// berth-init's control API socket, for the `system` verbs.
+    #[arg(long, global = true, env = "BERTH_INIT_ADDRESS", default_value = crate::ctl_system::DEFAULT_INIT_ADDRESS)]
+    init_address: String,
     /// Seconds to wait for berthd's answer.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
@@ -45,6 +48,9 @@ enum Command {
     /// Snapshots (like `ctr snapshots`).
     #[command(alias = "snapshot")]
     Snapshots(crate::snapshots::ctl::SnapshotsArgs),
+    /// berth-init: status, log, reboot, poweroff, service restart (uses --init-address).
+    #[command(subcommand)]
+    System(crate::ctl_system::SystemCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,8 +71,10 @@ enum PluginsCommand {
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub enum Format {
+    /// Aligned columns for people.
     Table,
+    /// JSON for programs.
     Json,
 }
 
@@ -99,6 +107,16 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
+    if let Command::System(command) = &args.command {
+        let timeout = Duration::from_secs(args.timeout);
+        return match rt.block_on(crate::ctl_system::run(command, &args.init_address, timeout)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("berthctl: error: {e}");
+                1
+            }
+        };
+    }
     match rt.block_on(run(args)) {
         Ok(()) => 0,
         Err(e) => {
@@ -146,6 +164,7 @@ async fn run(args: Args) -> Result<(), storage::Error> {
             }
         }
         Command::Storage(c) => storage::run(&args.address, timeout, &args.namespace, c).await?,
+        Command::System(_) => unreachable!("system verbs are handled before connecting to berthd"),
     }
     Ok(())
 }

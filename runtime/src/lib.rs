@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod ctl;
+pub mod ctl_system;
 pub mod daemon;
 pub mod failpoint;
 pub mod images;
