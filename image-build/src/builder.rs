@@ -120,7 +120,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let (root_image_size, root_image_sha) = fsutil::sha256_file(&root_image)?;
 
     let initramfs_tree = initramfs::initramfs_tree(
-        &opts.bin_dir.join("berth"),
+        &opts.bin_dir.join("berth-init"),
         &index,
         &initramfs_modules,
         &root_image,

@@ -46,16 +46,16 @@ pub enum InitramfsError {
     },
 }
 
-/// Assembles the initramfs tree. `berth` is the static multi-call binary; `root_image` the
-/// erofs image built from the root tree.
+/// Assembles the initramfs tree. `init` is the static `berth-init` binary (stage 1 runs it as
+/// `/init`); `root_image` the erofs image built from the root tree.
 pub fn initramfs_tree(
-    berth: &Path,
+    init: &Path,
     index: &ModuleIndex,
     modules: &ModuleSet,
     root_image: &Path,
 ) -> Result<Tree, InitramfsError> {
     let mut tree = Tree::new();
-    tree.file("init", 0o755, berth)?;
+    tree.file("init", 0o755, init)?;
     tree.dir("dev", 0o755)?;
     tree.char_device("dev/console", 0o600, 5, 1)?;
     for dir in ["proc", "sys", "sysroot", "berth"] {

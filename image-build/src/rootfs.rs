@@ -122,7 +122,9 @@ pub fn root_tree(
     tree.file("usr/bin/berth", 0o755, berth)?;
     tree.symlink("usr/bin/berthd", "berth")?;
     tree.symlink("usr/bin/berthctl", "berth")?;
-    tree.symlink("usr/sbin/init", "../bin/berth")?;
+    // PID 1 has its own binary: init's code only, so its resident set stays small.
+    let init = binary(inputs.bin_dir, "berth-init")?;
+    tree.file("usr/sbin/init", 0o755, init)?;
 
     tree.dir("etc/berth", 0o755)?;
     tree.bytes("etc/os-release", 0o644, os_release(inputs.test))?;
@@ -218,6 +220,7 @@ mod tests {
             fs::create_dir_all(d).unwrap();
         }
         fs::write(bin.join("berth"), b"\x7fELF berth").unwrap();
+        fs::write(bin.join("berth-init"), b"\x7fELF init").unwrap();
         fs::write(bin.join("berth-test-agent"), b"\x7fELF agent").unwrap();
         fs::write(cfg.join("init.toml"), "[init]\nhostname = \"berth\"").unwrap();
         fs::write(cfg.join("berthd.toml"), "version = 2\n").unwrap();
@@ -263,10 +266,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("{p} missing"))
         };
         assert_eq!(get("/sbin").target.as_deref(), Some("usr/sbin"));
-        assert_eq!(
-            get("/usr/sbin/init").target.as_deref(),
-            Some("../bin/berth")
-        );
+        assert_eq!(get("/usr/sbin/init").target, None, "init is its own binary");
+        assert_eq!(get("/usr/sbin/init").mode, "0755");
         assert_eq!(get("/usr/bin/berthctl").target.as_deref(), Some("berth"));
         assert_eq!(get("/usr/bin/berth").mode, "0755");
         assert_eq!(get("/tmp").mode, "1777");
