@@ -22,15 +22,17 @@ const CTL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Hang guard for a reboot and for a forwarded message.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Stage 2's stages (init/src/stage2.rs), all finished once the node is ready and idle.
-const STAGES: [&str; 10] = [
+const STAGES: [&str; 12] = [
     "kernel+initramfs",
     "mounts",
     "config",
     "logging",
-    "lo",
     "control api",
     "storage",
     "log outputs",
+    "settings",
+    "network",
+    "time",
     "services",
     "modules",
 ];
