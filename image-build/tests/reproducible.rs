@@ -125,6 +125,7 @@ fn build_static(checkout: &Path, target_dir: &Path, keep: &Path) -> Result<PathB
     fs::create_dir_all(keep)?;
     for name in [
         "berth",
+        "berth-init",
         "berthd",
         "berthctl",
         "berth-image",
@@ -136,8 +137,8 @@ fn build_static(checkout: &Path, target_dir: &Path, keep: &Path) -> Result<PathB
         }
     }
     ensure!(
-        keep.join("berth").is_file(),
-        "{} has no `berth` binary after the static build",
+        keep.join("berth").is_file() && keep.join("berth-init").is_file(),
+        "{} has no `berth` or `berth-init` binary after the static build",
         bin_dir.display()
     );
     Ok(keep.to_path_buf())
