@@ -228,3 +228,96 @@ impl Local {
         Ok(())
     }
 }
+
+/// The [`Snapshotter`](super::Snapshotter) impl of a directory snapshotter: a type with a
+/// `local: Local` field, `mounts_for(&self, &Snapshot) -> Vec<Mount>` and `create(&self, Kind,
+/// key, parent, Labels) -> Result<Vec<Mount>>`. Everything else is [`Local`]'s, with the
+/// snapshot's files under `<id>/fs`; overlayfs and native differ only in those two methods.
+/// (A macro rather than a blanket impl, which would forbid other crates' test snapshotters.)
+macro_rules! dir_snapshotter {
+    ($ty:ty) => {
+        impl $crate::snapshots::Snapshotter for $ty {
+            fn stat(&self, key: &str) -> $crate::snapshots::Result<$crate::snapshots::Info> {
+                self.local.stat(key)
+            }
+
+            fn update(
+                &self,
+                info: &$crate::snapshots::Info,
+                fieldpaths: &[&str],
+            ) -> $crate::snapshots::Result<$crate::snapshots::Info> {
+                self.local.update(info, fieldpaths)
+            }
+
+            fn usage(&self, key: &str) -> $crate::snapshots::Result<$crate::snapshots::Usage> {
+                self.local
+                    .usage(key, |dir| $crate::snapshots::disk_usage(&dir.join("fs")))
+            }
+
+            fn mounts(
+                &self,
+                key: &str,
+            ) -> $crate::snapshots::Result<Vec<$crate::snapshots::Mount>> {
+                let s = self.local.snapshot(key)?;
+                if s.kind == $crate::snapshots::Kind::Committed {
+                    return Err($crate::snapshots::Error::FailedPrecondition {
+                        op: "mount",
+                        key: key.to_string(),
+                        reason: "it is committed; make a view of it instead".into(),
+                    });
+                }
+                Ok(self.mounts_for(&s))
+            }
+
+            fn prepare(
+                &self,
+                key: &str,
+                parent: &str,
+                labels: $crate::snapshots::Labels,
+            ) -> $crate::snapshots::Result<Vec<$crate::snapshots::Mount>> {
+                self.create($crate::snapshots::Kind::Active, key, parent, labels)
+            }
+
+            fn view(
+                &self,
+                key: &str,
+                parent: &str,
+                labels: $crate::snapshots::Labels,
+            ) -> $crate::snapshots::Result<Vec<$crate::snapshots::Mount>> {
+                self.create($crate::snapshots::Kind::View, key, parent, labels)
+            }
+
+            fn commit(
+                &self,
+                name: &str,
+                key: &str,
+                labels: $crate::snapshots::Labels,
+            ) -> $crate::snapshots::Result<()> {
+                self.local.commit(name, key, labels, |dir| {
+                    $crate::snapshots::disk_usage(&dir.join("fs"))
+                })
+            }
+
+            fn remove(&self, key: &str) -> $crate::snapshots::Result<()> {
+                self.local.remove(key)
+            }
+
+            fn walk(
+                &self,
+                filters: &[&str],
+                f: &mut dyn FnMut(&Info) -> $crate::snapshots::Result<()>,
+            ) -> $crate::snapshots::Result<()> {
+                self.local.walk(filters, f)
+            }
+
+            fn cleanup(&self) -> $crate::snapshots::Result<()> {
+                self.local.cleanup()
+            }
+
+            fn close(&self) -> $crate::snapshots::Result<()> {
+                self.local.close()
+            }
+        }
+    };
+}
+pub(crate) use dir_snapshotter;

@@ -26,7 +26,7 @@ use nix::unistd::{chown, Gid, Uid};
 
 use super::local::Local;
 use super::storage::Snapshot;
-use super::{disk_usage, Error, Info, Kind, Labels, Mount, Result, Snapshotter, Usage};
+use super::{Error, Info, Kind, Labels, Mount, Result};
 
 /// The overlayfs snapshotter rooted at one directory.
 pub struct Overlay {
@@ -181,64 +181,12 @@ impl Overlay {
     }
 }
 
-impl Snapshotter for Overlay {
-    fn stat(&self, key: &str) -> Result<Info> {
-        self.local.stat(key)
-    }
-
-    fn update(&self, info: &Info, fieldpaths: &[&str]) -> Result<Info> {
-        self.local.update(info, fieldpaths)
-    }
-
-    fn usage(&self, key: &str) -> Result<Usage> {
-        self.local.usage(key, |dir| disk_usage(&dir.join("fs")))
-    }
-
-    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
-        let s = self.local.snapshot(key)?;
-        if s.kind == Kind::Committed {
-            return Err(Error::FailedPrecondition {
-                op: "mount",
-                key: key.to_string(),
-                reason: "it is committed; make a view of it instead".into(),
-            });
-        }
-        Ok(self.mounts_for(&s))
-    }
-
-    fn prepare(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
-        self.create(Kind::Active, key, parent, labels)
-    }
-
-    fn view(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
-        self.create(Kind::View, key, parent, labels)
-    }
-
-    fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
-        self.local
-            .commit(name, key, labels, |dir| disk_usage(&dir.join("fs")))
-    }
-
-    fn remove(&self, key: &str) -> Result<()> {
-        self.local.remove(key)
-    }
-
-    fn walk(&self, filters: &[&str], f: &mut dyn FnMut(&Info) -> Result<()>) -> Result<()> {
-        self.local.walk(filters, f)
-    }
-
-    fn cleanup(&self) -> Result<()> {
-        self.local.cleanup()
-    }
-
-    fn close(&self) -> Result<()> {
-        self.local.close()
-    }
-}
+super::local::dir_snapshotter!(Overlay);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshots::Snapshotter;
 
     #[test]
     fn mounts_shapes_and_layout() {
