@@ -202,7 +202,9 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         crate::log::start_outputs(&config.log, logger, console)
     });
     // sysctls and rlimits of all layers (node file included; modules are loaded by now).
-    control.timeline.time("settings", || crate::system::apply_settings(&config, console));
+    control.timeline.time("settings", || {
+        crate::system::apply_settings(&config, console)
+    });
     // Network, then time, before the engine: berthd pulls from mirrors over TLS. After
     // storage and sysctls, so the node file's [network] and [time] and net.* sysctls apply.
     let config_files = [config_path, Path::new(crate::storage::NODE_FILE)];

@@ -28,7 +28,12 @@ impl ServiceControl for Control {
     fn services(&self) -> Vec<ServiceStatus> {
         self.status()
             .into_iter()
-            .map(|s| ServiceStatus { name: s.name, state: state_name(s.state).to_string(), pid: s.pid, restarts: s.restarts })
+            .map(|s| ServiceStatus {
+                name: s.name,
+                state: state_name(s.state).to_string(),
+                pid: s.pid,
+                restarts: s.restarts,
+            })
             .collect()
     }
 
@@ -36,7 +41,10 @@ impl ServiceControl for Control {
         match Control::restart(self, name, ACCEPT_TIMEOUT) {
             Ok(()) => Ok(()),
             Err(ControlError::UnknownService(n)) => Err(RestartError::NotFound(n)),
-            Err(other) => Err(RestartError::Refused { name: name.to_string(), reason: other.to_string() }),
+            Err(other) => Err(RestartError::Refused {
+                name: name.to_string(),
+                reason: other.to_string(),
+            }),
         }
     }
 }
