@@ -47,6 +47,28 @@ pub fn normalize_address(address: &str) -> String {
     }
 }
 
+/// Awaits `fut` (one ttrpc call named `method` to `address`) for at most `timeout`, mapping
+/// both failure kinds to [`ClientError`]. Shared by every client of berthd's API.
+pub async fn bounded<T>(
+    address: &str,
+    timeout: Duration,
+    method: &'static str,
+    fut: impl std::future::Future<Output = ttrpc::Result<T>>,
+) -> Result<T, ClientError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r.map_err(|source| ClientError::Call {
+            address: address.to_string(),
+            method,
+            source,
+        }),
+        Err(_) => Err(ClientError::Timeout {
+            address: address.to_string(),
+            method,
+            timeout,
+        }),
+    }
+}
+
 /// A connected API client.
 #[derive(Clone)]
 pub struct Client {
@@ -92,18 +114,7 @@ impl Client {
         method: &'static str,
         fut: impl std::future::Future<Output = ttrpc::Result<T>>,
     ) -> Result<T, ClientError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(|source| ClientError::Call {
-                address: self.address.clone(),
-                method,
-                source,
-            }),
-            Err(_) => Err(ClientError::Timeout {
-                address: self.address.clone(),
-                method,
-                timeout: self.timeout,
-            }),
-        }
+        crate::client::bounded(&self.address, self.timeout, method, fut).await
     }
 
     /// `Version`: the engine's (version, revision).

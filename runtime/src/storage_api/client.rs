@@ -90,18 +90,7 @@ impl StorageClient {
         method: &'static str,
         fut: impl std::future::Future<Output = ttrpc::Result<T>>,
     ) -> Result<T, ClientError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(|source| ClientError::Call {
-                address: self.address.clone(),
-                method,
-                source,
-            }),
-            Err(_) => Err(ClientError::Timeout {
-                address: self.address.clone(),
-                method,
-                timeout: self.timeout,
-            }),
-        }
+        crate::client::bounded(&self.address, self.timeout, method, fut).await
     }
 
     /// `Namespaces.List`.

@@ -64,11 +64,7 @@ pub struct Transfer {
 impl Transfer {
     /// Connects to berthd at `address` (a path or `unix://path`).
     pub async fn connect(address: &str, namespace: &str) -> Result<Self, TransferError> {
-        let address = if address.starts_with("unix://") {
-            address.to_string()
-        } else {
-            format!("unix://{address}")
-        };
+        let address = crate::client::normalize_address(address);
         let inner = ttrpc::r#async::Client::connect(&address)
             .await
             .map_err(|source| TransferError::Connect {

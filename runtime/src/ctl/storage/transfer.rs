@@ -200,11 +200,7 @@ pub async fn unmount(
     nix::mount::umount2(&a.target, nix::mount::MntFlags::empty())
         .map_err(|e| Error::Usage(format!("cannot unmount {}: {e}", a.target.display())))?;
     // Remove the view snapshot through the Snapshots service (namespaced key).
-    let address = if address.starts_with("unix://") {
-        address.to_string()
-    } else {
-        format!("unix://{address}")
-    };
+    let address = crate::client::normalize_address(address);
     let inner = ttrpc::r#async::Client::connect(&address)
         .await
         .map_err(|e| Error::Usage(format!("cannot connect to berthd at {address}: {e}")))?;
