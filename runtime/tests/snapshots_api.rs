@@ -1,80 +1,8 @@
 //! The Snapshots service through berthd and `berthctl snapshots`: plugins, namespaces,
 //! tables, JSON, tree, usage, removal order and precise error codes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const BERTHCTL: &str = env!("CARGO_BIN_EXE_berthctl");
-
-/// A berthd child, stopped with SIGTERM (so it unmounts nothing and closes its databases)
-/// and killed if it does not exit.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path) -> Daemon {
-    let cfg = dir.join("berthd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(BERTHD)
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon {
-        child,
-        socket: dir.join("state/berthd.sock"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ctl(&d.socket, &["version"]).status.success() {
-            return d;
-        }
-        if let Some(status) = d.child.try_wait().unwrap() {
-            panic!("berthd exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("berthd did not answer within 20 s");
-}
-
-fn ctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BERTHCTL)
-        .arg("--address")
-        .arg(socket)
-        .args(args)
-        .env_remove("BERTH_NAMESPACE")
-        .output()
-        .unwrap()
-}
+mod support;
+use support::{berthctl as ctl, start_berthd as start, Berthd as Daemon};
 
 /// Runs `berthctl snapshots <args>` and returns stdout; panics with stderr on failure.
 fn ok(d: &Daemon, args: &[&str]) -> String {
