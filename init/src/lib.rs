@@ -23,6 +23,7 @@ pub mod ipconfig;
 pub mod layers;
 pub mod log;
 pub mod loopdev;
+pub mod memory;
 pub mod modules;
 pub mod mounts;
 pub mod net;

@@ -334,11 +334,33 @@ fn main_loop(
             network.release(RELEASE_TIMEOUT);
         }
     };
+    // Once boot has settled after `berth ready`, give back what only boot needed.
+    let mut trim = Trim::Waiting;
     loop {
         let now = Instant::now();
         supervisor.tick(now);
+        trim = match trim {
+            Trim::Waiting if supervisor.announced() => Trim::At(now + TRIM_AFTER_READY),
+            Trim::At(at) if now >= at => {
+                let t = crate::memory::trim_after_boot();
+                console.info(&format!(
+                    "boot done: returned boot-only memory ({} read-only mappings, {} KiB, advised out; heap trimmed: {})",
+                    t.mappings,
+                    t.bytes / 1024,
+                    t.heap_released
+                ));
+                Trim::Done
+            }
+            other => other,
+        };
         let sleep = supervisor
             .next_deadline()
+            .into_iter()
+            .chain(match trim {
+                Trim::At(at) => Some(at),
+                _ => None,
+            })
+            .min()
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
@@ -392,6 +414,21 @@ fn main_loop(
         }
     }
 }
+
+/// Where the main loop is with [`crate::memory::trim_after_boot`].
+#[derive(Clone, Copy)]
+enum Trim {
+    /// Boot not done yet.
+    Waiting,
+    /// `berth ready` was announced; trim at this time.
+    At(Instant),
+    /// Trimmed.
+    Done,
+}
+
+/// How long after `berth ready` init trims its boot-only memory: boot's last stragglers (the
+/// first API calls, log flushes) are done by then.
+const TRIM_AFTER_READY: Duration = Duration::from_secs(3);
 
 /// Longest shutdown waits for the DHCP clients to send their RELEASE.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -536,6 +536,11 @@ impl Supervisor {
         self.cgroups.as_ref()
     }
 
+    /// Whether `berth ready` was announced (the engine answered once since boot).
+    pub fn announced(&self) -> bool {
+        self.announced
+    }
+
     /// The engine stage: every service starts on the next [`Supervisor::tick`].
     pub fn start(&mut self, now: Instant) {
         for svc in &mut self.services {

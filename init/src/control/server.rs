@@ -177,12 +177,20 @@ pub fn to_proto(r: &Record) -> system::LogRecord {
     }
 }
 
-/// init's resident memory from `/proc/self/status` (`VmRSS: 1234 kB`).
+/// init's resident memory: `Rss:` of `/proc/self/smaps_rollup`, which walks the page tables
+/// and is exact. `VmRSS` in `/proc/self/status` is only the fallback: kernels before 6.2 keep
+/// it in per-thread batched counters that drift (after init's boot trim it can read below the
+/// anonymous memory alone).
 pub fn own_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let kib = |text: String, key: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|t| kib(t, "Rss:"))
+        .or_else(|| kib(std::fs::read_to_string("/proc/self/status").ok()?, "VmRSS:"))
+        .map(|kb| kb * 1024)
 }
 
 impl SystemService {
