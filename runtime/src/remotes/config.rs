@@ -731,4 +731,18 @@ mod tests {
             vec!["http://m:1/v2?ns=a.example", "https://a.example/v2"]
         );
     }
+
+    /// The shipped configs/berthd.toml and configs/certs.d parse, and the commented
+    /// `_default` example changes nothing: pulls go to the registry itself.
+    #[test]
+    fn shipped_configs_change_nothing() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let c = Config::load(&configs.join("berthd.toml")).unwrap();
+        let r = RegistryConfig::from_plugins(&c.plugins, &c.sources).unwrap();
+        assert_eq!(r.config_path, Some(PathBuf::from("/etc/berth/certs.d")));
+        let hosts = hosts::resolve(Some(&configs.join("certs.d")), "docker.io").unwrap();
+        assert_eq!(urls(&hosts), vec!["https://registry-1.docker.io/v2"]);
+        let hosts = hosts::resolve(Some(&configs.join("certs.d")), "10.0.2.2:5000").unwrap();
+        assert_eq!(urls(&hosts), vec!["https://10.0.2.2:5000/v2"]);
+    }
 }
