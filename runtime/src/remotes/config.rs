@@ -114,8 +114,8 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl AuthConfig {
-    /// The credentials this entry stands for; `what` names it in errors.
-    fn credentials(&self, what: &str) -> Result<Option<Credentials>, String> {
+    /// The credentials this entry stands for.
+    fn credentials(&self) -> Result<Option<Credentials>, String> {
         if let Some(t) = &self.identitytoken {
             if !t.is_empty() {
                 return Ok(Some(Credentials::IdentityToken(t.clone())));
@@ -125,12 +125,12 @@ impl AuthConfig {
             if !a.is_empty() {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(a.trim())
-                    .map_err(|e| format!("{what}: auth is not base64: {e}"))?;
+                    .map_err(|e| format!("auth is not base64: {e}"))?;
                 let s = String::from_utf8(raw)
-                    .map_err(|_| format!("{what}: auth is not UTF-8 once decoded"))?;
+                    .map_err(|_| "auth is not UTF-8 once decoded".to_string())?;
                 let (u, p) = s
                     .split_once(':')
-                    .ok_or_else(|| format!("{what}: auth must encode \"username:password\""))?;
+                    .ok_or_else(|| "auth must encode \"username:password\"".to_string())?;
                 return Ok(Some(Credentials::Basic {
                     username: u.to_string(),
                     password: p.to_string(),
@@ -240,7 +240,7 @@ impl RegistryConfig {
             ));
         }
         for (host, a) in &cfg.auths {
-            a.credentials(&format!("auths.{host:?}"))
+            a.credentials()
                 .map_err(|m| invalid(sources, &["auths".to_string(), host.clone()], m))?;
         }
         for (reg, endpoints) in &cfg.mirrors {
@@ -346,7 +346,8 @@ impl RegistryConfig {
         let names = host_aliases(host);
         for n in &names {
             if let Some(a) = self.auths.get(n.as_str()) {
-                return Ok(a.credentials(n).unwrap_or(None));
+                // Checked when the configuration was loaded.
+                return Ok(a.credentials().unwrap_or(None));
             }
         }
         let Some(path) = &self.config_json else {
@@ -378,8 +379,7 @@ impl RegistryConfig {
             path: path.clone(),
             message,
         };
-        let cfg: DockerConfig =
-            serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+        let cfg: DockerConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         for (key, a) in cfg.auths {
             if names.contains(&docker_key_host(&key)) {
                 let a = AuthConfig {
@@ -388,7 +388,9 @@ impl RegistryConfig {
                     auth: a.auth,
                     identitytoken: a.identitytoken,
                 };
-                return a.credentials(&format!("auths.{key:?}")).map_err(bad);
+                return a
+                    .credentials()
+                    .map_err(|m| bad(format!("auths.{key:?}: {m}")));
             }
         }
         Ok(None)
@@ -648,7 +650,11 @@ mod tests {
         );
         std::fs::write(&j, "{\n \"auths\": 5\n}").unwrap();
         let e = r.credentials_for("x").unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}: line 2:", j.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("{}: invalid type", j.display()))
+                && e.ends_with("line 2 column 11"),
+            "{e}"
+        );
     }
 
     /// containerd CRI's mirrors: the registry's list, else "*", then the upstream over https
