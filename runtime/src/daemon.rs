@@ -214,6 +214,8 @@ fn registry(cfg: &Config) -> Registry {
         .insert("state".into(), cfg.state.display().to_string());
     r.register("berth.service.v1", "version", Status::Ok);
     r.register("berth.service.v1", "introspection", Status::Ok);
+    r.register("berth.service.v1", "registry", Status::Ok);
+    r.register("berth.service.v1", "config", Status::Ok);
     r
 }
 

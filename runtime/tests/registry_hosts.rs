@@ -135,6 +135,10 @@ fn hosts_resolve_follows_hosts_toml_edits_without_restart() {
         resolve(&d.socket, "alpine").unwrap(),
         vec!["http://10.0.2.2:5000/v2?ns=docker.io"]
     );
+    let plugins = String::from_utf8(ctl(&d.socket, &["plugins", "ls", "-q"]).stdout).unwrap();
+    for id in ["berth.service.v1.registry", "berth.service.v1.config"] {
+        assert!(plugins.lines().any(|l| l == id), "{id} missing:\n{plugins}");
+    }
     // The full JSON: capabilities, source, credentials.
     let out = ctl(
         &d.socket,
