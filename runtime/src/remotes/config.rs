@@ -3,7 +3,8 @@
 //!
 //! ```toml
 //! [plugins."berth.registry.v1"]
-//! config_path = "/etc/berth/certs.d"        # containerd's certs.d directory (see hosts.rs)
+//! config_path = "/var/etc/berth/certs.d:/etc/berth/certs.d" # certs.d directories (hosts.rs),
+//!                                                            # the first with a match wins
 //! config_json = "/var/etc/berth/config.json" # docker-style credentials, read on each lookup
 //! [plugins."berth.registry.v1".auths."10.0.2.2:5000"]
 //! username = "edge"
@@ -167,8 +168,9 @@ struct Section {
 /// The registry settings of one configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegistryConfig {
-    /// containerd's certs.d directory; None: no directory.
-    pub config_path: Option<PathBuf>,
+    /// containerd's certs.d directories (`config_path`, `:`-separated as in containerd
+    /// CRI), searched in order; empty: none, every registry is its own endpoint.
+    pub config_path: Vec<PathBuf>,
     /// A docker-style `config.json` with `auths`, read on each credentials lookup.
     pub config_json: Option<PathBuf>,
     /// Credentials by registry host (`host[:port]`).
@@ -221,7 +223,17 @@ impl RegistryConfig {
             }
         };
         let cfg = RegistryConfig {
-            config_path: abs("config_path", section.config_path)?,
+            config_path: match section.config_path {
+                None => Vec::new(),
+                Some(s) => s
+                    .split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| abs("config_path", Some(p.to_string())))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            },
             config_json: abs("config_json", section.config_json)?,
             auths: section.auths,
             mirrors: section
@@ -230,7 +242,7 @@ impl RegistryConfig {
                 .map(|(k, v)| (k, v.endpoint))
                 .collect(),
         };
-        if cfg.config_path.is_some() && !cfg.mirrors.is_empty() {
+        if !cfg.config_path.is_empty() && !cfg.mirrors.is_empty() {
             return Err(invalid(
                 sources,
                 &["mirrors".to_string()],
@@ -277,10 +289,11 @@ impl RegistryConfig {
     /// The ordered endpoints a pull of an image from `registry` (`host[:port]` of the
     /// reference) uses. Reads the hosts directory on every call.
     pub fn endpoints_for(&self, registry: &str) -> Result<Vec<RegistryHost>, RegistryConfigError> {
-        if self.config_path.is_none() && !self.mirrors.is_empty() {
+        if self.config_path.is_empty() && !self.mirrors.is_empty() {
             return self.mirror_endpoints(registry);
         }
-        Ok(hosts::resolve(self.config_path.as_deref(), registry)?)
+        let roots: Vec<&Path> = self.config_path.iter().map(PathBuf::as_path).collect();
+        Ok(hosts::resolve_in(&roots, registry)?)
     }
 
     /// containerd CRI's `registryEndpoints` + `registryHosts`: the registry's mirror list (or
@@ -601,7 +614,7 @@ mod tests {
         );
         drop(dir);
         let r = r.unwrap();
-        assert_eq!(r.config_path, Some(PathBuf::from("/nonexistent/certs.d")));
+        assert_eq!(r.config_path, vec![PathBuf::from("/nonexistent/certs.d")]);
         assert_eq!(
             r.credentials_for("10.0.2.2:5000").unwrap(),
             Some(Credentials::Basic {
@@ -745,10 +758,52 @@ mod tests {
         let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
         let c = Config::load(&configs.join("berthd.toml")).unwrap();
         let r = RegistryConfig::from_plugins(&c.plugins, &c.sources).unwrap();
-        assert_eq!(r.config_path, Some(PathBuf::from("/etc/berth/certs.d")));
+        assert_eq!(
+            r.config_path,
+            vec![
+                PathBuf::from("/var/etc/berth/certs.d"),
+                PathBuf::from("/etc/berth/certs.d")
+            ]
+        );
         let hosts = hosts::resolve(Some(&configs.join("certs.d")), "docker.io").unwrap();
         assert_eq!(urls(&hosts), vec!["https://registry-1.docker.io/v2"]);
         let hosts = hosts::resolve(Some(&configs.join("certs.d")), "10.0.2.2:5000").unwrap();
         assert_eq!(urls(&hosts), vec!["https://10.0.2.2:5000/v2"]);
+    }
+
+    /// containerd CRI's `config_path = "a:b"`: the first root with a matching directory
+    /// (its `_default` included) wins.
+    #[test]
+    fn several_config_paths_first_match_wins() {
+        let node = tempfile::tempdir().unwrap();
+        let image = tempfile::tempdir().unwrap();
+        let put = |root: &Path, d: &str, server: &str| {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            std::fs::write(
+                root.join(d).join("hosts.toml"),
+                format!("server = \"{server}\"\n"),
+            )
+            .unwrap();
+        };
+        put(image.path(), "_default", "https://image-default");
+        put(image.path(), "quay.io", "https://image-quay");
+        put(node.path(), "ghcr.io", "https://node-ghcr");
+        let (_d, r) = load(&format!(
+            "[plugins.\"berth.registry.v1\"]\nconfig_path = \"{}:{}\"\n",
+            node.path().display(),
+            image.path().display()
+        ));
+        let r = r.unwrap();
+        let first = |reg: &str| r.endpoints_for(reg).unwrap()[0].base_url();
+        assert_eq!(first("ghcr.io"), "https://node-ghcr/v2");
+        assert_eq!(first("quay.io"), "https://image-quay/v2");
+        assert_eq!(first("docker.io"), "https://image-default/v2");
+        put(node.path(), "_default", "https://node-default");
+        assert_eq!(first("quay.io"), "https://node-default/v2");
+        let (_d, r) = load("[plugins.\"berth.registry.v1\"]\nconfig_path = \"/a:b\"\n");
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .ends_with("config_path: path \"b\" must be absolute"));
     }
 }

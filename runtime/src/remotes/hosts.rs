@@ -234,11 +234,24 @@ pub fn resolve(
     config_path: Option<&Path>,
     registry: &str,
 ) -> Result<Vec<RegistryHost>, HostsError> {
+    match config_path {
+        Some(root) => resolve_in(&[root], registry),
+        None => resolve_in(&[], registry),
+    }
+}
+
+/// [`resolve`] over several hosts directories (containerd CRI's `config_path = "a:b"`): the
+/// first root holding a matching directory (its `_default` included) wins, so a node's own
+/// directory listed first overrides the image's.
+pub fn resolve_in(roots: &[&Path], registry: &str) -> Result<Vec<RegistryHost>, HostsError> {
     check_registry(registry)?;
-    let dir = match config_path {
-        Some(root) => find_dir(root, registry)?,
-        None => None,
-    };
+    let mut dir = None;
+    for root in roots {
+        dir = find_dir(root, registry)?;
+        if dir.is_some() {
+            break;
+        }
+    }
     let entries = match &dir {
         Some(d) => load_dir(d)?,
         None => vec![Entry::default()],

@@ -111,9 +111,10 @@ impl registry_ttrpc::Registry for RegistryService {
             endpoints,
             config_path: cfg
                 .config_path
-                .as_ref()
+                .iter()
                 .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+                .collect::<Vec<_>>()
+                .join(":"),
             warnings: cfg.warnings(),
             ..Default::default()
         })
