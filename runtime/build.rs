@@ -14,6 +14,8 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/snapshots/v1/snapshots.proto",
     "proto/berth/services/transfer/v1/transfer.proto",
     "proto/berth/services/system/v1/system.proto",
+    "proto/berth/services/registry/v1/registry.proto",
+    "proto/berth/services/config/v1/config.proto",
 ];
 
 fn main() {

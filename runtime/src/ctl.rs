@@ -1,5 +1,6 @@
 //! berthctl: the command-line client of berthd's API (ctr-like verbs).
 
+mod hosts;
 mod storage;
 
 use std::{ffi::OsString, time::Duration};
@@ -48,6 +49,12 @@ enum Command {
     /// Snapshots (like `ctr snapshots`).
     #[command(alias = "snapshot")]
     Snapshots(crate::snapshots::ctl::SnapshotsArgs),
+    /// Registry endpoints a pull would use, as berthd resolves them (certs.d hosts.toml).
+    #[command(subcommand, alias = "host")]
+    Hosts(hosts::HostsCommand),
+    /// berthd's configuration: reload it without a restart.
+    #[command(subcommand)]
+    Config(hosts::ConfigCommand),
     /// berth-init: status, log, reboot, poweroff, service restart (uses --init-address).
     #[command(subcommand)]
     System(crate::ctl_system::SystemCommand),
@@ -164,6 +171,8 @@ async fn run(args: Args) -> Result<(), storage::Error> {
             }
         }
         Command::Storage(c) => storage::run(&args.address, timeout, &args.namespace, c).await?,
+        Command::Hosts(c) => hosts::run_hosts(&args.address, timeout, c).await?,
+        Command::Config(c) => hosts::run_config(&args.address, timeout, c).await?,
         Command::System(_) => unreachable!("system verbs are handled before connecting to berthd"),
     }
     Ok(())

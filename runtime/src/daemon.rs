@@ -67,6 +67,8 @@ pub enum DaemonError {
     Storage(Box<crate::storage_api::StorageError>),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Registry(#[from] crate::remotes::config::RegistryConfigError),
 }
 
 fn level_filter(l: LogLevel) -> LevelFilter {
@@ -111,6 +113,15 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    // Until serve() installs its handler, a SIGHUP (a reload request) is ignored rather than
+    // fatal; the handler replaces this disposition, and exec resets handlers for children.
+    // SAFETY: SIG_IGN installs no handler code, and no other thread exists yet.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGHUP,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
     // One line on stderr and a non-zero exit: init shows it on the console and stops
     // restarting a berthd that cannot start.
     let cfg = match load(&args) {
@@ -152,6 +163,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             match &e {
                 // Restarting cannot fix a newer schema or a bad GC setting: stop the retries.
                 DaemonError::Storage(s) if s.is_permanent() => EXIT_CONFIG,
+                DaemonError::Registry(_) => EXIT_CONFIG,
                 _ => 1,
             }
         }
@@ -202,6 +214,8 @@ fn registry(cfg: &Config) -> Registry {
         .insert("state".into(), cfg.state.display().to_string());
     r.register("berth.service.v1", "version", Status::Ok);
     r.register("berth.service.v1", "introspection", Status::Ok);
+    r.register("berth.service.v1", "registry", Status::Ok);
+    r.register("berth.service.v1", "config", Status::Ok);
     r
 }
 
@@ -210,6 +224,16 @@ async fn serve(
     args: Args,
     log: reload::Handle<LevelFilter, Subscriber>,
 ) -> Result<(), DaemonError> {
+    // Signal handlers first: a SIGHUP while berthd starts must not kill it.
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Runtime)?;
+    let registry_cfg =
+        crate::remotes::config::RegistryConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
+    for w in registry_cfg.warnings() {
+        warn!("{w}");
+    }
+    let live_registry = crate::remotes::config::LiveRegistry::new(registry_cfg);
     make_dir("root", &cfg.root, 0o711)?;
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
@@ -241,7 +265,16 @@ async fn serve(
     storage.register_plugins(&mut registry);
     let registry = Arc::new(registry);
     let server = storage.register_services(ttrpc::r#async::Server::new());
-    let gc_task = storage.spawn_scheduler();
+    let gc_task = crate::reload::GcTask::spawn(storage.clone(), cfg.root.clone());
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        cfg.clone(),
+        Box::new(move || load(&args).map_err(|e| e.to_string())),
+        Box::new(move |l| {
+            let _ = log.modify(|f| *f = level_filter(l));
+        }),
+        live_registry.clone(),
+        Some(gc_task),
+    ));
     let mut server = server
         .add_listener(listener.into())
         .register_service(version_ttrpc::create_version(Arc::new(VersionService)))
@@ -253,6 +286,12 @@ async fn serve(
                 storage: storage.clone(),
                 snapshotters: snapshotters.clone(),
             },
+        )))
+        .register_service(crate::api::registry_ttrpc::create_registry(Arc::new(
+            crate::remotes::service::RegistryService(live_registry),
+        )))
+        .register_service(crate::api::config_ttrpc::create_config(Arc::new(
+            crate::reload::ConfigService(reloader.clone()),
         )))
         .register_service(crate::api::snapshots_ttrpc::create_snapshots(Arc::new(
             crate::snapshots::service::SnapshotsService {
@@ -266,36 +305,15 @@ async fn serve(
         "berthd serving"
     );
 
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Runtime)?;
-    let mut current = cfg;
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = hup.recv() => {
-                // SIGHUP reloads; a bad file is reported and the running config stays.
-                match load(&args) {
-                    Err(e) => error!("reload rejected, keeping the running configuration: {e}"),
-                    Ok(new) => {
-                        if new.debug.level != current.debug.level {
-                            let _ = log.modify(|f| *f = level_filter(new.debug.level));
-                            info!(from = %current.debug.level, to = %new.debug.level, "reload: debug.level changed");
-                        }
-                        let restart = current.needs_restart(&new);
-                        if restart.is_empty() {
-                            info!("configuration reloaded");
-                        } else {
-                            warn!(keys = ?restart, "configuration reloaded; these changes take effect after a restart of berthd");
-                        }
-                        current.debug.level = new.debug.level;
-                    }
-                }
-            }
+            // SIGHUP reloads; a bad file is reported and the running config stays.
+            _ = hup.recv() => reloader.reload_logged().await,
         }
     }
-    gc_task.abort();
+    reloader.shutdown().await;
     server.shutdown().await.map_err(DaemonError::Server)?;
     snapshotters.close_all();
     let _ = std::fs::remove_file(&socket);

@@ -7,6 +7,10 @@
 //! endpoints across pulls: the hosts directory is read again on every resolve, so an edited
 //! `hosts.toml` applies to the next pull without a restart.
 
+pub mod config;
+pub mod hosts;
+pub mod service;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

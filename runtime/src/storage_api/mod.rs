@@ -185,7 +185,8 @@ impl Storage {
     }
 }
 
-fn schedule(section: Option<&toml::Value>) -> Result<Schedule, StorageError> {
+/// Reads the collector's schedule from its plugin section (also used by a reload).
+pub fn schedule(section: Option<&toml::Value>) -> Result<Schedule, StorageError> {
     let mut s = Schedule::default();
     let Some(section) = section else {
         return Ok(s);
