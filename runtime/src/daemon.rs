@@ -69,6 +69,8 @@ pub enum DaemonError {
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
     Registry(#[from] crate::remotes::config::RegistryConfigError),
+    #[error(transparent)]
+    Preload(#[from] crate::preload::PreloadConfigError),
 }
 
 fn level_filter(l: LogLevel) -> LevelFilter {
@@ -163,7 +165,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             match &e {
                 // Restarting cannot fix a newer schema or a bad GC setting: stop the retries.
                 DaemonError::Storage(s) if s.is_permanent() => EXIT_CONFIG,
-                DaemonError::Registry(_) => EXIT_CONFIG,
+                DaemonError::Registry(_) | DaemonError::Preload(_) => EXIT_CONFIG,
                 _ => 1,
             }
         }
@@ -234,6 +236,7 @@ async fn serve(
         warn!("{w}");
     }
     let live_registry = crate::remotes::config::LiveRegistry::new(registry_cfg);
+    let preload = crate::preload::PreloadConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
     make_dir("root", &cfg.root, 0o711)?;
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
@@ -304,6 +307,14 @@ async fn serve(
         address = %socket.display(),
         "berthd serving"
     );
+    // Images shipped in the OS image: imported in the background, so a large archive never
+    // delays readiness (init waits for Version to answer).
+    {
+        let (storage, snapshotters) = (storage.clone(), snapshotters.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::preload::run_logged(&storage, &snapshotters, &preload)
+        });
+    }
 
     loop {
         tokio::select! {

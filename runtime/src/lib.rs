@@ -16,6 +16,7 @@ pub mod failpoint;
 pub mod images;
 pub mod metadata;
 pub mod plugins;
+pub mod preload;
 pub mod reload;
 pub mod remotes;
 pub mod services;

@@ -107,8 +107,8 @@ fn to_record(desc: &oci_spec::image::Descriptor) -> Result<Descriptor, ttrpc::Er
     })
 }
 
-/// The blocking import: archive → store → records → unpack.
-fn import_blocking(
+/// The blocking import: archive → store → records → unpack (also used by [`crate::preload`]).
+pub(crate) fn import_blocking(
     storage: &Storage,
     snapshotters: &Snapshotters,
     ns: &str,

@@ -155,20 +155,40 @@ pub fn try_start_berthd_with(
     dir: &Path,
     env: &[(&str, &str)],
 ) -> Result<Berthd, std::process::ExitStatus> {
+    try_start_berthd_config(dir, env, "", None)
+}
+
+/// berthd on `dir` with `extra` appended to its berthd.toml, its log (stderr) going to `log`
+/// (appended) or nowhere.
+pub fn try_start_berthd_config(
+    dir: &Path,
+    env: &[(&str, &str)],
+    extra: &str,
+    log: Option<&Path>,
+) -> Result<Berthd, std::process::ExitStatus> {
     let cfg = dir.join("berthd.toml");
     std::fs::write(
         &cfg,
         format!(
-            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n",
+            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n{extra}",
             dir.display()
         ),
     )
     .unwrap();
+    let stderr = match log {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .into(),
+        None => std::process::Stdio::null(),
+    };
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
         .arg("--config")
         .arg(&cfg)
         .envs(env.iter().copied())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut d = Berthd {
