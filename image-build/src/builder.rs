@@ -71,6 +71,57 @@ pub const CMDLINE: &str = "cmdline";
 /// Output file names.
 pub const MANIFEST: &str = "manifest.json";
 
+/// The archives for `/usr/share/berth/images`: the demo image first (when enabled), then
+/// `[root] preload` in order, relative paths against the definition's directory.
+fn preload_archives(
+    def: &ImageDefinition,
+    opts: &BuildOptions,
+) -> Result<Vec<rootfs::Preload>, rootfs::RootfsError> {
+    let mut out = Vec::new();
+    if def.root.demo_image {
+        // The package cache lives next to the kernel's (`--cache-dir`).
+        let cache_dir = match &opts.kernel {
+            KernelInput::Apt { cache_dir } => cache_dir.clone(),
+            KernelInput::Local { .. } => PathBuf::from("/var/cache/berth"),
+        };
+        let demo = crate::demo::build(&cache_dir, opts.source_date_epoch)?;
+        out.push(rootfs::Preload {
+            name: crate::demo::ARCHIVE_NAME.into(),
+            source: rootfs::PreloadSource::Bytes(demo.archive),
+        });
+    }
+    let base = opts
+        .definition
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for given in &def.root.preload {
+        let path = base.join(given);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let err = |message: &str| rootfs::RootfsError::Preload {
+            path: path.clone(),
+            message: message.into(),
+        };
+        if !name.ends_with(".tar") {
+            return Err(err("not a .tar archive (OCI layout or docker save)"));
+        }
+        if !path.is_file() {
+            return Err(err("no such file"));
+        }
+        if out.iter().any(|p| p.name == name) {
+            return Err(err("two archives with this file name"));
+        }
+        out.push(rootfs::Preload {
+            name,
+            source: rootfs::PreloadSource::File(path),
+        });
+    }
+    Ok(out)
+}
+
 /// Builds an image.
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let def = ImageDefinition::load(&opts.definition)?;
@@ -90,6 +141,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     )?;
     let root_modules = index.closure(&def.root.modules, "root.modules", &opts.definition)?;
 
+    let preload = preload_archives(&def, opts)?;
     let (root_tree, host_tools) = rootfs::root_tree(&RootInputs {
         bin_dir: &opts.bin_dir,
         config_dir: &opts.config_dir,
@@ -97,6 +149,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         index: &index,
         modules: &root_modules,
         host_tools: &def.root.host_tools,
+        preload: &preload,
     })?;
     let root_files = root_tree.listing()?;
     let uuid = erofs::derive_uuid(&root_files, opts.source_date_epoch, def.root.compression);
@@ -154,8 +207,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let initramfs_userland = manifest::total_size(&initramfs_files, |p| {
         !p.starts_with("/lib/modules/") && p != format!("/{ROOT_IMAGE_PATH}")
     });
+    let preloaded_size = manifest::total_size(&root_files, is_module("/usr/share/berth/images/"));
     let sizes = Sizes {
-        userland: root_tree_size - root_modules_size + initramfs_userland,
+        userland: root_tree_size - root_modules_size - preloaded_size + initramfs_userland,
+        preloaded_images: preloaded_size,
         kernel_modules: root_modules_size + initramfs_modules_size,
         root_tree: root_tree_size,
         root_image: root_image_size,

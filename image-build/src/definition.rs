@@ -122,6 +122,18 @@ pub struct RootSection {
     /// (absolute paths; see `hosttools.rs`).
     #[serde(default = "default_host_tools")]
     pub host_tools: Vec<String>,
+    /// Image archives (OCI layout or `docker save` `.tar` files) put into
+    /// `/usr/share/berth/images`, which berthd imports at start. Relative paths are resolved
+    /// against the definition file's directory.
+    #[serde(default)]
+    pub preload: Vec<PathBuf>,
+    /// Also preload the demo image built from Debian's `busybox-static` (`demo.rs`).
+    #[serde(default = "default_true")]
+    pub demo_image: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for RootSection {
@@ -131,6 +143,8 @@ impl Default for RootSection {
             compression: RootCompression::default(),
             modules: default_root_modules(),
             host_tools: default_host_tools(),
+            preload: Vec::new(),
+            demo_image: true,
         }
     }
 }

@@ -16,6 +16,7 @@
 pub mod builder;
 pub mod cpio;
 pub mod definition;
+pub mod demo;
 pub mod epoch;
 pub mod erofs;
 pub mod error;

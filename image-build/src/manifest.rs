@@ -53,9 +53,12 @@ pub struct Artefact {
 /// Footprint summary.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Sizes {
-    /// Everything but the kernel and its modules: the root tree's files outside
-    /// `/usr/lib/modules` plus the initramfs's `/init`.
+    /// Everything but the kernel, its modules and the preloaded container images: the root
+    /// tree's files outside `/usr/lib/modules` and `/usr/share/berth/images` plus the
+    /// initramfs's `/init`.
     pub userland: u64,
+    /// Preloaded container image archives (`/usr/share/berth/images`).
+    pub preloaded_images: u64,
     /// Module files and indexes, root image and initramfs together.
     pub kernel_modules: u64,
     /// All regular files of the root tree.

@@ -12,6 +12,10 @@ use berth_qemu_tests::vm::BOOT_TIMEOUT;
 use berth_qemu_tests::{Image, Vm};
 
 const READY: &str = r"berth-init: berth ready";
+/// The demo image every default and test image preloads (image-build/src/demo.rs).
+const DEMO_IMAGE: &str = "localhost/berth/busybox:latest";
+/// The namespace this test stores its blobs in (the preloaded image is in `default`).
+const NS: &str = "ctest";
 /// Hang guard for one berthctl call over the bridge (a few MiB at TCG speed).
 const CTL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -30,13 +34,56 @@ fn content_round_trips_and_gc_frees_it_in_the_guest() -> Result<()> {
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
     let dir = tempfile::tempdir()?;
 
+    // The demo image preloaded into the OS image is there at first boot, with no network at
+    // all (`-nodefaults`: this VM has no NIC): berthd imports /usr/share/berth/images in the
+    // background after it is ready.
+    let (ls, took) = vm.wait_for_ok(
+        "the preloaded demo image in `images ls`",
+        CTL_TIMEOUT,
+        Duration::from_millis(250),
+        |vm| {
+            let out = vm.berthctl(&["images", "ls"], CTL_TIMEOUT)?;
+            if out.stdout.contains(DEMO_IMAGE) {
+                Ok(out.stdout)
+            } else {
+                Err(berth_qemu_tests::Error::Timeout {
+                    what: DEMO_IMAGE.into(),
+                    timeout: CTL_TIMEOUT,
+                    context: format!("{}{}", out.stdout, out.stderr),
+                })
+            }
+        },
+    )?;
+    println!(
+        "preloaded demo image listed {:.3} s after `berth ready`:\n{ls}",
+        took.as_secs_f64()
+    );
+    let dev = String::from_utf8(vm.agent()?.read_file("/proc/net/dev")?)?;
+    let ifaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(str::trim))
+        .collect();
+    vm.check(
+        ifaces == ["lo"],
+        format!("the guest has a network: {ifaces:?}"),
+    )?;
+
     // 3 MiB: several 1 MiB Write and Read messages through the bridge.
     let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
     let file = dir.path().join("blob");
     std::fs::write(&file, &data)?;
     let f = file.to_str().unwrap_or_default();
     let put = vm.berthctl_ok(
-        &["content", "put", f, "-l", "containerd.io/gc.root=1"],
+        &[
+            "-n",
+            NS,
+            "content",
+            "put",
+            f,
+            "-l",
+            "containerd.io/gc.root=1",
+        ],
         CTL_TIMEOUT,
     )?;
     let digest = put.stdout.trim().to_string();
@@ -50,6 +97,8 @@ fn content_round_trips_and_gc_frees_it_in_the_guest() -> Result<()> {
     let out = dir.path().join("out");
     let get = vm.berthctl_ok(
         &[
+            "-n",
+            NS,
             "content",
             "get",
             &digest,
@@ -64,7 +113,7 @@ fn content_round_trips_and_gc_frees_it_in_the_guest() -> Result<()> {
         mib_per_s(data.len(), get.elapsed)
     );
     vm.check(std::fs::read(&out)? == data, "content read back differs")?;
-    let ls = vm.berthctl_ok(&["content", "ls", "-q"], CTL_TIMEOUT)?;
+    let ls = vm.berthctl_ok(&["-n", NS, "content", "ls", "-q"], CTL_TIMEOUT)?;
     vm.check(
         ls.stdout == format!("{digest}\n"),
         format!("content ls: {:?}", ls.stdout),
@@ -91,7 +140,13 @@ fn content_round_trips_and_gc_frees_it_in_the_guest() -> Result<()> {
     std::fs::write(&junk, b"nobody refers to this")?;
     let junk_digest = vm
         .berthctl_ok(
-            &["content", "put", junk.to_str().unwrap_or_default()],
+            &[
+                "-n",
+                NS,
+                "content",
+                "put",
+                junk.to_str().unwrap_or_default(),
+            ],
             CTL_TIMEOUT,
         )?
         .stdout
@@ -103,7 +158,7 @@ fn content_round_trips_and_gc_frees_it_in_the_guest() -> Result<()> {
         gc.stdout.contains(&junk_digest) && gc.stdout.contains("removed 1 blobs (21 B freed)"),
         format!("gc output: {}", gc.stdout),
     )?;
-    let ls = vm.berthctl_ok(&["content", "ls", "-q"], CTL_TIMEOUT)?;
+    let ls = vm.berthctl_ok(&["-n", NS, "content", "ls", "-q"], CTL_TIMEOUT)?;
     vm.check(
         ls.stdout == format!("{digest}\n"),
         format!("content ls: {:?}", ls.stdout),
