@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/snapshots/v1/snapshots.proto",
     "proto/berth/services/transfer/v1/transfer.proto",
     "proto/berth/services/system/v1/system.proto",
+    "proto/berth/services/pull/v1/pull.proto",
 ];
 
 fn main() {

@@ -254,6 +254,17 @@ async fn serve(
                 snapshotters: snapshotters.clone(),
             },
         )))
+        .register_service(crate::api::pull_ttrpc::create_pull(Arc::new(
+            crate::remotes::service::PullService {
+                storage: storage.clone(),
+                snapshotters: snapshotters.clone(),
+                // MERGE POINT: host resolution (certs.d) replaces the built-in default here.
+                endpoints: Arc::new(crate::remotes::pull::endpoints_for),
+                docker_config: Some(cfg.root.join("registry").join("config.json")),
+                credentials: Default::default(),
+                client: Default::default(),
+            },
+        )))
         .register_service(crate::api::snapshots_ttrpc::create_snapshots(Arc::new(
             crate::snapshots::service::SnapshotsService {
                 snapshotters: snapshotters.clone(),

@@ -7,6 +7,13 @@
 //! endpoints across pulls: the hosts directory is read again on every resolve, so an edited
 //! `hosts.toml` applies to the next pull without a restart.
 
+pub mod auth;
+pub mod client;
+pub mod ctl;
+pub mod pull;
+pub mod service;
+pub mod tls;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
