@@ -750,3 +750,124 @@ fn interrupted_pull_resumes() -> Result<()> {
     assert!(r.chain_id.is_some());
     Ok(())
 }
+
+/// berthd, the Pull service and `berthctl images pull` end to end. Until host resolution is
+/// merged berthd uses the built-in endpoint (`https://<registry>/v2` with the system CA
+/// bundle), so berthd runs in a mount namespace of its own where the bundle path shows the
+/// test CA (a bind mount nobody else sees).
+#[test]
+fn berthctl_images_pull_through_berthd() -> Result<()> {
+    if !common::root_and_tools(
+        "berthctl images pull",
+        &["docker-registry", "skopeo", "openssl", "unshare"],
+    )? {
+        return Ok(());
+    }
+    let bundle = Path::new(berth_runtime::remotes::tls::SYSTEM_CA_BUNDLE);
+    if !bundle.is_file() {
+        println!(
+            "SKIP: berthctl images pull: no {} to bind the test CA over",
+            bundle.display()
+        );
+        return Ok(());
+    }
+    let work = tempfile::tempdir()?;
+    let (ca, cert, key) = make_ca(&work.path().join("pki"), "cli")?;
+    let reg = start_registry(
+        &work.path().join("registry"),
+        RegistryConfig {
+            tls: Some((&cert, &key)),
+            htpasswd: None,
+            netns: None,
+        },
+    )?;
+    let img = image(vec![
+        support::layer(&[("a", &random_bytes(100_000, 5))]),
+        support::layer(&[("b", b"b\n")]),
+    ]);
+    let reference = format!("{}/cli/app:v1", reg.addr);
+    push(work.path(), &img, &reference, None, None)?;
+
+    let dir = work.path();
+    let cfg = dir.join("berthd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n",
+            dir.display()
+        ),
+    )?;
+    let child = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount --make-rprivate / && mount --bind {} {} && exec {} --config {}",
+            ca.display(),
+            bundle.display(),
+            env!("CARGO_BIN_EXE_berthd"),
+            cfg.display()
+        ))
+        .stderr(std::fs::File::create(dir.join("berthd.log"))?)
+        .spawn()?;
+    let d = support::Berthd {
+        child,
+        socket: dir.join("state/berthd.sock"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !support::berthctl(&d.socket, &["version"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "berthd did not answer within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let started = Instant::now();
+    let out = support::berthctl_ok(&d.socket, &["images", "pull", &reference]);
+    println!(
+        "berthctl images pull ({:.2}s):\n{out}",
+        started.elapsed().as_secs_f64()
+    );
+    let endpoint = format!("from https://{}/v2", reg.addr);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("layer") && l.contains("done") && l.contains(&endpoint)),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("layer") && l.contains("unpacked"))
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{reference}: {}", support::sha(&img.manifest))),
+        "{out}"
+    );
+
+    assert_eq!(
+        support::berthctl_ok(&d.socket, &["images", "pull", "-q", &reference]).trim(),
+        reference
+    );
+    let json: serde_json::Value = serde_json::from_str(&support::berthctl_ok(
+        &d.socket,
+        &["images", "pull", "--format", "json", &reference],
+    ))?;
+    assert_eq!(json["layers_present"], 2, "{json}");
+    assert_eq!(json["downloaded_bytes"], 0, "{json}");
+    assert!(support::berthctl_ok(&d.socket, &["images", "ls"]).contains(&reference));
+
+    let missing = format!("{}/cli/app:nope", reg.addr);
+    let out = support::berthctl(&d.socket, &["images", "pull", &missing]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("missing tag: {err}");
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "https://{}/v2/cli/app/manifests/nope: 404 Not Found",
+            reg.addr
+        )),
+        "{err}"
+    );
+    Ok(())
+}

@@ -742,6 +742,14 @@ async fn fetch_layer(
             }
         };
         let resumed_at = writer.offset();
+        ctx.send(Progress {
+            kind: "layer",
+            digest,
+            size,
+            offset: resumed_at,
+            endpoint: String::new(),
+            state: BlobState::Downloading,
+        });
         let pctx = ctx.clone();
         let mut last = Instant::now() - Duration::from_secs(1);
         let mut on_progress = move |offset: u64, endpoint: &str| {
