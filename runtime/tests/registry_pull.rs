@@ -542,10 +542,12 @@ fn falls_back_past_silent_and_blackholed_endpoints() -> Result<()> {
             None,
         )?;
         let (silent, _h) = silent_listener();
-        let hosts = vec![
-            endpoint(Scheme::Http, &silent),
-            endpoint(Scheme::Http, &reg.addr),
-        ];
+        // The second endpoint stands for a mirror of another registry: `?ns=` on every
+        // request (docker-registry ignores the parameter, as mirrors of one registry do).
+        let mut mirror = endpoint(Scheme::Http, &reg.addr);
+        mirror.namespace = Some("upstream.example".into());
+        mirror.headers = vec![("X-Berth-Test".into(), vec!["1".into()])];
+        let hosts = vec![endpoint(Scheme::Http, &silent), mirror];
         let e = engine(&work.path().join("berth-a"))?;
         let started = Instant::now();
         let r = do_pull(
@@ -568,9 +570,10 @@ fn falls_back_past_silent_and_blackholed_endpoints() -> Result<()> {
             r.attempts
         );
         assert!(
-            r.attempts
-                .iter()
-                .any(|l| l.contains(&format!("http://{}/v2/fb/app/manifests/v1: ok", reg.addr))),
+            r.attempts.iter().any(|l| l.contains(&format!(
+                "http://{}/v2/fb/app/manifests/v1?ns=upstream.example: ok",
+                reg.addr
+            ))),
             "{:?}",
             r.attempts
         );
