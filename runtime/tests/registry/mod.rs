@@ -49,6 +49,11 @@ pub struct RegistryConfig<'a> {
 }
 
 pub fn start_registry(dir: &Path, cfg: RegistryConfig<'_>) -> Result<Registry> {
+    start_registry_with(dir, cfg, "")
+}
+
+/// [`start_registry`] with `extra` appended to the registry's YAML config.
+pub fn start_registry_with(dir: &Path, cfg: RegistryConfig<'_>, extra: &str) -> Result<Registry> {
     std::fs::create_dir_all(dir)?;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -69,6 +74,7 @@ pub fn start_registry(dir: &Path, cfg: RegistryConfig<'_>) -> Result<Registry> {
             h.display()
         ));
     }
+    yaml.push_str(extra);
     let config = dir.join("config.yml");
     std::fs::write(&config, yaml)?;
     let mut cmd = match cfg.netns {
