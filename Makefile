@@ -34,8 +34,9 @@ test: deps static image image-test ## Unit and host tests, then the QEMU scenari
 	$(CARGO) test -p berth-qemu-tests -- --test-threads=1 --nocapture
 
 .PHONY: bench
-bench: deps ## Benchmarks against containerd (root): image import+unpack, reported as a ratio.
+bench: deps ## Benchmarks against containerd (root): image import+unpack and registry pull+unpack, reported as ratios.
 	$(CARGO) test --release -p berth-runtime --test bench_import -- --ignored --nocapture
+	$(CARGO) test --release -p berth-runtime --test bench_pull -- --ignored --nocapture
 
 clean: ## Remove out/ and cargo's build output.
 	rm -rf out

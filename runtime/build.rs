@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/system/v1/system.proto",
     "proto/berth/services/registry/v1/registry.proto",
     "proto/berth/services/config/v1/config.proto",
+    "proto/berth/services/pull/v1/pull.proto",
 ];
 
 fn main() {

@@ -10,12 +10,15 @@
 #   tests partition state disks with a GPT label.
 # - umoci, skopeo, containerd, runc: the unpack oracle test builds images with umoci and
 #   compares berth's unpacked trees with containerd's.
+# - docker-registry, apache2-utils (htpasswd -B), openssl, iproute2, iptables: the registry
+#   pull tests run a real registry on loopback with a self-signed CA and htpasswd auth, and
+#   drop SYNs to a dead mirror inside a network namespace of their own.
 #
 # The host's apt sources may list unreachable third-party repositories: errors from
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -32,3 +32,4 @@ generated!(snapshots, snapshots_ttrpc);
 generated!(transfer, transfer_ttrpc);
 generated!(system, system_ttrpc);
 generated!(registry, registry_ttrpc, config, config_ttrpc);
+generated!(pull, pull_ttrpc);

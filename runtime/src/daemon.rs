@@ -291,10 +291,19 @@ async fn serve(
             },
         )))
         .register_service(crate::api::registry_ttrpc::create_registry(Arc::new(
-            crate::remotes::service::RegistryService(live_registry),
+            crate::remotes::service::RegistryService(live_registry.clone()),
         )))
         .register_service(crate::api::config_ttrpc::create_config(Arc::new(
             crate::reload::ConfigService(reloader.clone()),
+        )))
+        .register_service(crate::api::pull_ttrpc::create_pull(Arc::new(
+            crate::remotes::pull_service::PullService {
+                storage: storage.clone(),
+                snapshotters: snapshotters.clone(),
+                registry: live_registry,
+                default_docker_config: cfg.root.join("registry").join("config.json"),
+                client: Default::default(),
+            },
         )))
         .register_service(crate::api::snapshots_ttrpc::create_snapshots(Arc::new(
             crate::snapshots::service::SnapshotsService {

@@ -105,6 +105,11 @@ pub async fn run(
 ) -> Result<(), Error> {
     // The Transfer verbs have their own client.
     let command = match command {
+        StorageCommand::Images(images::Command::Pull(a)) => {
+            return crate::remotes::ctl::pull(address, namespace, a)
+                .await
+                .map_err(|e| Error::Usage(e.to_string()))
+        }
         StorageCommand::Images(images::Command::Import(a)) => {
             return transfer::import(address, namespace, a).await
         }

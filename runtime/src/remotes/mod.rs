@@ -7,9 +7,15 @@
 //! endpoints across pulls: the hosts directory is read again on every resolve, so an edited
 //! `hosts.toml` applies to the next pull without a restart.
 
+pub mod auth;
+pub mod client;
 pub mod config;
+pub mod ctl;
 pub mod hosts;
+pub mod pull;
+pub mod pull_service;
 pub mod service;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -19,6 +19,8 @@ pub enum Command {
         #[arg(long)]
         sync: bool,
     },
+    /// Pull an image from a registry (through the configured mirrors) and unpack it.
+    Pull(crate::remotes::ctl::PullArgs),
     /// Import an OCI image-layout or `docker save` archive and unpack it.
     Import(super::transfer::ImportArgs),
     /// Export images to an OCI image-layout archive.
@@ -78,7 +80,11 @@ pub async fn run(client: &StorageClient, command: Command) -> Result<(), Error> 
             }
         }
         // Dispatched in `storage::run` before a storage client is made.
-        Command::Import(_) | Command::Export(_) | Command::Mount(_) | Command::Unmount(_) => {
+        Command::Pull(_)
+        | Command::Import(_)
+        | Command::Export(_)
+        | Command::Mount(_)
+        | Command::Unmount(_) => {
             unreachable!("transfer verbs are handled by storage::run")
         }
     }
