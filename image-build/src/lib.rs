@@ -25,6 +25,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod manifest;
 pub mod modules;
+pub mod pxe;
 pub mod rootfs;
 pub mod tree;
 
