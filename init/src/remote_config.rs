@@ -9,7 +9,7 @@
 //! retry_secs`, then reported once with the URL, and the node goes on without it.
 //!
 //! The fetch happens after the network stage, so only settings used from then on can still
-//! change: `[time]`, `[berthd]`, `[[service]]`, `[shutdown]`, `[sysctl]` and `[rlimits]`
+//! change: `[time]`, `[berthd]` (but its `address`), `[[service]]`, `[shutdown]`, `[sysctl]` and `[rlimits]`
 //! (re-applied when they differ) and `[network] hostname` (set again). Everything used
 //! before (`[console]`, `[modules]`, `[bridge]`, `[storage]`, `[log]`, the rest of
 //! `[network]`, `[remote_config]` itself) keeps its earlier value, and a fetched file that
@@ -377,6 +377,11 @@ fn restore_early_sections(fetched: &mut Config, before: &Config) -> Vec<&'static
         log => "[log]",
         remote_config => "[remote_config]",
     );
+    // The API bridge already points at berthd's socket.
+    if fetched.berthd.address != before.berthd.address {
+        ignored.push("[berthd] address");
+        fetched.berthd.address = before.berthd.address.clone();
+    }
     // [network]: only the host name can still change.
     let hostname = std::mem::take(&mut fetched.network.hostname);
     let before_network = crate::net::NetworkConfig {
@@ -662,9 +667,19 @@ mod tests {
         fetched.console.level = crate::console::Level::Debug;
         fetched.network.hostname = "n1".into();
         fetched.network.wait_secs += 1;
-        fetched.time = crate::time::TimeConfig::default();
+        fetched.berthd.max_failures = 9;
+        fetched.berthd.address = "/elsewhere.sock".into();
         let ignored = restore_early_sections(&mut fetched, &before);
-        assert_eq!(ignored, ["[console]", "[network] (except hostname)"]);
+        assert_eq!(
+            ignored,
+            [
+                "[console]",
+                "[berthd] address",
+                "[network] (except hostname)"
+            ]
+        );
+        assert_eq!(fetched.berthd.max_failures, 9);
+        assert_eq!(fetched.berthd.address, before.berthd.address);
         assert_eq!(fetched.console, before.console);
         assert_eq!(fetched.network.wait_secs, before.network.wait_secs);
         assert_eq!(fetched.network.hostname, "n1");
