@@ -164,6 +164,21 @@ fn diskless_node_boots_over_ipxe_and_applies_ip_and_fetched_config() -> Result<(
         format!("no default route via 10.0.2.2 on eth0:\n{route}"),
     )?;
 
+    // The boot timeline (with the berth.config stage) and init's RSS after the fetch.
+    let status = vm.berthctl_system(&["status"], Duration::from_secs(30))?;
+    let summary = status.stdout.lines().next().unwrap_or_default().to_string();
+    println!("{summary}");
+    let stage = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("berth.config"))
+        .map(str::to_string);
+    vm.check(
+        stage.is_some(),
+        format!("no berth.config stage in system status:\n{}", status.stdout),
+    )?;
+    println!("{}", stage.unwrap_or_default());
+
     let kernel_get = requests.iter().find(|r| r.path == "/vmlinuz");
     let initrd_get = requests.iter().find(|r| r.path == "/initramfs.img");
     println!(
