@@ -21,8 +21,8 @@
 //! small text file needs none of what a client crate brings (connection pools, cookies,
 //! redirects, chunked decoding, a URL crate). Asking for HTTP/1.0 means the server sends
 //! either a `Content-Length` or closes the connection at the end, never chunked encoding,
-//! so the reader is ~60 lines. Measured: this module adds ~13 KiB to the static
-//! `berth-init` (docs/pxe.md). Host names are not resolved (init has no resolver of its own
+//! so the reader is ~60 lines. Measured: fetching and layering add 25 KiB to the static
+//! `berth-init` (5,668,112 → 5,693,776 bytes, release, thin LTO, stripped; docs/pxe.md). Host names are not resolved (init has no resolver of its own
 //! before berthd, and static glibc must not use NSS): the URL names an IP address, as PXE
 //! setups do (`${next-server}` in the iPXE script).
 
