@@ -8,6 +8,7 @@
 # - dpkg-dev, xz-utils, zstd, ca-certificates: fetching and unpacking the kernel .deb.
 # - e2fsprogs: mke2fs/e2fsck copied into the root image (host_tools); gdisk (sgdisk): the QEMU
 #   tests partition state disks with a GPT label.
+# - ipxe-qemu: the virtio NIC's iPXE ROM for the PXE scenario (qemu-tests/tests/pxe.rs).
 # - umoci, skopeo, containerd, runc: the unpack oracle test builds images with umoci and
 #   compares berth's unpacked trees with containerd's.
 # - docker-registry, apache2-utils (htpasswd -B), openssl, iproute2, iptables: the registry
@@ -18,7 +19,7 @@
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -11,6 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default kernel metapackage: Debian's cloud flavour boots fastest under QEMU.
 pub const DEFAULT_KERNEL_PACKAGE: &str = "linux-image-cloud-amd64";
+/// The generic flavour's metapackage: the drivers bare metal needs.
+pub const GENERIC_KERNEL_PACKAGE: &str = "linux-image-amd64";
 /// Default kernel command line.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
 
@@ -67,7 +69,12 @@ pub struct ImageDefinition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelSection {
-    /// Debian package: a metapackage (resolved at build time) or a versioned one.
+    /// Which Debian kernel flavour: `cloud` (VMs) or `generic` (bare metal). Picks
+    /// `package` when the definition does not name one.
+    #[serde(default)]
+    pub flavour: KernelFlavour,
+    /// Debian package: a metapackage (resolved at build time) or a versioned one. Defaults to
+    /// the flavour's metapackage ([`ImageDefinition::parse`] fills it in).
     #[serde(default = "default_package")]
     pub package: PackageName,
     /// Kernel command line, one line.
@@ -78,9 +85,59 @@ pub struct KernelSection {
 impl Default for KernelSection {
     fn default() -> Self {
         Self {
+            flavour: KernelFlavour::default(),
             package: default_package(),
             cmdline: default_cmdline(),
         }
+    }
+}
+
+/// A Debian kernel flavour for amd64.
+///
+/// The cloud flavour leaves out most physical hardware (no e1000e, igb, ixgbe, ahci,
+/// r8169, …; Debian's `linux` source, `debian/config/amd64/config.cloud-amd64`) and so is
+/// smaller and boots faster in a VM; bare metal needs the generic one. Which modules are
+/// loaded is still decided at boot by coldplug (modaliases in `/sys`), so the same image
+/// definition works for both once the root image carries the modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelFlavour {
+    /// `linux-image-cloud-amd64`: VMs (QEMU/KVM, clouds).
+    #[default]
+    Cloud,
+    /// `linux-image-amd64`: bare metal.
+    Generic,
+}
+
+impl KernelFlavour {
+    /// The flavour's metapackage, resolved at build time to the current versioned package.
+    pub fn metapackage(self) -> &'static str {
+        match self {
+            Self::Cloud => DEFAULT_KERNEL_PACKAGE,
+            Self::Generic => GENERIC_KERNEL_PACKAGE,
+        }
+    }
+
+    /// The flavour a Debian amd64 kernel package name belongs to, if it says
+    /// (`linux-image-[<version>-]cloud-amd64` or `linux-image-[<version>-]amd64`).
+    pub fn of_package(package: &str) -> Option<Self> {
+        let rest = package.strip_prefix("linux-image-")?;
+        if rest.ends_with("cloud-amd64") {
+            Some(Self::Cloud)
+        } else if rest.ends_with("amd64") && !rest.contains("-rt-") && !rest.starts_with("rt-") {
+            Some(Self::Generic)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for KernelFlavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cloud => "cloud",
+            Self::Generic => "generic",
+        })
     }
 }
 
@@ -342,8 +399,39 @@ impl ImageDefinition {
         Self::parse(&text, path)
     }
 
-    /// Parses definition text; `path` is only used in error messages.
+    /// Parses definition text; `path` is only used in error messages. Without
+    /// `kernel.package` the package is `kernel.flavour`'s metapackage; with both, they must
+    /// agree.
     pub fn parse(text: &str, path: &Path) -> Result<Self, DefinitionError> {
+        let mut def = Self::parse_fields(text, path)?;
+        let table: toml::Table = text.parse().unwrap_or_default();
+        let kernel = table.get("kernel").and_then(toml::Value::as_table);
+        let has = |key: &str| kernel.is_some_and(|k| k.contains_key(key));
+        if !has("package") {
+            def.kernel.package = PackageName(def.kernel.flavour.metapackage().to_string());
+        } else if has("flavour") {
+            let named = KernelFlavour::of_package(def.kernel.package.as_str());
+            if named.is_some_and(|f| f != def.kernel.flavour) {
+                return Err(DefinitionError::Invalid {
+                    path: path.to_path_buf(),
+                    line: text
+                        .lines()
+                        .position(|l| l.trim_start().starts_with("package"))
+                        .map_or(0, |i| i + 1),
+                    key: "kernel.package".into(),
+                    message: format!(
+                        "{:?} is a {} kernel but kernel.flavour is {:?}; drop one of the two",
+                        def.kernel.package.as_str(),
+                        named.map(|f| f.to_string()).unwrap_or_default(),
+                        def.kernel.flavour.to_string(),
+                    ),
+                });
+            }
+        }
+        Ok(def)
+    }
+
+    fn parse_fields(text: &str, path: &Path) -> Result<Self, DefinitionError> {
         let de = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(de).map_err(|err| {
             let key = err.path().to_string();
@@ -469,6 +557,38 @@ modules = ["virtio-net"]
         assert!(
             err.to_string().starts_with("configs/image.toml:2: "),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn flavour_selects_the_package() {
+        let def = parse("[kernel]\nflavour = \"generic\"\n").unwrap();
+        assert_eq!(def.kernel.flavour, KernelFlavour::Generic);
+        assert_eq!(def.kernel.package.as_str(), "linux-image-amd64");
+        assert_eq!(
+            parse("").unwrap().kernel.package.as_str(),
+            "linux-image-cloud-amd64"
+        );
+        // A pinned package of the same flavour is fine, one of the other flavour is refused.
+        let def =
+            parse("[kernel]\nflavour = \"generic\"\npackage = \"linux-image-6.1.0-56-amd64\"\n")
+                .unwrap();
+        assert_eq!(def.kernel.package.as_str(), "linux-image-6.1.0-56-amd64");
+        let (line, key, message) = invalid(
+            "[kernel]\nflavour = \"generic\"\npackage = \"linux-image-6.1.0-56-cloud-amd64\"\n",
+        );
+        assert_eq!((line, key.as_str()), (3, "kernel.package"));
+        assert!(
+            message.contains("is a cloud kernel but kernel.flavour is \"generic\""),
+            "{message}"
+        );
+        let (line, key, message) = invalid("[kernel]\nflavour = \"metal\"\n");
+        assert_eq!((line, key.as_str()), (2, "kernel.flavour"));
+        assert!(message.contains("metal"), "{message}");
+        assert_eq!(KernelFlavour::of_package("linux-image-rt-amd64"), None);
+        assert_eq!(
+            KernelFlavour::of_package("linux-image-6.1.0-56-cloud-amd64"),
+            Some(KernelFlavour::Cloud)
         );
     }
 

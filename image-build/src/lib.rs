@@ -26,6 +26,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod manifest;
 pub mod modules;
+pub mod pxe;
 pub mod rootfs;
 pub mod tree;
 

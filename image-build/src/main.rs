@@ -21,6 +21,30 @@ enum Command {
     /// Timestamps come from SOURCE_DATE_EPOCH, else the last git commit of the checkout
     /// holding the definition, else 0.
     Build(BuildArgs),
+    /// Write PXE artefacts: vmlinuz, initramfs.img and an iPXE script (boot.ipxe) fetching
+    /// them over HTTP (docs/pxe.md).
+    Pxe(PxeArgs),
+}
+
+#[derive(Debug, Args)]
+struct PxeArgs {
+    /// A `berth-image build` output directory (vmlinuz, initramfs.img, cmdline).
+    #[arg(long, value_name = "DIR")]
+    image: PathBuf,
+    /// Output directory (may be the image directory: then only boot.ipxe is added).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// HTTP URL of the directory serving vmlinuz and initramfs.img
+    /// (iPXE settings such as ${next-server} are expanded by iPXE).
+    #[arg(long, value_name = "URL")]
+    base_url: String,
+    /// Kernel command line replacing the image's `cmdline`.
+    #[arg(long, value_name = "CMDLINE")]
+    cmdline: Option<String>,
+    /// Arguments added to the command line, e.g. `ip=dhcp` or
+    /// `berth.config=http://10.0.0.1/node.toml` (repeatable).
+    #[arg(long, value_name = "ARGS")]
+    append: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +92,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let Command::Build(args) = cli.command;
+    let args = match cli.command {
+        Command::Build(args) => args,
+        Command::Pxe(args) => return pxe(args),
+    };
     let (source_date_epoch, epoch_source) = epoch::resolve(&args.definition)?;
     let kernel = match (args.kernel, args.modules_dir) {
         (Some(vmlinuz), Some(modules_dir)) => KernelInput::Local {
@@ -106,6 +133,26 @@ root image {} bytes ({}), userland {} bytes, SOURCE_DATE_EPOCH={}",
         m.root.compression,
         m.sizes.userland,
         m.source_date_epoch,
+    );
+    Ok(())
+}
+
+fn pxe(args: PxeArgs) -> Result<()> {
+    let opts = berth_image::pxe::PxeOptions {
+        image_dir: args.image,
+        out_dir: args.out,
+        base_url: args.base_url,
+        cmdline: args.cmdline,
+        append: args.append,
+    };
+    let report = berth_image::pxe::write(&opts).context("writing PXE artefacts failed")?;
+    println!(
+        "wrote {} (vmlinuz {} bytes, initramfs.img {} bytes from {}); kernel command line: {}",
+        report.script.display(),
+        report.kernel_size,
+        report.initramfs_size,
+        opts.base_url,
+        report.cmdline,
     );
     Ok(())
 }

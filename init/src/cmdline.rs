@@ -11,8 +11,8 @@
 //! `"berth.berthd.args=-v --debug"`), the first `=` outside quotes splits key from value, and
 //! an argument without `=` is a bare flag.
 //!
-//! `berth.config=<url>` is reserved for fetching a node configuration over the network
-//! (PXE); it is kept in [`Overlay::config_url`] and not fetched yet.
+//! `berth.config=<url>` names a node configuration fetched over the network (PXE); it is
+//! kept in [`Overlay::config_url`] and fetched by [`crate::remote_config`].
 
 use std::path::Path;
 
@@ -147,7 +147,7 @@ impl Setting {
 pub struct Overlay {
     /// Settings in command-line order (later wins).
     pub settings: Vec<Setting>,
-    /// `berth.config=<url>`: where to fetch a node configuration (reserved; the last one wins).
+    /// `berth.config=<url>`: where to fetch a node configuration (the last one wins).
     pub config_url: Option<String>,
     /// Invalid arguments, each already skipped.
     pub errors: Vec<ArgError>,

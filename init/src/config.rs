@@ -89,6 +89,8 @@ pub struct Config {
     pub rlimits: crate::rlimit::Rlimits,
     /// `[storage]`: the state partition mounted at `/var`.
     pub storage: crate::storage::StorageConfig,
+    /// `[remote_config]`: fetching `berth.config=<url>` (`crate::remote_config`).
+    pub remote_config: crate::remote_config::RemoteConfig,
 }
 
 /// `[console]`.
@@ -269,6 +271,7 @@ impl Default for Config {
             sysctl: crate::sysctl::Sysctls::default(),
             rlimits: crate::rlimit::Rlimits::new(),
             storage: crate::storage::StorageConfig::default(),
+            remote_config: crate::remote_config::RemoteConfig::default(),
         }
     }
 }
@@ -404,7 +407,8 @@ pub struct Loaded {
     pub file_errors: Vec<ConfigError>,
     /// Each skipped `berth.` argument of the kernel command line.
     pub cmdline_errors: Vec<crate::cmdline::ArgError>,
-    /// `berth.config=<url>` (reserved for fetching a node configuration; not fetched yet).
+    /// `berth.config=<url>`: a node configuration fetched after networking
+    /// (`crate::remote_config`).
     pub config_url: Option<String>,
 }
 

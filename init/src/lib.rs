@@ -31,6 +31,7 @@ pub mod output;
 pub mod power;
 pub mod power_button;
 pub mod reaper;
+pub mod remote_config;
 pub mod rlimit;
 pub mod stage1;
 pub mod stage2;

@@ -42,6 +42,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         Err(err) => (String::new(), Some(err)),
     };
     let loaded = timeline.time("config", || Config::load_layers(&[config_path], &cmdline));
+    let config_url = loaded.config_url.clone();
     let config = loaded.config;
     let logger = crate::log::Logger::install(&config.log);
     let console = Console::new(config.console.level).with_log(logger);
@@ -61,11 +62,6 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     }
     for err in &loaded.cmdline_errors {
         console.error(&format!("{err}; ignored"));
-    }
-    if let Some(url) = &loaded.config_url {
-        console.info(&format!(
-            "berth.config={url}: fetching a node configuration is not supported yet; ignored"
-        ));
     }
     timeline.time("logging", || crate::log::start_inputs(logger, console));
     let control: &'static crate::control::Control = Box::leak(Box::new(
@@ -213,6 +209,14 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         network.wait();
         network
     });
+    // berth.config=<url> (PXE): fetched now that the network is up, layered after the node
+    // file and before the command line.
+    let config = match config_url.as_deref() {
+        Some(url) => control.timeline.time("berth.config", || {
+            crate::remote_config::stage(Some(url), config, &config_files, &cmdline, console)
+        }),
+        None => config,
+    };
     let sources = crate::net::config::Sources::load(&config_files, &cmdline);
     control.timeline.time("time", || {
         crate::time::stage(&config.time, &network.ntp_servers(), &sources, console)

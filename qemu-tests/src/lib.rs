@@ -15,6 +15,7 @@ pub mod agent;
 pub mod berthctl;
 pub mod client;
 pub mod error;
+pub mod http;
 pub mod image;
 pub mod process;
 pub mod protocol;

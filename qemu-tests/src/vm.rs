@@ -61,6 +61,8 @@ pub struct VmBuilder {
     extra_args: Vec<OsString>,
     test_port: bool,
     program: Option<OsString>,
+    /// Network boot instead of `-kernel`: (TFTP directory, boot file).
+    network_boot: Option<(PathBuf, String)>,
 }
 
 impl VmBuilder {
@@ -79,6 +81,7 @@ impl VmBuilder {
             extra_args: Vec::new(),
             test_port: true,
             program: None,
+            network_boot: None,
         }
     }
 
@@ -173,6 +176,17 @@ impl VmBuilder {
         self
     }
 
+    /// Boots from the network like a PXE node (no `-kernel`): a virtio NIC on QEMU's user
+    /// network whose iPXE ROM (Debian `ipxe-qemu`) gets an address by DHCP, fetches
+    /// `bootfile` (an iPXE script, e.g. `boot.ipxe` from `berth-image pxe`) from `tftp_dir`
+    /// over TFTP and runs it, with `-boot n`. The guest is `10.0.2.15` and reaches host
+    /// loopback at `10.0.2.2` (see [`crate::http::HttpServer`]). The kernel command line is
+    /// the script's; `image`, `cmdline` and `append` are not used.
+    pub fn network_boot(mut self, tftp_dir: impl Into<PathBuf>, bootfile: &str) -> Self {
+        self.network_boot = Some((tftp_dir.into(), bootfile.into()));
+        self
+    }
+
     /// Whether to add the `org.berth.test` port (default true).
     pub fn test_port(mut self, enabled: bool) -> Self {
         self.test_port = enabled;
@@ -190,12 +204,38 @@ impl VmBuilder {
 
     /// Starts QEMU and waits until its sockets exist.
     pub fn spawn(self) -> Result<Vm> {
-        let kernel = self.kernel.clone().ok_or_else(|| Error::ImageMissing {
-            path: "vmlinuz".into(),
-        })?;
-        let initramfs = self.initramfs.clone().ok_or_else(|| Error::ImageMissing {
-            path: "initramfs.img".into(),
-        })?;
+        let mut boot: Vec<OsString> = Vec::new();
+        if let Some((tftp_dir, bootfile)) = &self.network_boot {
+            let netdev = format!(
+                "user,id=pxe,tftp={},bootfile={bootfile}",
+                tftp_dir.display()
+            );
+            for arg in [
+                "-netdev",
+                &netdev,
+                "-device",
+                "virtio-net-pci,netdev=pxe",
+                "-boot",
+                "n",
+            ] {
+                boot.push(arg.into());
+            }
+        } else {
+            let kernel = self.kernel.clone().ok_or_else(|| Error::ImageMissing {
+                path: "vmlinuz".into(),
+            })?;
+            let initramfs = self.initramfs.clone().ok_or_else(|| Error::ImageMissing {
+                path: "initramfs.img".into(),
+            })?;
+            boot.extend([
+                "-kernel".into(),
+                kernel.into_os_string(),
+                "-initrd".into(),
+                initramfs.into_os_string(),
+                "-append".into(),
+                self.full_cmdline().into(),
+            ]);
+        }
         let dir = tempfile::Builder::new()
             .prefix(&format!("berth-vm-{}-", self.name))
             .tempdir()
@@ -222,12 +262,7 @@ impl VmBuilder {
             .arg(self.memory_mib.to_string())
             .arg("-smp")
             .arg(self.cpus.to_string())
-            .arg("-kernel")
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initramfs)
-            .arg("-append")
-            .arg(self.full_cmdline())
+            .args(&boot)
             .arg("-chardev")
             .arg(format!(
                 "file,id=con,path={}",
