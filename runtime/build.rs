@@ -14,6 +14,9 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/snapshots/v1/snapshots.proto",
     "proto/berth/services/transfer/v1/transfer.proto",
     "proto/berth/services/system/v1/system.proto",
+    "proto/berth/services/containers/v1/containers.proto",
+    "proto/berth/services/tasks/v1/tasks.proto",
+    "proto/berth/shim/v1/shim.proto",
 ];
 
 fn main() {

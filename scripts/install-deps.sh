@@ -8,6 +8,8 @@
 # - dpkg-dev, xz-utils, zstd, ca-certificates: fetching and unpacking the kernel .deb.
 # - e2fsprogs: mke2fs/e2fsck copied into the root image (host_tools); gdisk (sgdisk): the QEMU
 #   tests partition state disks with a GPT label.
+# - libseccomp-dev: libseccomp.a, linked statically into berth for the container executor;
+#   busybox-static: the container tests build a busybox image from it.
 # - umoci, skopeo, containerd, runc: the unpack oracle test builds images with umoci and
 #   compares berth's unpacked trees with containerd's.
 #
@@ -15,7 +17,7 @@
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base libseccomp-dev busybox-static"
 
 missing=""
 for pkg in $PACKAGES; do

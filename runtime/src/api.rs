@@ -31,3 +31,11 @@ generated!(leases, leases_ttrpc, content, content_ttrpc, gc, gc_ttrpc);
 generated!(snapshots, snapshots_ttrpc);
 generated!(transfer, transfer_ttrpc);
 generated!(system, system_ttrpc);
+generated!(
+    containers,
+    containers_ttrpc,
+    tasks,
+    tasks_ttrpc,
+    shim,
+    shim_ttrpc
+);

@@ -202,6 +202,8 @@ fn registry(cfg: &Config) -> Registry {
         .insert("state".into(), cfg.state.display().to_string());
     r.register("berth.service.v1", "version", Status::Ok);
     r.register("berth.service.v1", "introspection", Status::Ok);
+    r.register("berth.service.v1", "containers", Status::Ok);
+    r.register("berth.service.v1", "tasks", Status::Ok);
     r
 }
 
@@ -242,7 +244,7 @@ async fn serve(
     let registry = Arc::new(registry);
     let server = storage.register_services(ttrpc::r#async::Server::new());
     let gc_task = storage.spawn_scheduler();
-    let mut server = server
+    let server = server
         .add_listener(listener.into())
         .register_service(version_ttrpc::create_version(Arc::new(VersionService)))
         .register_service(introspection_ttrpc::create_introspection(Arc::new(
@@ -258,6 +260,20 @@ async fn serve(
             crate::snapshots::service::SnapshotsService {
                 snapshotters: snapshotters.clone(),
             },
+        )));
+    // Containers and tasks: re-adopts the shims that outlived a previous berthd.
+    let tasks = crate::tasks::service::Tasks::open(
+        storage.clone(),
+        snapshotters.as_ref().clone(),
+        &cfg.state,
+    )
+    .await;
+    let mut server = server
+        .register_service(crate::api::containers_ttrpc::create_containers(Arc::new(
+            crate::tasks::service::ContainersService(tasks.clone()),
+        )))
+        .register_service(crate::api::tasks_ttrpc::create_tasks(Arc::new(
+            crate::tasks::service::TasksService(tasks),
         )));
     server.start().await.map_err(DaemonError::Server)?;
     info!(
