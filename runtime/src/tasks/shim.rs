@@ -22,6 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -146,7 +147,77 @@ fn report(line: &str) {
     let _ = out.flush();
 }
 
+/// Environment variable marking a shim that already runs from its read-only binary.
+const SEALED_ENV: &str = "BERTH_SHIM_SEALED";
+
+/// Re-executes the shim from a read-only bind mount of its own binary, in a private mount
+/// namespace, so that no process of the container can write the host's berth binary
+/// through `/proc/<pid>/exe` — the CVE-2019-5736 class: the container's init is a clone of
+/// the shim until it execs, and an entrypoint of `/proc/self/exe` would exec the shim's
+/// binary inside the container. A write through that magic link then meets the read-only
+/// mount (EROFS), including after the process exits (the O_PATH-then-reopen trick). runc
+/// did the same with a read-only bind mount before moving to memfd copies; a bind mount
+/// costs no memory per shim, a memfd copy costs the binary's size.
+fn seal_exe(dir: &Path) -> Result<(), Error> {
+    use nix::mount::{mount, MsFlags};
+    if std::env::var_os(SEALED_ENV).is_some() {
+        return Ok(());
+    }
+    let sys = |what: &str| {
+        let what = what.to_owned();
+        move |e: nix::errno::Errno| Error::Io {
+            what,
+            source: e.into(),
+        }
+    };
+    // The path, not the magic link: /proc/self/exe refers to a mount of the namespace left
+    // behind, which cannot be bind-mounted from the new one.
+    let exe = std::fs::read_link("/proc/self/exe").map_err(io_err("read /proc/self/exe"))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(sys("unshare the shim's mount namespace"))?;
+    // Nothing mounted below may leak back to the host; the host's unmounts still come in.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(sys("make / a slave mount"))?;
+    let target = dir.join(".exe");
+    File::create(&target).map_err(io_err(format!("create {}", target.display())))?;
+    mount(
+        Some(&exe),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(sys("bind-mount the shim's binary"))?;
+    mount(
+        None::<&str>,
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(sys("make the shim's binary read-only"))?;
+    let err = std::process::Command::new(&target)
+        .arg0(super::SHIM_ARGV0)
+        .args(std::env::args_os().skip(1))
+        .env(SEALED_ENV, "1")
+        .exec();
+    Err(Error::Io {
+        what: format!("re-execute the shim from {}", target.display()),
+        source: err,
+    })
+}
+
 fn serve(a: ServeArgs) -> i32 {
+    if let Err(e) = seal_exe(&a.dir) {
+        report(&format!("error: {}", crate::metadata::chain(&e)));
+        return 1;
+    }
     // Leave berthd: fork once more so the shim is no session leader's child that berthd
     // waits for; berthd's Command ran setsid() already.
     // SAFETY: no thread exists yet in this process (the shim starts none before this), so
@@ -483,6 +554,7 @@ async fn run(shim: Arc<Shim>, copiers: Vec<std::thread::JoinHandle<()>>) -> Resu
         reason: format!("ttrpc server: {e}"),
     })?;
     let pid = shim.state.lock().expect("state lock").init.pid;
+    let _ = std::fs::write(shim.dir.join("shim.pid"), std::process::id().to_string());
     report(&format!("ok {pid}"));
     // berthd's pipe is done with; stdout goes to the shim log like stderr.
     let _ = nix::unistd::dup2(2, 1);
@@ -800,8 +872,6 @@ fn spawn_exec(shim: &Arc<Shim>, r: pb::ExecRequest) -> Result<pb::ExecResponse, 
         ..Default::default()
     })
 }
-
-use std::os::unix::process::CommandExt;
 
 /// Spawning the helper with the process's stdout on fd 3 (the helper's own stdout is the
 /// pid report).
