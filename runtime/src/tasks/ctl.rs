@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// user[:group] or uid[:gid], resolved in the container's /etc/passwd and /etc/group.
     #[arg(long, short = 'u')]
     user: Option<String>,
+    /// Working directory in the container (default: the image's, else /).
+    #[arg(long, short = 'w')]
+    cwd: Option<String>,
     /// Runtime handler (only "berth").
     #[arg(long, default_value = "berth")]
     runtime: String,
@@ -364,6 +367,7 @@ pub async fn run(address: &str, ns: &str, timeout: Duration, a: RunArgs) -> Resu
             .unwrap_or(0),
         cpus: a.cpus.unwrap_or(0.0),
         pids_limit: a.pids_limit.unwrap_or(0),
+        cwd: a.cwd.clone().unwrap_or_default(),
         ..Default::default()
     };
     let req = cpb::CreateContainerRequest {

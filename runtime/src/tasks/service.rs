@@ -670,11 +670,14 @@ async fn start_shim(
         });
     }
     let reason = line.strip_prefix("error: ").unwrap_or(&line);
-    Err(Error::Executor(if reason.is_empty() {
-        "the shim exited without a report (see its shim.log)".to_owned()
-    } else {
-        reason.to_owned()
-    }))
+    Err(Error::Shim {
+        id: id2,
+        reason: if reason.is_empty() {
+            "exited without a report (see its shim.log)".to_owned()
+        } else {
+            reason.to_owned()
+        },
+    })
 }
 
 fn container_to_pb(c: &Container) -> cpb::Container {
