@@ -262,6 +262,17 @@ fn run_exec_exit_codes_and_signals() {
     assert!(ps.lines().count() >= 2, "{ps}");
     let ls = env.ok(&["tasks", "ls"]);
     assert!(ls.contains("sleeper") && ls.contains("running"), "{ls}");
+    // Pause freezes the container (the cgroup freezer), resume thaws it.
+    env.ok(&["tasks", "pause", "sleeper"]);
+    assert!(env.ok(&["tasks", "ls"]).contains("paused"));
+    let out = env.ctl(&["tasks", "pause", "sleeper"]);
+    assert!(
+        text(&out.stderr).contains("is paused, not running"),
+        "{}",
+        text(&out.stderr)
+    );
+    env.ok(&["tasks", "resume", "sleeper"]);
+    assert!(env.ok(&["tasks", "ls"]).contains("running"));
     // PID 1 without a handler: only SIGKILL ends it; the status is 128 + 9.
     env.ok(&["tasks", "kill", "-s", "KILL", "sleeper"]);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -111,6 +111,10 @@ pub enum TasksCommand {
     },
     /// Pids of a task's processes.
     Ps { id: String },
+    /// Freeze every process of a task.
+    Pause { id: String },
+    /// Thaw a paused task.
+    Resume { id: String },
     /// Delete a stopped task.
     #[command(alias = "delete")]
     Rm { id: String },
@@ -701,6 +705,30 @@ pub async fn tasks(
             for p in r.pids {
                 println!("{p}");
             }
+        }
+        TasksCommand::Pause { id } => {
+            api.tasks
+                .pause(
+                    api.c(),
+                    &tpb::PauseTaskRequest {
+                        container_id: id,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(call("pause task"))?;
+        }
+        TasksCommand::Resume { id } => {
+            api.tasks
+                .resume(
+                    api.c(),
+                    &tpb::ResumeTaskRequest {
+                        container_id: id,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(call("resume task"))?;
         }
         TasksCommand::Rm { id } => {
             let r = api

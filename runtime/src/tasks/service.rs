@@ -1002,6 +1002,38 @@ impl tasks_ttrpc::Tasks for TasksService {
         })
     }
 
+    async fn pause(
+        &self,
+        ctx: &TtrpcContext,
+        r: tpb::PauseTaskRequest,
+    ) -> ttrpc::Result<tpb::Empty> {
+        let ns = namespace(ctx)?;
+        let s = self.0.shim(&ns, &r.container_id).map_err(tt)?;
+        s.pause(
+            ttrpc::context::with_timeout(10_000_000_000),
+            &spb::Empty::default(),
+        )
+        .await
+        .map_err(|e| tt(shim_err(&r.container_id, e)))?;
+        Ok(tpb::Empty::default())
+    }
+
+    async fn resume(
+        &self,
+        ctx: &TtrpcContext,
+        r: tpb::ResumeTaskRequest,
+    ) -> ttrpc::Result<tpb::Empty> {
+        let ns = namespace(ctx)?;
+        let s = self.0.shim(&ns, &r.container_id).map_err(tt)?;
+        s.resume(
+            ttrpc::context::with_timeout(10_000_000_000),
+            &spb::Empty::default(),
+        )
+        .await
+        .map_err(|e| tt(shim_err(&r.container_id, e)))?;
+        Ok(tpb::Empty::default())
+    }
+
     async fn get(&self, ctx: &TtrpcContext, r: tpb::GetRequest) -> ttrpc::Result<tpb::GetResponse> {
         let ns = namespace(ctx)?;
         let p = self

@@ -782,16 +782,61 @@ impl shim_ttrpc::Shim for Service {
         })
     }
 
+    async fn pause(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
+        let mut s = self.shim.state.lock().expect("state lock");
+        if s.init.status != "running" {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!(
+                    "container {:?} is {}, not running",
+                    self.shim.id, s.init.status
+                ),
+            ));
+        }
+        s.container.pause().map_err(|e| {
+            status(
+                ttrpc::Code::INTERNAL,
+                format!("pause: {}", crate::metadata::chain(&e)),
+            )
+        })?;
+        s.init.status = "paused";
+        Ok(pb::Empty::default())
+    }
+
+    async fn resume(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
+        let mut s = self.shim.state.lock().expect("state lock");
+        if s.init.status != "paused" {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!(
+                    "container {:?} is {}, not paused",
+                    self.shim.id, s.init.status
+                ),
+            ));
+        }
+        s.container.resume().map_err(|e| {
+            status(
+                ttrpc::Code::INTERNAL,
+                format!("resume: {}", crate::metadata::chain(&e)),
+            )
+        })?;
+        s.init.status = "running";
+        Ok(pb::Empty::default())
+    }
+
     async fn delete(
         &self,
         _: &TtrpcContext,
         _: pb::DeleteRequest,
     ) -> ttrpc::Result<pb::DeleteResponse> {
         let mut s = self.shim.state.lock().expect("state lock");
-        if s.init.status == "running" {
+        if s.init.status == "running" || s.init.status == "paused" {
             return Err(status(
                 ttrpc::Code::FAILED_PRECONDITION,
-                format!("container {:?} is running: kill it first", self.shim.id),
+                format!(
+                    "container {:?} is {}: kill it first",
+                    self.shim.id, s.init.status
+                ),
             ));
         }
         if s.init.status == "created" {
