@@ -516,3 +516,70 @@ fn containers_survive_a_killed_berthd() {
     let out = env.ctl(&["tasks", "exec", "s2", "echo", "alive"]);
     assert_eq!(text(&out.stdout), "alive\n", "{}", text(&out.stderr));
 }
+
+/// What both runtimes print about the process they start: capability sets, ids, hostname,
+/// the open-files limit, open descriptors, and the mount list's shape (mount point and type).
+const PROBE: &str = "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; id; hostname; \
+    grep 'open files' /proc/self/limits; ls /proc/self/fd; \
+    awk '{print $5, $(NF-2)}' /proc/self/mountinfo | sort";
+
+#[test]
+fn same_bundle_same_view_as_runc() {
+    let Some(env) = setup() else { return };
+    if Command::new("runc").arg("--version").output().is_err() {
+        eprintln!("SKIP: runc not installed (Debian package runc, scripts/install-deps.sh)");
+        return;
+    }
+    // berth's view, and the spec it ran with (user resolved), from a running container.
+    env.ok(&[
+        "run", "-d", "--name", "diff", "--user", "app", "busybox", "sleep", "1000",
+    ]);
+    let spec_path = env.dir.path().join("state/shims/default/diff/config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spec_path).unwrap()).unwrap();
+    let out = env.ctl(&["tasks", "exec", "diff", "sh", "-c", PROBE]);
+    let berth = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    env.ok(&["tasks", "kill", "-s", "KILL", "diff"]);
+    // runc with the same spec on a copy of the image's rootfs.
+    let bundle = env.dir.path().join("runc-bundle");
+    let rootfs = bundle.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    tar::Archive::new(&busybox_layer()[..])
+        .unpack(&rootfs)
+        .unwrap();
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", PROBE]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/berth-diff-{}", std::process::id()));
+    std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    let id = format!("berth-diff-{}", std::process::id());
+    let out = Command::new("runc")
+        .args([
+            "--root",
+            env.dir.path().join("runc-state").to_str().unwrap(),
+        ])
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "runc: {}", text(&out.stderr));
+    let runc = text(&out.stdout);
+    // berth's side is an exec'd process (the harder case: it must get the container's user,
+    // capabilities and seccomp profile too), runc's the init of the same spec.
+    // The rootfs itself differs on purpose: berth's is the overlay snapshot, runc's a plain
+    // directory.
+    let drop_root = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !l.starts_with("/ "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let (berth, runc) = (drop_root(&berth), drop_root(&runc));
+    if berth != runc {
+        let b: Vec<&str> = berth.lines().collect();
+        let r: Vec<&str> = runc.lines().collect();
+        let only_b: Vec<&&str> = b.iter().filter(|l| !r.contains(l)).collect();
+        let only_r: Vec<&&str> = r.iter().filter(|l| !b.contains(l)).collect();
+        panic!("berth and runc differ:\nonly berth: {only_b:#?}\nonly runc: {only_r:#?}");
+    }
+    println!("berth and runc agree on:\n{berth}");
+}

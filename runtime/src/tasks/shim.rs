@@ -86,6 +86,9 @@ struct ExecArgs {
     /// JSON: {"args":[..],"env":[..],"cwd":".."}
     #[arg(long)]
     process: String,
+    /// The container's config.json: the exec'd process gets its user and seccomp profile.
+    #[arg(long)]
+    spec: PathBuf,
 }
 
 /// The recorded end of a process.
@@ -876,6 +879,8 @@ fn spawn_exec(shim: &Arc<Shim>, r: pb::ExecRequest) -> Result<pb::ExecResponse, 
         .arg(shim.dir.join("runtime"))
         .arg("--process")
         .arg(process.to_string())
+        .arg("--spec")
+        .arg(shim.dir.join("config.json"))
         .stdin(std::process::Stdio::from(io.stdin))
         .stdout(std::process::Stdio::from(out_w))
         .stderr(std::process::Stdio::from(
@@ -973,10 +978,16 @@ fn exec_helper(a: &ExecArgs) -> Result<u32, Error> {
         // SAFETY: dup returned a new descriptor owned by nothing else.
         Ok(unsafe { OwnedFd::from_raw_fd(n) })
     };
+    let spec = super::spec::parse(
+        &std::fs::read(&a.spec).map_err(io_err(format!("read {}", a.spec.display())))?,
+    )?;
+    let user = spec.process().as_ref().map(|p| p.user().clone());
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let pid = libcontainer::container::builder::ContainerBuilder::new(
         a.id.clone(),
         libcontainer::syscall::syscall::SyscallType::default(),
     )
+    .with_executor(SeccompExecutor { seccomp })
     .with_root_path(&a.root)
     .map_err(|e| Error::Executor(e.to_string()))?
     .with_stdin(dup(0)?)
@@ -986,8 +997,46 @@ fn exec_helper(a: &ExecArgs) -> Result<u32, Error> {
     .with_container_args(p.args)
     .with_env(env)
     .with_cwd((!p.cwd.is_empty()).then_some(PathBuf::from(p.cwd)))
+    .with_user(user.as_ref().map(|u| u.uid()))
+    .with_group(user.as_ref().map(|u| u.gid()))
+    .with_additional_gids(
+        user.as_ref()
+            .and_then(|u| u.additional_gids().clone())
+            .unwrap_or_default(),
+    )
     .with_detach(true)
     .build()
     .map_err(|e| Error::Executor(crate::metadata::chain(&e)))?;
     Ok(pid.as_raw() as u32)
+}
+
+/// Hand-written around libcontainer 0.7: its tenant (exec) builder rebuilds the spec's
+/// `linux` section with namespaces and cgroup only, so an exec'd process would run without
+/// the container's seccomp profile (runc applies it). This executor installs the profile as
+/// the last step before the exec — after the user switch, with no_new_privs set — and then
+/// runs the default executor.
+#[derive(Clone)]
+struct SeccompExecutor {
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+impl libcontainer::workload::Executor for SeccompExecutor {
+    fn exec(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorError> {
+        if let Some(s) = &self.seccomp {
+            libcontainer::seccomp::initialize_seccomp(s).map_err(|e| {
+                libcontainer::workload::ExecutorError::Other(format!("seccomp: {e}"))
+            })?;
+        }
+        libcontainer::workload::default::get_executor().exec(spec)
+    }
+
+    fn validate(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
 }
