@@ -530,7 +530,13 @@ fn same_bundle_same_view_as_runc() {
         eprintln!("SKIP: runc not installed (Debian package runc, scripts/install-deps.sh)");
         return;
     }
-    // berth's view, and the spec it ran with (user resolved), from a running container.
+    // berth's view from a container's init, then from an exec'd process, and the spec it
+    // ran with (user resolved).
+    let out = env.ctl(&[
+        "run", "--rm", "--name", "diff", "--user", "app", "busybox", "sh", "-c", PROBE,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let berth_init = text(&out.stdout);
     env.ok(&[
         "run", "-d", "--name", "diff", "--user", "app", "busybox", "sleep", "1000",
     ]);
@@ -574,6 +580,11 @@ fn same_bundle_same_view_as_runc() {
             .collect()
     };
     let (berth, runc) = (drop_root(&berth), drop_root(&runc));
+    assert_eq!(
+        drop_root(&berth_init),
+        berth,
+        "berth's init and exec'd process differ"
+    );
     if berth != runc {
         let b: Vec<&str> = berth.lines().collect();
         let r: Vec<&str> = runc.lines().collect();
