@@ -17,6 +17,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/containers/v1/containers.proto",
     "proto/berth/services/tasks/v1/tasks.proto",
     "proto/berth/shim/v1/shim.proto",
+    "proto/berth/services/events/v1/events.proto",
 ];
 
 fn main() {

@@ -39,3 +39,4 @@ generated!(
     shim,
     shim_ttrpc
 );
+generated!(events, events_ttrpc);

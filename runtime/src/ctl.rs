@@ -59,6 +59,11 @@ enum Command {
     /// Tasks (running containers).
     #[command(subcommand, alias = "task", alias = "t")]
     Tasks(crate::tasks::ctl::TasksCommand),
+    /// Print container and task events as they happen.
+    Events {
+        /// Topic prefixes (e.g. /tasks/exit); none: all.
+        topics: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,7 +132,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     }
     if matches!(
         args.command,
-        Command::Run(_) | Command::Containers(_) | Command::Tasks(_)
+        Command::Run(_) | Command::Containers(_) | Command::Tasks(_) | Command::Events { .. }
     ) {
         let timeout = Duration::from_secs(args.timeout);
         let (address, ns) = (args.address.clone(), args.namespace.clone());
@@ -138,6 +143,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
                     crate::tasks::ctl::containers(&address, &ns, timeout, c).await
                 }
                 Command::Tasks(c) => crate::tasks::ctl::tasks(&address, &ns, timeout, c).await,
+                Command::Events { topics } => {
+                    crate::tasks::ctl::events(&address, timeout, topics).await
+                }
                 _ => unreachable!("matched above"),
             }
         });
@@ -197,7 +205,7 @@ async fn run(args: Args) -> Result<(), storage::Error> {
         }
         Command::Storage(c) => storage::run(&args.address, timeout, &args.namespace, c).await?,
         Command::System(_) => unreachable!("system verbs are handled before connecting to berthd"),
-        Command::Run(_) | Command::Containers(_) | Command::Tasks(_) => {
+        Command::Run(_) | Command::Containers(_) | Command::Tasks(_) | Command::Events { .. } => {
             unreachable!("container verbs are handled before")
         }
     }

@@ -204,6 +204,7 @@ fn registry(cfg: &Config) -> Registry {
     r.register("berth.service.v1", "introspection", Status::Ok);
     r.register("berth.service.v1", "containers", Status::Ok);
     r.register("berth.service.v1", "tasks", Status::Ok);
+    r.register("berth.service.v1", "events", Status::Ok);
     r
 }
 
@@ -273,7 +274,10 @@ async fn serve(
             crate::tasks::service::ContainersService(tasks.clone()),
         )))
         .register_service(crate::api::tasks_ttrpc::create_tasks(Arc::new(
-            crate::tasks::service::TasksService(tasks),
+            crate::tasks::service::TasksService(tasks.clone()),
+        )))
+        .register_service(crate::api::events_ttrpc::create_events(Arc::new(
+            crate::tasks::service::EventsService(tasks),
         )));
     server.start().await.map_err(DaemonError::Server)?;
     info!(

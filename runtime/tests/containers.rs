@@ -174,11 +174,40 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn run_exec_exit_codes_and_signals() {
     let Some(env) = setup() else { return };
+    let mut events = Command::new(env!("CARGO_BIN_EXE_berthctl"))
+        .arg("--address")
+        .arg(env.socket())
+        .arg("events")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    let out = env.run(&[], &["echo", "hi"]);
+    let out = env.run(&["--name", "hi"], &["echo", "hi"]);
     println!("run --rm echo hi: {:?}", t.elapsed());
     assert_eq!(text(&out.stdout), "hi\n", "stderr: {}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
+    // The events of that run, in order.
+    std::thread::sleep(Duration::from_millis(300));
+    events.kill().unwrap();
+    let seen = text(&events.wait_with_output().unwrap().stdout);
+    let topics: Vec<&str> = seen.lines().filter_map(|l| l.split(' ').nth(2)).collect();
+    assert_eq!(
+        topics,
+        [
+            "/containers/create",
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete",
+            "/containers/delete"
+        ],
+        "{seen}"
+    );
+    assert!(
+        seen.contains(r#""container_id":"hi","exit_status":0"#),
+        "{seen}"
+    );
     // Exit codes and stderr pass through.
     let out = env.run(&[], &["sh", "-c", "echo oops >&2; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));

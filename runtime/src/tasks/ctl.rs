@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand};
 
-use crate::api::{containers as cpb, containers_ttrpc, tasks as tpb, tasks_ttrpc};
+use crate::api::{
+    containers as cpb, containers_ttrpc, events as epb, events_ttrpc, tasks as tpb, tasks_ttrpc,
+};
 use crate::client::normalize_address;
 use crate::ctl::table;
 
@@ -153,6 +155,7 @@ fn status_text(e: &ttrpc::Error) -> String {
 }
 
 struct Api {
+    events: events_ttrpc::EventsClient,
     containers: containers_ttrpc::ContainersClient,
     tasks: tasks_ttrpc::TasksClient,
     ns: String,
@@ -169,6 +172,7 @@ impl Api {
                 source,
             })?;
         Ok(Self {
+            events: events_ttrpc::EventsClient::new(c.clone()),
             containers: containers_ttrpc::ContainersClient::new(c.clone()),
             tasks: tasks_ttrpc::TasksClient::new(c),
             ns: ns.to_owned(),
@@ -746,4 +750,46 @@ pub async fn tasks(
         }
     }
     Ok(0)
+}
+
+/// `berthctl events [TOPIC-PREFIX…]`: prints events as they come, one line each
+/// (`<unix-nanos> <namespace> <topic> <json>`), until interrupted.
+pub async fn events(
+    address: &str,
+    timeout: Duration,
+    topics: Vec<String>,
+) -> Result<i32, CtlError> {
+    let api = Api::connect(address, "default", timeout).await?;
+    let mut stream = api
+        .events
+        .subscribe(
+            ttrpc::context::Context::default(),
+            &epb::SubscribeRequest {
+                topics,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(call("subscribe"))?;
+    loop {
+        match stream.recv().await {
+            Ok(Some(e)) => {
+                let mut o = std::io::stdout();
+                let line = format!("{} {} {} {}\n", e.timestamp, e.namespace, e.topic, e.event);
+                if o.write_all(line.as_bytes())
+                    .and_then(|()| o.flush())
+                    .is_err()
+                {
+                    return Ok(0);
+                }
+            }
+            Ok(None) | Err(ttrpc::Error::Eof) => return Ok(0),
+            Err(source) => {
+                return Err(CtlError::Call {
+                    method: "events",
+                    source,
+                })
+            }
+        }
+    }
 }

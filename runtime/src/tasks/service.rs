@@ -26,7 +26,8 @@ use ttrpc::r#async::TtrpcContext;
 use super::shim::read_exit;
 use super::{spec, Error};
 use crate::api::{
-    containers as cpb, containers_ttrpc, shim as spb, shim_ttrpc, tasks as tpb, tasks_ttrpc,
+    containers as cpb, containers_ttrpc, events as epb, events_ttrpc, shim as spb, shim_ttrpc,
+    tasks as tpb, tasks_ttrpc,
 };
 use crate::metadata::{Container, Db};
 use crate::snapshots::service::Snapshotters;
@@ -50,6 +51,7 @@ pub struct Tasks {
     state_dir: PathBuf,
     tasks: Mutex<HashMap<(String, String), Task>>,
     reserved: Mutex<HashSet<(String, String)>>,
+    events: tokio::sync::broadcast::Sender<epb::Envelope>,
 }
 
 /// Drops an id reservation on every path out of a create.
@@ -92,16 +94,51 @@ impl Tasks {
             state_dir: state.to_path_buf(),
             tasks: Mutex::new(HashMap::new()),
             reserved: Mutex::new(HashSet::new()),
+            events: tokio::sync::broadcast::channel(256).0,
         });
         t.adopt().await;
         t
+    }
+
+    /// Sends an event to the current subscribers (none: dropped).
+    fn publish(&self, ns: &str, topic: &str, event: serde_json::Value) {
+        let _ = self.events.send(epb::Envelope {
+            timestamp: nanos(std::time::SystemTime::now()),
+            namespace: ns.to_owned(),
+            topic: topic.to_owned(),
+            event: event.to_string(),
+            ..Default::default()
+        });
+    }
+
+    /// Publishes `/tasks/exit` when the shim's init exits (at once for an exit recorded
+    /// while berthd was down).
+    fn watch_exit(self: &Arc<Self>, ns: &str, id: &str, shim: shim_ttrpc::ShimClient) {
+        let (t, ns, id) = (self.clone(), ns.to_owned(), id.to_owned());
+        tokio::spawn(async move {
+            if let Ok(w) = shim
+                .wait(
+                    ttrpc::context::Context::default(),
+                    &spb::WaitRequest::default(),
+                )
+                .await
+            {
+                let p = w.process.into_option().unwrap_or_default();
+                t.publish(
+                    &ns,
+                    "/tasks/exit",
+                    serde_json::json!({"container_id": id, "pid": p.pid,
+                        "exit_status": p.exit_status, "exited_at": p.exited_at}),
+                );
+            }
+        });
     }
 
     fn shim_dir(&self, ns: &str, id: &str) -> PathBuf {
         self.state_dir.join("shims").join(ns).join(id)
     }
 
-    async fn adopt(&self) {
+    async fn adopt(self: &Arc<Self>) {
         let Ok(nss) = std::fs::read_dir(self.state_dir.join("shims")) else {
             return;
         };
@@ -126,6 +163,9 @@ impl Tasks {
                     (None, None) => {
                         tracing::warn!(namespace = %nsn, id = %idn, "shim gone without an exit record")
                     }
+                }
+                if let Some(c) = &shim {
+                    self.watch_exit(&nsn, &idn, c.clone());
                 }
                 self.tasks
                     .lock()
@@ -343,7 +383,7 @@ impl Tasks {
 
     /// Tasks.Create.
     async fn create_task(
-        &self,
+        self: &Arc<Self>,
         ns: &str,
         r: tpb::CreateTaskRequest,
     ) -> Result<tpb::CreateTaskResponse, Error> {
@@ -410,8 +450,14 @@ impl Tasks {
                     key,
                     Task {
                         dir,
-                        shim: Some(shim),
+                        shim: Some(shim.clone()),
                     },
+                );
+                self.watch_exit(ns, &id, shim);
+                self.publish(
+                    ns,
+                    "/tasks/create",
+                    serde_json::json!({"container_id": id, "pid": pid}),
                 );
                 Ok(tpb::CreateTaskResponse {
                     container_id: id,
@@ -709,10 +755,16 @@ impl containers_ttrpc::Containers for ContainersService {
     ) -> ttrpc::Result<cpb::CreateContainerResponse> {
         let ns = namespace(ctx)?;
         let t = self.0.clone();
-        let c = tokio::task::spawn_blocking(move || t.create_container(&ns, r))
+        let ns2 = ns.clone();
+        let c = tokio::task::spawn_blocking(move || t.create_container(&ns2, r))
             .await
             .map_err(|e| status(ttrpc::Code::INTERNAL, e.to_string()))?
             .map_err(tt)?;
+        self.0.publish(
+            &ns,
+            "/containers/create",
+            serde_json::json!({"id": c.id, "image": c.image, "runtime": c.runtime}),
+        );
         Ok(cpb::CreateContainerResponse {
             container: Some(container_to_pb(&c)).into(),
             ..Default::default()
@@ -822,10 +874,13 @@ impl containers_ttrpc::Containers for ContainersService {
     ) -> ttrpc::Result<cpb::Empty> {
         let ns = namespace(ctx)?;
         let t = self.0.clone();
-        tokio::task::spawn_blocking(move || t.delete_container(&ns, &r.id))
+        let (ns2, id) = (ns.clone(), r.id.clone());
+        tokio::task::spawn_blocking(move || t.delete_container(&ns2, &r.id))
             .await
             .map_err(|e| status(ttrpc::Code::INTERNAL, e.to_string()))?
             .map_err(tt)?;
+        self.0
+            .publish(&ns, "/containers/delete", serde_json::json!({"id": id}));
         Ok(cpb::Empty::default())
     }
 }
@@ -855,6 +910,11 @@ impl tasks_ttrpc::Tasks for TasksService {
             )
             .await
             .map_err(|e| tt(shim_err(&r.container_id, e)))?;
+        self.0.publish(
+            &ns,
+            "/tasks/start",
+            serde_json::json!({"container_id": r.container_id, "pid": out.pid}),
+        );
         Ok(tpb::StartResponse {
             pid: out.pid,
             ..Default::default()
@@ -922,7 +982,14 @@ impl tasks_ttrpc::Tasks for TasksService {
         r: tpb::DeleteTaskRequest,
     ) -> ttrpc::Result<tpb::DeleteResponse> {
         let ns = namespace(ctx)?;
-        self.0.delete_task(&ns, &r.container_id).await.map_err(tt)
+        let d = self.0.delete_task(&ns, &r.container_id).await.map_err(tt)?;
+        self.0.publish(
+            &ns,
+            "/tasks/delete",
+            serde_json::json!({"container_id": d.container_id, "pid": d.pid,
+                "exit_status": d.exit_status}),
+        );
+        Ok(d)
     }
 
     async fn exec(
@@ -1015,6 +1082,11 @@ impl tasks_ttrpc::Tasks for TasksService {
         )
         .await
         .map_err(|e| tt(shim_err(&r.container_id, e)))?;
+        self.0.publish(
+            &ns,
+            "/tasks/paused",
+            serde_json::json!({"container_id": r.container_id}),
+        );
         Ok(tpb::Empty::default())
     }
 
@@ -1031,6 +1103,11 @@ impl tasks_ttrpc::Tasks for TasksService {
         )
         .await
         .map_err(|e| tt(shim_err(&r.container_id, e)))?;
+        self.0.publish(
+            &ns,
+            "/tasks/resumed",
+            serde_json::json!({"container_id": r.container_id}),
+        );
         Ok(tpb::Empty::default())
     }
 
@@ -1045,5 +1122,36 @@ impl tasks_ttrpc::Tasks for TasksService {
             process: Some(p).into(),
             ..Default::default()
         })
+    }
+}
+
+/// The Events ttrpc service: every subscriber gets the events published after it subscribed
+/// (a subscriber too slow for 256 queued events misses the oldest, and is told so in the log).
+pub struct EventsService(pub Arc<Tasks>);
+
+#[async_trait]
+impl events_ttrpc::Events for EventsService {
+    async fn subscribe(
+        &self,
+        _: &TtrpcContext,
+        r: epb::SubscribeRequest,
+        sink: ttrpc::r#async::ServerStreamSender<epb::Envelope>,
+    ) -> ttrpc::Result<()> {
+        let mut rx = self.0.events.subscribe();
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if r.topics.is_empty()
+                        || r.topics.iter().any(|t| e.topic.starts_with(t.as_str()))
+                    {
+                        sink.send(&e).await?;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "an events subscriber fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
     }
 }
