@@ -793,3 +793,38 @@ pub async fn events(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_mounts_parse() {
+        assert_eq!(parse_size("32M").unwrap(), 32 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("12Q")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown suffix"));
+        assert!(parse_size("-1").is_err());
+        let m = parse_mount("type=bind,src=/a,dst=/b,options=ro:rbind").unwrap();
+        assert_eq!((m.source.as_str(), m.destination.as_str()), ("/a", "/b"));
+        assert_eq!(m.options, vec!["ro".to_string(), "rbind".into()]);
+        assert!(parse_mount("type=volume,src=/a,dst=/b")
+            .unwrap_err()
+            .to_string()
+            .contains("only type=bind"));
+        assert!(parse_mount("src=/a")
+            .unwrap_err()
+            .to_string()
+            .contains("needs src= and dst="));
+        assert!(parse_mount("src")
+            .unwrap_err()
+            .to_string()
+            .contains("is not key=value"));
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert!(parse_signal("NOPE").is_err());
+    }
+}

@@ -1040,3 +1040,42 @@ impl libcontainer::workload::Executor for SeccompExecutor {
         libcontainer::workload::default::get_executor().validate(spec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_records_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(read_exit(d.path()), None);
+        let rec = ExitRecord {
+            pid: 42,
+            exit_status: 137,
+            exited_at: 1,
+        };
+        write_exit(d.path(), &rec).unwrap();
+        assert_eq!(read_exit(d.path()), Some(rec));
+        assert!(!d.path().join("exit.tmp").exists());
+    }
+
+    #[test]
+    fn the_container_log_rotates_at_its_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = Log::open(d.path().join("log"));
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..(LOG_CAP / chunk.len() as u64) {
+            log.write(&chunk);
+        }
+        assert_eq!(
+            std::fs::metadata(d.path().join("log")).unwrap().len(),
+            LOG_CAP
+        );
+        log.write(b"next\n");
+        assert_eq!(std::fs::read(d.path().join("log")).unwrap(), b"next\n");
+        assert_eq!(
+            std::fs::metadata(d.path().join("log.1")).unwrap().len(),
+            LOG_CAP
+        );
+    }
+}
