@@ -470,6 +470,12 @@ fn the_shims_binary_is_read_only() {
         .trim()
         .parse()
         .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("VmRSS: ?");
+    println!("idle shim (debug build) {rss}");
     let exe = format!("/proc/{pid}/exe");
     let fd = nix::fcntl::open(
         exe.as_str(),
