@@ -373,6 +373,26 @@ fn failed_creates_leave_the_name_free() {
     assert_eq!(env.ok(&["containers", "ls", "-q"]), "");
     let out = env.ctl(&["run", "--rm", "--name", "same", "busybox", "echo", "free"]);
     assert_eq!(text(&out.stdout), "free\n", "{}", text(&out.stderr));
+    // A create the executor refused leaves no cgroup behind.
+    let out = env.ctl(&[
+        "run",
+        "--rm",
+        "--name",
+        "badcwd",
+        "-w",
+        "/etc/hostfile",
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    for base in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+    ] {
+        let p = Path::new(base).join("containers.slice/default-badcwd");
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
 }
 
 #[test]

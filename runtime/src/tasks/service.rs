@@ -470,6 +470,8 @@ impl Tasks {
                     let _ = crate::snapshots::mount::unmount_all(&rootfs);
                 }
                 let _ = std::fs::remove_dir_all(&dir);
+                // A create the executor gave up on may have made the cgroups already.
+                super::shim::remove_cgroups(ns, &id);
                 Err(e)
             }
         }
@@ -510,6 +512,7 @@ impl Tasks {
             tracing::warn!(container = id, "cannot unmount the rootfs: {e}");
         }
         let _ = std::fs::remove_dir_all(&t.dir);
+        super::shim::remove_cgroups(ns, id);
         self.tasks
             .lock()
             .expect("tasks lock")

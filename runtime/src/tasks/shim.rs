@@ -269,8 +269,9 @@ fn place_in_cgroup(ns: &str, id: &str) {
     }
 }
 
-/// Removes `containers.slice/<ns>-<id>` (v2) or its per-controller copies (v1), best effort.
-fn remove_cgroups(ns: &str, id: &str) {
+/// Removes `containers.slice/<ns>-<id>` (v2) or its per-controller copies (v1), best effort
+/// (a cgroup that still has processes stays).
+pub fn remove_cgroups(ns: &str, id: &str) {
     let root = Path::new("/sys/fs/cgroup");
     let rel = format!("containers.slice/{ns}-{id}");
     let mut dirs = vec![root.join(&rel)];
