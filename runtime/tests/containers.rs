@@ -127,6 +127,22 @@ impl Drop for Env {
             }
         }
         self.d = None;
+        // Shims a failed test left (they outlive berthd by design).
+        if let Ok(nss) = std::fs::read_dir(self.dir.path().join("state/shims")) {
+            for ns in nss.flatten() {
+                for c in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                    let pid = std::fs::read_to_string(c.path().join("shim.pid"))
+                        .ok()
+                        .and_then(|p| p.trim().parse::<i32>().ok());
+                    if let Some(pid) = pid {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
         // Anything still mounted below the directory (a failed test's rootfs).
         if let Ok(m) = std::fs::read_to_string("/proc/self/mounts") {
             let base = self.dir.path().display().to_string();
