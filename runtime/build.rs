@@ -17,6 +17,10 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/registry/v1/registry.proto",
     "proto/berth/services/config/v1/config.proto",
     "proto/berth/services/pull/v1/pull.proto",
+    "proto/berth/services/containers/v1/containers.proto",
+    "proto/berth/services/tasks/v1/tasks.proto",
+    "proto/berth/shim/v1/shim.proto",
+    "proto/berth/services/events/v1/events.proto",
 ];
 
 fn main() {

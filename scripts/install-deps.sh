@@ -9,6 +9,8 @@
 # - e2fsprogs: mke2fs/e2fsck copied into the root image (host_tools); gdisk (sgdisk): the QEMU
 #   tests partition state disks with a GPT label.
 # - ipxe-qemu: the virtio NIC's iPXE ROM for the PXE scenario (qemu-tests/tests/pxe.rs).
+# - libseccomp-dev: libseccomp.a, linked statically into berth for the container executor;
+#   busybox-static: the container tests build a busybox image from it.
 # - umoci, skopeo, containerd, runc: the unpack oracle test builds images with umoci and
 #   compares berth's unpacked trees with containerd's.
 # - docker-registry, apache2-utils (htpasswd -B), openssl, iproute2, iptables: the registry
@@ -19,7 +21,7 @@
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu libseccomp-dev busybox-static"
 
 missing=""
 for pkg in $PACKAGES; do

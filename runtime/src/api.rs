@@ -33,3 +33,12 @@ generated!(transfer, transfer_ttrpc);
 generated!(system, system_ttrpc);
 generated!(registry, registry_ttrpc, config, config_ttrpc);
 generated!(pull, pull_ttrpc);
+generated!(
+    containers,
+    containers_ttrpc,
+    tasks,
+    tasks_ttrpc,
+    shim,
+    shim_ttrpc
+);
+generated!(events, events_ttrpc);

@@ -58,6 +58,19 @@ enum Command {
     /// berth-init: status, log, reboot, poweroff, service restart (uses --init-address).
     #[command(subcommand)]
     System(crate::ctl_system::SystemCommand),
+    /// Run a container from an image (exit code: the container's).
+    Run(crate::tasks::ctl::RunArgs),
+    /// Containers (metadata).
+    #[command(subcommand, alias = "container", alias = "c")]
+    Containers(crate::tasks::ctl::ContainersCommand),
+    /// Tasks (running containers).
+    #[command(subcommand, alias = "task", alias = "t")]
+    Tasks(crate::tasks::ctl::TasksCommand),
+    /// Print container and task events as they happen.
+    Events {
+        /// Topic prefixes (e.g. /tasks/exit); none: all.
+        topics: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +137,33 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             }
         };
     }
+    if matches!(
+        args.command,
+        Command::Run(_) | Command::Containers(_) | Command::Tasks(_) | Command::Events { .. }
+    ) {
+        let timeout = Duration::from_secs(args.timeout);
+        let (address, ns) = (args.address.clone(), args.namespace.clone());
+        let r = rt.block_on(async move {
+            match args.command {
+                Command::Run(a) => crate::tasks::ctl::run(&address, &ns, timeout, a).await,
+                Command::Containers(c) => {
+                    crate::tasks::ctl::containers(&address, &ns, timeout, c).await
+                }
+                Command::Tasks(c) => crate::tasks::ctl::tasks(&address, &ns, timeout, c).await,
+                Command::Events { topics } => {
+                    crate::tasks::ctl::events(&address, timeout, topics).await
+                }
+                _ => unreachable!("matched above"),
+            }
+        });
+        return match r {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("berthctl: error: {e}");
+                1
+            }
+        };
+    }
     match rt.block_on(run(args)) {
         Ok(()) => 0,
         Err(e) => {
@@ -174,6 +214,9 @@ async fn run(args: Args) -> Result<(), storage::Error> {
         Command::Hosts(c) => hosts::run_hosts(&args.address, timeout, c).await?,
         Command::Config(c) => hosts::run_config(&args.address, timeout, c).await?,
         Command::System(_) => unreachable!("system verbs are handled before connecting to berthd"),
+        Command::Run(_) | Command::Containers(_) | Command::Tasks(_) | Command::Events { .. } => {
+            unreachable!("container verbs are handled before")
+        }
     }
     Ok(())
 }

@@ -218,6 +218,9 @@ fn registry(cfg: &Config) -> Registry {
     r.register("berth.service.v1", "introspection", Status::Ok);
     r.register("berth.service.v1", "registry", Status::Ok);
     r.register("berth.service.v1", "config", Status::Ok);
+    r.register("berth.service.v1", "containers", Status::Ok);
+    r.register("berth.service.v1", "tasks", Status::Ok);
+    r.register("berth.service.v1", "events", Status::Ok);
     r
 }
 
@@ -278,7 +281,7 @@ async fn serve(
         live_registry.clone(),
         Some(gc_task),
     ));
-    let mut server = server
+    let server = server
         .add_listener(listener.into())
         .register_service(version_ttrpc::create_version(Arc::new(VersionService)))
         .register_service(introspection_ttrpc::create_introspection(Arc::new(
@@ -309,6 +312,23 @@ async fn serve(
             crate::snapshots::service::SnapshotsService {
                 snapshotters: snapshotters.clone(),
             },
+        )));
+    // Containers and tasks: re-adopts the shims that outlived a previous berthd.
+    let tasks = crate::tasks::service::Tasks::open(
+        storage.clone(),
+        snapshotters.as_ref().clone(),
+        &cfg.state,
+    )
+    .await;
+    let mut server = server
+        .register_service(crate::api::containers_ttrpc::create_containers(Arc::new(
+            crate::tasks::service::ContainersService(tasks.clone()),
+        )))
+        .register_service(crate::api::tasks_ttrpc::create_tasks(Arc::new(
+            crate::tasks::service::TasksService(tasks.clone()),
+        )))
+        .register_service(crate::api::events_ttrpc::create_events(Arc::new(
+            crate::tasks::service::EventsService(tasks),
         )));
     server.start().await.map_err(DaemonError::Server)?;
     info!(

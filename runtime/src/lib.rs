@@ -22,5 +22,6 @@ pub mod remotes;
 pub mod services;
 pub mod snapshots;
 pub mod storage_api;
+pub mod tasks;
 pub mod transfer;
 pub mod unpack;

@@ -1,5 +1,6 @@
 //! `berth`: the image's static multi-call binary. Dispatches on `basename(argv[0])`:
-//! `init` → berth-init, `berthd` → the engine, `berthctl` → the CLI; `berth <applet> args…`
+//! `init` → berth-init, `berthd` → the engine, `berthctl` → the CLI, `berth-shim` → a
+//! container's shim (berthd starts it); `berth <applet> args…`
 //! works too. Any other name running as PID 1 (e.g. `init=/usr/bin/berth`) is init.
 //!
 //! Names win over "am I PID 1": the engine may re-execute this binary as PID 1 of a new PID
@@ -26,6 +27,9 @@ fn main() {
         "init" | "berth-init" => berth_init::run(),
         "berthd" => std::process::exit(berth_runtime::daemon::main_with_args(args)),
         "berthctl" => std::process::exit(berth_runtime::ctl::main_with_args(args)),
+        berth_runtime::tasks::SHIM_ARGV0 => {
+            std::process::exit(berth_runtime::tasks::shim::main_with_args(args))
+        }
         _ if std::process::id() == 1 => berth_init::run(),
         "berth" => {
             eprintln!("usage: berth <init|berthd|berthctl> [args...]");
