@@ -10,12 +10,15 @@
 #   tests partition state disks with a GPT label.
 # - umoci, skopeo, containerd, runc: the unpack oracle test builds images with umoci and
 #   compares berth's unpacked trees with containerd's.
+# - systemd-boot-efi (EFI stub + systemd-boot), binutils (objcopy), dosfstools + mtools (the
+#   ESP), qemu-utils (qemu-img: qcow2), ovmf (UEFI firmware for QEMU): berth-image uki/disk
+#   and the UEFI scenario.
 #
 # The host's apt sources may list unreachable third-party repositories: errors from
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base systemd-boot-efi binutils dosfstools mtools qemu-utils ovmf"
 
 missing=""
 for pkg in $PACKAGES; do

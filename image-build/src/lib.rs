@@ -16,6 +16,7 @@
 pub mod builder;
 pub mod cpio;
 pub mod definition;
+pub mod disk;
 pub mod epoch;
 pub mod erofs;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod manifest;
 pub mod modules;
 pub mod rootfs;
 pub mod tree;
+pub mod uki;
 
 pub use builder::{build, BuildOptions, BuildReport, KernelInput};
 pub use error::Error;

@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use berth_image::{epoch, BuildOptions, KernelInput};
 use clap::{Args, Parser, Subcommand};
 
+mod cmd_uefi;
+
 /// Builds berth's bootable artefacts.
 #[derive(Debug, Parser)]
 #[command(name = "berth-image", version, about)]
@@ -21,6 +23,10 @@ enum Command {
     /// Timestamps come from SOURCE_DATE_EPOCH, else the last git commit of the checkout
     /// holding the definition, else 0.
     Build(BuildArgs),
+    /// Build a unified kernel image (UKI) from a `build` output directory.
+    Uki(cmd_uefi::UkiArgs),
+    /// Build a bootable GPT disk image (ESP with two UKI slots + BERTH_STATE).
+    Disk(cmd_uefi::DiskArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +74,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let Command::Build(args) = cli.command;
+    let args = match cli.command {
+        Command::Build(args) => args,
+        Command::Uki(args) => return cmd_uefi::uki(args),
+        Command::Disk(args) => return cmd_uefi::disk(args),
+    };
     let (source_date_epoch, epoch_source) = epoch::resolve(&args.definition)?;
     let kernel = match (args.kernel, args.modules_dir) {
         (Some(vmlinuz), Some(modules_dir)) => KernelInput::Local {
