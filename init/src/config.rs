@@ -89,6 +89,8 @@ pub struct Config {
     pub rlimits: crate::rlimit::Rlimits,
     /// `[storage]`: the state partition mounted at `/var`.
     pub storage: crate::storage::StorageConfig,
+    /// `[boot]`: UEFI slots and the trial-boot watchdog (`crate::boot`).
+    pub boot: crate::boot::BootConfig,
 }
 
 /// `[console]`.
@@ -269,6 +271,7 @@ impl Default for Config {
             sysctl: crate::sysctl::Sysctls::default(),
             rlimits: crate::rlimit::Rlimits::new(),
             storage: crate::storage::StorageConfig::default(),
+            boot: crate::boot::BootConfig::default(),
         }
     }
 }

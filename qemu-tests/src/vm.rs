@@ -61,6 +61,7 @@ pub struct VmBuilder {
     extra_args: Vec<OsString>,
     test_port: bool,
     program: Option<OsString>,
+    uefi_disk: Option<PathBuf>,
 }
 
 impl VmBuilder {
@@ -79,7 +80,17 @@ impl VmBuilder {
             extra_args: Vec::new(),
             test_port: true,
             program: None,
+            uefi_disk: None,
         }
+    }
+
+    /// Boots `disk` (raw, e.g. from `berth-image disk`) through UEFI firmware instead of
+    /// QEMU's direct kernel boot: OVMF (`/usr/share/OVMF/OVMF_CODE.fd`, package `ovmf`) as
+    /// read-only pflash plus a fresh copy of `OVMF_VARS.fd` in the VM directory, the disk as
+    /// the first virtio-blk device, no `-kernel`. The kernel command line is the UKI's.
+    pub fn uefi(mut self, disk: impl Into<PathBuf>) -> Self {
+        self.uefi_disk = Some(disk.into());
+        self
     }
 
     /// Boots `image`: its kernel, initramfs and command line.
@@ -190,12 +201,17 @@ impl VmBuilder {
 
     /// Starts QEMU and waits until its sockets exist.
     pub fn spawn(self) -> Result<Vm> {
-        let kernel = self.kernel.clone().ok_or_else(|| Error::ImageMissing {
-            path: "vmlinuz".into(),
-        })?;
-        let initramfs = self.initramfs.clone().ok_or_else(|| Error::ImageMissing {
-            path: "initramfs.img".into(),
-        })?;
+        let direct = match &self.uefi_disk {
+            Some(_) => None,
+            None => Some((
+                self.kernel.clone().ok_or_else(|| Error::ImageMissing {
+                    path: "vmlinuz".into(),
+                })?,
+                self.initramfs.clone().ok_or_else(|| Error::ImageMissing {
+                    path: "initramfs.img".into(),
+                })?,
+            )),
+        };
         let dir = tempfile::Builder::new()
             .prefix(&format!("berth-vm-{}-", self.name))
             .tempdir()
@@ -221,13 +237,36 @@ impl VmBuilder {
             .arg("-m")
             .arg(self.memory_mib.to_string())
             .arg("-smp")
-            .arg(self.cpus.to_string())
-            .arg("-kernel")
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initramfs)
-            .arg("-append")
-            .arg(self.full_cmdline())
+            .arg(self.cpus.to_string());
+        match (&direct, &self.uefi_disk) {
+            (Some((kernel, initramfs)), _) => {
+                command
+                    .arg("-kernel")
+                    .arg(kernel)
+                    .arg("-initrd")
+                    .arg(initramfs)
+                    .arg("-append")
+                    .arg(self.full_cmdline());
+            }
+            (None, Some(disk)) => {
+                const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+                const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+                let vars = path.join("OVMF_VARS.fd");
+                fs::copy(OVMF_VARS, &vars)
+                    .map_err(Error::io(format!("cannot copy {OVMF_VARS} (package ovmf)")))?;
+                command
+                    .arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                    ))
+                    .arg("-drive")
+                    .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()))
+                    .arg("-drive")
+                    .arg(format!("file={},format=raw,if=virtio", disk.display()));
+            }
+            (None, None) => {}
+        }
+        command
             .arg("-chardev")
             .arg(format!(
                 "file,id=con,path={}",
