@@ -195,7 +195,7 @@ fn uefi_disk_grows_upgrades_and_rolls_back() -> Result<()> {
         "the state partition grew to fill the disk",
     )?;
     vm.check(
-        console.contains("resize2fs"),
+        console.contains("grew the file system online"),
         "the state file system was grown online",
     )?;
     let s = status(&mut vm)?;
