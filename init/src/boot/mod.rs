@@ -31,8 +31,9 @@ pub const ESP_MOUNT: &str = "/run/berth/esp";
 pub const SLOT_DIR: &str = "EFI/Linux";
 /// systemd's vendor GUID for its loader/stub EFI variables.
 const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
-/// Modules the ESP mount needs (built-in ones are skipped).
-const VFAT_MODULES: [&str; 3] = ["vfat", "nls_cp437", "nls_iso8859_1"];
+/// Modules this stage needs: efivarfs for the loader's variables, vfat and its code pages
+/// for the ESP (built-in ones are skipped).
+const MODULES: [&str; 4] = ["efivarfs", "vfat", "nls_cp437", "nls_iso8859_1"];
 
 /// `[boot]` in init.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -198,7 +199,7 @@ pub fn outcome(entries: &[SlotInfo], booted: Option<&Entry>) -> String {
     format!("booted slot {} (generation {})", booted.slot, booted.generation)
 }
 
-fn mount_esp(config: &BootConfig, console: Console) -> Result<PathBuf, String> {
+fn mount_esp(config: &BootConfig) -> Result<PathBuf, String> {
     let found = crate::storage::find_labelled(Path::new("/sys/class/block"), &config.esp_label);
     let part = match found.as_slice() {
         [p] => p.clone(),
@@ -211,13 +212,6 @@ fn mount_esp(config: &BootConfig, console: Console) -> Result<PathBuf, String> {
             ))
         }
     };
-    if let Ok(index) = crate::modules::ModuleIndex::for_running_kernel(Path::new("/")) {
-        for (name, result) in index.load(&VFAT_MODULES) {
-            if let Err(err) = result {
-                console.warn(&format!("boot: module {name}: {err}"));
-            }
-        }
-    }
     let target = PathBuf::from(ESP_MOUNT);
     std::fs::create_dir_all(&target).map_err(|e| format!("create {ESP_MOUNT}: {e}"))?;
     nix::mount::mount(
@@ -240,6 +234,18 @@ pub fn start(config: &BootConfig, logger: &'static Logger, console: Console) -> 
         console.debug("boot: not a UEFI boot; no slots");
         return boot;
     }
+    // No udev and no modalias for these: load them here, and mount efivarfs if the modules
+    // thread has not yet (it may still be running, or found no module).
+    if let Ok(index) = crate::modules::ModuleIndex::for_running_kernel(Path::new("/")) {
+        for (name, result) in index.load(&MODULES) {
+            if let Err(err) = result {
+                console.warn(&format!("boot: module {name}: {err}"));
+            }
+        }
+    }
+    if let Err(err) = crate::mounts::mount(&crate::mounts::EFIVARFS) {
+        console.warn(&format!("boot: {err}"));
+    }
     let firmware = efi_var("LoaderFirmwareInfo").unwrap_or_default();
     let loader = efi_var("LoaderInfo").unwrap_or_default();
     let stub = efi_var("StubInfo").unwrap_or_default();
@@ -254,7 +260,7 @@ pub fn start(config: &BootConfig, logger: &'static Logger, console: Console) -> 
         s.selected = selected.clone();
         s.booted = Entry::parse(&selected);
     });
-    let esp = match mount_esp(config, console) {
+    let esp = match mount_esp(config) {
         Ok(esp) => esp,
         Err(err) => {
             console.warn(&format!("boot: ESP not mounted: {err}; no slot management"));
