@@ -131,7 +131,8 @@ pub fn grow_gpt<D: Read + Write + Seek>(
     let lbu = lb as usize;
     let mut header = vec![0u8; lbu];
     disk.seek(SeekFrom::Start(lb)).map_err(io("seek in"))?;
-    disk.read_exact(&mut header).map_err(io("read the GPT header of"))?;
+    disk.read_exact(&mut header)
+        .map_err(io("read the GPT header of"))?;
     if &header[..8] != GPT_SIGNATURE {
         return Err(bad("no GPT signature at LBA 1".into()));
     }
@@ -210,7 +211,8 @@ pub fn grow_gpt<D: Read + Write + Seek>(
     put32(&mut backup, 16, crc);
 
     let write_at = |disk: &mut D, lba: u64, data: &[u8]| -> Result<(), GrowError> {
-        disk.seek(SeekFrom::Start(lba * lb)).map_err(io("seek in"))?;
+        disk.seek(SeekFrom::Start(lba * lb))
+            .map_err(io("seek in"))?;
         disk.write_all(data).map_err(io("write the GPT of"))
     };
     // Backup first: if power fails half-way, the old primary still describes a valid disk.
@@ -401,7 +403,10 @@ mod tests {
 
     fn sgdisk(args: &[&str], disk: &Path) -> Option<String> {
         let out = Command::new("sgdisk").args(args).arg(disk).output().ok()?;
-        Some(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        Some(
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
     }
 
     /// A real GPT made by sgdisk on a 40 MiB file, the file extended to 100 MiB, grown, and
@@ -410,9 +415,21 @@ mod tests {
     fn grows_the_last_partition_and_moves_the_backup_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk.raw");
-        std::fs::File::create(&path).unwrap().set_len(40 << 20).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(40 << 20)
+            .unwrap();
         let Some(_) = sgdisk(
-            &["-n", "1:2048:+8M", "-c", "1:ESP", "-n", "2:0:+16M", "-c", "2:BERTH_STATE"],
+            &[
+                "-n",
+                "1:2048:+8M",
+                "-c",
+                "1:ESP",
+                "-n",
+                "2:0:+16M",
+                "-c",
+                "2:BERTH_STATE",
+            ],
             &path,
         ) else {
             eprintln!("SKIP grows_the_last_partition_and_moves_the_backup_header: sgdisk not installed (gdisk)");
@@ -424,7 +441,11 @@ mod tests {
             .unwrap()
             .set_len(100 << 20)
             .unwrap();
-        let mut f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
         let total = (100u64 << 20) / 512;
         // The wrong label is refused, and so is a partition that is not last.
         assert!(grow_gpt(&mut f, &path, 512, total, 2, "OTHER").is_err());
@@ -439,9 +460,19 @@ mod tests {
         let verify = sgdisk(&["-v"], &path).unwrap();
         assert!(verify.contains("No problems found"), "{verify}");
         let info = sgdisk(&["-i", "2"], &path).unwrap();
-        assert!(info.contains(&format!("Last sector: {}", g.new_last_lba)), "{info}");
+        assert!(
+            info.contains(&format!("Last sector: {}", g.new_last_lba)),
+            "{info}"
+        );
         // A second run has nothing to do.
-        let mut f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        assert_eq!(grow_gpt(&mut f, &path, 512, total, 2, "BERTH_STATE").unwrap(), None);
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        assert_eq!(
+            grow_gpt(&mut f, &path, 512, total, 2, "BERTH_STATE").unwrap(),
+            None
+        );
     }
 }

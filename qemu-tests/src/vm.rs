@@ -260,7 +260,10 @@ impl VmBuilder {
                         "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
                     ))
                     .arg("-drive")
-                    .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()))
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=1,file={}",
+                        vars.display()
+                    ))
                     .arg("-drive")
                     .arg(format!("file={},format=raw,if=virtio", disk.display()));
             }

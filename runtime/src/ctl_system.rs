@@ -291,8 +291,11 @@ async fn upgrade(conn: &Conn, file: &std::path::Path) -> Result<(), SystemCtlErr
         sha256: sha.clone(),
         ..Default::default()
     };
-    conn.call("UpgradeBegin", conn.client.upgrade_begin(conn.ctx(), &begin))
-        .await?;
+    conn.call(
+        "UpgradeBegin",
+        conn.client.upgrade_begin(conn.ctx(), &begin),
+    )
+    .await?;
     for (i, chunk) in data.chunks(UPGRADE_CHUNK).enumerate() {
         let req = system::UpgradeWriteRequest {
             offset: (i * UPGRADE_CHUNK) as u64,

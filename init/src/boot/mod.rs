@@ -109,7 +109,10 @@ impl Boot {
 
     /// Appends a chunk to the upload.
     pub fn upgrade_write(&self, offset: u64, data: &[u8]) -> Result<(), upgrade::UpgradeError> {
-        let mut guard = self.upload.lock().map_err(|_| upgrade::UpgradeError::NoUpload)?;
+        let mut guard = self
+            .upload
+            .lock()
+            .map_err(|_| upgrade::UpgradeError::NoUpload)?;
         guard
             .as_mut()
             .ok_or(upgrade::UpgradeError::NoUpload)?
@@ -196,7 +199,10 @@ pub fn outcome(entries: &[SlotInfo], booted: Option<&Entry>) -> String {
             booted.slot, booted.generation
         );
     }
-    format!("booted slot {} (generation {})", booted.slot, booted.generation)
+    format!(
+        "booted slot {} (generation {})",
+        booted.slot, booted.generation
+    )
 }
 
 fn mount_esp(config: &BootConfig) -> Result<PathBuf, String> {
@@ -207,7 +213,10 @@ fn mount_esp(config: &BootConfig) -> Result<PathBuf, String> {
         many => {
             return Err(format!(
                 "partitions {} all carry the label {}",
-                many.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                many.iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 config.esp_label
             ))
         }
@@ -218,10 +227,17 @@ fn mount_esp(config: &BootConfig) -> Result<PathBuf, String> {
         Some(&part.device),
         &target,
         Some("vfat"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC,
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
         Some("umask=0077,codepage=437,iocharset=iso8859-1,shortname=mixed"),
     )
-    .map_err(|errno| format!("mount {} (vfat) on {ESP_MOUNT}: {errno}", part.device.display()))?;
+    .map_err(|errno| {
+        format!(
+            "mount {} (vfat) on {ESP_MOUNT}: {errno}",
+            part.device.display()
+        )
+    })?;
     Ok(target)
 }
 
@@ -326,7 +342,10 @@ fn watch_trial(
             console.error(&msg);
             boot.update(|s| s.outcome = msg.trim_start_matches("boot: ").to_string());
             // The same orderly reboot as Ctrl-Alt-Del (see control::server's Reboot).
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), nix::sys::signal::Signal::SIGINT);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(1),
+                nix::sys::signal::Signal::SIGINT,
+            );
             return;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -377,8 +396,14 @@ mod tests {
             booted: false,
         };
         let booted = Entry::parse("berth-1-a.efi").unwrap();
-        let text = outcome(&[slot("berth-1-a.efi", "1"), slot("berth-2-b+0-1.efi", "2")], Some(&booted));
-        assert!(text.starts_with("rolled back: slot b (generation 2, version 2)"), "{text}");
+        let text = outcome(
+            &[slot("berth-1-a.efi", "1"), slot("berth-2-b+0-1.efi", "2")],
+            Some(&booted),
+        );
+        assert!(
+            text.starts_with("rolled back: slot b (generation 2, version 2)"),
+            "{text}"
+        );
         let text = outcome(&[slot("berth-1-a.efi", "1")], Some(&booted));
         assert_eq!(text, "booted slot a (generation 1)");
     }

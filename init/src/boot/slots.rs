@@ -120,8 +120,17 @@ mod tests {
         assert!(!e.is_bad() && e.on_trial());
         assert!(Entry::parse("berth-2-b+0-1.efi").unwrap().is_bad());
         assert_eq!(Entry::parse("berth-1-a.efi").unwrap().counter, None);
-        assert_eq!(Entry::parse("berth-3-a+2.efi").unwrap().counter, Some((2, 0)));
-        for bad in ["berth-1-c.efi", "berth-x-a.efi", "other.efi", "berth-1-ab.efi", "berth-1-a.conf"] {
+        assert_eq!(
+            Entry::parse("berth-3-a+2.efi").unwrap().counter,
+            Some((2, 0))
+        );
+        for bad in [
+            "berth-1-c.efi",
+            "berth-x-a.efi",
+            "other.efi",
+            "berth-1-ab.efi",
+            "berth-1-a.conf",
+        ] {
             assert_eq!(Entry::parse(bad), None, "{bad}");
         }
     }
@@ -134,7 +143,10 @@ mod tests {
             .collect();
         sort(&mut v);
         let names: Vec<&str> = v.iter().map(|e| e.file.as_str()).collect();
-        assert_eq!(names, ["berth-1-a.efi", "berth-0-b.efi", "berth-2-b+0-1.efi"]);
+        assert_eq!(
+            names,
+            ["berth-1-a.efi", "berth-0-b.efi", "berth-2-b+0-1.efi"]
+        );
         let mut v: Vec<Entry> = ["berth-1-a.efi", "berth-2-b+1-0.efi"]
             .iter()
             .map(|n| Entry::parse(n).unwrap())

@@ -263,14 +263,19 @@ mod tests {
     }
 
     fn sha(data: &[u8]) -> String {
-        Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     #[test]
     fn uploads_into_the_other_slot_as_a_trial() {
         let work = tempfile::tempdir().unwrap();
         let Some(uki) = fake_uki(work.path(), "2.0") else {
-            eprintln!("SKIP uploads_into_the_other_slot_as_a_trial: systemd stub or objcopy missing");
+            eprintln!(
+                "SKIP uploads_into_the_other_slot_as_a_trial: systemd stub or objcopy missing"
+            );
             return;
         };
         let esp = tempfile::tempdir().unwrap();
@@ -283,11 +288,17 @@ mod tests {
         for (i, chunk) in uki.chunks(4096).enumerate() {
             up.write((i * 4096) as u64, chunk).unwrap();
         }
-        assert!(matches!(up.write(0, b"x"), Err(UpgradeError::Offset { .. })));
+        assert!(matches!(
+            up.write(0, b"x"),
+            Err(UpgradeError::Offset { .. })
+        ));
         let done = up.commit(Some(&booted)).unwrap();
         assert_eq!(done.file, "berth-2-b+1-0.efi");
         assert_eq!(done.version, "2.0");
-        assert_eq!(std::fs::read(dir.join("berth-1-a.efi")).unwrap(), b"running");
+        assert_eq!(
+            std::fs::read(dir.join("berth-1-a.efi")).unwrap(),
+            b"running"
+        );
         assert!(!dir.join("berth-0-b.efi").exists());
         assert_eq!(osrel_version(&dir.join(&done.file)).as_deref(), Some("2.0"));
         assert_eq!(slots::list(dir).unwrap()[0].file, "berth-2-b+1-0.efi");
@@ -295,12 +306,18 @@ mod tests {
         // A wrong digest is refused and leaves the slots alone.
         let mut up = Upload::begin(dir, uki.len() as u64, &"0".repeat(64)).unwrap();
         up.write(0, &uki).unwrap();
-        assert!(matches!(up.commit(Some(&booted)), Err(UpgradeError::Digest { .. })));
+        assert!(matches!(
+            up.commit(Some(&booted)),
+            Err(UpgradeError::Digest { .. })
+        ));
         // Not a UKI.
         let junk = vec![1u8; 100];
         let mut up = Upload::begin(dir, 100, &sha(&junk)).unwrap();
         up.write(0, &junk).unwrap();
-        assert!(matches!(up.commit(Some(&booted)), Err(UpgradeError::NotUki(_))));
+        assert!(matches!(
+            up.commit(Some(&booted)),
+            Err(UpgradeError::NotUki(_))
+        ));
         assert_eq!(slots::list(dir).unwrap().len(), 2);
     }
 }

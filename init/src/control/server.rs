@@ -318,7 +318,8 @@ impl system_ttrpc::System for SystemService {
         req: system::UpgradeBeginRequest,
     ) -> ttrpc::Result<system::UpgradeBeginResponse> {
         let boot = self.boot()?;
-        boot.upgrade_begin(req.size, &req.sha256).map_err(upgrade_err)?;
+        boot.upgrade_begin(req.size, &req.sha256)
+            .map_err(upgrade_err)?;
         self.control.console.info(&format!(
             "boot: upgrade started through the control API ({} bytes, sha256 {})",
             req.size, req.sha256
