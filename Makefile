@@ -33,6 +33,9 @@ test: deps static image image-test ## Unit and host tests, then the QEMU scenari
 	$(CARGO) test --workspace --exclude berth-qemu-tests
 	$(CARGO) test -p berth-qemu-tests -- --test-threads=1 --nocapture
 
+test-uefi: deps static image-test ## Only the UEFI disk scenario (4 boots: growth, A/B upgrade, rollback; ~95 s).
+	$(CARGO) test -p berth-qemu-tests --test uefi -- --test-threads=1 --nocapture
+
 .PHONY: bench
 bench: deps ## Benchmarks against containerd (root): image import+unpack and registry pull+unpack, reported as ratios.
 	$(CARGO) test --release -p berth-runtime --test bench_import -- --ignored --nocapture

@@ -16,12 +16,15 @@
 # - docker-registry, apache2-utils (htpasswd -B), openssl, iproute2, iptables: the registry
 #   pull tests run a real registry on loopback with a self-signed CA and htpasswd auth, and
 #   drop SYNs to a dead mirror inside a network namespace of their own.
+# - systemd-boot-efi (EFI stub + systemd-boot), binutils (objcopy), dosfstools + mtools (the
+#   ESP), qemu-utils (qemu-img: qcow2), ovmf (UEFI firmware for QEMU): berth-image uki/disk
+#   and the UEFI scenario.
 #
 # The host's apt sources may list unreachable third-party repositories: errors from
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu libseccomp-dev busybox-static"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu libseccomp-dev busybox-static systemd-boot-efi binutils dosfstools mtools qemu-utils ovmf"
 
 missing=""
 for pkg in $PACKAGES; do

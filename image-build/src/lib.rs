@@ -17,6 +17,7 @@ pub mod builder;
 pub mod cpio;
 pub mod definition;
 pub mod demo;
+pub mod disk;
 pub mod epoch;
 pub mod erofs;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod modules;
 pub mod pxe;
 pub mod rootfs;
 pub mod tree;
+pub mod uki;
 
 pub use builder::{build, BuildOptions, BuildReport, KernelInput};
 pub use error::Error;

@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use berth_image::{epoch, BuildOptions, KernelInput};
 use clap::{Args, Parser, Subcommand};
 
+mod cmd_uefi;
+
 /// Builds berth's bootable artefacts.
 #[derive(Debug, Parser)]
 #[command(name = "berth-image", version, about)]
@@ -24,6 +26,10 @@ enum Command {
     /// Write PXE artefacts: vmlinuz, initramfs.img and an iPXE script (boot.ipxe) fetching
     /// them over HTTP (docs/pxe.md).
     Pxe(PxeArgs),
+    /// Build a unified kernel image (UKI) from a `build` output directory.
+    Uki(cmd_uefi::UkiArgs),
+    /// Build a bootable GPT disk image (ESP with two UKI slots + BERTH_STATE).
+    Disk(cmd_uefi::DiskArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +101,8 @@ fn run(cli: Cli) -> Result<()> {
     let args = match cli.command {
         Command::Build(args) => args,
         Command::Pxe(args) => return pxe(args),
+        Command::Uki(args) => return cmd_uefi::uki(args),
+        Command::Disk(args) => return cmd_uefi::disk(args),
     };
     let (source_date_epoch, epoch_source) = epoch::resolve(&args.definition)?;
     let kernel = match (args.kernel, args.modules_dir) {

@@ -91,6 +91,8 @@ pub struct Config {
     pub storage: crate::storage::StorageConfig,
     /// `[remote_config]`: fetching `berth.config=<url>` (`crate::remote_config`).
     pub remote_config: crate::remote_config::RemoteConfig,
+    /// `[boot]`: UEFI slots and the trial-boot watchdog (`crate::boot`).
+    pub boot: crate::boot::BootConfig,
 }
 
 /// `[console]`.
@@ -272,6 +274,7 @@ impl Default for Config {
             rlimits: crate::rlimit::Rlimits::new(),
             storage: crate::storage::StorageConfig::default(),
             remote_config: crate::remote_config::RemoteConfig::default(),
+            boot: crate::boot::BootConfig::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! [`power::finish`], and a panic in stage 2 leads to an orderly power-off or reboot
 //! (`[shutdown] on_fatal`).
 
+pub mod boot;
 pub mod bridge;
 pub mod cgroup;
 pub mod cmdline;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod console;
 pub mod control;
 pub mod events;
+pub mod growpart;
 pub mod ipconfig;
 pub mod layers;
 pub mod log;

@@ -187,6 +187,8 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     }
     let storage_started = Instant::now();
     let _storage = crate::storage::setup(&config.storage, console);
+    // UEFI: firmware/loader/stub report, the ESP, blessing or rolling back a trial slot.
+    control.set_boot(crate::boot::start(&config.boot, control.logger, console));
     console.debug(&format!(
         "storage: done in {} ms",
         storage_started.elapsed().as_millis()

@@ -372,6 +372,8 @@ fn prepare_and_mount(
     let device = &partition.device;
     let mut formatted = false;
     let mut fsck = None;
+    // First boot after `dd` onto a larger disk: grow the partition (never another one).
+    let grown = crate::growpart::grow_logged(&partition.name, &config.label, console);
     if has_ext_superblock(device)? {
         if config.fsck {
             let started = Instant::now();
@@ -405,6 +407,9 @@ fn prepare_and_mount(
         });
     }
     mount(device, "ext4", None)?;
+    if grown && !formatted {
+        crate::growpart::resize_fs_logged(device, console);
+    }
     console.info(&format!(
         "storage: {} (label {}) mounted on {MOUNT_POINT}",
         device.display(),

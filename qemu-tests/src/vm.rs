@@ -63,6 +63,7 @@ pub struct VmBuilder {
     program: Option<OsString>,
     /// Network boot instead of `-kernel`: (TFTP directory, boot file).
     network_boot: Option<(PathBuf, String)>,
+    uefi_disk: Option<PathBuf>,
 }
 
 impl VmBuilder {
@@ -82,7 +83,17 @@ impl VmBuilder {
             test_port: true,
             program: None,
             network_boot: None,
+            uefi_disk: None,
         }
+    }
+
+    /// Boots `disk` (raw, e.g. from `berth-image disk`) through UEFI firmware instead of
+    /// QEMU's direct kernel boot: OVMF (`/usr/share/OVMF/OVMF_CODE.fd`, package `ovmf`) as
+    /// read-only pflash plus a fresh copy of `OVMF_VARS.fd` in the VM directory, the disk as
+    /// the first virtio-blk device, no `-kernel`. The kernel command line is the UKI's.
+    pub fn uefi(mut self, disk: impl Into<PathBuf>) -> Self {
+        self.uefi_disk = Some(disk.into());
+        self
     }
 
     /// Boots `image`: its kernel, initramfs and command line.
@@ -220,7 +231,7 @@ impl VmBuilder {
             ] {
                 boot.push(arg.into());
             }
-        } else {
+        } else if self.uefi_disk.is_none() {
             let kernel = self.kernel.clone().ok_or_else(|| Error::ImageMissing {
                 path: "vmlinuz".into(),
             })?;
@@ -262,7 +273,27 @@ impl VmBuilder {
             .arg(self.memory_mib.to_string())
             .arg("-smp")
             .arg(self.cpus.to_string())
-            .args(&boot)
+            .args(&boot);
+        if let Some(disk) = &self.uefi_disk {
+            const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+            const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+            let vars = path.join("OVMF_VARS.fd");
+            fs::copy(OVMF_VARS, &vars)
+                .map_err(Error::io(format!("cannot copy {OVMF_VARS} (package ovmf)")))?;
+            command
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                ))
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars.display()
+                ))
+                .arg("-drive")
+                .arg(format!("file={},format=raw,if=virtio", disk.display()));
+        }
+        command
             .arg("-chardev")
             .arg(format!(
                 "file,id=con,path={}",

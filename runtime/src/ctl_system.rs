@@ -59,7 +59,19 @@ pub enum SystemCommand {
         /// The service name (berthd or a [[service]] name).
         service: String,
     },
+    /// Install a unified kernel image (from `berth-image uki`) into the inactive A/B slot,
+    /// to be tried once at the next boot (docs/upgrades.md).
+    Upgrade {
+        /// The UKI (`.efi`).
+        file: std::path::PathBuf,
+        /// Reboot into it once it is installed.
+        #[arg(long)]
+        reboot: bool,
+    },
 }
+
+/// Size of one UpgradeWrite chunk (ttrpc messages are limited to 4 MiB).
+pub const UPGRADE_CHUNK: usize = 1024 * 1024;
 
 /// Errors talking to init.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +91,12 @@ pub enum SystemCtlError {
         method: &'static str,
         #[source]
         source: ttrpc::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{method} call to berth-init at {address} timed out after {timeout:?}")]
     Timeout {
@@ -241,7 +259,68 @@ pub async fn run(
             .await?;
             println!("restarting {service}");
         }
+        SystemCommand::Upgrade { file, reboot } => {
+            upgrade(&conn, file).await?;
+            if *reboot {
+                conn.call(
+                    "Reboot",
+                    conn.client.reboot(conn.ctx(), &system::PowerRequest::new()),
+                )
+                .await?;
+                println!("rebooting into it");
+            }
+        }
     }
+    Ok(())
+}
+
+/// Streams `file` to init in chunks and commits it into the inactive slot.
+async fn upgrade(conn: &Conn, file: &std::path::Path) -> Result<(), SystemCtlError> {
+    use sha2::{Digest, Sha256};
+    let data = std::fs::read(file).map_err(|source| SystemCtlError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let sha: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let started = std::time::Instant::now();
+    let begin = system::UpgradeBeginRequest {
+        size: data.len() as u64,
+        sha256: sha.clone(),
+        ..Default::default()
+    };
+    conn.call(
+        "UpgradeBegin",
+        conn.client.upgrade_begin(conn.ctx(), &begin),
+    )
+    .await?;
+    for (i, chunk) in data.chunks(UPGRADE_CHUNK).enumerate() {
+        let req = system::UpgradeWriteRequest {
+            offset: (i * UPGRADE_CHUNK) as u64,
+            data: chunk.to_vec(),
+            ..Default::default()
+        };
+        conn.call("UpgradeWrite", conn.client.upgrade_write(conn.ctx(), &req))
+            .await?;
+    }
+    let done = conn
+        .call(
+            "UpgradeCommit",
+            conn.client
+                .upgrade_commit(conn.ctx(), &system::UpgradeCommitRequest::new()),
+        )
+        .await?;
+    println!(
+        "installed {} ({} bytes, sha256 {sha}) in slot {} as {} (version {}) in {:.1}s; it is tried once at the next boot",
+        file.display(),
+        data.len(),
+        done.slot,
+        done.file,
+        done.version,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -320,6 +399,37 @@ pub fn status_text(s: &system::StatusResponse) -> String {
     } else {
         out.push_str("services: not reported by this berth-init (supervisor not connected to the control API)\n");
     }
+    if let Some(boot) = s.boot.as_ref().filter(|b| b.uefi) {
+        out.push_str(&format!(
+            "\nboot: firmware {:?}, loader {:?}, stub {:?}, entry {:?}\nlast boot: {}\n",
+            boot.firmware, boot.loader, boot.stub, boot.selected, boot.outcome
+        ));
+        let rows: Vec<Vec<String>> = boot
+            .slots
+            .iter()
+            .map(|sl| {
+                let state = if sl.bad {
+                    "bad (tries used up)"
+                } else if sl.trial {
+                    "trial"
+                } else {
+                    "good"
+                };
+                vec![
+                    sl.slot.clone(),
+                    sl.generation.to_string(),
+                    sl.version.clone(),
+                    state.into(),
+                    if sl.booted { "yes" } else { "" }.into(),
+                    sl.file.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["SLOT", "GEN", "VERSION", "STATE", "BOOTED", "FILE"],
+            &rows,
+        ));
+    }
     out
 }
 
@@ -344,6 +454,22 @@ fn status_json(s: &system::StatusResponse) -> serde_json::Value {
             "pid": (sv.pid > 0).then_some(sv.pid),
             "restarts": sv.restarts,
         })).collect::<Vec<_>>(),
+        "boot": s.boot.as_ref().filter(|b| b.uefi).map(|b| serde_json::json!({
+            "firmware": b.firmware,
+            "loader": b.loader,
+            "stub": b.stub,
+            "selected": b.selected,
+            "outcome": b.outcome,
+            "slots": b.slots.iter().map(|sl| serde_json::json!({
+                "slot": sl.slot,
+                "generation": sl.generation,
+                "version": sl.version,
+                "booted": sl.booted,
+                "trial": sl.trial,
+                "bad": sl.bad,
+                "file": sl.file,
+            })).collect::<Vec<_>>(),
+        })),
     })
 }
 

@@ -78,6 +78,7 @@ pub struct Control {
     /// Where to report.
     pub console: Console,
     services: OnceLock<Arc<dyn ServiceControl>>,
+    boot: OnceLock<Arc<crate::boot::Boot>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -96,7 +97,18 @@ impl Control {
             logger,
             console,
             services: OnceLock::new(),
+            boot: OnceLock::new(),
         }
+    }
+
+    /// Plugs in the UEFI boot state (slots, upgrades), once.
+    pub fn set_boot(&self, boot: Arc<crate::boot::Boot>) {
+        let _ = self.boot.set(boot);
+    }
+
+    /// The UEFI boot state, once the boot stage ran.
+    pub fn boot(&self) -> Option<&Arc<crate::boot::Boot>> {
+        self.boot.get()
     }
 
     /// Plugs in the supervisor's side (once).

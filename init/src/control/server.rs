@@ -193,7 +193,58 @@ pub fn own_rss_bytes() -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
+/// The boot section of Status.
+fn boot_info(boot: &crate::boot::Boot) -> system::BootInfo {
+    let state = boot.state();
+    system::BootInfo {
+        uefi: !state.loader.is_empty() || state.esp.is_some(),
+        firmware: state.firmware.clone(),
+        loader: state.loader.clone(),
+        stub: state.stub.clone(),
+        selected: state.selected.clone(),
+        outcome: state.outcome.clone(),
+        slots: boot
+            .slots()
+            .into_iter()
+            .map(|s| system::BootSlot {
+                file: s.entry.file.clone(),
+                slot: s.entry.slot.to_string(),
+                generation: s.entry.generation,
+                version: s.version,
+                booted: s.booted,
+                trial: s.entry.on_trial(),
+                bad: s.entry.is_bad(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Upgrade errors as ttrpc codes: the caller's mistakes are INVALID_ARGUMENT or
+/// FAILED_PRECONDITION, the ESP's failures INTERNAL.
+fn upgrade_err(err: crate::boot::upgrade::UpgradeError) -> ttrpc::Error {
+    use crate::boot::upgrade::UpgradeError as E;
+    let code = match &err {
+        E::NoEsp | E::NoUpload => ttrpc::Code::FAILED_PRECONDITION,
+        E::Offset { .. } | E::Size { .. } | E::Digest { .. } | E::NotUki(_) => {
+            ttrpc::Code::INVALID_ARGUMENT
+        }
+        E::Io { .. } => ttrpc::Code::INTERNAL,
+    };
+    status_err(code, err.to_string())
+}
+
 impl SystemService {
+    fn boot(&self) -> ttrpc::Result<&std::sync::Arc<crate::boot::Boot>> {
+        self.control.boot().ok_or_else(|| {
+            status_err(
+                ttrpc::Code::FAILED_PRECONDITION,
+                "the boot stage has not run yet; try again once the node is up",
+            )
+        })
+    }
+
     fn power(&self, signal: Signal, what: &str) {
         self.control
             .console
@@ -264,6 +315,52 @@ impl system_ttrpc::System for SystemService {
             init_rss_bytes: own_rss_bytes().unwrap_or(0),
             log_bytes: log_bytes as u64,
             log_dropped,
+            boot: protobuf::MessageField::from_option(c.boot().map(|b| boot_info(b))),
+            ..Default::default()
+        })
+    }
+
+    async fn upgrade_begin(
+        &self,
+        _ctx: &TtrpcContext,
+        req: system::UpgradeBeginRequest,
+    ) -> ttrpc::Result<system::UpgradeBeginResponse> {
+        let boot = self.boot()?;
+        boot.upgrade_begin(req.size, &req.sha256)
+            .map_err(upgrade_err)?;
+        self.control.console.info(&format!(
+            "boot: upgrade started through the control API ({} bytes, sha256 {})",
+            req.size, req.sha256
+        ));
+        Ok(system::UpgradeBeginResponse::default())
+    }
+
+    async fn upgrade_write(
+        &self,
+        _ctx: &TtrpcContext,
+        req: system::UpgradeWriteRequest,
+    ) -> ttrpc::Result<system::UpgradeWriteResponse> {
+        self.boot()?
+            .upgrade_write(req.offset, &req.data)
+            .map_err(upgrade_err)?;
+        Ok(system::UpgradeWriteResponse::default())
+    }
+
+    async fn upgrade_commit(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: system::UpgradeCommitRequest,
+    ) -> ttrpc::Result<system::UpgradeCommitResponse> {
+        let done = self.boot()?.upgrade_commit().map_err(upgrade_err)?;
+        self.control.console.notice(&format!(
+            "boot: upgrade installed in slot {} as {} (version {}); it is tried once at the next boot",
+            done.slot, done.file, done.version
+        ));
+        Ok(system::UpgradeCommitResponse {
+            slot: done.slot.to_string(),
+            generation: done.generation,
+            file: done.file,
+            version: done.version,
             ..Default::default()
         })
     }
