@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::Deserialize;
 
@@ -29,7 +29,7 @@ use crate::storage_api::Storage;
 
 /// The plugin section in berthd.toml.
 pub const PLUGIN: &str = "berth.preload.v1";
-/// Label on every image a preloaded archive produced: `<file name>:<size>:<mtime seconds>`.
+/// Label on every image a preloaded archive produced: `<file name>:<size>:<mtime>:<ctime>`.
 pub const SOURCE_LABEL: &str = "berth.preload/source";
 /// Where the OS image keeps its archives unless configured otherwise.
 pub const DEFAULT_DIR: &str = "/usr/share/berth/images";
@@ -170,20 +170,23 @@ fn archives(cfg: &PreloadConfig) -> Vec<PathBuf> {
     out
 }
 
-/// `<file name>:<size>:<mtime seconds>`: changes whenever a new OS image ships another archive
-/// under the same name (image builds set reproducible mtimes per content).
+/// `<file name>:<size>:<mtime ns>:<ctime ns>`: changes whenever the file is rewritten (a
+/// rewrite of the same size within one second still changes the nanoseconds and the ctime),
+/// and stays the same across boots of one OS image (its files carry the build's fixed times).
 fn source_key(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(path)?;
-    let mtime = meta
-        .modified()?
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let ns = |secs: i64, nsecs: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsecs);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(format!("{name}:{}:{mtime}", meta.len()))
+    Ok(format!(
+        "{name}:{}:{}:{}",
+        meta.len(),
+        ns(meta.mtime(), meta.mtime_nsec()),
+        ns(meta.ctime(), meta.ctime_nsec())
+    ))
 }
 
 /// Imports every archive not imported yet. Blocking: run it on a blocking thread.
