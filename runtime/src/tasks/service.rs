@@ -888,6 +888,37 @@ impl containers_ttrpc::Containers for ContainersService {
     }
 }
 
+impl TasksService {
+    /// Pause (`pause`) or resume a task through its shim, then publish the event.
+    async fn freeze(
+        &self,
+        ctx: &TtrpcContext,
+        container_id: &str,
+        pause: bool,
+    ) -> ttrpc::Result<tpb::Empty> {
+        let ns = namespace(ctx)?;
+        let s = self.0.shim(&ns, container_id).map_err(tt)?;
+        let c = ttrpc::context::with_timeout(10_000_000_000);
+        let done = if pause {
+            s.pause(c, &spb::Empty::default()).await
+        } else {
+            s.resume(c, &spb::Empty::default()).await
+        };
+        done.map_err(|e| tt(shim_err(container_id, e)))?;
+        let topic = if pause {
+            "/tasks/paused"
+        } else {
+            "/tasks/resumed"
+        };
+        self.0.publish(
+            &ns,
+            topic,
+            serde_json::json!({"container_id": container_id}),
+        );
+        Ok(tpb::Empty::default())
+    }
+}
+
 #[async_trait]
 impl tasks_ttrpc::Tasks for TasksService {
     async fn create(
@@ -1077,20 +1108,7 @@ impl tasks_ttrpc::Tasks for TasksService {
         ctx: &TtrpcContext,
         r: tpb::PauseTaskRequest,
     ) -> ttrpc::Result<tpb::Empty> {
-        let ns = namespace(ctx)?;
-        let s = self.0.shim(&ns, &r.container_id).map_err(tt)?;
-        s.pause(
-            ttrpc::context::with_timeout(10_000_000_000),
-            &spb::Empty::default(),
-        )
-        .await
-        .map_err(|e| tt(shim_err(&r.container_id, e)))?;
-        self.0.publish(
-            &ns,
-            "/tasks/paused",
-            serde_json::json!({"container_id": r.container_id}),
-        );
-        Ok(tpb::Empty::default())
+        self.freeze(ctx, &r.container_id, true).await
     }
 
     async fn resume(
@@ -1098,20 +1116,7 @@ impl tasks_ttrpc::Tasks for TasksService {
         ctx: &TtrpcContext,
         r: tpb::ResumeTaskRequest,
     ) -> ttrpc::Result<tpb::Empty> {
-        let ns = namespace(ctx)?;
-        let s = self.0.shim(&ns, &r.container_id).map_err(tt)?;
-        s.resume(
-            ttrpc::context::with_timeout(10_000_000_000),
-            &spb::Empty::default(),
-        )
-        .await
-        .map_err(|e| tt(shim_err(&r.container_id, e)))?;
-        self.0.publish(
-            &ns,
-            "/tasks/resumed",
-            serde_json::json!({"container_id": r.container_id}),
-        );
-        Ok(tpb::Empty::default())
+        self.freeze(ctx, &r.container_id, false).await
     }
 
     async fn get(&self, ctx: &TtrpcContext, r: tpb::GetRequest) -> ttrpc::Result<tpb::GetResponse> {
