@@ -71,6 +71,8 @@ pub enum DaemonError {
     Registry(#[from] crate::remotes::config::RegistryConfigError),
     #[error(transparent)]
     Preload(#[from] crate::preload::PreloadConfigError),
+    #[error(transparent)]
+    Boot(#[from] crate::tasks::boot::BootConfigError),
 }
 
 fn level_filter(l: LogLevel) -> LevelFilter {
@@ -166,6 +168,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
                 // Restarting cannot fix a newer schema or a bad GC setting: stop the retries.
                 DaemonError::Storage(s) if s.is_permanent() => EXIT_CONFIG,
                 DaemonError::Registry(_) | DaemonError::Preload(_) => EXIT_CONFIG,
+                DaemonError::Boot(_) => EXIT_CONFIG,
                 _ => 1,
             }
         }
@@ -240,6 +243,7 @@ async fn serve(
     }
     let live_registry = crate::remotes::config::LiveRegistry::new(registry_cfg);
     let preload = crate::preload::PreloadConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
+    let boot = crate::tasks::boot::BootConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
     make_dir("root", &cfg.root, 0o711)?;
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
@@ -320,6 +324,7 @@ async fn serve(
         &cfg.state,
     )
     .await;
+    let boot_tasks = tasks.clone();
     let mut server = server
         .register_service(crate::api::containers_ttrpc::create_containers(Arc::new(
             crate::tasks::service::ContainersService(tasks.clone()),
@@ -344,6 +349,8 @@ async fn serve(
             crate::preload::run_logged(&storage, &snapshotters, &preload)
         });
     }
+    // Boot containers: started (or re-adopted) once their images are there.
+    crate::tasks::boot::spawn(boot_tasks, boot, &cfg.state);
 
     loop {
         tokio::select! {

@@ -9,7 +9,9 @@
 //! size-capped with one rotation), `exit` (the init's exit status, written and fsynced before
 //! anyone is told) and `runtime/` (libcontainer's state). See docs/containers.md.
 
+pub mod boot;
 pub mod ctl;
+pub mod oom;
 pub mod service;
 pub mod shim;
 pub mod spec;

@@ -124,6 +124,13 @@ impl Tasks {
                 .await
             {
                 let p = w.process.into_option().unwrap_or_default();
+                if let Some(n) = super::oom::container_oom_kills(&ns, &id).filter(|n| *n > 0) {
+                    t.publish(
+                        &ns,
+                        "/tasks/oom",
+                        serde_json::json!({"container_id": id, "oom_kills": n}),
+                    );
+                }
                 t.publish(
                     &ns,
                     "/tasks/exit",
@@ -1161,5 +1168,121 @@ impl events_ttrpc::Events for EventsService {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
             }
         }
+    }
+}
+
+/// berthd-internal entry points for boot containers ([`super::boot`]): the same paths as the
+/// ttrpc handlers, events included, without a ttrpc context.
+impl Tasks {
+    /// Publishes an event (e.g. `/boot/restart`).
+    pub(super) fn internal_publish(&self, ns: &str, topic: &str, event: serde_json::Value) {
+        self.publish(ns, topic, event);
+    }
+
+    /// The container record, if any.
+    pub(super) fn internal_container(&self, ns: &str, id: &str) -> Option<Container> {
+        self.db().containers().get(ns, id).ok()
+    }
+
+    /// Containers.Create (blocking), publishing `/containers/create`.
+    pub(super) fn internal_create_container(
+        &self,
+        ns: &str,
+        req: cpb::CreateContainerRequest,
+    ) -> Result<Container, Error> {
+        let c = self.create_container(ns, req)?;
+        self.publish(
+            ns,
+            "/containers/create",
+            serde_json::json!({"id": c.id, "image": c.image, "runtime": c.runtime}),
+        );
+        Ok(c)
+    }
+
+    /// Containers.Delete (blocking), publishing `/containers/delete`.
+    pub(super) fn internal_delete_container(&self, ns: &str, id: &str) -> Result<(), Error> {
+        self.delete_container(ns, id)?;
+        self.publish(ns, "/containers/delete", serde_json::json!({"id": id}));
+        Ok(())
+    }
+
+    /// Tasks.Create with no stdio (the output goes to the shim's log) and Tasks.Start;
+    /// returns the init's pid.
+    pub(super) async fn internal_create_and_start(
+        self: &Arc<Self>,
+        ns: &str,
+        id: &str,
+    ) -> Result<u32, Error> {
+        self.create_task(
+            ns,
+            tpb::CreateTaskRequest {
+                container_id: id.to_owned(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        self.internal_start(ns, id).await
+    }
+
+    /// Tasks.Start of a created task, publishing `/tasks/start`.
+    pub(super) async fn internal_start(&self, ns: &str, id: &str) -> Result<u32, Error> {
+        let out = self
+            .shim(ns, id)?
+            .start(
+                ttrpc::context::with_timeout(30_000_000_000),
+                &spb::StartRequest::default(),
+            )
+            .await
+            .map_err(|e| shim_err(id, e))?;
+        self.publish(
+            ns,
+            "/tasks/start",
+            serde_json::json!({"container_id": id, "pid": out.pid}),
+        );
+        Ok(out.pid)
+    }
+
+    /// The task's init process (status "created", "running", "paused", "stopped" or
+    /// "unknown"); `None` when there is no task.
+    pub(super) async fn internal_process(&self, ns: &str, id: &str) -> Option<tpb::Process> {
+        self.task(ns, id).ok()?;
+        self.process(ns, id, "").await.ok()
+    }
+
+    /// Waits for the task's init to exit; its exit status (`None`: the shim went away
+    /// without recording one).
+    pub(super) async fn internal_wait(&self, ns: &str, id: &str) -> Result<Option<u32>, Error> {
+        let t = self.task(ns, id)?;
+        if let Some(s) = &t.shim {
+            if let Ok(w) = s
+                .wait(
+                    ttrpc::context::Context::default(),
+                    &spb::WaitRequest::default(),
+                )
+                .await
+            {
+                return Ok(Some(
+                    w.process.into_option().unwrap_or_default().exit_status,
+                ));
+            }
+        }
+        Ok(read_exit(&t.dir).map(|e| e.exit_status))
+    }
+
+    /// The task's directory (`<state>/shims/<ns>/<id>`: its `log` is the container's output).
+    pub(super) fn internal_task_dir(&self, ns: &str, id: &str) -> PathBuf {
+        self.shim_dir(ns, id)
+    }
+
+    /// Tasks.Delete, publishing `/tasks/delete`.
+    pub(super) async fn internal_delete_task(&self, ns: &str, id: &str) -> Result<(), Error> {
+        let d = self.delete_task(ns, id).await?;
+        self.publish(
+            ns,
+            "/tasks/delete",
+            serde_json::json!({"container_id": d.container_id, "pid": d.pid,
+                "exit_status": d.exit_status}),
+        );
+        Ok(())
     }
 }

@@ -1,0 +1,50 @@
+//! OOM kills of a container, from its cgroup v2 `memory.events`.
+//!
+//! The kernel counts every OOM kill inside a cgroup in `memory.events` (`oom_kill N`). berthd
+//! reads the container's counter when the task's init exits, before the cgroup is removed,
+//! and publishes `/tasks/oom` ahead of `/tasks/exit` when it is non-zero: the exit (137 for
+//! the usual SIGKILL) then comes with its cause. containerd's shim watches the file with
+//! inotify instead and also reports kills of processes other than the init while the
+//! container runs; berth reports those only when the container exits.
+
+use std::path::{Path, PathBuf};
+
+/// `memory.events` of the container's cgroup (`containers.slice/<ns>-<id>/init`).
+pub fn memory_events_path(cgroup_root: &Path, ns: &str, id: &str) -> PathBuf {
+    cgroup_root
+        .join("containers.slice")
+        .join(format!("{ns}-{id}"))
+        .join("init")
+        .join("memory.events")
+}
+
+/// The `oom_kill` counter of a `memory.events` text (`None` when the line is missing).
+pub fn oom_kills(memory_events: &str) -> Option<u64> {
+    memory_events.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == "oom_kill").then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// The container's OOM kill count on a cgroup v2 host (`None`: no cgroup or not v2).
+pub fn container_oom_kills(ns: &str, id: &str) -> Option<u64> {
+    let text =
+        std::fs::read_to_string(memory_events_path(Path::new("/sys/fs/cgroup"), ns, id)).ok()?;
+    oom_kills(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_oom_kill_counter() {
+        let text = "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kills(text), Some(1));
+        assert_eq!(oom_kills("low 0\noom 0\n"), None);
+        assert_eq!(
+            memory_events_path(Path::new("/sys/fs/cgroup"), "default", "x"),
+            Path::new("/sys/fs/cgroup/containers.slice/default-x/init/memory.events")
+        );
+    }
+}
