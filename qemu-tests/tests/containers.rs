@@ -151,7 +151,8 @@ fn boot_containers_limits_and_a_killed_berthd() -> Result<()> {
         .image(&variant.image)
         .memory_mib(512)
         .append(&format!(
-            "berth.berthd.backoff_initial_ms={BERTHD_RESTART_DELAY_MS}"
+            "berth.berthd.backoff_initial_ms={BERTHD_RESTART_DELAY_MS} \
+             berth.berthd.backoff_max_ms={BERTHD_RESTART_DELAY_MS}"
         ))
         .spawn()?;
     let ready = vm.wait_for_line(READY, BOOT_TIMEOUT)?;

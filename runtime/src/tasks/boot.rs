@@ -472,7 +472,7 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
             }
             Found::Exited(status) => {
                 info!(
-                    "boot container {name:?}: exited with {} while berthd was down",
+                    "boot container {name:?}: found stopped with {} (it exited before this berthd started)",
                     status_text(status)
                 );
                 status
