@@ -9,6 +9,9 @@
 //! and the container. After a warm-up, the two alternate run by run so that both see the same
 //! machine load.
 //!
+//! Both daemons keep their state directory (shim sockets, bundles, exit records) on a tmpfs,
+//! as on a real host (`/run/berth`, `/run/containerd`), and their root on the disk.
+//!
 //! Ignored by `cargo test`; run by `make bench` (release build, root).
 
 mod common;
@@ -44,7 +47,8 @@ fn timed(cmd: &mut Command) -> Result<Duration> {
 }
 
 /// Kills every process whose command line mentions `dir` (shims the benchmark left behind
-/// on failure: both engines' shims outlive their daemons by design).
+/// on failure: both engines' shims outlive their daemons by design), then detaches every
+/// mount below it.
 struct KillBelow(std::path::PathBuf);
 
 impl Drop for KillBelow {
@@ -55,7 +59,22 @@ impl Drop for KillBelow {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        std::thread::sleep(Duration::from_millis(200));
+        common::unmount_below(&self.0);
     }
+}
+
+/// A tmpfs on `dir` (a daemon's state directory, as `/run` is on a real host).
+fn tmpfs(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0711"),
+    )
+    .with_context(|| format!("mount a tmpfs on {}", dir.display()))
 }
 
 /// Pids whose command line contains `needle` and whose argv[0] ends with `name`.
@@ -125,6 +144,7 @@ fn run_true_berth_vs_containerd() -> Result<()> {
     let archive = work.join("busybox.tar");
     fs::write(&archive, support::busybox_archive())?;
 
+    tmpfs(&work.join("ctd/state"))?;
     let ctd = Containerd::start(&work.join("ctd"))?;
     run(ctd.ctr("bench").args(["images", "import"]).arg(&archive))?;
     let image = run(ctd.ctr("bench").args(["images", "ls", "-q"]))?
@@ -133,7 +153,7 @@ fn run_true_berth_vs_containerd() -> Result<()> {
         .context("ctr images import made no image")?
         .to_owned();
     let berth_dir = work.join("berth");
-    fs::create_dir_all(&berth_dir)?;
+    tmpfs(&berth_dir.join("state"))?;
     let berthd = support::start_berthd(&berth_dir);
     support::berthctl_ok(
         &berthd.socket,
