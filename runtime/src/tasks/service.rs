@@ -684,10 +684,8 @@ async fn start_shim(
     r: &tpb::CreateTaskRequest,
     runtime_binary: Option<&Path>,
 ) -> Result<u32, Error> {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg0(super::SHIM_ARGV0)
-        .arg("serve")
+    let mut cmd = super::shim::sealed_command(dir)?;
+    cmd.arg("serve")
         .args(["--namespace", ns, "--id", id])
         .arg("--dir")
         .arg(dir)
@@ -701,13 +699,6 @@ async fn start_shim(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe and touches only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
     let id2 = id.to_owned();
     let line = tokio::task::spawn_blocking(move || -> Result<String, Error> {
         let mut child = cmd.spawn().map_err(|source| Error::Io {

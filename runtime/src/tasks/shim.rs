@@ -220,6 +220,66 @@ fn seal_exe(dir: &Path) -> Result<(), Error> {
     })
 }
 
+/// The command berthd starts a shim with: already sealed, in one `execve` instead of two.
+/// The forked child makes the same read-only bind mount as [`seal_exe`] (own mount namespace,
+/// `/` a slave, the binary bind-mounted read-only on `<dir>/.exe`), after `setsid()`, and
+/// then executes `<dir>/.exe` itself — the path resolves in the new namespace, so the
+/// first image of the shim is the read-only one. Saves the shim's re-execution of a
+/// multi-megabyte binary on every container start.
+pub fn sealed_command(dir: &Path) -> Result<std::process::Command, Error> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let exe = std::fs::read_link("/proc/self/exe").map_err(io_err("read /proc/self/exe"))?;
+    let target = dir.join(".exe");
+    File::create(&target).map_err(io_err(format!("create {}", target.display())))?;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::BadPath(p.to_owned()))
+    };
+    let (exe_c, target_c, root_c) = (c(&exe)?, c(&target)?, c(Path::new("/"))?);
+    let mut cmd = std::process::Command::new(&target);
+    cmd.arg0(super::SHIM_ARGV0).env(SEALED_ENV, "1");
+    // SAFETY: the closure runs in the forked child before exec and makes only raw system
+    // calls (setsid, unshare, mount) on C strings built before the fork: no allocation and
+    // no lock, as required after fork in a multi-threaded process. `last_os_error` reads
+    // errno without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            let null = std::ptr::null::<libc::c_char>();
+            let check = |r: libc::c_int| {
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            check(libc::setsid())?;
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                null,
+                root_c.as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                exe_c.as_ptr(),
+                target_c.as_ptr(),
+                null,
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                null,
+                target_c.as_ptr(),
+                null,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                std::ptr::null(),
+            ))
+        });
+    }
+    Ok(cmd)
+}
+
 fn serve(a: ServeArgs) -> i32 {
     if let Err(e) = seal_exe(&a.dir) {
         report(&format!("error: {}", crate::metadata::chain(&e)));
