@@ -10,6 +10,10 @@
 //! anyone is told) and `runtime/` (libcontainer's state). See docs/containers.md.
 
 pub mod ctl;
+pub mod logs;
+pub mod metrics;
+pub mod runc;
+pub mod runtimes;
 pub mod service;
 pub mod shim;
 pub mod spec;

@@ -254,3 +254,72 @@ impl Berthd {
         log
     }
 }
+
+/// Debian's `busybox-static`, the one binary of the test images.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A layer with busybox, its applet links and minimal /etc files.
+pub fn busybox_layer() -> Vec<u8> {
+    let bb = std::fs::read(BUSYBOX).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, name: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    };
+    for d in ["bin", "etc", "tmp", "root", "home", "home/app"] {
+        dir(&mut b, d);
+    }
+    let file = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    file(&mut b, "bin/busybox", &bb, 0o755);
+    file(
+        &mut b,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        0o644,
+    );
+    file(
+        &mut b,
+        "etc/group",
+        b"root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
+        0o644,
+    );
+    file(&mut b, "etc/hostfile", b"a file\n", 0o644);
+    for applet in [
+        "sh", "echo", "cat", "ls", "id", "sleep", "true", "false", "hostname", "kill", "ps",
+        "mount", "grep", "wc", "readlink", "touch", "stat", "env",
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// An OCI archive of one image, "busybox", made of [`busybox_layer`].
+pub fn busybox_archive() -> Vec<u8> {
+    let mut blobs = BTreeMap::new();
+    let layer = busybox_layer();
+    let m = manifest(&[&layer], &mut blobs);
+    archive(&[("busybox", m)], &blobs)
+}
