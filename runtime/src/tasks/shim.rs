@@ -232,9 +232,8 @@ pub fn sealed_command(dir: &Path) -> Result<std::process::Command, Error> {
     let exe = std::fs::read_link("/proc/self/exe").map_err(io_err("read /proc/self/exe"))?;
     let target = dir.join(".exe");
     File::create(&target).map_err(io_err(format!("create {}", target.display())))?;
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::BadPath(p.to_owned()))
-    };
+    let c =
+        |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::BadPath(p.to_owned()));
     let (exe_c, target_c, root_c) = (c(&exe)?, c(&target)?, c(Path::new("/"))?);
     let mut cmd = std::process::Command::new(&target);
     cmd.arg0(super::SHIM_ARGV0).env(SEALED_ENV, "1");
