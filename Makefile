@@ -37,9 +37,10 @@ test-uefi: deps static image-test ## Only the UEFI disk scenario (4 boots: growt
 	$(CARGO) test -p berth-qemu-tests --test uefi -- --test-threads=1 --nocapture
 
 .PHONY: bench
-bench: deps ## Benchmarks against containerd (root): image import+unpack and registry pull+unpack, reported as ratios.
+bench: deps ## Benchmarks against containerd (root): image import+unpack, registry pull+unpack, run --rm true; reported as ratios.
 	$(CARGO) test --release -p berth-runtime --test bench_import -- --ignored --nocapture
 	$(CARGO) test --release -p berth-runtime --test bench_pull -- --ignored --nocapture
+	$(CARGO) test --release -p berth-runtime --test bench_run -- --ignored --nocapture
 
 clean: ## Remove out/ and cargo's build output.
 	rm -rf out

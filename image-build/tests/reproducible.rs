@@ -1,13 +1,17 @@
-//! Reproducibility across checkout paths: the same sources, copied to two different
-//! directories and built there with `scripts/build-static.sh`, must give byte-identical
-//! static binaries, and `berth-image` must turn them into byte-identical `vmlinuz`,
+//! Reproducibility across checkout paths: the workspace and a copy of its sources at another
+//! path, each built with `scripts/build-static.sh`, must give byte-identical static
+//! binaries, and `berth-image` must turn them into byte-identical `vmlinuz`,
 //! `initramfs.img`, `cmdline` and `manifest.json` for the same `SOURCE_DATE_EPOCH`; another
 //! `SOURCE_DATE_EPOCH` must change the initramfs.
 //!
-//! Slow on purpose (two release builds of the workspace crates; dependencies are shared
-//! through one `CARGO_TARGET_DIR` under the berth cache), so it runs in `make test` rather than
-//! in every quick edit loop — but it is a plain `#[test]`: it fails, never skips, when a
-//! prerequisite (cargo, mkfs.erofs, the kernel package via apt) is missing.
+//! The workspace's own static build is one side (in `make test` it was just built by
+//! `make static`, so it costs nothing here); the copy is the other, with its target directory
+//! inside the copy (kept between runs, so only the first run on a machine pays for a whole
+//! release build). Both build with their target directory under the checkout, so the one
+//! `--remap-path-prefix` of the checkout covers generated sources too, and with the same
+//! `BERTH_REVISION`. It runs in `make test` rather than in every quick edit loop, and it is a
+//! plain `#[test]`: it fails, never skips, when a prerequisite (cargo, mkfs.erofs, the kernel
+//! package via apt) is missing.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,9 +20,8 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 
-/// Two checkouts whose paths differ in depth and length.
-const CHECKOUT_A: &str = "/tmp/berth-repro-a/src";
-const CHECKOUT_B: &str = "/tmp/berth-repro-bb/checkout";
+/// The copy, at a path that differs from any checkout's in depth and length.
+const CHECKOUT_B: &str = "/var/tmp/berth-repro-bb/checkout";
 const EPOCH: &str = "1700000000";
 const OTHER_EPOCH: &str = "1700000001";
 
@@ -48,12 +51,23 @@ fn require_tool(tool: &str, hint: &str) -> Result<()> {
 }
 
 /// Copies what a build reads: the root manifests and every top-level directory except
-/// build output and VCS metadata (`target/`, `out/`, dot-directories).
+/// build output and VCS metadata (`target/`, `out/`, dot-directories). Everything already in
+/// `to` except its `target/` is removed first.
 fn copy_sources(from: &Path, to: &Path) -> Result<()> {
-    if to.exists() {
-        fs::remove_dir_all(to).with_context(|| format!("removing {}", to.display()))?;
-    }
     fs::create_dir_all(to)?;
+    for entry in fs::read_dir(to)? {
+        let entry = entry?;
+        if entry.file_name() == "target" {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        }
+        .with_context(|| format!("removing {}", path.display()))?;
+    }
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -86,14 +100,32 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs the checkout's `scripts/build-static.sh` and copies the binaries out of the shared
-/// target directory (the next build overwrites them). Returns the copy's directory.
-fn build_static(checkout: &Path, target_dir: &Path, keep: &Path) -> Result<PathBuf> {
+/// The revision `scripts/build-static.sh` stamps into the workspace's binaries (the copy has
+/// no `.git`, so it gets this one explicitly).
+fn workspace_revision() -> String {
+    if let Some(r) = std::env::var_os("BERTH_REVISION") {
+        return r.to_string_lossy().into_owned();
+    }
+    Command::new("git")
+        .arg("-C")
+        .arg(workspace())
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Runs the checkout's `scripts/build-static.sh` with the target directory under the checkout
+/// and copies the binaries out. Returns the copy's directory.
+fn build_static(checkout: &Path, revision: &str, keep: &Path) -> Result<PathBuf> {
     let started = Instant::now();
     let out = Command::new("sh")
         .arg(checkout.join("scripts/build-static.sh"))
         .current_dir(checkout)
-        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env("BERTH_REVISION", revision)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .output()
@@ -260,23 +292,25 @@ fn artefacts_are_identical_across_checkout_paths() -> Result<()> {
         )
     })?;
     let _lock = RunLock::acquire(cache.join("repro.lock"))?;
-    let target_dir = cache.join("repro-target");
+    // The shared target directory of earlier versions of this test is no longer used.
+    let _ = fs::remove_dir_all(cache.join("repro-target"));
     let scratch = Path::new("/tmp/berth-repro-results");
     if scratch.exists() {
         fs::remove_dir_all(scratch)?;
     }
     fs::create_dir_all(scratch)?;
 
-    let checkouts = [Path::new(CHECKOUT_A), Path::new(CHECKOUT_B)];
+    let ws = workspace();
+    let checkouts = [ws.as_path(), Path::new(CHECKOUT_B)];
+    let revision = workspace_revision();
     let mut bins = Vec::new();
-    // Snapshot the workspace once, then clone the snapshot: other people may be editing the
-    // workspace while this runs, and both checkouts must hold exactly the same sources.
-    copy_sources(&workspace(), checkouts[0])?;
-    copy_sources(checkouts[0], checkouts[1])?;
+    // The copy is taken first and the workspace built after it: the workspace's build then
+    // sees the same sources unless someone edits them meanwhile (a difference would fail).
+    copy_sources(&ws, checkouts[1])?;
     for (i, checkout) in checkouts.iter().enumerate() {
         bins.push(build_static(
             checkout,
-            &target_dir,
+            &revision,
             &scratch.join(format!("bin-{i}")),
         )?);
     }
@@ -292,8 +326,9 @@ fn artefacts_are_identical_across_checkout_paths() -> Result<()> {
         );
         ensure!(
             same_file(&a, &b)?,
-            "static binary {} differs between {CHECKOUT_A} and {CHECKOUT_B} (see {} and {})",
+            "static binary {} differs between {} and {CHECKOUT_B} (see {} and {})",
             name.to_string_lossy(),
+            ws.display(),
             a.display(),
             b.display()
         );

@@ -73,6 +73,8 @@ pub enum DaemonError {
     Preload(#[from] crate::preload::PreloadConfigError),
     #[error(transparent)]
     Boot(#[from] crate::tasks::boot::BootConfigError),
+    #[error(transparent)]
+    Runtimes(#[from] crate::tasks::runtimes::RuntimesConfigError),
 }
 
 fn level_filter(l: LogLevel) -> LevelFilter {
@@ -167,7 +169,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             match &e {
                 // Restarting cannot fix a newer schema or a bad GC setting: stop the retries.
                 DaemonError::Storage(s) if s.is_permanent() => EXIT_CONFIG,
-                DaemonError::Registry(_) | DaemonError::Preload(_) => EXIT_CONFIG,
+                DaemonError::Registry(_) | DaemonError::Preload(_) | DaemonError::Runtimes(_) => {
+                    EXIT_CONFIG
+                }
                 DaemonError::Boot(_) => EXIT_CONFIG,
                 _ => 1,
             }
@@ -243,6 +247,7 @@ async fn serve(
     }
     let live_registry = crate::remotes::config::LiveRegistry::new(registry_cfg);
     let preload = crate::preload::PreloadConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
+    let runtimes = crate::tasks::runtimes::Runtimes::from_plugins(&cfg.plugins, &cfg.sources)?;
     let boot = crate::tasks::boot::BootConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
     make_dir("root", &cfg.root, 0o711)?;
     make_dir("state", &cfg.state, 0o711)?;
@@ -324,6 +329,7 @@ async fn serve(
         &cfg.state,
     )
     .await;
+    tasks.set_runtimes(runtimes);
     let boot_tasks = tasks.clone();
     let mut server = server
         .register_service(crate::api::containers_ttrpc::create_containers(Arc::new(

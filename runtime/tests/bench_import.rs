@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use common::{run, Containerd};
+use common::{median, run, Containerd};
 
 /// Host directories copied into one layer each.
 const SOURCES: [&str; 4] = [
@@ -31,35 +31,7 @@ const SOURCES: [&str; 4] = [
 const RUNS: usize = 3;
 
 fn build_image(work: &Path) -> Result<(PathBuf, u64, usize)> {
-    let layout = work.join("oci");
-    let image = format!("{}:bench", layout.display());
-    let bundle = work.join("bundle");
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout))?;
-    run(Command::new("umoci").args(["new", "--image", &image]))?;
-    let mut layers = 0;
-    for src in SOURCES {
-        if !Path::new(src).is_dir() {
-            println!("bench: {src} not on this host, layer left out");
-            continue;
-        }
-        run(Command::new("umoci")
-            .args(["unpack", "--image", &image])
-            .arg(&bundle))?;
-        let dest = bundle.join("rootfs").join(src.trim_start_matches('/'));
-        fs::create_dir_all(dest.parent().unwrap())?;
-        run(Command::new("cp").arg("-a").arg(src).arg(&dest))?;
-        run(Command::new("umoci")
-            .args(["repack", "--image", &image])
-            .arg(&bundle))?;
-        fs::remove_dir_all(&bundle)?;
-        layers += 1;
-    }
-    ensure!(
-        layers >= 2,
-        "bench: too few source directories on this host"
-    );
+    let (layout, layers) = common::umoci_layout(work, &SOURCES)?;
     let archive = work.join("image.tar");
     run(Command::new("tar")
         .arg("-C")
@@ -112,11 +84,6 @@ fn berth_once(work: &Path, archive: &Path, i: usize) -> Result<Duration> {
     let _ = Command::new("umount").arg("-R").arg(&dir).status();
     fs::remove_dir_all(&dir)?;
     Ok(took)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 #[test]

@@ -19,14 +19,13 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use berth_runtime::remotes::auth::Credentials;
 use berth_runtime::remotes::Scheme;
-use common::{run, Containerd};
+use common::{median, run, Containerd};
 
 /// Host directories copied into one layer each.
 const SOURCES: [&str; 5] = [
@@ -37,39 +36,6 @@ const SOURCES: [&str; 5] = [
     "/usr/share/locale",
 ];
 const RUNS: usize = 3;
-
-fn build_layout(work: &Path) -> Result<(std::path::PathBuf, usize)> {
-    let layout = work.join("oci");
-    let image = format!("{}:bench", layout.display());
-    let bundle = work.join("bundle");
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout))?;
-    run(Command::new("umoci").args(["new", "--image", &image]))?;
-    let mut layers = 0;
-    for src in SOURCES {
-        if !Path::new(src).is_dir() {
-            println!("bench: {src} not on this host, layer left out");
-            continue;
-        }
-        run(Command::new("umoci")
-            .args(["unpack", "--image", &image])
-            .arg(&bundle))?;
-        let dest = bundle.join("rootfs").join(src.trim_start_matches('/'));
-        fs::create_dir_all(dest.parent().unwrap())?;
-        run(Command::new("cp").arg("-a").arg(src).arg(&dest))?;
-        run(Command::new("umoci")
-            .args(["repack", "--image", &image])
-            .arg(&bundle))?;
-        fs::remove_dir_all(&bundle)?;
-        layers += 1;
-    }
-    ensure!(
-        layers >= 2,
-        "bench: too few source directories on this host"
-    );
-    Ok((layout, layers))
-}
 
 fn containerd_once(work: &Path, reference: &str, i: usize) -> Result<Duration> {
     let dir = work.join(format!("ctd{i}"));
@@ -118,11 +84,6 @@ fn berth_once(work: &Path, addr: &str, reference: &str, i: usize) -> Result<Dura
     Ok(took)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 #[test]
 #[ignore = "benchmark: run by `make bench`"]
 fn pull_and_unpack_berth_vs_containerd() -> Result<()> {
@@ -144,7 +105,7 @@ fn pull_and_unpack_berth_vs_containerd() -> Result<()> {
         .tempdir()?;
     let work = tmp.path();
     let t = Instant::now();
-    let (layout, layers) = build_layout(work)?;
+    let (layout, layers) = common::umoci_layout(work, &SOURCES)?;
     let reg = registry::start_registry(
         &work.join("registry"),
         registry::RegistryConfig {

@@ -13,67 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{archive, berthctl, is_root, manifest, start_berthd, Berthd};
+use support::{berthctl, is_root, start_berthd, Berthd};
 
-const BUSYBOX: &str = "/bin/busybox";
-
-/// A layer with busybox, its applet links and minimal /etc files.
-fn busybox_layer() -> Vec<u8> {
-    let bb = std::fs::read(BUSYBOX).unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    let dir = |b: &mut tar::Builder<Vec<u8>>, name: &str| {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(1_700_000_000);
-        b.append_data(&mut h, name, &[][..]).unwrap();
-    };
-    for d in ["bin", "etc", "tmp", "root", "home", "home/app"] {
-        dir(&mut b, d);
-    }
-    let file = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8], mode: u32| {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_700_000_000);
-        b.append_data(&mut h, name, data).unwrap();
-    };
-    file(&mut b, "bin/busybox", &bb, 0o755);
-    file(
-        &mut b,
-        "etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-        0o644,
-    );
-    file(
-        &mut b,
-        "etc/group",
-        b"root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
-        0o644,
-    );
-    file(&mut b, "etc/hostfile", b"a file\n", 0o644);
-    for applet in [
-        "sh", "echo", "cat", "ls", "id", "sleep", "true", "false", "hostname", "kill", "ps",
-        "mount", "grep", "wc", "readlink", "touch", "stat", "env",
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_mode(0o777);
-        h.set_size(0);
-        h.set_mtime(1_700_000_000);
-        b.append_link(&mut h, format!("bin/{applet}"), "busybox")
-            .unwrap();
-    }
-    b.into_inner().unwrap()
-}
+use support::BUSYBOX;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -160,6 +102,11 @@ impl Drop for Env {
 }
 
 fn setup() -> Option<Env> {
+    setup_with("")
+}
+
+/// berthd with `extra` appended to its configuration, and the busybox image imported.
+fn setup_with(extra: &str) -> Option<Env> {
     if !is_root() {
         eprintln!("SKIP: containers tests need root");
         return None;
@@ -171,12 +118,14 @@ fn setup() -> Option<Env> {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let d = start_berthd(dir.path());
+    let d = if extra.is_empty() {
+        start_berthd(dir.path())
+    } else {
+        support::try_start_berthd_config(dir.path(), &[], extra, None)
+            .unwrap_or_else(|status| panic!("berthd exited early: {status}"))
+    };
     let env = Env { dir, d: Some(d) };
-    let mut blobs = BTreeMap::new();
-    let layer = busybox_layer();
-    let m = manifest(&[&layer], &mut blobs);
-    let ar = archive(&[("busybox", m)], &blobs);
+    let ar = support::busybox_archive();
     let path = env.dir.path().join("busybox.tar");
     std::fs::write(&path, ar).unwrap();
     env.ok(&["images", "import", path.to_str().unwrap()]);
@@ -622,7 +571,7 @@ fn same_bundle_same_view_as_runc() {
     let bundle = env.dir.path().join("runc-bundle");
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
-    tar::Archive::new(&busybox_layer()[..])
+    tar::Archive::new(&support::busybox_layer()[..])
         .unpack(&rootfs)
         .unwrap();
     spec["process"]["args"] = serde_json::json!(["sh", "-c", PROBE]);
@@ -664,4 +613,211 @@ fn same_bundle_same_view_as_runc() {
         panic!("berth and runc differ:\nonly berth: {only_b:#?}\nonly runc: {only_r:#?}");
     }
     println!("berth and runc agree on:\n{berth}");
+}
+
+/// Waits until `tasks ls` shows task `id` stopped; returns its row.
+fn wait_stopped(env: &Env, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ls = env.ok(&["tasks", "ls"]);
+        if let Some(row) = ls
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id) && l.contains("stopped"))
+        {
+            return row.to_owned();
+        }
+        assert!(Instant::now() < deadline, "{id} did not stop: {ls}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn runc_runtime_handler() {
+    if Command::new("runc").arg("--version").output().is_err() {
+        eprintln!("SKIP: runc not installed (Debian package runc, scripts/install-deps.sh)");
+        return;
+    }
+    let runc = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v runc"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let extra = format!(
+        "[plugins.\"berth.runtime.v1\".runtimes.runc]\nbinary = \"{}\"\n",
+        runc.trim()
+    );
+    let Some(env) = setup_with(&extra) else {
+        return;
+    };
+    // Output, stderr and the exit code through runc.
+    let t = Instant::now();
+    let out = env.run(
+        &["--runtime", "runc"],
+        &["sh", "-c", "echo hi; echo oops >&2; exit 3"],
+    );
+    println!("run --rm --runtime runc: {:?}", t.elapsed());
+    assert_eq!(text(&out.stdout), "hi\n", "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "oops\n");
+    assert_eq!(out.status.code(), Some(3));
+    // The container records its handler; exec joins it with the container's user.
+    env.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        "runc",
+        "--user",
+        "app",
+        "--name",
+        "rc",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let info = env.ok(&["containers", "info", "rc"]);
+    assert!(info.contains(r#""runtime": "runc""#), "{info}");
+    assert!(
+        env.dir.path().join("state/shims/default/rc/runc").is_dir(),
+        "runc's state is not under the shim's directory"
+    );
+    let out = env.ctl(&["tasks", "exec", "rc", "sh", "-c", "id -u; exit 5"]);
+    assert_eq!(text(&out.stdout), "1000\n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(5));
+    // Pause and resume go through runc too.
+    env.ok(&["tasks", "pause", "rc"]);
+    assert!(env.ok(&["tasks", "ls"]).contains("paused"));
+    env.ok(&["tasks", "resume", "rc"]);
+    // Kill: the exit status collected by the shim as subreaper.
+    env.ok(&["tasks", "kill", "-s", "KILL", "rc"]);
+    let row = wait_stopped(&env, "rc");
+    assert!(row.contains("137"), "{row}");
+    let del = env.ok(&["tasks", "rm", "rc"]);
+    assert!(del.contains("status 137"), "{del}");
+    env.ok(&["containers", "rm", "rc"]);
+    // An unknown handler is named in the error, and leaves the name free.
+    let out = env.ctl(&[
+        "run",
+        "--rm",
+        "--name",
+        "rc",
+        "--runtime",
+        "crun",
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(r#"runtime handler "crun" is not configured"#),
+        "{err}"
+    );
+    assert!(err.contains(r#""runc""#), "{err}");
+    assert_eq!(env.ok(&["containers", "ls", "-q"]), "");
+}
+
+#[test]
+fn logs_tail_follow_and_rotation() {
+    let Some(env) = setup() else { return };
+    // More than the 1 MiB cap: 1,200,000 bytes of numbered lines rotate the log once.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talk",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 100000 ]; do echo \"line $i ---\"; i=$((i+1)); done; \
+         while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after",
+    ]);
+    let dir = env.dir.path().join("state/shims/default/talk");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read(dir.join("log"))
+        .unwrap_or_default()
+        .ends_with(b"line 99999 ---\n")
+    {
+        assert!(Instant::now() < deadline, "the writer did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(dir.join("log.1").exists(), "the log did not rotate");
+    let all = env.ok(&["tasks", "logs", "talk"]);
+    let lines: Vec<&str> = all.lines().collect();
+    // What is kept: the rotated file and the current one, contiguous, ending at the last line.
+    assert_eq!(lines.last(), Some(&"line 99999 ---"));
+    let first: usize = lines[0].split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        lines.len(),
+        100000 - first,
+        "lines lost across the rotation"
+    );
+    assert!(all.len() as u64 > 1 << 20, "only {} bytes kept", all.len());
+    assert_eq!(
+        env.ok(&["tasks", "logs", "--tail", "2", "talk"]),
+        "line 99998 ---\nline 99999 ---\n"
+    );
+    // --follow prints what comes next and ends with the task.
+    let follower = Command::new(env!("CARGO_BIN_EXE_berthctl"))
+        .arg("--address")
+        .arg(env.socket())
+        .args(["tasks", "logs", "-f", "--tail", "1", "talk"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["tasks", "exec", "talk", "touch", "/tmp/go"]);
+    let out = follower.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "line 99999 ---\nafter\n");
+    wait_stopped(&env, "talk");
+    env.ok(&["tasks", "rm", "talk"]);
+    let out = env.ctl(&["tasks", "logs", "talk"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("talk"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn metrics_of_a_running_task() {
+    let Some(env) = setup() else { return };
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1000 & sleep 1000 & wait",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = env.ctl(&["tasks", "metrics", "--format", "json", "m"]);
+    let err = text(&out.stderr);
+    if !out.status.success() && err.contains("this host runs cgroup v1") {
+        println!("metrics not available here: {err}");
+    } else {
+        assert!(out.status.success(), "{err}");
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        println!("metrics: {j}");
+        assert_eq!(j["container_id"], "m");
+        assert_eq!(j["cgroup_path"], "/containers.slice/default-m/init");
+        assert_eq!(j["pids"]["current"], 3, "{j}");
+        assert_eq!(j["pids"]["limit"], 50, "{j}");
+        assert!(j["memory"]["usage"].as_u64().unwrap() > 0, "{j}");
+        let table = env.ok(&["tasks", "metrics", "m"]);
+        assert!(table.contains("pids.current"), "{table}");
+    }
+    let out = env.ctl(&["tasks", "metrics", "--format", "yaml", "m"]);
+    assert!(
+        text(&out.stderr).contains("--format \"yaml\""),
+        "{}",
+        text(&out.stderr)
+    );
+    env.ok(&["tasks", "kill", "-s", "KILL", "--all", "m"]);
+    wait_stopped(&env, "m");
+    env.ok(&["tasks", "rm", "m"]);
+    let out = env.ctl(&["tasks", "metrics", "m"]);
+    assert!(!out.status.success());
 }

@@ -1,72 +1,11 @@
 //! berthd and berthctl as processes on the host: serving, socket mode, config errors, reload.
 
-use std::{
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::{os::unix::fs::PermissionsExt, path::Path, process::Command, time::Duration};
 
 const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const BERTHCTL: &str = env!("CARGO_BIN_EXE_berthctl");
 
-/// A berthd child killed on drop.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let cfg = dir.join("berthd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n{extra}",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    cfg
-}
-
-fn start(dir: &Path, cfg: &Path) -> Daemon {
-    let child = Command::new(BERTHD)
-        .arg("--config")
-        .arg(cfg)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let socket = dir.join("state/berthd.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut d = Daemon { child, socket };
-    while Instant::now() < deadline {
-        if ctl(&d.socket, &["version"]).status.success() {
-            return d;
-        }
-        if let Some(status) = d.child.try_wait().unwrap() {
-            panic!("berthd exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = d.child.kill();
-    panic!("berthd did not answer within 20 s");
-}
-
-fn ctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BERTHCTL)
-        .arg("--address")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod support;
+use support::{berthctl as ctl, start_berthd_piped as start, write_berthd_config as write_config};
 
 #[test]
 fn serves_version_and_plugins_on_a_private_socket() {
@@ -164,7 +103,7 @@ fn sighup_reloads_and_a_bad_edit_keeps_it_running() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "[debug]\nlevel = \"info\"\n");
     let mut d = start(dir.path(), &cfg);
-    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    let pid = d.pid();
 
     write_config(dir.path(), "[debug]\nlevel = \"debug\"\n");
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
@@ -173,18 +112,10 @@ fn sighup_reloads_and_a_bad_edit_keeps_it_running() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
-    assert!(
-        d.child.try_wait().unwrap().is_none(),
-        "berthd died on SIGHUP"
-    );
+    assert!(d.alive(), "berthd died on SIGHUP");
     assert!(ctl(&d.socket, &["version"]).status.success());
 
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let out = std::mem::replace(&mut d.child, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap();
-    assert!(out.status.success(), "exit on SIGTERM: {:?}", out.status);
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = d.stop();
     assert!(log.contains("reload: debug.level changed"), "{log}");
     assert!(
         log.contains("reload rejected, keeping the running configuration")

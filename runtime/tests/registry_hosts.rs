@@ -3,92 +3,11 @@
 //! GC and log changes, and an invalid edit is refused while the old configuration keeps
 //! working.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const BERTHCTL: &str = env!("CARGO_BIN_EXE_berthctl");
-
-/// A berthd child, stopped on drop.
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.as_mut().unwrap().try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, then its stderr.
-    fn stop(&mut self) -> String {
-        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
-        let out = self.child.take().unwrap().wait_with_output().unwrap();
-        assert!(out.status.success(), "berthd exit: {:?}", out.status);
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let cfg = dir.join("berthd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n{extra}",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    cfg
-}
-
-fn start(dir: &Path, cfg: &Path) -> Daemon {
-    let child = Command::new(BERTHD)
-        .arg("--config")
-        .arg(cfg)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon {
-        child: Some(child),
-        socket: dir.join("state/berthd.sock"),
-    };
-    // Hang guard only.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ctl(&d.socket, &["version"]).status.success() {
-            return d;
-        }
-        assert!(d.alive(), "berthd exited early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("berthd did not answer within 20 s");
-}
-
-fn ctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BERTHCTL)
-        .arg("--address")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod support;
+use support::{berthctl as ctl, start_berthd_piped as start, write_berthd_config as write_config};
 
 /// `hosts resolve REF --format json`, the endpoint URLs with `?ns=`.
 fn resolve(socket: &Path, reference: &str) -> Result<Vec<String>, String> {

@@ -444,10 +444,15 @@ fn restart_keeps_records_and_reconciles_missing_blobs() {
 }
 
 #[test]
-fn newer_schema_stops_berthd_with_one_clear_line() {
+fn newer_schema_stops_berthd_with_one_clear_line_or_rolls_back_to_the_saved_copy() {
     let dir = tempfile::tempdir().unwrap();
-    drop(start(dir.path()));
+    let d = start(dir.path());
+    let kept_blob = put(&d, dir.path(), "default", "a", b"before the upgrade", &[]);
+    drop(d);
     let path = dir.path().join("root/metadata.redb");
+    let saved = dir.path().join("root/metadata.redb.schema-2");
+    // What a newer berthd saves before migrating (tested for real in metadata::tests).
+    std::fs::copy(&path, &saved).unwrap();
     {
         let db = redb::Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
@@ -456,8 +461,14 @@ fn newer_schema_stops_berthd_with_one_clear_line() {
             .unwrap()
             .insert("schema_version", 7)
             .unwrap();
+        txn.open_table(meta)
+            .unwrap()
+            .insert("write_compat", 7)
+            .unwrap();
         txn.commit().unwrap();
     }
+    // Without the saved copy: refused, one line.
+    std::fs::rename(&saved, dir.path().join("saved")).unwrap();
     let out = Command::new(BERTHD)
         .arg("--config")
         .arg(config(dir.path()))
@@ -474,10 +485,33 @@ fn newer_schema_stops_berthd_with_one_clear_line() {
         line.contains("schema version 7 is newer than this berthd supports (version 2)"),
         "{line}"
     );
+    assert!(line.contains(&saved.display().to_string()), "{line}");
     assert!(
         !dir.path().join("state/berthd.sock").exists(),
         "socket left behind"
     );
+
+    // With it (an A/B rollback after an upgrade that migrated): berthd starts on the copy,
+    // keeps the newer file, and its collector deletes nothing on disk.
+    std::fs::rename(dir.path().join("saved"), &saved).unwrap();
+    // A blob only the newer berthd recorded (e.g. a layer it pulled).
+    let newer_data = b"pulled by the newer berthd";
+    let newer_only = dir
+        .path()
+        .join("root/content/blobs/sha256")
+        .join(sha256_hex(newer_data));
+    std::fs::write(&newer_only, newer_data).unwrap();
+    let d = start(dir.path());
+    assert_eq!(ok(&d, &["content", "ls", "-q"]), format!("{kept_blob}\n"));
+    assert!(dir.path().join("root/metadata.redb.schema-7").exists());
+    let gc = ok(&d, &["gc"]);
+    println!("berthctl gc during the rollback:\n{gc}");
+    assert!(
+        gc.contains("blob and snapshot sweep suspended: ")
+            && gc.contains("metadata.redb.schema-7 kept from a newer berthd after a rollback"),
+        "{gc}"
+    );
+    assert!(newer_only.exists(), "the newer berthd's blob was collected");
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -26,13 +26,19 @@ pub enum Error {
     /// newer image's state.
     #[error(
         "metadata database {}: schema version {found} is newer than this berthd supports \
-         (version {supported}); refusing to open it (it was left unchanged)",
-        path.display()
+         (version {supported}) and needs version {write_compat} or later to write it, and no \
+         copy saved before its migration ({}) exists to roll back to; refusing to open it \
+         (it was left unchanged)",
+        path.display(), saved.display()
     )]
     SchemaTooNew {
         path: PathBuf,
         found: u64,
+        /// The oldest version that may write the file.
+        write_compat: u64,
         supported: u64,
+        /// Where a copy saved before the file's migration would have been.
+        saved: PathBuf,
     },
     /// The file holds something this binary cannot read as its schema.
     #[error("metadata database {}: {reason}", path.display())]

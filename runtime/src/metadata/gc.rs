@@ -108,6 +108,10 @@ pub struct GcReport {
     pub expired_leases: Vec<(String, String)>,
     /// Failures that did not stop the sweep, one line each.
     pub errors: Vec<String>,
+    /// Why blobs and backend snapshots were not swept, if they were not
+    /// ([`Db::sweep_suspended`]): records were still collected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
     /// Wall time of the collection.
     pub duration: Duration,
 }
@@ -313,6 +317,13 @@ pub fn collect(
         removed.sort_by_key(|r| std::cmp::Reverse(r.0));
         Ok((removed, live_digests, live_backend))
     })?;
+
+    if let Some(reason) = db.sweep_suspended() {
+        tracing::warn!("gc: {reason}");
+        report.suspended = Some(reason);
+        report.duration = started.elapsed();
+        return Ok(report);
+    }
 
     // Sweep the blobs: those no namespace records any more.
     match store.list() {

@@ -58,7 +58,7 @@ pub use records::{
     Container, ContentRecord, Descriptor, Image, Labels, Lease, LeaseResource, Namespace,
     SnapshotRecord,
 };
-pub use schema::{Opened, OLDEST_MIGRATABLE, SCHEMA_VERSION};
+pub use schema::{copy_path, Opened, OLDEST_MIGRATABLE, SCHEMA_VERSION, WRITE_COMPAT};
 pub use snapshots::Snapshots;
 
 use crate::content::{Digest, Manager};
@@ -71,6 +71,9 @@ pub struct Db {
     inner: redb::Database,
     path: PathBuf,
     opened: Opened,
+    /// Files kept aside by a rollback from a newer schema (see [`schema`]); while any exists
+    /// the collector deletes no blob or backend snapshot.
+    kept_newer: Vec<PathBuf>,
     guard: RwLock<()>,
 }
 
@@ -112,23 +115,54 @@ impl Db {
     }
 
     /// Opens the database at an explicit path (see [`Db::open`]).
+    ///
+    /// Before a migration the file is saved as `<file>.schema-<old>`; a newer file this binary
+    /// may not write is replaced by such a saved copy when one exists (a rollback, kept
+    /// beside it) and refused unchanged otherwise; a file this version kept before a rollback
+    /// is merged back. See [`schema`] for the rules.
     pub fn open_file(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        // A newer schema is detected read-only first, so a refused file is never written to
-        // (a writable open may touch redb's header even when nothing is committed).
+        let mut rolled_back = None;
+        // The stamp is read read-only first, so a refused file is never written to (a
+        // writable open may touch redb's header even when nothing is committed).
         if path.exists() {
-            schema::refuse_if_newer(&path)?;
+            match schema::probe(&path)? {
+                Some(st) if !st.writable_here() => {
+                    let kept = schema::restore_copy(&path, st)?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        found = st.version,
+                        kept = %kept.display(),
+                        "metadata: schema version {} was written by a newer berthd that this \
+                         one (version {SCHEMA_VERSION}) may not write; rolled back to the copy \
+                         saved before its migration and kept the newer file as {} (it is \
+                         merged back when the newer berthd runs again; until then no blob or \
+                         snapshot is garbage-collected)",
+                        st.version,
+                        kept.display()
+                    );
+                    rolled_back = Some(st.version);
+                }
+                Some(st) if st.version < SCHEMA_VERSION && st.version >= OLDEST_MIGRATABLE => {
+                    let copy = schema::save_copy(&path, st.version)?;
+                    tracing::info!(path = %path.display(), copy = %copy.display(),
+                        "metadata: saved the schema {} file before migrating it", st.version);
+                }
+                _ => {}
+            }
         }
         let inner =
             redb::Database::create(&path).map_err(|e| Error::from(e).in_db(&path, "open"))?;
         let txn = inner
             .begin_write()
             .map_err(|e| Error::from(e).in_db(&path, "check schema version"))?;
-        let opened = schema::check_and_migrate(&txn, &path)
+        let mut opened = schema::check_and_migrate(&txn, &path)
             .map_err(|e| e.in_db(&path, "check schema version"))?;
-        if opened != Opened::Current {
+        if matches!(opened, Opened::Initialised | Opened::Migrated { .. }) {
             txn.commit()
                 .map_err(|e| Error::from(e).in_db(&path, "initialise or migrate schema"))?;
+        } else {
+            drop(txn);
         }
         match opened {
             Opened::Initialised => {
@@ -137,14 +171,50 @@ impl Db {
             Opened::Migrated { from } => {
                 tracing::info!(path = %path.display(), from, to = SCHEMA_VERSION, "metadata: schema migrated")
             }
-            Opened::Current => {}
+            Opened::NewerCompatible { found } => tracing::info!(
+                path = %path.display(),
+                "metadata: schema version {found} was written by a newer berthd and may be \
+                 written by this one (version {SCHEMA_VERSION}); used as it is"
+            ),
+            Opened::Current | Opened::RolledBack { .. } => {}
         }
+        if let Some(found) = rolled_back {
+            opened = Opened::RolledBack { found };
+        }
+        if let Some((kept, n)) = schema::merge_kept(&inner, &path)? {
+            tracing::info!(
+                path = %path.display(),
+                "metadata: merged {n} records from {} (this version's file, kept by a \
+                 rollback to an older berthd) and removed it",
+                kept.display()
+            );
+        }
+        let kept_newer = schema::kept_newer(&path);
         Ok(Self {
             inner,
             path,
             opened,
+            kept_newer,
             guard: RwLock::new(()),
         })
+    }
+
+    /// Why the collector must not delete blobs or backend snapshots, if it must not: a newer
+    /// berthd's file is kept aside after a rollback, and what only it records must survive.
+    pub fn sweep_suspended(&self) -> Option<String> {
+        if self.kept_newer.is_empty() {
+            return None;
+        }
+        let files: Vec<String> = self
+            .kept_newer
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        Some(format!(
+            "blob and snapshot sweep suspended: {} kept from a newer berthd after a rollback \
+             (merged back when it runs again)",
+            files.join(", ")
+        ))
     }
 
     /// The database file.

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use redb::ReadableDatabase;
 
 use super::gc::{self, SnapshotSweeper, SweepError};
-use super::schema::{self, META, VERSION_KEY};
+use super::schema::{self, META, VERSION_KEY, WRITE_COMPAT_KEY};
 use super::*;
 use crate::content::{Digest, Ingester, LocalStore, Manager};
 
@@ -63,15 +63,8 @@ fn newer_schema_is_refused_and_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(Db::FILE);
     drop(Db::open(dir.path()).unwrap());
-    {
-        let raw = redb::Database::create(&path).unwrap();
-        let txn = raw.begin_write().unwrap();
-        txn.open_table(META)
-            .unwrap()
-            .insert(VERSION_KEY, 99)
-            .unwrap();
-        txn.commit().unwrap();
-    }
+    // A newer berthd that changed what older ones would misread (write_compat = its version).
+    stamp_as_newer(&path, 99, 99);
     let before = fs::read(&path).unwrap();
     let err = Db::open(dir.path()).unwrap_err();
     let msg = err.to_string();
@@ -93,10 +86,223 @@ fn newer_schema_is_refused_and_left_unchanged() {
     );
     assert_eq!(err.code(), ttrpc::Code::FAILED_PRECONDITION);
     assert!(
+        msg.contains(&format!(
+            "no copy saved before its migration ({}.schema-{SCHEMA_VERSION})",
+            path.display()
+        )),
+        "{msg}"
+    );
+    assert!(
         fs::read(&path).unwrap() == before,
         "the file must not be rewritten"
     );
     assert_eq!(raw_version(&path), Some(99));
+}
+
+/// Writes a newer berthd's stamp (and an extra table only it knows) into `path`.
+fn stamp_as_newer(path: &Path, version: u64, write_compat: u64) {
+    let raw = redb::Database::create(path).unwrap();
+    let txn = raw.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(META).unwrap();
+        meta.insert(VERSION_KEY, version).unwrap();
+        meta.insert(WRITE_COMPAT_KEY, write_compat).unwrap();
+        let future: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("future");
+        txn.open_table(future).unwrap().insert("k", "v").unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+fn image_names(db: &Db) -> Vec<String> {
+    db.images()
+        .list("default")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect()
+}
+
+fn add_image(db: &Db, name: &str) {
+    db.images()
+        .create(
+            "default",
+            Image::new(name, desc(Digest::of(name.as_bytes()), 1), Labels::new()),
+        )
+        .unwrap();
+}
+
+#[test]
+fn newer_schema_that_allows_older_writers_is_used_without_downgrading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(Db::FILE);
+    add_image(&Db::open(dir.path()).unwrap(), "before");
+    // A later berthd that only added a table keeps write_compat at this version.
+    stamp_as_newer(&path, SCHEMA_VERSION + 1, SCHEMA_VERSION);
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(
+        db.opened(),
+        Opened::NewerCompatible {
+            found: SCHEMA_VERSION + 1
+        }
+    );
+    add_image(&db, "during");
+    assert_eq!(image_names(&db), ["before", "during"]);
+    assert_eq!(db.sweep_suspended(), None);
+    drop(db);
+    assert_eq!(
+        raw_version(&path),
+        Some(SCHEMA_VERSION + 1),
+        "never downgraded"
+    );
+    let raw = redb::Database::create(&path).unwrap();
+    let txn = raw.begin_read().unwrap();
+    let future: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("future");
+    assert_eq!(
+        txn.open_table(future)
+            .unwrap()
+            .get("k")
+            .unwrap()
+            .unwrap()
+            .value(),
+        "v",
+        "the newer berthd's table is left alone"
+    );
+}
+
+#[test]
+fn rollback_across_an_incompatible_bump_restores_the_saved_copy_and_keeps_the_newer_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(Db::FILE);
+    let store = LocalStore::open(dir.path()).unwrap();
+    let sweeper = DirSweeper {
+        root: dir.path().join("snaps"),
+    };
+    add_image(&Db::open(dir.path()).unwrap(), "old-era");
+    // The newer berthd's upgrade: it saves our file, then migrates (here: stamps) it and
+    // records more (an image, and a blob only it knows about).
+    let saved = schema::save_copy(&path, SCHEMA_VERSION).unwrap();
+    assert_eq!(saved, copy_path(&path, SCHEMA_VERSION));
+    stamp_as_newer(&path, SCHEMA_VERSION + 1, SCHEMA_VERSION + 1);
+    {
+        let raw = redb::Database::create(&path).unwrap();
+        let txn = raw.begin_write().unwrap();
+        let img = Image::new("new-era", desc(Digest::of(b"n"), 1), Labels::new());
+        txn.open_table(schema::IMAGES)
+            .unwrap()
+            .insert(("default", "new-era"), encode(&img).as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let newer_bytes = fs::read(&path).unwrap();
+    let newer_blob = put_blob(&store, b"pulled by the newer berthd");
+    sweeper.add("newer-snap", None);
+
+    // The A/B rollback boots this version again.
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(
+        db.opened(),
+        Opened::RolledBack {
+            found: SCHEMA_VERSION + 1
+        }
+    );
+    assert_eq!(
+        image_names(&db),
+        ["old-era"],
+        "the state saved at the upgrade"
+    );
+    let kept = copy_path(&path, SCHEMA_VERSION + 1);
+    assert_eq!(
+        fs::read(&kept).unwrap(),
+        newer_bytes,
+        "newer file kept byte for byte"
+    );
+    assert!(!saved.exists(), "the saved copy became the database");
+    let reason = db
+        .sweep_suspended()
+        .expect("sweep suspended while a newer file is kept");
+    assert!(reason.contains(&kept.display().to_string()), "{reason}");
+    add_image(&db, "rollback-era");
+    let r = gc::collect(&db, &store, &sweeper).unwrap();
+    println!("gc during rollback: {r:?}");
+    assert_eq!(r.suspended.as_deref(), Some(reason.as_str()));
+    assert!(
+        r.blobs.is_empty() && r.backend_snapshots.is_empty(),
+        "{r:?}"
+    );
+    assert!(
+        store.info(&newer_blob).is_ok(),
+        "the newer berthd's blob survives"
+    );
+    assert_eq!(sweeper.backend_keys("dirs").unwrap(), ["newer-snap"]);
+    drop(db);
+    // Restarts during the rollback keep the suspension (it follows the kept file).
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.opened(), Opened::Current);
+    assert!(db.sweep_suspended().is_some());
+}
+
+#[test]
+fn a_file_kept_by_a_rollback_is_merged_back_when_its_version_runs_again() {
+    // This binary in the newer role: its own file (this schema) was kept aside by a rollback
+    // to a version 1 berthd, which worked on the copy saved before the migration.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(Db::FILE);
+    {
+        let db = Db::open(dir.path()).unwrap();
+        add_image(&db, "saved-at-upgrade");
+        add_image(&db, "newer-era");
+        db.leases()
+            .create("default", "pull", Labels::new(), None)
+            .unwrap();
+    }
+    fs::rename(&path, copy_path(&path, SCHEMA_VERSION)).unwrap();
+    {
+        // The version 1 file the older berthd went on with.
+        let raw = redb::Database::create(&path).unwrap();
+        let txn = raw.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(VERSION_KEY, 1)
+            .unwrap();
+        let mut images = txn.open_table(schema::IMAGES).unwrap();
+        for name in ["saved-at-upgrade", "rollback-era"] {
+            let mut img = Image::new(name, desc(Digest::of(b"v1"), 2), Labels::new());
+            img.labels.insert("written-by".into(), "v1".into());
+            images
+                .insert(("default", name), encode(&img).as_slice())
+                .unwrap();
+        }
+        drop(images);
+        txn.open_table(schema::NAMESPACES).unwrap();
+        for t in [schema::CONTENT, schema::CONTAINERS] {
+            txn.open_table(t).unwrap();
+        }
+        txn.open_table(schema::SNAPSHOTS).unwrap();
+        txn.commit().unwrap();
+    }
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.opened(), Opened::Migrated { from: 1 });
+    assert_eq!(
+        image_names(&db),
+        ["newer-era", "rollback-era", "saved-at-upgrade"],
+        "union of both eras"
+    );
+    let both = db.images().get("default", "saved-at-upgrade").unwrap();
+    assert_eq!(
+        both.labels.get("written-by").map(String::as_str),
+        Some("v1"),
+        "a record in both keeps the later (rolled-back era) value"
+    );
+    assert_eq!(db.leases().list("default").unwrap().len(), 1);
+    assert!(
+        !copy_path(&path, SCHEMA_VERSION).exists(),
+        "kept file merged and removed"
+    );
+    assert!(
+        copy_path(&path, 1).exists(),
+        "the version 1 file is saved before migrating"
+    );
+    assert_eq!(db.sweep_suspended(), None);
 }
 
 #[test]

@@ -98,61 +98,42 @@ pub struct ImageRef {
 impl FromStr for ImageRef {
     type Err = PullError;
 
+    /// Docker's normalisation and validation are [`super::hosts::parse_reference`]'s (the
+    /// same rules `berthctl hosts resolve` shows); this adds the parsed digest and the
+    /// normalised record name.
     fn from_str(input: &str) -> Result<Self, PullError> {
-        let bad = |reason: &str| PullError::Reference {
+        let bad = |reason: String| PullError::Reference {
             reference: input.to_string(),
-            reason: reason.to_string(),
+            reason,
         };
         if input.is_empty() || input.contains(char::is_whitespace) {
-            return Err(bad("empty or contains whitespace"));
+            return Err(bad("empty or contains whitespace".into()));
         }
-        let name = images::import::normalize_reference(input);
-        let (registry, rest) = name.split_once('/').ok_or_else(|| bad("no repository"))?;
-        let (rest, digest) = match rest.split_once('@') {
-            Some((r, d)) => (
-                r,
-                Some(
-                    d.parse::<Digest>()
-                        .map_err(|e| bad(&format!("digest: {e}")))?,
-                ),
-            ),
-            None => (rest, None),
-        };
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        let (repository, tag) = match rest[last_slash..].split_once(':') {
-            Some((_, t)) => (
-                &rest[..last_slash + rest[last_slash..].find(':').unwrap_or(0)],
-                Some(t.to_string()),
-            ),
-            None => (rest, None),
-        };
-        if repository.is_empty()
-            || !repository.split('/').all(|c| {
-                !c.is_empty()
-                    && c.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
-                    })
-            })
-        {
-            return Err(bad(
-                "repository must be lower-case path components of [a-z0-9._-]",
-            ));
+        let n = super::hosts::parse_reference(input).map_err(|e| match e {
+            super::hosts::HostsError::BadReference { reason, .. } => bad(reason),
+            other => bad(other.to_string()),
+        })?;
+        let digest = n
+            .digest
+            .as_deref()
+            .map(|d| d.parse::<Digest>().map_err(|e| bad(format!("digest: {e}"))))
+            .transpose()?;
+        // A reference with a digest and no tag gets no `latest` (parse_reference adds it only
+        // when neither is given).
+        let mut name = format!("{}/{}", n.registry, n.repository);
+        if let Some(t) = &n.tag {
+            name.push(':');
+            name.push_str(t);
         }
-        if let Some(t) = &tag {
-            if t.is_empty()
-                || t.len() > 128
-                || !t
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            {
-                return Err(bad("tag must be 1-128 characters of [A-Za-z0-9._-]"));
-            }
+        if let Some(d) = &n.digest {
+            name.push('@');
+            name.push_str(d);
         }
         Ok(ImageRef {
-            name: name.clone(),
-            registry: registry.to_string(),
-            repository: repository.to_string(),
-            tag,
+            name,
+            registry: n.registry,
+            repository: n.repository,
+            tag: n.tag,
             digest,
         })
     }

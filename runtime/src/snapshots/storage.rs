@@ -36,6 +36,12 @@ use super::{validate_labels, Error, Info, Kind, Labels, Result, Usage};
 /// The schema this binary writes and reads. Bump it (with a migration) when the record layout
 /// changes; older binaries then refuse the file instead of misreading it.
 pub const SCHEMA_VERSION: u64 = 1;
+/// Oldest schema version whose snapshotters may read and write a file this binary wrote (the
+/// metadata database's rule, docs/storage.md): a later version that only adds optional fields
+/// or tables keeps it, so an A/B rollback keeps working on the newer file. There is no
+/// rollback to a saved copy here, unlike the metadata database: a snapshotter removes data
+/// its records do not name when it opens, and an old copy would name too little.
+pub const WRITE_COMPAT: u64 = 1;
 
 /// The file name of the database inside a snapshotter's root.
 pub const FILE_NAME: &str = "metadata.redb";
@@ -48,6 +54,7 @@ const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots"
 const CHILDREN: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("children");
 
 const META_SCHEMA: &str = "schema_version";
+const META_WRITE_COMPAT: &str = "write_compat";
 const META_NEXT_ID: &str = "next_id";
 
 /// One snapshot's stored record (JSON in the `snapshots` table, keyed by key or name).
@@ -130,7 +137,22 @@ impl MetaStore {
                 .get(META_SCHEMA)
                 .map_err(db_err(tx.path, "read schema version"))?
                 .map(|v| v.value());
+            // Files from before `write_compat` existed may be written only by their version.
+            let write_compat = meta
+                .get(META_WRITE_COMPAT)
+                .map_err(db_err(tx.path, "read schema version"))?
+                .map(|v| v.value())
+                .or(found);
             match found {
+                Some(v)
+                    if v > SCHEMA_VERSION && write_compat.is_some_and(|w| w <= SCHEMA_VERSION) =>
+                {
+                    tracing::info!(
+                        path = %tx.path.display(),
+                        "snapshot metadata: schema version {v} was written by a newer berth and \
+                         may be written by this one (version {SCHEMA_VERSION}); used as it is"
+                    );
+                }
                 Some(v) if v > SCHEMA_VERSION => {
                     return Err(Error::SchemaTooNew {
                         path: tx.path.to_path_buf(),
@@ -141,6 +163,8 @@ impl MetaStore {
                 Some(_) => {}
                 None => {
                     meta.insert(META_SCHEMA, SCHEMA_VERSION)
+                        .map_err(db_err(tx.path, "write schema version"))?;
+                    meta.insert(META_WRITE_COMPAT, WRITE_COMPAT)
                         .map_err(db_err(tx.path, "write schema version"))?;
                 }
             }
@@ -599,6 +623,18 @@ impl WriteTx<'_> {
             .map_err(db_err(self.path, "write schema version"))?;
         Ok(())
     }
+
+    /// Overwrites the oldest version allowed to write the file (for tests, as above).
+    #[doc(hidden)]
+    pub fn set_write_compat(&mut self, v: u64) -> Result<()> {
+        let mut meta = self
+            .tx
+            .open_table(META)
+            .map_err(db_err(self.path, "open table"))?;
+        meta.insert(META_WRITE_COMPAT, v)
+            .map_err(db_err(self.path, "write schema version"))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -777,6 +813,14 @@ mod tests {
             m.write(|tx| tx.set_schema_version(SCHEMA_VERSION + 1))
                 .unwrap();
         }
+        // write_compat 1 (written at creation): a newer version that kept compatibility.
+        let m = MetaStore::open(&p).unwrap();
+        assert_eq!(m.read(|tx| tx.info("a")).unwrap().kind, Kind::Active);
+        m.write(|tx| tx.create(Kind::Active, "b", "", Labels::new()))
+            .unwrap();
+        m.write(|tx| tx.set_write_compat(SCHEMA_VERSION + 1))
+            .unwrap();
+        drop(m);
         let e = MetaStore::open(&p).unwrap_err();
         assert!(matches!(e, Error::SchemaTooNew { found: 2, .. }), "{e}");
         assert!(e.to_string().contains("newer"), "{e}");

@@ -43,6 +43,7 @@ impl gc_ttrpc::Gc for Service {
                 .collect(),
             errors: r.errors,
             duration_ns: i64::try_from(r.duration.as_nanos()).unwrap_or(i64::MAX),
+            suspended: r.suspended.unwrap_or_default(),
             ..Default::default()
         })
     }

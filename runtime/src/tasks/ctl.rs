@@ -54,8 +54,9 @@ pub struct RunArgs {
     /// Working directory in the container (default: the image's, else /).
     #[arg(long, short = 'w')]
     cwd: Option<String>,
-    /// Runtime handler (only "berth").
-    #[arg(long, default_value = "berth")]
+    /// Runtime handler: "berth" (built-in) or one configured in berthd, e.g. "runc"
+    /// (default: berthd's default_runtime).
+    #[arg(long, default_value = "")]
     runtime: String,
     /// Snapshotter (default: berthd's default).
     #[arg(long, default_value = "")]
@@ -117,6 +118,23 @@ pub enum TasksCommand {
     Pause { id: String },
     /// Thaw a paused task.
     Resume { id: String },
+    /// cgroup statistics of a task: memory, CPU, pids, io.
+    Metrics {
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        id: String,
+    },
+    /// A task's output (stdout and stderr interleaved), from its log files.
+    Logs {
+        /// Keep printing new output until the task exits.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only the last N lines (no `-n`: that is the namespace).
+        #[arg(long)]
+        tail: Option<u64>,
+        id: String,
+    },
     /// Delete a stopped task.
     #[command(alias = "delete")]
     Rm { id: String },
@@ -734,6 +752,62 @@ pub async fn tasks(
                 .await
                 .map_err(call("resume task"))?;
         }
+        TasksCommand::Metrics { format, id } => {
+            if format != "table" && format != "json" {
+                return Err(CtlError::Usage(format!(
+                    "--format {format:?}: expected table or json"
+                )));
+            }
+            let m = api
+                .tasks
+                .metrics(
+                    api.c(),
+                    &tpb::MetricsRequest {
+                        container_id: id,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(call("metrics"))?;
+            let j = super::metrics::to_json(&m);
+            if format == "json" {
+                println!("{j:#}");
+            } else {
+                print_metrics(&j);
+            }
+        }
+        TasksCommand::Logs { follow, tail, id } => {
+            let mut stream = api
+                .tasks
+                .logs(
+                    api.ctx(None),
+                    &tpb::LogsRequest {
+                        container_id: id,
+                        follow,
+                        tail: tail.map_or(-1, |t| t.min(i64::MAX as u64) as i64),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(call("logs"))?;
+            let mut o = std::io::stdout();
+            loop {
+                match stream.recv().await {
+                    Ok(Some(c)) => {
+                        if o.write_all(&c.data).and_then(|()| o.flush()).is_err() {
+                            return Ok(0);
+                        }
+                    }
+                    Ok(None) | Err(ttrpc::Error::Eof) => break,
+                    Err(source) => {
+                        return Err(CtlError::Call {
+                            method: "logs",
+                            source,
+                        })
+                    }
+                }
+            }
+        }
         TasksCommand::Rm { id } => {
             let r = api
                 .tasks
@@ -750,6 +824,40 @@ pub async fn tasks(
         }
     }
     Ok(0)
+}
+
+/// The table form of `tasks metrics`: one `KEY VALUE` row per figure.
+fn print_metrics(j: &serde_json::Value) {
+    let mut rows = Vec::new();
+    for (k, v) in [
+        ("cgroup", &j["cgroup_path"]),
+        ("cgroup_version", &j["cgroup_version"]),
+    ] {
+        rows.push(vec![
+            k.to_owned(),
+            v.to_string().trim_matches('"').to_owned(),
+        ]);
+    }
+    for group in ["memory", "cpu", "pids"] {
+        if let Some(o) = j[group].as_object() {
+            for (k, v) in o {
+                if let Some(stat) = v.as_object() {
+                    for (sk, sv) in stat {
+                        rows.push(vec![format!("{group}.{k}.{sk}"), sv.to_string()]);
+                    }
+                } else {
+                    rows.push(vec![format!("{group}.{k}"), v.to_string()]);
+                }
+            }
+        }
+    }
+    for d in j["io"].as_array().into_iter().flatten() {
+        let dev = format!("io.{}:{}", d["major"], d["minor"]);
+        for k in ["rbytes", "wbytes", "rios", "wios"] {
+            rows.push(vec![format!("{dev}.{k}"), d[k].to_string()]);
+        }
+    }
+    print!("{}", table(&["METRIC", "VALUE"], &rows));
 }
 
 /// `berthctl events [TOPIC-PREFIX…]`: prints events as they come, one line each

@@ -11,7 +11,11 @@
 
 pub mod boot;
 pub mod ctl;
+pub mod logs;
+pub mod metrics;
 pub mod oom;
+pub mod runc;
+pub mod runtimes;
 pub mod service;
 pub mod shim;
 pub mod spec;

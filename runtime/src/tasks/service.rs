@@ -52,6 +52,8 @@ pub struct Tasks {
     tasks: Mutex<HashMap<(String, String), Task>>,
     reserved: Mutex<HashSet<(String, String)>>,
     events: tokio::sync::broadcast::Sender<epb::Envelope>,
+    /// The runtime handlers (berthd's configuration; only `berth` until set).
+    runtimes: std::sync::RwLock<super::runtimes::Runtimes>,
 }
 
 /// Drops an id reservation on every path out of a create.
@@ -95,9 +97,15 @@ impl Tasks {
             tasks: Mutex::new(HashMap::new()),
             reserved: Mutex::new(HashSet::new()),
             events: tokio::sync::broadcast::channel(256).0,
+            runtimes: Default::default(),
         });
         t.adopt().await;
         t
+    }
+
+    /// Sets the runtime handlers from berthd's configuration.
+    pub fn set_runtimes(&self, r: super::runtimes::Runtimes) {
+        *self.runtimes.write().expect("runtimes lock") = r;
     }
 
     /// Sends an event to the current subscribers (none: dropped).
@@ -225,16 +233,11 @@ impl Tasks {
                 c.id
             )));
         }
-        let runtime = if c.runtime.is_empty() {
-            "berth".to_owned()
-        } else {
-            c.runtime.clone()
-        };
-        if runtime != "berth" {
-            return Err(Error::InvalidSpec(format!(
-                "runtime {runtime:?}: this berthd runs only \"berth\" (youki's libcontainer in the shim)"
-            )));
-        }
+        let (runtime, _) = self
+            .runtimes
+            .read()
+            .expect("runtimes lock")
+            .get(&c.runtime)?;
         // The image: its config for the spec, its top snapshot for the rootfs.
         let (config, chain) = if c.image.is_empty() {
             (None, None)
@@ -446,7 +449,19 @@ impl Tasks {
                 what: "write config.json".into(),
                 source,
             })?;
-            let pid = start_shim(ns, &id, &dir, &r).await?;
+            let (name, handler) = self
+                .runtimes
+                .read()
+                .expect("runtimes lock")
+                .get(&c.runtime)?;
+            let binary = match handler {
+                super::runtimes::Handler::Builtin => None,
+                super::runtimes::Handler::External { binary } => {
+                    super::runtimes::check_binary(&name, &binary)?;
+                    Some(binary)
+                }
+            };
+            let pid = start_shim(ns, &id, &dir, &r, binary.as_deref()).await?;
             let shim = connect(&dir).await?;
             Ok::<_, Error>((pid, shim))
         }
@@ -674,28 +689,23 @@ async fn start_shim(
     id: &str,
     dir: &Path,
     r: &tpb::CreateTaskRequest,
+    runtime_binary: Option<&Path>,
 ) -> Result<u32, Error> {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg0(super::SHIM_ARGV0)
-        .arg("serve")
+    let mut cmd = super::shim::sealed_command(dir)?;
+    cmd.arg("serve")
         .args(["--namespace", ns, "--id", id])
         .arg("--dir")
         .arg(dir)
         .args([
             "--stdin", &r.stdin, "--stdout", &r.stdout, "--stderr", &r.stderr,
-        ])
-        .current_dir(dir)
+        ]);
+    if let Some(b) = runtime_binary {
+        cmd.arg("--runtime-binary").arg(b);
+    }
+    cmd.current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe and touches only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
     let id2 = id.to_owned();
     let line = tokio::task::spawn_blocking(move || -> Result<String, Error> {
         let mut child = cmd.spawn().map_err(|source| Error::Io {
@@ -1124,6 +1134,50 @@ impl tasks_ttrpc::Tasks for TasksService {
         r: tpb::ResumeTaskRequest,
     ) -> ttrpc::Result<tpb::Empty> {
         self.freeze(ctx, &r.container_id, false).await
+    }
+
+    async fn metrics(
+        &self,
+        ctx: &TtrpcContext,
+        r: tpb::MetricsRequest,
+    ) -> ttrpc::Result<tpb::MetricsResponse> {
+        let ns = namespace(ctx)?;
+        self.0.task(&ns, &r.container_id).map_err(tt)?;
+        super::metrics::read(Path::new("/sys/fs/cgroup"), &ns, &r.container_id).map_err(tt)
+    }
+
+    async fn logs(
+        &self,
+        ctx: &TtrpcContext,
+        r: tpb::LogsRequest,
+        sink: ttrpc::r#async::ServerStreamSender<tpb::LogChunk>,
+    ) -> ttrpc::Result<()> {
+        let ns = namespace(ctx)?;
+        let t = self.0.task(&ns, &r.container_id).map_err(tt)?;
+        let tail = usize::try_from(r.tail).ok();
+        let (data, current) = super::logs::stored(&t.dir, tail).map_err(tt)?;
+        // Chunks well under ttrpc's 4 MiB message limit.
+        for chunk in data.chunks(256 * 1024) {
+            sink.send(&tpb::LogChunk {
+                data: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await?;
+        }
+        if !r.follow {
+            return Ok(());
+        }
+        let sink = &sink;
+        super::logs::follow(&t.dir, current, |data| async move {
+            sink.send(&tpb::LogChunk {
+                data,
+                ..Default::default()
+            })
+            .await
+            .is_ok()
+        })
+        .await
+        .map_err(tt)
     }
 
     async fn get(&self, ctx: &TtrpcContext, r: tpb::GetRequest) -> ttrpc::Result<tpb::GetResponse> {

@@ -75,6 +75,10 @@ struct ServeArgs {
     stdout: String,
     #[arg(long, default_value = "")]
     stderr: String,
+    /// An external OCI runtime binary with runc's command line (absent: the built-in
+    /// libcontainer executor).
+    #[arg(long)]
+    runtime_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -214,6 +218,65 @@ fn seal_exe(dir: &Path) -> Result<(), Error> {
         what: format!("re-execute the shim from {}", target.display()),
         source: err,
     })
+}
+
+/// The command berthd starts a shim with: already sealed, in one `execve` instead of two.
+/// The forked child makes the same read-only bind mount as [`seal_exe`] (own mount namespace,
+/// `/` a slave, the binary bind-mounted read-only on `<dir>/.exe`), after `setsid()`, and
+/// then executes `<dir>/.exe` itself — the path resolves in the new namespace, so the
+/// first image of the shim is the read-only one. Saves the shim's re-execution of a
+/// multi-megabyte binary on every container start.
+pub fn sealed_command(dir: &Path) -> Result<std::process::Command, Error> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let exe = std::fs::read_link("/proc/self/exe").map_err(io_err("read /proc/self/exe"))?;
+    let target = dir.join(".exe");
+    File::create(&target).map_err(io_err(format!("create {}", target.display())))?;
+    let c =
+        |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::BadPath(p.to_owned()));
+    let (exe_c, target_c, root_c) = (c(&exe)?, c(&target)?, c(Path::new("/"))?);
+    let mut cmd = std::process::Command::new(&target);
+    cmd.arg0(super::SHIM_ARGV0).env(SEALED_ENV, "1");
+    // SAFETY: the closure runs in the forked child before exec and makes only raw system
+    // calls (setsid, unshare, mount) on C strings built before the fork: no allocation and
+    // no lock, as required after fork in a multi-threaded process. `last_os_error` reads
+    // errno without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            let null = std::ptr::null::<libc::c_char>();
+            let check = |r: libc::c_int| {
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            check(libc::setsid())?;
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                null,
+                root_c.as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                exe_c.as_ptr(),
+                target_c.as_ptr(),
+                null,
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                null,
+                target_c.as_ptr(),
+                null,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                std::ptr::null(),
+            ))
+        });
+    }
+    Ok(cmd)
 }
 
 fn serve(a: ServeArgs) -> i32 {
@@ -453,7 +516,15 @@ struct State {
     helpers: HashMap<u32, std::sync::mpsc::Sender<i32>>,
     /// Exits of pids not known yet (an exec process may exit before the helper's report).
     early: HashMap<u32, ExitRecord>,
-    container: libcontainer::container::Container,
+    container: Executor,
+}
+
+/// The container under one of the two runtime handlers.
+enum Executor {
+    /// youki's libcontainer, in this process.
+    Builtin(libcontainer::container::Container),
+    /// An external OCI runtime binary (see [`super::runc`]).
+    External(super::runc::Runc),
 }
 
 struct Shim {
@@ -494,21 +565,18 @@ fn start(a: &ServeArgs) -> Result<(), Error> {
     // executor's clone() copies no lock they hold mid-operation into the child except the
     // log's mutex, which the child never touches.
     std::fs::create_dir_all(dir.join("runtime")).map_err(io_err("create runtime/"))?;
-    let container = libcontainer::container::builder::ContainerBuilder::new(
-        a.id.clone(),
-        libcontainer::syscall::syscall::SyscallType::default(),
-    )
-    .with_root_path(dir.join("runtime"))
-    .map_err(|e| Error::Executor(e.to_string()))?
-    .with_stdin(io.stdin)
-    .with_stdout(io.stdout)
-    .with_stderr(io.stderr)
-    .as_init(&dir)
-    .with_systemd(false)
-    .with_detach(true)
-    .build()
-    .map_err(|e| Error::Executor(crate::metadata::chain(&e)))?;
-    let pid = container.pid().map_or(0, |p| p.as_raw() as u32);
+    let (pid, container) = match &a.runtime_binary {
+        Some(binary) => {
+            let r = super::runc::Runc {
+                binary: binary.clone(),
+                dir: dir.clone(),
+                id: a.id.clone(),
+            };
+            let pid = r.create(io.stdin, io.stdout, io.stderr)?;
+            (pid, Executor::External(r))
+        }
+        None => builtin_create(a, &dir, io)?,
+    };
     let (changed, _) = watch::channel(0u64);
     let shim = Arc::new(Shim {
         ns: a.namespace.clone(),
@@ -533,6 +601,48 @@ fn start(a: &ServeArgs) -> Result<(), Error> {
         .build()
         .map_err(io_err("start the async runtime"))?;
     rt.block_on(run(shim, copiers))
+}
+
+/// Creates the container with libcontainer (it clones this process: no thread may hold a
+/// lock the child needs).
+fn builtin_create(a: &ServeArgs, dir: &Path, io: Stdio) -> Result<(u32, Executor), Error> {
+    let container = libcontainer::container::builder::ContainerBuilder::new(
+        a.id.clone(),
+        libcontainer::syscall::syscall::SyscallType::default(),
+    )
+    .with_root_path(dir.join("runtime"))
+    .map_err(|e| Error::Executor(e.to_string()))?
+    .with_stdin(io.stdin)
+    .with_stdout(io.stdout)
+    .with_stderr(io.stderr)
+    .as_init(dir)
+    .with_systemd(false)
+    .with_detach(true)
+    .build()
+    .map_err(|e| Error::Executor(crate::metadata::chain(&e)))?;
+    let pid = container.pid().map_or(0, |p| p.as_raw() as u32);
+    Ok((pid, Executor::Builtin(container)))
+}
+
+/// Runs `cmd` as a registered helper and returns its exit code and stderr: it is spawned
+/// under the state lock and entered in the helper registry, so the reaper (which collects
+/// every child of this subreaper) hands its status back instead of swallowing it. Blocking.
+fn run_helper(shim: &Shim, cmd: &mut std::process::Command) -> Result<(i32, String), Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut s = shim.state.lock().expect("state lock");
+    let mut child = cmd
+        .spawn()
+        .map_err(io_err(format!("run {:?}", cmd.get_program())))?;
+    s.helpers.insert(child.id(), tx);
+    drop(s);
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let code = rx
+        .recv_timeout(Duration::from_secs(60))
+        .map_err(|_| Error::Executor(format!("{:?} did not finish in 60 s", cmd.get_program())))?;
+    Ok((code, err))
 }
 
 async fn run(shim: Arc<Shim>, copiers: Vec<std::thread::JoinHandle<()>>) -> Result<(), Error> {
@@ -640,6 +750,30 @@ impl Service {
         }
     }
 
+    /// Runs the external runtime with `args` and the container id (through the helper
+    /// registry, off the async thread); a failure carries the runtime's own message.
+    async fn external(&self, r: super::runc::Runc, args: &[&str]) -> ttrpc::Result<()> {
+        let shim = self.shim.clone();
+        let verb = args.join(" ");
+        let mut cmd = r.command(args);
+        let offset = r.log_offset();
+        let (code, err) = tokio::task::spawn_blocking(move || run_helper(&shim, &mut cmd))
+            .await
+            .map_err(|e| status(ttrpc::Code::INTERNAL, e.to_string()))?
+            .map_err(|e| e.to_ttrpc())?;
+        if code != 0 {
+            return Err(status(
+                ttrpc::Code::INTERNAL,
+                format!(
+                    "{} {verb}: {}",
+                    r.binary.display(),
+                    r.errors_since(offset, &format!("exit status {code}: {err}"))
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Pids in the container's cgroup.
     fn pids(&self) -> Vec<u32> {
         let rel = super::spec::cgroup_path(&self.shim.ns, &self.shim.id);
@@ -678,22 +812,36 @@ impl shim_ttrpc::Shim for Service {
         _: &TtrpcContext,
         _: pb::StartRequest,
     ) -> ttrpc::Result<pb::StartResponse> {
-        let mut s = self.shim.state.lock().expect("state lock");
-        if s.init.status != "created" {
-            return Err(status(
-                ttrpc::Code::FAILED_PRECONDITION,
-                format!(
-                    "container {:?} is {}, not created",
-                    self.shim.id, s.init.status
-                ),
-            ));
+        // The built-in executor works under the lock; an external runtime runs off it (the
+        // reaper needs the lock to hand the runtime's exit status back).
+        let external = {
+            let mut s = self.shim.state.lock().expect("state lock");
+            if s.init.status != "created" {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!(
+                        "container {:?} is {}, not created",
+                        self.shim.id, s.init.status
+                    ),
+                ));
+            }
+            match &mut s.container {
+                Executor::Builtin(c) => {
+                    c.start().map_err(|e| {
+                        status(
+                            ttrpc::Code::INTERNAL,
+                            format!("start: {}", crate::metadata::chain(&e)),
+                        )
+                    })?;
+                    None
+                }
+                Executor::External(r) => Some(r.clone()),
+            }
+        };
+        if let Some(r) = external {
+            self.external(r, &["start"]).await?;
         }
-        s.container.start().map_err(|e| {
-            status(
-                ttrpc::Code::INTERNAL,
-                format!("start: {}", crate::metadata::chain(&e)),
-            )
-        })?;
+        let mut s = self.shim.state.lock().expect("state lock");
         if s.init.status == "created" {
             s.init.status = "running";
         }
@@ -787,43 +935,71 @@ impl shim_ttrpc::Shim for Service {
     }
 
     async fn pause(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
-        let mut s = self.shim.state.lock().expect("state lock");
-        if s.init.status != "running" {
-            return Err(status(
-                ttrpc::Code::FAILED_PRECONDITION,
-                format!(
-                    "container {:?} is {}, not running",
-                    self.shim.id, s.init.status
-                ),
-            ));
+        // The built-in executor works under the lock; an external runtime runs off it (the
+        // reaper needs the lock to hand the runtime's exit status back).
+        let external = {
+            let mut s = self.shim.state.lock().expect("state lock");
+            if s.init.status != "running" {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!(
+                        "container {:?} is {}, not running",
+                        self.shim.id, s.init.status
+                    ),
+                ));
+            }
+            match &mut s.container {
+                Executor::Builtin(c) => {
+                    c.pause().map_err(|e| {
+                        status(
+                            ttrpc::Code::INTERNAL,
+                            format!("pause: {}", crate::metadata::chain(&e)),
+                        )
+                    })?;
+                    None
+                }
+                Executor::External(r) => Some(r.clone()),
+            }
+        };
+        if let Some(r) = external {
+            self.external(r, &["pause"]).await?;
         }
-        s.container.pause().map_err(|e| {
-            status(
-                ttrpc::Code::INTERNAL,
-                format!("pause: {}", crate::metadata::chain(&e)),
-            )
-        })?;
+        let mut s = self.shim.state.lock().expect("state lock");
         s.init.status = "paused";
         Ok(pb::Empty::default())
     }
 
     async fn resume(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
-        let mut s = self.shim.state.lock().expect("state lock");
-        if s.init.status != "paused" {
-            return Err(status(
-                ttrpc::Code::FAILED_PRECONDITION,
-                format!(
-                    "container {:?} is {}, not paused",
-                    self.shim.id, s.init.status
-                ),
-            ));
+        // The built-in executor works under the lock; an external runtime runs off it (the
+        // reaper needs the lock to hand the runtime's exit status back).
+        let external = {
+            let mut s = self.shim.state.lock().expect("state lock");
+            if s.init.status != "paused" {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!(
+                        "container {:?} is {}, not paused",
+                        self.shim.id, s.init.status
+                    ),
+                ));
+            }
+            match &mut s.container {
+                Executor::Builtin(c) => {
+                    c.resume().map_err(|e| {
+                        status(
+                            ttrpc::Code::INTERNAL,
+                            format!("resume: {}", crate::metadata::chain(&e)),
+                        )
+                    })?;
+                    None
+                }
+                Executor::External(r) => Some(r.clone()),
+            }
+        };
+        if let Some(r) = external {
+            self.external(r, &["resume"]).await?;
         }
-        s.container.resume().map_err(|e| {
-            status(
-                ttrpc::Code::INTERNAL,
-                format!("resume: {}", crate::metadata::chain(&e)),
-            )
-        })?;
+        let mut s = self.shim.state.lock().expect("state lock");
         s.init.status = "running";
         Ok(pb::Empty::default())
     }
@@ -833,26 +1009,38 @@ impl shim_ttrpc::Shim for Service {
         _: &TtrpcContext,
         _: pb::DeleteRequest,
     ) -> ttrpc::Result<pb::DeleteResponse> {
-        let mut s = self.shim.state.lock().expect("state lock");
-        if s.init.status == "running" || s.init.status == "paused" {
-            return Err(status(
-                ttrpc::Code::FAILED_PRECONDITION,
-                format!(
-                    "container {:?} is {}: kill it first",
-                    self.shim.id, s.init.status
-                ),
-            ));
-        }
-        if s.init.status == "created" {
-            // Never started: end the waiting init.
-            let _ = nix::sys::signal::kill(Pid::from_raw(s.init.pid as i32), Signal::SIGKILL);
-        }
-        if let Err(e) = s.container.delete(true) {
-            tracing::warn!("executor delete: {}", crate::metadata::chain(&e));
+        let external = {
+            let mut s = self.shim.state.lock().expect("state lock");
+            if s.init.status == "running" || s.init.status == "paused" {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!(
+                        "container {:?} is {}: kill it first",
+                        self.shim.id, s.init.status
+                    ),
+                ));
+            }
+            if s.init.status == "created" {
+                // Never started: end the waiting init.
+                let _ = nix::sys::signal::kill(Pid::from_raw(s.init.pid as i32), Signal::SIGKILL);
+            }
+            match &mut s.container {
+                Executor::Builtin(c) => {
+                    if let Err(e) = c.delete(true) {
+                        tracing::warn!("executor delete: {}", crate::metadata::chain(&e));
+                    }
+                    None
+                }
+                Executor::External(r) => Some(r.clone()),
+            }
+        };
+        if let Some(r) = external {
+            if let Err(e) = self.external(r, &["delete", "--force"]).await {
+                tracing::warn!("runtime delete: {e}");
+            }
         }
         remove_cgroups(&self.shim.ns, &self.shim.id);
-        let p = s.init.to_pb("");
-        drop(s);
+        let p = self.shim.state.lock().expect("state lock").init.to_pb("");
         let _ = self.done.try_send(());
         Ok(pb::DeleteResponse {
             process: Some(p).into(),
@@ -865,6 +1053,14 @@ impl shim_ttrpc::Shim for Service {
 fn spawn_exec(shim: &Arc<Shim>, r: pb::ExecRequest) -> Result<pb::ExecResponse, Error> {
     let mut copiers = Vec::new();
     let io = stdio(&r.stdin, &r.stdout, &r.stderr, &shim.log, &mut copiers)?;
+    let external = match &shim.state.lock().expect("state lock").container {
+        Executor::External(x) => Some(x.clone()),
+        Executor::Builtin(_) => None,
+    };
+    if let Some(x) = external {
+        let pid = exec_external(shim, &x, &r, io)?;
+        return Ok(register_exec(shim, &r.exec_id, pid));
+    }
     let process = serde_json::json!({"args": r.args, "env": r.env, "cwd": r.cwd});
     let (out_r, out_w) = pipe()?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -905,6 +1101,11 @@ fn spawn_exec(shim: &Arc<Shim>, r: pb::ExecRequest) -> Result<pb::ExecResponse, 
             ))
         }
     };
+    Ok(register_exec(shim, &r.exec_id, pid))
+}
+
+/// Records a started exec process (or its exit, when the reaper saw it first).
+fn register_exec(shim: &Shim, exec_id: &str, pid: u32) -> pb::ExecResponse {
     let mut s = shim.state.lock().expect("state lock");
     let mut p = Proc {
         pid,
@@ -915,13 +1116,57 @@ fn spawn_exec(shim: &Arc<Shim>, r: pb::ExecRequest) -> Result<pb::ExecResponse, 
         p.status = "stopped";
         p.exit = Some(rec);
     }
-    s.execs.insert(r.exec_id.clone(), p);
+    s.execs.insert(exec_id.to_owned(), p);
     drop(s);
     shim.changed.send_modify(|n| *n += 1);
-    Ok(pb::ExecResponse {
+    pb::ExecResponse {
         pid,
         ..Default::default()
-    })
+    }
+}
+
+/// `runc exec --detach` with the process's stdio; returns its pid.
+fn exec_external(
+    shim: &Shim,
+    x: &super::runc::Runc,
+    r: &pb::ExecRequest,
+    io: Stdio,
+) -> Result<u32, Error> {
+    let spec = super::spec::parse(
+        &std::fs::read(shim.dir.join("config.json")).map_err(io_err("read config.json"))?,
+    )?;
+    let process = super::runc::exec_process(&spec, &r.args, &r.env, &r.cwd)?;
+    // The exec id is a validated identifier (berthctl generates one); keep the file names
+    // safe anyway.
+    let tag: String = r
+        .exec_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let process_path = shim.dir.join(format!("exec-{tag}.json"));
+    let pid_path = shim.dir.join(format!("exec-{tag}.pid"));
+    std::fs::write(&process_path, process.to_string())
+        .map_err(io_err(format!("write {}", process_path.display())))?;
+    let offset = x.log_offset();
+    let mut cmd = x.exec_command(&process_path, &pid_path);
+    cmd.stdin(std::process::Stdio::from(io.stdin))
+        .stdout(std::process::Stdio::from(io.stdout))
+        .stderr(std::process::Stdio::from(io.stderr));
+    let result = run_helper(shim, &mut cmd);
+    drop(cmd);
+    let _ = std::fs::remove_file(&process_path);
+    let (code, _) = result?;
+    let pid = if code == 0 {
+        super::runc::read_pid(&pid_path)
+    } else {
+        Err(Error::Executor(format!(
+            "{} exec: {}",
+            x.binary.display(),
+            x.errors_since(offset, &format!("exit status {code}"))
+        )))
+    };
+    let _ = std::fs::remove_file(&pid_path);
+    pid
 }
 
 /// Spawning the helper with the process's stdout on fd 3 (the helper's own stdout is the

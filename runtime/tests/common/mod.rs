@@ -1,5 +1,6 @@
 //! Shared by the host tests that drive Debian's containerd as a reference (the unpack oracle
-//! and the import benchmark): running tools, and a containerd instance of the test's own.
+//! and the benchmarks): running tools, a containerd instance of the test's own, and the
+//! benchmarks' image building and statistics.
 
 #![allow(dead_code)]
 
@@ -115,6 +116,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         }
     }
 
+    /// containerd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn sock(&self) -> PathBuf {
         self.dir.join("containerd.sock")
     }
@@ -169,4 +175,58 @@ pub fn unmount_below(dir: &Path) {
         eprintln!("cleanup: leftover mount {m}");
         let _ = nix::mount::umount2(m, MntFlags::MNT_DETACH);
     }
+}
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// An OCI layout `work/oci` with image `bench` of one layer per host directory of `sources`
+/// (copied whole: many small files, as real base images have), built with umoci. Returns the
+/// layout and its number of layers; directories this host lacks are left out, fewer than two
+/// is an error.
+pub fn umoci_layout(work: &Path, sources: &[&str]) -> Result<(PathBuf, usize)> {
+    let layout = work.join("oci");
+    let image = format!("{}:bench", layout.display());
+    let bundle = work.join("bundle");
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout))?;
+    run(Command::new("umoci").args(["new", "--image", &image]))?;
+    let mut layers = 0;
+    for src in sources {
+        if !Path::new(src).is_dir() {
+            println!("bench: {src} not on this host, layer left out");
+            continue;
+        }
+        run(Command::new("umoci")
+            .args(["unpack", "--image", &image])
+            .arg(&bundle))?;
+        let dest = bundle.join("rootfs").join(src.trim_start_matches('/'));
+        fs::create_dir_all(dest.parent().unwrap())?;
+        run(Command::new("cp").arg("-a").arg(src).arg(&dest))?;
+        run(Command::new("umoci")
+            .args(["repack", "--image", &image])
+            .arg(&bundle))?;
+        fs::remove_dir_all(&bundle)?;
+        layers += 1;
+    }
+    ensure!(
+        layers >= 2,
+        "bench: too few source directories on this host"
+    );
+    Ok((layout, layers))
+}
+
+/// Resident memory of process `pid` (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
 }

@@ -1,4 +1,4 @@
-//! Shared by the storage host tests: OCI archives built in memory, and berthd/berthctl as
+//! Shared by the runtime host tests: OCI archives built in memory, and berthd/berthctl as
 //! child processes.
 #![allow(dead_code)]
 
@@ -166,15 +166,7 @@ pub fn try_start_berthd_config(
     extra: &str,
     log: Option<&Path>,
 ) -> Result<Berthd, std::process::ExitStatus> {
-    let cfg = dir.join("berthd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n{extra}",
-            dir.display()
-        ),
-    )
-    .unwrap();
+    let cfg = write_berthd_config(dir, extra);
     let stderr = match log {
         Some(path) => std::fs::OpenOptions::new()
             .create(true)
@@ -184,9 +176,34 @@ pub fn try_start_berthd_config(
             .into(),
         None => std::process::Stdio::null(),
     };
+    spawn_berthd(dir, &cfg, env, stderr)
+}
+
+/// Writes `<dir>/berthd.toml`: root, state and socket under `dir`, then `extra`.
+pub fn write_berthd_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join("berthd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[ttrpc]\naddress = \"{0}/state/berthd.sock\"\n{extra}",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Starts berthd with `cfg` (socket at `<dir>/state/berthd.sock`) and waits until it answers;
+/// a berthd that exits first is returned as its exit status.
+pub fn spawn_berthd(
+    dir: &Path,
+    cfg: &Path,
+    env: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> Result<Berthd, std::process::ExitStatus> {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
         .arg("--config")
-        .arg(&cfg)
+        .arg(cfg)
         .envs(env.iter().copied())
         .stderr(stderr)
         .spawn()
@@ -195,6 +212,7 @@ pub fn try_start_berthd_config(
         child,
         socket: dir.join("state/berthd.sock"),
     };
+    // Hang guard only.
     for _ in 0..1000 {
         if berthctl(&d.socket, &["version"]).status.success() {
             return Ok(d);
@@ -205,4 +223,103 @@ pub fn try_start_berthd_config(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     panic!("berthd did not answer within 20 s");
+}
+
+/// [`spawn_berthd`] with its stderr piped (read by [`Berthd::stop`]); panics if it exits.
+pub fn start_berthd_piped(dir: &Path, cfg: &Path) -> Berthd {
+    spawn_berthd(dir, cfg, &[], std::process::Stdio::piped())
+        .unwrap_or_else(|status| panic!("berthd exited early: {status}"))
+}
+
+impl Berthd {
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM; asserts a clean exit and returns what it wrote to a piped stderr.
+    pub fn stop(&mut self) -> String {
+        use std::io::Read;
+        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let mut log = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            err.read_to_string(&mut log).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "berthd exit: {status:?}\n{log}");
+        log
+    }
+}
+
+/// Debian's `busybox-static`, the one binary of the test images.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A layer with busybox, its applet links and minimal /etc files.
+pub fn busybox_layer() -> Vec<u8> {
+    let bb = std::fs::read(BUSYBOX).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, name: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    };
+    for d in ["bin", "etc", "tmp", "root", "home", "home/app"] {
+        dir(&mut b, d);
+    }
+    let file = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    file(&mut b, "bin/busybox", &bb, 0o755);
+    file(
+        &mut b,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        0o644,
+    );
+    file(
+        &mut b,
+        "etc/group",
+        b"root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
+        0o644,
+    );
+    file(&mut b, "etc/hostfile", b"a file\n", 0o644);
+    for applet in [
+        "sh", "echo", "cat", "ls", "id", "sleep", "true", "false", "hostname", "kill", "ps",
+        "mount", "grep", "wc", "readlink", "touch", "stat", "env",
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// An OCI archive of one image, "busybox", made of [`busybox_layer`].
+pub fn busybox_archive() -> Vec<u8> {
+    let mut blobs = BTreeMap::new();
+    let layer = busybox_layer();
+    let m = manifest(&[&layer], &mut blobs);
+    archive(&[("busybox", m)], &blobs)
 }

@@ -23,6 +23,7 @@ pub async fn run(client: &StorageClient, args: GcArgs) -> Result<(), Error> {
             "expired_leases": r.expired_leases,
             "errors": r.errors,
             "duration_ns": r.duration_ns,
+            "suspended": (!r.suspended.is_empty()).then_some(&r.suspended),
         });
         println!(
             "{}",
@@ -52,6 +53,9 @@ pub async fn run(client: &StorageClient, args: GcArgs) -> Result<(), Error> {
         r.expired_leases.len(),
         r.duration_ns / 1_000_000
     );
+    if !r.suspended.is_empty() {
+        println!("{}", r.suspended);
+    }
     for e in &r.errors {
         eprintln!("berthctl: gc: {e}");
     }
