@@ -284,7 +284,11 @@ fn air_gapped_pull_through_a_default_mirror_only_config() -> Result<()> {
     let endpoints: Vec<&str> = resolve
         .stdout
         .lines()
-        .filter(|l| l.split_whitespace().next().is_some_and(|c| c.parse::<u32>().is_ok()))
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|c| c.parse::<u32>().is_ok())
+        })
         .collect();
     vm.check(
         endpoints.len() == 1 && endpoints[0].contains("http://10.0.2.2:5000/v2"),
@@ -368,7 +372,10 @@ fn air_gapped_pull_through_a_default_mirror_only_config() -> Result<()> {
         without_ns.is_empty(),
         format!("API requests without ?ns=docker.io: {without_ns:?}"),
     )?;
-    for what in ["/v2/library/edge-app/manifests/v1", "/v2/library/edge-app/blobs/sha256:"] {
+    for what in [
+        "/v2/library/edge-app/manifests/v1",
+        "/v2/library/edge-app/blobs/sha256:",
+    ] {
         vm.check(
             requests.iter().any(|(_, u)| u.starts_with(what)),
             format!("no request for {what}…"),
@@ -384,7 +391,10 @@ fn air_gapped_pull_through_a_default_mirror_only_config() -> Result<()> {
     );
     vm.check(
         wire.dns_queries.contains(CONTROL_NAME),
-        format!("the recording missed the control query: {:?}", wire.dns_queries),
+        format!(
+            "the recording missed the control query: {:?}",
+            wire.dns_queries
+        ),
     )?;
     let upstream: Vec<&String> = wire
         .dns_queries
