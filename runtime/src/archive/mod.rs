@@ -216,10 +216,8 @@ pub fn apply_layer(
         // On an error the receiver goes first, so the decompressor's next send fails and
         // it stops instead of inflating the rest.
         drop(tar);
-        let streamed = match producer.join() {
-            Ok(r) => Some(r),
-            Err(_) => None,
-        };
+        // `None`: the thread panicked.
+        let streamed = producer.join().ok();
         (applied, streamed)
     });
     let mut stats = applied?;
