@@ -127,12 +127,32 @@ pub struct ApplyStats {
     pub diff_id: Option<Digest>,
 }
 
+/// Bytes of decompressed tar handed from the decompressing thread to the applying one at a
+/// time, and how many such chunks may wait: enough to keep both busy, little memory.
+const PIPE_CHUNK: usize = 256 * 1024;
+const PIPE_DEPTH: usize = 8;
+/// Read size on the compressed blob (each read of a content-store blob is one `pread`).
+const BLOB_BUFFER: usize = 256 * 1024;
+
+/// What the decompressing thread computed over the whole blob.
+struct Streamed {
+    compressed_bytes: u64,
+    digest: Digest,
+    uncompressed_bytes: u64,
+    diff_id: Digest,
+}
+
 /// Applies the layer blob read from `blob` onto `target`, checking its size, digest and
 /// (when given) diff ID. The compression is detected from the first bytes and must agree with
 /// the media type.
+///
+/// Two threads share the work: one reads the blob, hashes it, decompresses and hashes the tar
+/// (the diff ID); the calling one parses the tar and writes the files. Decompression and the
+/// filesystem calls then overlap instead of alternating (a pull's unpack is CPU-bound on
+/// both; see `docs/performance.md`).
 pub fn apply_layer(
     target: &Path,
-    blob: impl Read,
+    blob: impl Read + Send,
     layer: &LayerRef,
     opts: &ApplyOptions,
 ) -> Result<ApplyStats, Error> {
@@ -171,32 +191,49 @@ pub fn apply_layer(
             found: found.name(),
         });
     }
-    let mut stats = {
-        let mut outer = BufReader::new(io::Cursor::new(head[..have].to_vec()).chain(&mut hashed));
-        let stats = {
-            let decompressed: Box<dyn Read + '_> = match found {
-                Compression::None => Box::new(&mut outer),
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut outer)),
-                Compression::Zstd => Box::new(
-                    zstd::stream::read::Decoder::with_buffer(&mut outer)
-                        .map_err(read_err(found.name()))?,
-                ),
-            };
-            let mut inner = HashReader::new(decompressed);
-            let mut stats = apply::apply_tar(target, &mut inner, &name, found.name(), opts)?;
-            // Whatever follows the tar's end blocks still belongs to the diff ID.
-            io::copy(&mut inner, &mut io::sink()).map_err(read_err(found.name()))?;
-            stats.uncompressed_bytes = inner.count;
-            stats.diff_id = Some(inner.finish());
-            stats
+    let head = head[..have].to_vec();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPE_DEPTH);
+    let (applied, streamed) = std::thread::scope(|scope| {
+        let producer = std::thread::Builder::new()
+            .name("layer-inflate".into())
+            .spawn_scoped(scope, move || decompress_into(head, hashed, found, tx));
+        let producer = match producer {
+            Ok(p) => p,
+            Err(e) => return (Err(read_err(found.name())(e)), None),
         };
-        // And whatever follows the compressed stream still belongs to the blob.
-        io::copy(&mut outer, &mut io::sink()).map_err(read_err(found.name()))?;
-        stats
+        let mut tar = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        let applied =
+            apply::apply_tar(target, &mut tar, &name, found.name(), opts).and_then(|stats| {
+                // Whatever follows the tar's end blocks still belongs to the diff ID: let the
+                // decompressor finish.
+                io::copy(&mut tar, &mut io::sink()).map_err(read_err(found.name()))?;
+                Ok(stats)
+            });
+        // On an error the receiver goes first, so the decompressor's next send fails and
+        // it stops instead of inflating the rest.
+        drop(tar);
+        // `None`: the thread panicked.
+        let streamed = producer.join().ok();
+        (applied, streamed)
+    });
+    let mut stats = applied?;
+    let streamed = match streamed {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return Err(read_err(found.name())(e)),
+        None => {
+            return Err(read_err(found.name())(io::Error::other(
+                "the decompressing thread panicked",
+            )))
+        }
     };
-    let outer = hashed;
-    stats.compressed_bytes = outer.count;
-    let digest = outer.finish();
+    stats.uncompressed_bytes = streamed.uncompressed_bytes;
+    stats.diff_id = Some(streamed.diff_id);
+    stats.compressed_bytes = streamed.compressed_bytes;
+    let digest = streamed.digest;
     stats.digest = Some(digest);
     if stats.compressed_bytes != layer.size {
         return Err(Error::SizeMismatch {
@@ -224,6 +261,94 @@ pub fn apply_layer(
         }
     }
     Ok(stats)
+}
+
+/// The decompressing side of [`apply_layer`]: reads the rest of the blob after `head`,
+/// decompresses it and sends the tar in chunks, hashing both. A read or decompression error
+/// is sent to the applier (it fails the tar where it stands) and returned. When the applier
+/// has gone (it failed), stops.
+fn decompress_into<R: Read>(
+    head: Vec<u8>,
+    hashed: HashReader<R>,
+    found: Compression,
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<Streamed> {
+    let mut outer = BufReader::with_capacity(BLOB_BUFFER, io::Cursor::new(head).chain(hashed));
+    let (uncompressed_bytes, diff_id) = {
+        let decompressed: io::Result<Box<dyn Read + '_>> = match found {
+            Compression::None => Ok(Box::new(&mut outer)),
+            Compression::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(&mut outer))),
+            Compression::Zstd => zstd::stream::read::Decoder::with_buffer(&mut outer)
+                .map(|d| Box::new(d) as Box<dyn Read + '_>),
+        };
+        let mut inner = match decompressed {
+            Ok(d) => HashReader::new(d),
+            Err(e) => {
+                let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                return Err(e);
+            }
+        };
+        loop {
+            let mut chunk = vec![0u8; PIPE_CHUNK];
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match inner.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        return Err(e);
+                    }
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            chunk.truncate(filled);
+            if tx.send(Ok(chunk)).is_err() {
+                return Err(io::Error::other("the layer applier stopped"));
+            }
+        }
+        (inner.count, inner.finish())
+    };
+    drop(tx);
+    // Whatever follows the compressed stream still belongs to the blob.
+    io::copy(&mut outer, &mut io::sink())?;
+    let (_, hashed) = outer.into_inner().into_inner();
+    Ok(Streamed {
+        compressed_bytes: hashed.count,
+        digest: hashed.finish(),
+        uncompressed_bytes,
+        diff_id,
+    })
+}
+
+/// The applying side of [`apply_layer`]: the tar as the decompressing thread sends it.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The sender is gone after the last chunk: the end of the tar.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Applies the layer stored as a blob file at `path` (e.g. [`crate::content::LocalStore::blob_path`]).
