@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod modules;
 pub mod rootfs;
 pub mod tree;
+pub mod zfs;
 
 pub use builder::{build, BuildOptions, BuildReport, KernelInput};
 pub use error::Error;
