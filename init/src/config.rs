@@ -89,6 +89,8 @@ pub struct Config {
     pub rlimits: crate::rlimit::Rlimits,
     /// `[storage]`: the state partition mounted at `/var`.
     pub storage: crate::storage::StorageConfig,
+    /// `[zfs]`: the ZFS pool imported before berthd (docs/zfs.md).
+    pub zfs: crate::zfs::ZfsConfig,
 }
 
 /// `[console]`.
@@ -269,6 +271,7 @@ impl Default for Config {
             sysctl: crate::sysctl::Sysctls::default(),
             rlimits: crate::rlimit::Rlimits::new(),
             storage: crate::storage::StorageConfig::default(),
+            zfs: crate::zfs::ZfsConfig::default(),
         }
     }
 }

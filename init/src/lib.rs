@@ -39,6 +39,7 @@ pub mod switch_root;
 pub mod sysctl;
 pub mod system;
 pub mod time;
+pub mod zfs;
 
 use std::panic::AssertUnwindSafe;
 
