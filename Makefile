@@ -9,7 +9,7 @@ BERTH_IMAGE := $(RELEASE)/berth-image
 # rustup's cargo when it is not on PATH yet (fresh shells, CI).
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: help deps static image image-test run test clean
+.PHONY: help deps static image image-test image-test-zfs run test clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -26,10 +26,13 @@ image: static ## Build the default image into out/image.
 image-test: static ## Build the test image (with the test agent) into out/image-test.
 	$(BERTH_IMAGE) build --bin-dir $(RELEASE) --test --out out/image-test
 
+image-test-zfs: static ## Build the ZFS test image (dkms-built zfs.ko, cached) into out/image-test-zfs.
+	$(BERTH_IMAGE) build --bin-dir $(RELEASE) --test --zfs --out out/image-test-zfs
+
 run: deps static image ## Boot out/image under QEMU, console on this terminal (Ctrl-a x quits).
 	scripts/run-qemu.sh out/image
 
-test: deps static image image-test ## Unit and host tests, then the QEMU scenarios one at a time.
+test: deps static image image-test image-test-zfs ## Unit and host tests, then the QEMU scenarios one at a time.
 	$(CARGO) test --workspace --exclude berth-qemu-tests
 	$(CARGO) test -p berth-qemu-tests -- --test-threads=1 --nocapture
 

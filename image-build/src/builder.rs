@@ -108,7 +108,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     }
     let root_modules = index.closure(&root_module_names, "root.modules", &opts.definition)?;
 
-    let (root_tree, host_tools) = rootfs::root_tree(&RootInputs {
+    let (mut root_tree, host_tools) = rootfs::root_tree(&RootInputs {
         bin_dir: &opts.bin_dir,
         config_dir: &opts.config_dir,
         test: opts.test,
@@ -116,6 +116,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         modules: &root_modules,
         host_tools: &host_tool_paths,
     })?;
+    if opts.test && zfs.is_some() {
+        // ZFS test images carry the snapshotter conformance suite, run in the guest against
+        // a real pool (qemu-tests/tests/zfs.rs).
+        root_tree.file(
+            crate::zfs::CONFORMANCE_PATH,
+            0o755,
+            opts.bin_dir.join("berth-snapshotter-conformance"),
+        )?;
+    }
     let root_files = root_tree.listing()?;
     let uuid = erofs::derive_uuid(&root_files, opts.source_date_epoch, def.root.compression);
 

@@ -7,9 +7,11 @@
 //! `zfs-dkms`, `linux-headers-<release>`, `linux-headers-<abi>-common` and the matching
 //! `linux-kbuild-<major.minor>` (all at the kernel package's version). `dkms build` then runs
 //! with its source and build trees inside the scratch directory (`--sourcetree`,
-//! `--dkmstree`) and `--kernelsourcedir` pointing at the unpacked headers, so nothing on the
-//! build host changes. The headers' top `Makefile` includes the `-common` one by an absolute
-//! `/usr/src/…` path; that one line is rewritten to the scratch copy.
+//! `--dkmstree`) and `--kernelsourcedir` pointing at the unpacked headers' `build` link, so
+//! nothing on the build host changes. The headers use absolute `/usr/src/…` paths in two
+//! places: the top `Makefile` includes the `-common` one (that line is rewritten), and
+//! `lib/modules/<release>/{build,source}` (relinked into the scratch directory; zfs's
+//! configure needs `source`, the `-common` tree, for the kernel interface checks).
 //!
 //! The build takes several minutes, so the result is cached under
 //! `<cache>/zfs/<release>_<kernel version>_zfs-<zfs version>/`: `tree/lib/modules/<release>/`
@@ -34,6 +36,9 @@ pub const MODULES: &[&str] = &[
 
 /// The ZFS userland copied into ZFS images (from the build host's `zfsutils-linux`).
 pub const TOOLS: &[&str] = &["/usr/sbin/zpool", "/usr/sbin/zfs"];
+
+/// Where ZFS test images carry the static snapshotter conformance binary.
+pub const CONFORMANCE_PATH: &str = "usr/libexec/berth/berth-snapshotter-conformance";
 
 /// The Debian package with the module source.
 const DKMS_PACKAGE: &str = "zfs-dkms";
@@ -200,6 +205,20 @@ fn build(
     let usr_src = src.join("usr/src");
     let headers_dir = usr_src.join(&headers);
     relocate_headers_makefile(&headers_dir, &usr_src)?;
+    // The headers package's lib/modules/<release>/{build,source} are absolute links into
+    // /usr/src; point them at the scratch copies. zfs's dkms.conf configures with
+    // `--with-linux=<…>/source` (the -common tree, the real headers) and
+    // `--with-linux-obj=<…>/build` (the flavour's generated files) when given `…/build`.
+    let kdir = src.join("lib/modules").join(release);
+    fs::create_dir_all(&kdir).map_err(io_err("create", &kdir))?;
+    for (link, target) in [
+        ("build", headers_dir.clone()),
+        ("source", usr_src.join(&common)),
+    ] {
+        let path = kdir.join(link);
+        let _ = fs::remove_file(&path);
+        std::os::unix::fs::symlink(&target, &path).map_err(io_err("symlink", &path))?;
+    }
     let zfs_version = source_version(&usr_src)?;
 
     let dkms_tree = tmp.path().join("dkms");
@@ -212,7 +231,7 @@ fn build(
             .arg("--dkmstree")
             .arg(&dkms_tree)
             .arg("--kernelsourcedir")
-            .arg(&headers_dir)
+            .arg(kdir.join("build"))
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdin(std::process::Stdio::null()),
     )?;
@@ -335,7 +354,9 @@ mod tests {
     #[test]
     fn makefile_include_is_relocated() {
         let dir = tempfile::tempdir().unwrap();
-        let h = dir.path().join("usr/src/linux-headers-6.1.0-56-cloud-amd64");
+        let h = dir
+            .path()
+            .join("usr/src/linux-headers-6.1.0-56-cloud-amd64");
         fs::create_dir_all(&h).unwrap();
         fs::write(
             h.join("Makefile"),
