@@ -327,10 +327,12 @@ fn cleanup(work: &Path, parent: &str) -> Result<()> {
     z.close()?;
     drop(z);
     let z = Zfs::open(&root, &config(&ds))?;
+    // One listing, then one destroy for the orphan.
+    let ran = z.runner().recent();
+    let listings = ran.iter().filter(|c| c.starts_with("zfs list")).count();
     ensure!(
-        z.runner().count() == 1,
-        "open ran {} commands, expected one listing",
-        z.runner().count()
+        listings == 1 && ran.len() == 2,
+        "open ran {ran:?}, expected one listing and the orphan's destroy"
     );
     let listing = zfs_cmd(&["list", "-H", "-o", "name", "-r", &ds])?;
     ensure!(
