@@ -32,20 +32,21 @@ image-test-zfs: static ## Build the ZFS test image (dkms-built zfs.ko, cached) i
 run: deps static image ## Boot out/image under QEMU, console on this terminal (Ctrl-a x quits).
 	scripts/run-qemu.sh out/image
 
-test: deps static image image-test ## Unit and host tests, then the QEMU scenarios one at a time.
+test: deps static image image-test image-test-zfs ## Unit and host tests, then the QEMU scenarios one at a time.
 	$(CARGO) test --workspace --exclude berth-qemu-tests
 	$(CARGO) test -p berth-qemu-tests -- --test-threads=1 --nocapture
 
 test-uefi: deps static image-test ## Only the UEFI disk scenario (4 boots: growth, A/B upgrade, rollback; ~95 s).
 	$(CARGO) test -p berth-qemu-tests --test uefi -- --test-threads=1 --nocapture
 
-test-zfs: deps static image-test-zfs ## Only the ZFS scenario (not in `make test` yet: ~18 min under TCG, see docs/zfs.md).
-	$(CARGO) test -p berth-qemu-tests --test zfs -- --ignored --test-threads=1 --nocapture
+test-zfs: deps static image-test-zfs ## The ZFS scenarios: the one in `make test`, then the whole conformance suite (docs/zfs.md).
+	$(CARGO) test -p berth-qemu-tests --test zfs -- --include-ignored --test-threads=1 --nocapture zfs_pool zfs_full
 
 .PHONY: bench
-bench: deps ## Benchmarks against containerd (root): image import+unpack and registry pull+unpack, reported as ratios.
+bench: deps static image-test-zfs ## Benchmarks: import/pull against containerd (root, ratios); ZFS Prepare+Commit with 10/100/1000 snapshots (QEMU).
 	$(CARGO) test --release -p berth-runtime --test bench_import -- --ignored --nocapture
 	$(CARGO) test --release -p berth-runtime --test bench_pull -- --ignored --nocapture
+	$(CARGO) test -p berth-qemu-tests --test zfs -- --ignored --test-threads=1 --nocapture zfs_bench
 
 clean: ## Remove out/ and cargo's build output.
 	rm -rf out

@@ -177,6 +177,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             0o755,
             opts.bin_dir.join("berth-snapshotter-conformance"),
         )?;
+        root_tree.bytes(
+            crate::zfs::TEST_BERTHD_DROP_IN,
+            0o644,
+            crate::zfs::TEST_BERTHD_CONFIG,
+        )?;
     }
     let root_files = root_tree.listing()?;
     let uuid = erofs::derive_uuid(&root_files, opts.source_date_epoch, def.root.compression);

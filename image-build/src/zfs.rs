@@ -40,6 +40,17 @@ pub const TOOLS: &[&str] = &["/usr/sbin/zpool", "/usr/sbin/zfs"];
 /// Where ZFS test images carry the static snapshotter conformance binary.
 pub const CONFORMANCE_PATH: &str = "usr/libexec/berth/berth-snapshotter-conformance";
 
+/// A berthd drop-in of ZFS test images (berthd.toml imports `/etc/berth/berthd.d/*.toml`):
+/// the zfs snapshotter on `tank/berth`. The QEMU scenario boots without that dataset (the
+/// plugin is skipped with the reason), creates it and restarts berthd to use it.
+pub const TEST_BERTHD_DROP_IN: &str = "etc/berth/berthd.d/50-zfs-test.toml";
+
+/// The contents of [`TEST_BERTHD_DROP_IN`].
+pub const TEST_BERTHD_CONFIG: &str =
+    "# ZFS test image: the zfs snapshotter on tank/berth (qemu-tests/tests/zfs.rs).\n\
+[plugins.\"io.containerd.snapshotter.v1.zfs\"]\n\
+dataset = \"tank/berth\"\n";
+
 /// The Debian package with the module source.
 const DKMS_PACKAGE: &str = "zfs-dkms";
 

@@ -4,20 +4,26 @@
 //!
 //! Usage:
 //! * `berth-snapshotter-conformance <overlayfs|native> <work dir>`
-//! * `berth-snapshotter-conformance zfs <work dir> <parent dataset>`: the suite, each case on
-//!   its own child dataset of the parent (destroyed afterwards);
+//! * `berth-snapshotter-conformance zfs <work dir> <parent dataset> [--skip <case>,<case>…]`:
+//!   the suite, each case on its own child dataset of the parent (destroyed afterwards); the
+//!   skipped cases are listed as such (the quick subset `make test` runs under emulation);
 //! * `berth-snapshotter-conformance zfs-scaling <work dir> <parent dataset> <n>,<n>…`: the
 //!   number of `zfs` commands each operation runs, with n existing snapshots for each n; fails
 //!   when a count differs between the n or a command lists the pool;
 //! * `berth-snapshotter-conformance zfs-cleanup <work dir> <parent dataset>`: removal past a
 //!   foreign snapshot, a dataset deleted behind berth's back and a failing destroy, then the
-//!   reconciliation at open.
+//!   reconciliation at open;
+//! * `berth-snapshotter-conformance zfs-bench <work dir> <parent dataset> <n>,<n>… <rounds>`:
+//!   Prepare+Commit latency with n existing snapshots for each n (`make bench`). Each n has
+//!   its own child dataset `<parent>/bench-<n>` and root `<work dir>/bench-<n>`, populated
+//!   only up to what is missing, so a pool kept from an earlier run (with the work directory
+//!   on it) is reused.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_runtime::snapshots::testsuite::{self, Capabilities, Factory};
@@ -25,9 +31,10 @@ use berth_runtime::snapshots::zfs::{Zfs, ZfsConfig, MANAGED_PROPERTY};
 use berth_runtime::snapshots::{native::Native, overlay::Overlay, Labels, Snapshotter};
 
 const USAGE: &str = "usage: berth-snapshotter-conformance <overlayfs|native> <work dir>\n       \
-berth-snapshotter-conformance zfs <work dir> <parent dataset>\n       \
+berth-snapshotter-conformance zfs <work dir> <parent dataset> [--skip <case>,<case>…]\n       \
 berth-snapshotter-conformance zfs-scaling <work dir> <parent dataset> <n>[,<n>…]\n       \
-berth-snapshotter-conformance zfs-cleanup <work dir> <parent dataset>";
+berth-snapshotter-conformance zfs-cleanup <work dir> <parent dataset>\n       \
+berth-snapshotter-conformance zfs-bench <work dir> <parent dataset> <n>[,<n>…] <rounds>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,11 +50,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match (name, rest) {
-        ("overlayfs" | "native" | "zfs", _) if name != "zfs" || rest.len() == 1 => {
-            return suite(name, &work, rest.first().map(String::as_str));
+        ("overlayfs" | "native", []) => return suite(name, &work, None, &[]),
+        ("zfs", [parent]) => return suite(name, &work, Some(parent), &[]),
+        ("zfs", [parent, flag, skip]) if flag == "--skip" => {
+            let skip: Vec<&str> = skip.split(',').collect();
+            return suite(name, &work, Some(parent), &skip);
         }
         ("zfs-scaling", [parent, ns]) => scaling(&work, parent, ns),
         ("zfs-cleanup", [parent]) => cleanup(&work, parent),
+        ("zfs-bench", [parent, ns, rounds]) => bench(&work, parent, ns, rounds),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -62,7 +73,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn suite(name: &str, work: &Path, parent: Option<&str>) -> ExitCode {
+fn suite(name: &str, work: &Path, parent: Option<&str>, skip: &[&str]) -> ExitCode {
     let overlay = |root: &Path| -> berth_runtime::snapshots::Result<Box<dyn Snapshotter>> {
         Ok(Box::new(Overlay::open(root)?))
     };
@@ -101,7 +112,13 @@ fn suite(name: &str, work: &Path, parent: Option<&str>) -> ExitCode {
         }
     };
     let started = Instant::now();
-    let report = testsuite::run(name, factory, caps, work);
+    let report = testsuite::run_selected(name, factory, caps, work, &|case| !skip.contains(&case));
+    if !skip.is_empty() {
+        println!(
+            "not run here (the full suite runs them): {}",
+            skip.join(", ")
+        );
+    }
     println!("{report}");
     println!("suite took {:.1} s", started.elapsed().as_secs_f64());
     for ds in made.borrow().iter() {
@@ -161,16 +178,18 @@ fn fresh(work: &Path, parent: &str, name: &str) -> Result<(Zfs, String, PathBuf)
     Ok((z, ds, root))
 }
 
-/// Runs `op` and returns the commands it ran.
+/// Runs `op` and returns the commands it ran and how long it took.
 fn counted(
     z: &Zfs,
     op: impl FnOnce() -> berth_runtime::snapshots::Result<()>,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Duration)> {
     let before = z.runner().count();
+    let t = Instant::now();
     op()?;
+    let took = t.elapsed();
     let n = (z.runner().count() - before) as usize;
     let recent = z.runner().recent();
-    Ok(recent[recent.len() - n..].to_vec())
+    Ok((recent[recent.len() - n..].to_vec(), took))
 }
 
 fn scaling(work: &Path, parent: &str, ns: &str) -> Result<()> {
@@ -197,7 +216,7 @@ fn scaling(work: &Path, parent: &str, ns: &str) -> Result<()> {
         }
         let populated = started.elapsed();
         let t = Instant::now();
-        let ops: Vec<(&'static str, Vec<String>)> = vec![
+        let ops: Vec<(&'static str, (Vec<String>, Duration))> = vec![
             (
                 "prepare (no parent)",
                 counted(&z, || z.prepare("s-a", "", Labels::new()).map(drop))?,
@@ -228,13 +247,14 @@ fn scaling(work: &Path, parent: &str, ns: &str) -> Result<()> {
             ("cleanup", counted(&z, || z.cleanup())?),
         ];
         let measured = t.elapsed();
-        for (op, cmds) in &ops {
+        for (op, (cmds, took)) in &ops {
             if let Some(bad) = cmds.iter().find(|c| c.starts_with("zfs list")) {
                 bail!("{op} with {n} snapshots lists the pool: {bad}");
             }
             println!(
-                "  n={n:<4} {op:<20} {} command(s): {}",
+                "  n={n:<4} {op:<20} {} command(s) in {:>6.1} ms: {}",
                 cmds.len(),
+                took.as_secs_f64() * 1000.0,
                 cmds.join(" | ")
             );
             table.entry(op).or_default().push(cmds.len());
@@ -353,5 +373,82 @@ fn cleanup(work: &Path, parent: &str) -> Result<()> {
     drop(z);
     zfs_cmd(&["destroy", "-r", &ds])?;
     let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+/// Prepare (a clone of a committed layer) + Commit latency with n existing snapshots.
+fn bench(work: &Path, parent: &str, ns: &str, rounds: &str) -> Result<()> {
+    let ns: Vec<usize> = ns
+        .split(',')
+        .map(|n| n.parse().with_context(|| format!("bad count {n:?}")))
+        .collect::<Result<_>>()?;
+    let rounds: usize = rounds
+        .parse()
+        .with_context(|| format!("bad round count {rounds:?}"))?;
+    ensure!(rounds > 0, "rounds must be at least 1");
+    let mut medians = Vec::new();
+    for &n in &ns {
+        let ds = format!("{parent}/bench-{n}");
+        if zfs_cmd(&["list", "-H", "-o", "name", &ds]).is_err() {
+            zfs_cmd(&["create", "-p", "-o", "mountpoint=none", &ds])?;
+        }
+        let root = work.join(format!("bench-{n}"));
+        let z = Zfs::open(&root, &config(&ds)).context("open zfs snapshotter")?;
+        // The same shape as zfs-scaling: a chain of committed layers (every fifth) with
+        // active clones on each; only what an earlier run did not make.
+        let t = Instant::now();
+        let mut made = 0;
+        let mut top = String::new();
+        for i in 0..n {
+            let key = format!("pop-a{i}");
+            if z.stat(&key).is_err() {
+                z.prepare(&key, &top, Labels::new())?;
+                made += 1;
+            }
+            if i % 5 != 0 {
+                continue;
+            }
+            let name = format!("pop-c{i}");
+            if z.stat(&name).is_err() {
+                z.commit(&name, &key, Labels::new())?;
+                made += 1;
+            }
+            top = name;
+        }
+        println!(
+            "zfs-bench n={n}: {made} snapshot operations to populate, {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let mut took = Vec::with_capacity(rounds);
+        let mut commands = 0;
+        for r in 0..rounds {
+            let (a, c) = (format!("bench-a{r}"), format!("bench-c{r}"));
+            let before = z.runner().count();
+            let t = Instant::now();
+            z.prepare(&a, &top, Labels::new())?;
+            z.commit(&c, &a, Labels::new())?;
+            took.push(t.elapsed());
+            commands = z.runner().count() - before;
+            z.remove(&c)?;
+        }
+        took.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mean = took.iter().map(|d| ms(*d)).sum::<f64>() / rounds as f64;
+        let median = ms(took[rounds / 2]);
+        println!(
+            "zfs-bench n={n}: prepare+commit median {median:.1} ms, mean {mean:.1} ms, min {:.1} ms, max {:.1} ms over {rounds} rounds ({} commands each)",
+            ms(took[0]),
+            ms(took[rounds - 1]),
+            commands
+        );
+        medians.push((n, median));
+        z.close()?;
+    }
+    if let (Some(&(n0, first)), Some(&(n1, last))) = (medians.first(), medians.last()) {
+        println!(
+            "zfs-bench: median with {n1} snapshots / with {n0}: {:.2}x",
+            last / first
+        );
+    }
     Ok(())
 }

@@ -9,13 +9,17 @@
 //!   [`MetaStore`](super::storage::MetaStore); the dataset of snapshot `id` is
 //!   `<parent dataset>/<id>`. Every operation runs only commands that name its own datasets,
 //!   and a constant number of them (see [`Runner::count`]): prepare/view 1 (`zfs create` or
-//!   `zfs clone`, properties set in the same command), commit 3 (`zfs get used`,
-//!   `zfs userspace` for the object count, `zfs snapshot`), remove 1 (`zfs destroy -r`),
-//!   usage of an active snapshot 2, everything else 0.
+//!   `zfs clone`, properties set in the same command), commit 1 (`zfs snapshot`), remove 1
+//!   (`zfs destroy -r`), usage 2 (`zfs get used`, `zfs userspace` for the object count),
+//!   everything else 0. Each command that changes the pool waits for a transaction-group
+//!   sync, which dominates its cost, so commit measures nothing: the usage of a committed
+//!   snapshot (whose dataset is never mounted again) is read when asked for.
 //! * Prepare with no parent creates a dataset; with a parent it clones `<parent>@snapshot`.
 //!   Commit snapshots the dataset as `@snapshot`. Views are clones with `readonly=on`, mounted
 //!   `ro`. Every dataset is `mountpoint=legacy` (berth mounts them itself, through
-//!   [`super::mount`]) and carries the user property [`MANAGED_PROPERTY`]` = 1`.
+//!   [`super::mount`]), `xattr=sa` (extended attributes in the inode, mounted with the
+//!   matching `saxattr` option: mount(2) without an xattr option, unlike `mount.zfs`, leaves
+//!   user xattrs unsupported) and carries the user property [`MANAGED_PROPERTY`]` = 1`.
 //! * Remove deletes the record first, then runs `zfs destroy -r`, which also takes snapshots
 //!   someone else made on the dataset (an autosnapshot tool), so they never wedge removal. A
 //!   failing destroy does not fail the removal: the dataset is recorded as pending, reported,
@@ -47,6 +51,13 @@ pub const MANAGED_PROPERTY: &str = "org.berth:managed";
 pub const SNAPSHOT_NAME: &str = "snapshot";
 /// The plugin's section in berthd.toml.
 pub const CONFIG_SECTION: &str = "io.containerd.snapshotter.v1.zfs";
+
+/// Extended attributes stored in the inode (system-attribute based): no hidden xattr
+/// directory per file, so no extra objects and writes per xattr.
+pub const XATTR_PROPERTY: &str = "xattr=sa";
+/// The mount option matching [`XATTR_PROPERTY`]. `mount.zfs` always passes an xattr option;
+/// a plain mount(2) without one leaves user xattrs unsupported (`EOPNOTSUPP`).
+pub const XATTR_MOUNT_OPTION: &str = "saxattr";
 
 /// How many recent commands [`Runner::recent`] keeps.
 const LOG_KEEP: usize = 1024;
@@ -417,7 +428,10 @@ impl Zfs {
             fs_type: "zfs".into(),
             source: self.dataset_of(s.id),
             target: None,
-            options: vec![if s.kind == Kind::View { "ro" } else { "rw" }.into()],
+            options: vec![
+                if s.kind == Kind::View { "ro" } else { "rw" }.into(),
+                XATTR_MOUNT_OPTION.into(),
+            ],
         }]
     }
 
@@ -428,7 +442,14 @@ impl Zfs {
             let snap = tx.create(kind, key, parent, labels)?;
             let ds = self.dataset_of(snap.id);
             let managed = format!("{MANAGED_PROPERTY}=1");
-            let mut args = vec!["-o", "mountpoint=legacy", "-o", &managed];
+            let mut args = vec![
+                "-o",
+                "mountpoint=legacy",
+                "-o",
+                XATTR_PROPERTY,
+                "-o",
+                &managed,
+            ];
             if kind == Kind::View {
                 args.extend(["-o", "readonly=on"]);
             }
@@ -471,11 +492,10 @@ impl Snapshotter for Zfs {
     }
 
     fn usage(&self, key: &str) -> Result<Usage> {
-        let (snap, stored) = self.store()?.read(|tx| tx.usage(key))?;
-        match stored {
-            Some(u) if snap.kind == Kind::Committed => Ok(u),
-            _ => self.measure(snap.id),
-        }
+        // Measured every time: commit records nothing (it runs only `zfs snapshot`), and a
+        // committed snapshot's dataset is never mounted again, so its figures do not drift.
+        let (snap, _) = self.store()?.read(|tx| tx.usage(key))?;
+        self.measure(snap.id)
     }
 
     fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
@@ -501,12 +521,9 @@ impl Snapshotter for Zfs {
     fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
         self.store()?.write(|tx| {
             let snap = tx.snapshot(key)?;
-            let usage = if snap.kind == Kind::Active {
-                self.measure(snap.id)?
-            } else {
-                Usage::default() // tx.commit refuses it with the precise reason
-            };
-            tx.commit(key, name, usage, labels)?;
+            // One command: the usage is read when asked for (see `usage`); tx.commit refuses
+            // a key that is not active with the precise reason.
+            tx.commit(key, name, Usage::default(), labels)?;
             // Last: when it fails the transaction is dropped and the key stays active.
             let target = format!("{}@{SNAPSHOT_NAME}", self.dataset_of(snap.id));
             self.run(&["snapshot", &target])?;
