@@ -9,7 +9,7 @@ BERTH_IMAGE := $(RELEASE)/berth-image
 # rustup's cargo when it is not on PATH yet (fresh shells, CI).
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: help deps static image image-test run test clean
+.PHONY: help deps static image image-test image-test-zfs run test clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -26,21 +26,28 @@ image: static ## Build the default image into out/image.
 image-test: static ## Build the test image (with the test agent) into out/image-test.
 	$(BERTH_IMAGE) build --bin-dir $(RELEASE) --test --out out/image-test
 
+image-test-zfs: static ## Build the ZFS test image (dkms-built zfs.ko, cached) into out/image-test-zfs.
+	$(BERTH_IMAGE) build --bin-dir $(RELEASE) --test --zfs --out out/image-test-zfs
+
 run: deps static image ## Boot out/image under QEMU, console on this terminal (Ctrl-a x quits).
 	scripts/run-qemu.sh out/image
 
-test: deps static image image-test ## Unit and host tests, then the QEMU scenarios one at a time.
+test: deps static image image-test ## Unit and host tests, then the QEMU scenarios one at a time (ZFS: `make test-zfs`).
 	$(CARGO) test --workspace --exclude berth-qemu-tests
 	$(CARGO) test -p berth-qemu-tests -- --test-threads=1 --nocapture
 
 test-uefi: deps static image-test ## Only the UEFI disk scenario (4 boots: growth, A/B upgrade, rollback; ~95 s).
 	$(CARGO) test -p berth-qemu-tests --test uefi -- --test-threads=1 --nocapture
 
+test-zfs: deps static image-test-zfs ## The ZFS scenarios: the one in `make test`, then the whole conformance suite (docs/zfs.md).
+	$(CARGO) test -p berth-qemu-tests --test zfs -- --include-ignored --test-threads=1 --nocapture zfs_pool zfs_full
+
 .PHONY: bench
-bench: deps ## Benchmarks against containerd (root): image import+unpack, registry pull+unpack, run --rm true; reported as ratios.
+bench: deps static image-test-zfs ## Benchmarks against containerd (root, ratios): import+unpack, registry pull+unpack, run --rm true; ZFS Prepare+Commit with 10/100/1000 snapshots (QEMU).
 	$(CARGO) test --release -p berth-runtime --test bench_import -- --ignored --nocapture
 	$(CARGO) test --release -p berth-runtime --test bench_pull -- --ignored --nocapture
 	$(CARGO) test --release -p berth-runtime --test bench_run -- --ignored --nocapture
+	$(CARGO) test -p berth-qemu-tests --test zfs -- --ignored --test-threads=1 --nocapture zfs_bench
 
 clean: ## Remove out/ and cargo's build output.
 	rm -rf out

@@ -19,12 +19,43 @@
 # - systemd-boot-efi (EFI stub + systemd-boot), binutils (objcopy), dosfstools + mtools (the
 #   ESP), qemu-utils (qemu-img: qcow2), ovmf (UEFI firmware for QEMU): berth-image uki/disk
 #   and the UEFI scenario.
+# - dkms, zfsutils-linux (Debian contrib): berth-image --zfs builds zfs.ko with `dkms build`
+#   from the zfs-dkms source it fetches with `apt-get download` (never installed here), and
+#   copies zpool/zfs into the image. `contrib` is added to the host's existing Debian apt
+#   sources (same archive, same suites) when missing.
 #
 # The host's apt sources may list unreachable third-party repositories: errors from
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu libseccomp-dev busybox-static systemd-boot-efi binutils dosfstools mtools qemu-utils ovmf"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu libseccomp-dev busybox-static systemd-boot-efi binutils dosfstools mtools qemu-utils ovmf dkms zfsutils-linux"
+
+# ZFS lives in Debian's contrib component: add it to the Debian entries that list only main
+# (deb822 .sources stanzas and one-line sources.list entries). Root only; a no-op when present.
+add_contrib() {
+    [ "$(id -u)" -eq 0 ] || return 0
+    changed=""
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        grep -qE '^URIs:.*debian' "$f" || continue
+        if grep -E '^Components:' "$f" | grep -qv contrib; then
+            sed -i -E '/^Components:/{/contrib/!s/$/ contrib/}' "$f"
+            changed="$changed $f"
+        fi
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        if grep -E '^deb(-src)? .*debian.* main' "$f" | grep -qv contrib; then
+            sed -i -E '/^deb(-src)? .*debian.* main/{/contrib/!s/$/ contrib/}' "$f"
+            changed="$changed $f"
+        fi
+    done
+    if [ -n "$changed" ]; then
+        echo "install-deps: added contrib to$changed" >&2
+        apt-get update || echo "install-deps: apt-get update reported errors; continuing" >&2
+    fi
+}
+add_contrib
 
 missing=""
 for pkg in $PACKAGES; do

@@ -47,6 +47,9 @@ pub struct BuildOptions {
     pub config_dir: PathBuf,
     /// Build a test image.
     pub test: bool,
+    /// Add ZFS: modules built with dkms for the image's kernel ([`crate::zfs`]), `zpool` and
+    /// `zfs` with their libraries.
+    pub zfs: bool,
     /// Kernel source.
     pub kernel: KernelInput,
     /// Timestamp for every mtime.
@@ -133,24 +136,53 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         } => kernel::local(vmlinuz, modules_dir)?,
     };
 
-    let index = ModuleIndex::load(&kernel.modules_dir)?;
+    let zfs = match (&opts.kernel, opts.zfs) {
+        (KernelInput::Apt { cache_dir }, true) => Some(crate::zfs::prepare(&kernel, cache_dir)?),
+        (KernelInput::Local { .. }, true) => return Err(crate::zfs::ZfsError::LocalKernel.into()),
+        (_, false) => None,
+    };
+    let modules_dir = zfs
+        .as_ref()
+        .map_or(kernel.modules_dir.as_path(), |z| z.modules_dir.as_path());
+    let index = ModuleIndex::load(modules_dir)?;
     let initramfs_modules = index.closure(
         &def.initramfs.modules,
         "initramfs.modules",
         &opts.definition,
     )?;
-    let root_modules = index.closure(&def.root.modules, "root.modules", &opts.definition)?;
+    let mut root_module_names = def.root.modules.clone();
+    let mut host_tool_paths = def.root.host_tools.clone();
+    if zfs.is_some() {
+        // `zfs` brings its companions (spl, znvpair, …) through modules.dep.
+        root_module_names.push("zfs".into());
+        host_tool_paths.extend(crate::zfs::TOOLS.iter().map(|t| t.to_string()));
+    }
+    let root_modules = index.closure(&root_module_names, "root.modules", &opts.definition)?;
 
     let preload = preload_archives(&def, opts)?;
-    let (root_tree, host_tools) = rootfs::root_tree(&RootInputs {
+    let (mut root_tree, host_tools) = rootfs::root_tree(&RootInputs {
         bin_dir: &opts.bin_dir,
         config_dir: &opts.config_dir,
         test: opts.test,
         index: &index,
         modules: &root_modules,
-        host_tools: &def.root.host_tools,
+        host_tools: &host_tool_paths,
         preload: &preload,
     })?;
+    if opts.test && zfs.is_some() {
+        // ZFS test images carry the snapshotter conformance suite, run in the guest against
+        // a real pool (qemu-tests/tests/zfs.rs).
+        root_tree.file(
+            crate::zfs::CONFORMANCE_PATH,
+            0o755,
+            opts.bin_dir.join("berth-snapshotter-conformance"),
+        )?;
+        root_tree.bytes(
+            crate::zfs::TEST_BERTHD_DROP_IN,
+            0o644,
+            crate::zfs::TEST_BERTHD_CONFIG,
+        )?;
+    }
     let root_files = root_tree.listing()?;
     let uuid = erofs::derive_uuid(&root_files, opts.source_date_epoch, def.root.compression);
 
@@ -246,6 +278,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             host_tools,
             files: root_files,
         },
+        zfs: zfs.map(|z| z.meta),
     };
     let mut json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     json.push(b'\n');

@@ -1,6 +1,8 @@
 //! The crate-level error: one variant per module, each carrying that module's own error.
 
-use crate::{cpio, definition, epoch, erofs, fsutil, initramfs, kernel, modules, rootfs, tree};
+use crate::{
+    cpio, definition, epoch, erofs, fsutil, initramfs, kernel, modules, rootfs, tree, zfs,
+};
 
 /// Any failure while building an image.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,9 @@ pub enum Error {
     /// `SOURCE_DATE_EPOCH` is invalid.
     #[error(transparent)]
     Epoch(#[from] epoch::EpochError),
+    /// The ZFS modules could not be built (`--zfs`).
+    #[error(transparent)]
+    Zfs(#[from] zfs::ZfsError),
     /// A file-system operation on the outputs failed.
     #[error(transparent)]
     Fs(#[from] fsutil::FsError),

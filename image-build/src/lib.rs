@@ -31,6 +31,7 @@ pub mod pxe;
 pub mod rootfs;
 pub mod tree;
 pub mod uki;
+pub mod zfs;
 
 pub use builder::{build, BuildOptions, BuildReport, KernelInput};
 pub use error::Error;

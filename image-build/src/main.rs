@@ -70,6 +70,10 @@ struct BuildArgs {
     /// Build a test image (adds the test agent and its service).
     #[arg(long)]
     test: bool,
+    /// Add ZFS: zfs.ko and companions built with dkms for the image's kernel (cached under
+    /// the cache directory), zpool and zfs with their libraries.
+    #[arg(long)]
+    zfs: bool,
     /// Cache for kernel packages.
     #[arg(
         long,
@@ -120,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
         definition: args.definition,
         config_dir: args.config_dir,
         test: args.test,
+        zfs: args.zfs,
         kernel,
         source_date_epoch,
         epoch_source,

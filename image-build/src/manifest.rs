@@ -39,6 +39,9 @@ pub struct Manifest {
     pub initramfs: InitramfsInfo,
     /// The root image.
     pub root: RootInfo,
+    /// The ZFS modules of a ZFS image (`--zfs`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zfs: Option<crate::zfs::ZfsMeta>,
 }
 
 /// One output file.

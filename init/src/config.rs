@@ -93,6 +93,8 @@ pub struct Config {
     pub remote_config: crate::remote_config::RemoteConfig,
     /// `[boot]`: UEFI slots and the trial-boot watchdog (`crate::boot`).
     pub boot: crate::boot::BootConfig,
+    /// `[zfs]`: the ZFS pool imported before berthd (docs/zfs.md).
+    pub zfs: crate::zfs::ZfsConfig,
 }
 
 /// `[console]`.
@@ -275,6 +277,7 @@ impl Default for Config {
             storage: crate::storage::StorageConfig::default(),
             remote_config: crate::remote_config::RemoteConfig::default(),
             boot: crate::boot::BootConfig::default(),
+            zfs: crate::zfs::ZfsConfig::default(),
         }
     }
 }

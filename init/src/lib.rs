@@ -43,6 +43,7 @@ pub mod switch_root;
 pub mod sysctl;
 pub mod system;
 pub mod time;
+pub mod zfs;
 
 use std::panic::AssertUnwindSafe;
 

@@ -203,6 +203,10 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     control.timeline.time("settings", || {
         crate::system::apply_settings(&config, console)
     });
+    // The ZFS pool (ZFS images): after /var and the node file, which may name it.
+    control
+        .timeline
+        .time("zfs", || crate::zfs::setup(&config.zfs, console));
     // Network, then time, before the engine: berthd pulls from mirrors over TLS. After
     // storage and sysctls, so the node file's [network] and [time] and net.* sysctls apply.
     let config_files = [config_path, Path::new(crate::storage::NODE_FILE)];

@@ -256,7 +256,9 @@ async fn serve(
     let mut registry = registry(&cfg);
     // Snapshotters first: interrupted unpacks are cleaned up, then the storage reconciles its
     // snapshot records against them and its collector sweeps through them.
-    let snapshotters = Arc::new(crate::snapshots::service::load(&cfg.root, &mut registry));
+    let mut loaded = crate::snapshots::service::load(&cfg.root, &mut registry);
+    crate::snapshots::zfs::register(&cfg.root, &cfg.plugins, &mut loaded, &mut registry);
+    let snapshotters = Arc::new(loaded);
     for id in snapshotters.ids() {
         if let Some(sn) = snapshotters.lookup(&id) {
             let (removed, errors) = crate::unpack::remove_leftovers(sn.as_ref());

@@ -76,6 +76,9 @@ pub enum Error {
         #[source]
         source: Option<nix::Error>,
     },
+    /// A `zfs` command failed (the zfs snapshotter).
+    #[error(transparent)]
+    Zfs(#[from] super::zfs::ZfsError),
 }
 
 /// Result with a snapshot [`Error`].
@@ -93,7 +96,9 @@ impl Error {
             Error::InvalidArgument { .. } => ttrpc::Code::INVALID_ARGUMENT,
             Error::Closed => ttrpc::Code::UNAVAILABLE,
             Error::Corrupt { .. } => ttrpc::Code::DATA_LOSS,
-            Error::Db { .. } | Error::Io { .. } | Error::Mount { .. } => ttrpc::Code::INTERNAL,
+            Error::Db { .. } | Error::Io { .. } | Error::Mount { .. } | Error::Zfs(_) => {
+                ttrpc::Code::INTERNAL
+            }
         }
     }
 

@@ -46,6 +46,7 @@ pub mod service;
 pub mod storage;
 pub mod sweeper;
 pub mod testsuite;
+pub mod zfs;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -80,6 +80,16 @@ impl Snapshotters {
         })
     }
 
+    /// Makes the loaded snapshotter `id` the default (e.g. `default = true` in the zfs
+    /// plugin's section); false when it is not loaded.
+    pub fn set_default(&mut self, id: &str) -> bool {
+        let loaded = self.map.contains_key(id);
+        if loaded {
+            self.default = Some(id.to_string());
+        }
+        loaded
+    }
+
     /// The default snapshotter's id.
     pub fn default_id(&self) -> Option<&str> {
         self.default.as_deref()
