@@ -50,8 +50,8 @@ fn require_tool(tool: &str, hint: &str) -> Result<()> {
     Ok(())
 }
 
-/// Copies what a build reads: the root manifests and every top-level directory except
-/// build output and VCS metadata (`target/`, `out/`, dot-directories). Everything already in
+/// Copies what a build reads: the root manifests, `.cargo/` and every top-level directory
+/// except build output and VCS metadata (`target/`, `out/`, other dot-directories). Everything already in
 /// `to` except its `target/` is removed first.
 fn copy_sources(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to)?;
@@ -72,7 +72,9 @@ fn copy_sources(from: &Path, to: &Path) -> Result<()> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || name == "target" || name == "out" {
+        // `.cargo/config.toml` is build configuration (the static libseccomp link); other
+        // dot-directories are VCS and editor state.
+        if (name.starts_with('.') && name != ".cargo") || name == "target" || name == "out" {
             continue;
         }
         copy_tree(&entry.path(), &to.join(&*name))?;
