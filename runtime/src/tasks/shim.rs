@@ -752,6 +752,47 @@ impl Service {
 
     /// Runs the external runtime with `args` and the container id (through the helper
     /// registry, off the async thread); a failure carries the runtime's own message.
+    /// Pause (`freeze`) or resume the container: running ⇄ paused. The built-in executor
+    /// works under the lock; an external runtime runs off it (the reaper needs the lock to
+    /// hand the runtime's exit status back).
+    async fn freeze(&self, freeze: bool) -> ttrpc::Result<pb::Empty> {
+        let (verb, from, to) = if freeze {
+            ("pause", "running", "paused")
+        } else {
+            ("resume", "paused", "running")
+        };
+        let external = {
+            let mut s = self.shim.state.lock().expect("state lock");
+            if s.init.status != from {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!(
+                        "container {:?} is {}, not {from}",
+                        self.shim.id, s.init.status
+                    ),
+                ));
+            }
+            match &mut s.container {
+                Executor::Builtin(c) => {
+                    let r = if freeze { c.pause() } else { c.resume() };
+                    r.map_err(|e| {
+                        status(
+                            ttrpc::Code::INTERNAL,
+                            format!("{verb}: {}", crate::metadata::chain(&e)),
+                        )
+                    })?;
+                    None
+                }
+                Executor::External(r) => Some(r.clone()),
+            }
+        };
+        if let Some(r) = external {
+            self.external(r, &[verb]).await?;
+        }
+        self.shim.state.lock().expect("state lock").init.status = to;
+        Ok(pb::Empty::default())
+    }
+
     async fn external(&self, r: super::runc::Runc, args: &[&str]) -> ttrpc::Result<()> {
         let shim = self.shim.clone();
         let verb = args.join(" ");
@@ -935,73 +976,11 @@ impl shim_ttrpc::Shim for Service {
     }
 
     async fn pause(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
-        // The built-in executor works under the lock; an external runtime runs off it (the
-        // reaper needs the lock to hand the runtime's exit status back).
-        let external = {
-            let mut s = self.shim.state.lock().expect("state lock");
-            if s.init.status != "running" {
-                return Err(status(
-                    ttrpc::Code::FAILED_PRECONDITION,
-                    format!(
-                        "container {:?} is {}, not running",
-                        self.shim.id, s.init.status
-                    ),
-                ));
-            }
-            match &mut s.container {
-                Executor::Builtin(c) => {
-                    c.pause().map_err(|e| {
-                        status(
-                            ttrpc::Code::INTERNAL,
-                            format!("pause: {}", crate::metadata::chain(&e)),
-                        )
-                    })?;
-                    None
-                }
-                Executor::External(r) => Some(r.clone()),
-            }
-        };
-        if let Some(r) = external {
-            self.external(r, &["pause"]).await?;
-        }
-        let mut s = self.shim.state.lock().expect("state lock");
-        s.init.status = "paused";
-        Ok(pb::Empty::default())
+        self.freeze(true).await
     }
 
     async fn resume(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
-        // The built-in executor works under the lock; an external runtime runs off it (the
-        // reaper needs the lock to hand the runtime's exit status back).
-        let external = {
-            let mut s = self.shim.state.lock().expect("state lock");
-            if s.init.status != "paused" {
-                return Err(status(
-                    ttrpc::Code::FAILED_PRECONDITION,
-                    format!(
-                        "container {:?} is {}, not paused",
-                        self.shim.id, s.init.status
-                    ),
-                ));
-            }
-            match &mut s.container {
-                Executor::Builtin(c) => {
-                    c.resume().map_err(|e| {
-                        status(
-                            ttrpc::Code::INTERNAL,
-                            format!("resume: {}", crate::metadata::chain(&e)),
-                        )
-                    })?;
-                    None
-                }
-                Executor::External(r) => Some(r.clone()),
-            }
-        };
-        if let Some(r) = external {
-            self.external(r, &["resume"]).await?;
-        }
-        let mut s = self.shim.state.lock().expect("state lock");
-        s.init.status = "running";
-        Ok(pb::Empty::default())
+        self.freeze(false).await
     }
 
     async fn delete(
