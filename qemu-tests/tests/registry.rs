@@ -217,14 +217,7 @@ fn air_gapped_pull_through_a_default_mirror_only_config() -> Result<()> {
         .prefix("berth-qemu-registry")
         .tempdir()?;
     let layout = build_layout(tmp.path())?;
-    let registry = start_registry_logged(
-        &tmp.path().join("registry"),
-        RegistryConfig {
-            tls: None,
-            htpasswd: None,
-            netns: None,
-        },
-    )?;
+    let registry = start_registry_logged(&tmp.path().join("registry"), RegistryConfig::default())?;
     push_layout(
         &layout,
         "v1",

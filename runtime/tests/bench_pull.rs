@@ -106,14 +106,8 @@ fn pull_and_unpack_berth_vs_containerd() -> Result<()> {
     let work = tmp.path();
     let t = Instant::now();
     let (layout, layers) = common::umoci_layout(work, &SOURCES)?;
-    let reg = registry::start_registry(
-        &work.join("registry"),
-        registry::RegistryConfig {
-            tls: None,
-            htpasswd: None,
-            netns: None,
-        },
-    )?;
+    let reg =
+        registry::start_registry(&work.join("registry"), registry::RegistryConfig::default())?;
     let reference = format!("{}/bench/image:v1", reg.addr);
     registry::push_layout(&layout, "bench", &reference, None, None)?;
     let size: u64 = fs::read_dir(layout.join("blobs/sha256"))?

@@ -160,14 +160,7 @@ fn pull_unpacks_like_import_and_fetches_shared_layers_once() -> Result<()> {
         return Ok(());
     }
     let work = tempfile::tempdir()?;
-    let reg = start_registry(
-        &work.path().join("registry"),
-        RegistryConfig {
-            tls: None,
-            htpasswd: None,
-            netns: None,
-        },
-    )?;
+    let reg = start_registry(&work.path().join("registry"), RegistryConfig::default())?;
     let base = support::layer(&[
         ("etc/os-release", b"NAME=berth-test\n"),
         ("bin/tool", &random_bytes(300_000, 1)),
@@ -526,14 +519,7 @@ fn falls_back_past_silent_and_blackholed_endpoints() -> Result<()> {
 
     // (a) The first endpoint accepts TCP and never answers.
     {
-        let reg = start_registry(
-            &work.path().join("registry-a"),
-            RegistryConfig {
-                tls: None,
-                htpasswd: None,
-                netns: None,
-            },
-        )?;
+        let reg = start_registry(&work.path().join("registry-a"), RegistryConfig::default())?;
         push(
             work.path(),
             &img,
@@ -691,14 +677,7 @@ fn interrupted_pull_resumes() -> Result<()> {
         return Ok(());
     }
     let work = tempfile::tempdir()?;
-    let reg = start_registry(
-        &work.path().join("registry"),
-        RegistryConfig {
-            tls: None,
-            htpasswd: None,
-            netns: None,
-        },
-    )?;
+    let reg = start_registry(&work.path().join("registry"), RegistryConfig::default())?;
     // One 4 MiB incompressible layer: four 1 MiB writes into its ingest.
     let img = image(vec![support::layer(&[("big", &random_bytes(4 << 20, 3))])]);
     let reference = format!("{}/resume/app:v1", reg.addr);
@@ -1033,11 +1012,7 @@ fn bearer_token_auth() -> Result<()> {
     let dir = work.path().join("registry");
     let reg = registry::start_registry_with(
         &dir,
-        RegistryConfig {
-            tls: None,
-            htpasswd: None,
-            netns: None,
-        },
+        RegistryConfig::default(),
         &format!(
             "auth:\n  token:\n    realm: http://{}/token\n    service: berth-registry\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
             tokens.addr,

@@ -36,6 +36,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How to run the registry; `RegistryConfig::default()` is plain HTTP, no auth, host netns.
+#[derive(Default)]
 pub struct RegistryConfig<'a> {
     pub tls: Option<(&'a Path, &'a Path)>,
     pub htpasswd: Option<&'a Path>,
