@@ -183,7 +183,11 @@ pub const STAGE2_MOUNTS: &[MountSpec] = &[
         target: "/sys/fs/cgroup",
         fstype: "cgroup2",
         flags: NOSUID_NODEV_NOEXEC,
-        data: "nsdelegate",
+        // favordynmods: moving a process into a cgroup (every container start) does not
+        // wait for an RCU grace period (7-15 ms under TCG); forks and exits take the
+        // cgroup rwsem's slow path instead, a small constant cost. Dropped on kernels
+        // before 6.0, which reject it (OPTIONAL_OPTIONS).
+        data: "nsdelegate,favordynmods",
         dir_mode: 0o755,
         when: When::Always,
     },
@@ -258,13 +262,22 @@ pub fn mount(spec: &MountSpec) -> Result<Mounted, MountError> {
             })?;
     }
     let data = (!spec.data.is_empty()).then_some(spec.data);
-    match nix::mount::mount(
-        Some(spec.source),
-        target,
-        Some(spec.fstype),
-        spec.flags,
-        data,
-    ) {
+    let mount = |data: Option<&str>| {
+        nix::mount::mount(
+            Some(spec.source),
+            target,
+            Some(spec.fstype),
+            spec.flags,
+            data,
+        )
+    };
+    let mut result = mount(data);
+    if result == Err(Errno::EINVAL) {
+        if let Some(required) = without_optional_options(spec.data) {
+            result = mount((!required.is_empty()).then_some(required.as_str()));
+        }
+    }
+    match result {
         Ok(()) => Ok(Mounted::Mounted),
         Err(Errno::EBUSY) => Ok(Mounted::AlreadyMounted),
         Err(errno) => Err(MountError::Mount {
@@ -273,6 +286,19 @@ pub fn mount(spec: &MountSpec) -> Result<Mounted, MountError> {
             errno,
         }),
     }
+}
+
+/// Mount options an older kernel may not know (cgroup2's `favordynmods` came in 6.0): a
+/// mount refused with EINVAL is tried once more without them.
+const OPTIONAL_OPTIONS: &[&str] = &["favordynmods"];
+
+/// `data` without [`OPTIONAL_OPTIONS`], or `None` when it has none of them.
+fn without_optional_options(data: &str) -> Option<String> {
+    let kept: Vec<&str> = data
+        .split(',')
+        .filter(|o| !OPTIONAL_OPTIONS.contains(o))
+        .collect();
+    (kept.len() != data.split(',').count()).then(|| kept.join(","))
 }
 
 /// Whether the running kernel knows filesystem type `fstype` (`/proc/filesystems`).
@@ -434,7 +460,12 @@ mod tests {
             .iter()
             .find(|m| m.fstype == "cgroup2")
             .unwrap();
-        assert_eq!(cgroup.data, "nsdelegate");
+        assert_eq!(cgroup.data, "nsdelegate,favordynmods");
+        assert_eq!(
+            without_optional_options(cgroup.data).as_deref(),
+            Some("nsdelegate")
+        );
+        assert_eq!(without_optional_options("mode=0755"), None);
     }
 
     #[test]

@@ -311,6 +311,20 @@ fn boot_containers_limits_and_a_killed_berthd() -> Result<()> {
         format!("no fork failure under --pids-limit 20: {pids:?}"),
     )?;
 
+    // The cgroup2 mount favours dynamic changes: container starts do not wait for an RCU
+    // grace period when their first process joins its cgroup (docs/init-services.md).
+    let mountinfo = read(&mut agent, "/proc/1/mountinfo")?;
+    let cgroup_mount = mountinfo
+        .lines()
+        .find(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "))
+        .unwrap_or_default()
+        .to_owned();
+    println!("cgroup2 mount: {cgroup_mount}");
+    vm.check(
+        cgroup_mount.contains("nsdelegate") && cgroup_mount.contains("favordynmods"),
+        format!("cgroup2 not mounted with nsdelegate,favordynmods: {cgroup_mount:?}"),
+    )?;
+
     // cpu: a busy loop under 0.2 CPUs is throttled.
     ctl_ok(
         &mut agent,

@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 
 pub use resources::Resources;
 
-/// Where cgroup2 is mounted (with `nsdelegate`, `mounts::STAGE2_MOUNTS`).
+/// Where cgroup2 is mounted (with `nsdelegate,favordynmods`, `mounts::STAGE2_MOUNTS`).
 pub const ROOT: &str = "/sys/fs/cgroup";
 /// Init's own cgroup.
 pub const INIT_SCOPE: &str = "init.scope";

@@ -7,6 +7,7 @@ use redb::ReadableTable;
 use super::schema::{self, get2, list2};
 use super::{
     apply_label_paths, bad_field, encode, ensure_namespace, validate, Container, Db, Error, Result,
+    SnapshotRecord,
 };
 
 /// Container operations (see [`Db::containers`]).
@@ -33,19 +34,25 @@ fn check(c: &Container) -> Result<()> {
 
 impl Containers<'_> {
     /// Stores a new container; [`Error::AlreadyExists`] if the id is taken.
-    pub fn create(&self, ns: &str, mut c: Container) -> Result<Container> {
+    pub fn create(&self, ns: &str, c: Container) -> Result<Container> {
         check(&c)?;
+        self.db
+            .write("create container", |txn| insert_new(txn, ns, c))
+    }
+
+    /// Stores a new container and the record of its rootfs snapshot (which the backend made)
+    /// in one transaction: one commit, one fsync, on every create.
+    pub fn create_with_snapshot(
+        &self,
+        ns: &str,
+        snapshot: SnapshotRecord,
+        c: Container,
+    ) -> Result<Container> {
+        check(&c)?;
+        super::snapshots::check(&snapshot)?;
         self.db.write("create container", |txn| {
-            ensure_namespace(txn, ns)?;
-            let mut t = txn.open_table(schema::CONTAINERS)?;
-            if t.get((ns, c.id.as_str()))?.is_some() {
-                return Err(Error::exists(what(ns, &c.id)));
-            }
-            let now = SystemTime::now();
-            c.created_at = now;
-            c.updated_at = now;
-            t.insert((ns, c.id.as_str()), encode(&c).as_slice())?;
-            Ok(c)
+            super::snapshots::insert_new(txn, ns, snapshot)?;
+            insert_new(txn, ns, c)
         })
     }
 
@@ -100,14 +107,53 @@ impl Containers<'_> {
 
     /// Deletes a container record.
     pub fn delete(&self, ns: &str, id: &str) -> Result<()> {
+        self.db
+            .write("delete container", |txn| remove(txn, ns, id).map(drop))
+    }
+
+    /// Deletes a container record and the record of its rootfs snapshot in one transaction
+    /// (records go before the backend's data). Returns the container and the snapshot
+    /// record removed; a snapshot record that is missing or has children stays as it is
+    /// and is not returned.
+    pub fn delete_with_snapshot(
+        &self,
+        ns: &str,
+        id: &str,
+    ) -> Result<(Container, Option<SnapshotRecord>)> {
         self.db.write("delete container", |txn| {
-            let mut t = txn.open_table(schema::CONTAINERS)?;
-            let found = t.remove((ns, id))?.is_some();
-            if found {
-                Ok(())
-            } else {
-                Err(Error::not_found(what(ns, id)))
+            let c = remove(txn, ns, id)?;
+            if c.snapshot_key.is_empty() {
+                return Ok((c, None));
+            }
+            match super::snapshots::remove(txn, ns, &c.snapshotter, &c.snapshot_key) {
+                Ok(r) => Ok((c, Some(r))),
+                Err(Error::NotFound { .. } | Error::FailedPrecondition(_)) => Ok((c, None)),
+                Err(e) => Err(e),
             }
         })
+    }
+}
+
+/// [`Containers::create`] inside `txn` (after [`check`]).
+fn insert_new(txn: &redb::WriteTransaction, ns: &str, mut c: Container) -> Result<Container> {
+    ensure_namespace(txn, ns)?;
+    let mut t = txn.open_table(schema::CONTAINERS)?;
+    if t.get((ns, c.id.as_str()))?.is_some() {
+        return Err(Error::exists(what(ns, &c.id)));
+    }
+    let now = SystemTime::now();
+    c.created_at = now;
+    c.updated_at = now;
+    t.insert((ns, c.id.as_str()), encode(&c).as_slice())?;
+    Ok(c)
+}
+
+/// [`Containers::delete`] inside `txn`; returns the record removed.
+fn remove(txn: &redb::WriteTransaction, ns: &str, id: &str) -> Result<Container> {
+    let mut t = txn.open_table(schema::CONTAINERS)?;
+    let removed = t.remove((ns, id))?;
+    match removed {
+        Some(v) => super::decode("containers", || what(ns, id), v.value()),
+        None => Err(Error::not_found(what(ns, id))),
     }
 }

@@ -86,29 +86,10 @@ impl SnapshotRecord {
 impl Snapshots<'_> {
     /// Stores a new record (after the backend created the snapshot). The parent, when given,
     /// must be recorded in the same namespace and snapshotter.
-    pub fn create(&self, ns: &str, mut rec: SnapshotRecord) -> Result<SnapshotRecord> {
-        validate::identifier("snapshotter", &rec.snapshotter)?;
-        validate::name("snapshot key", &rec.key)?;
-        validate::name("snapshot backend key", &rec.backend_key)?;
-        validate::labels(&rec.labels)?;
-        self.db.write("create snapshot record", |txn| {
-            ensure_namespace(txn, ns)?;
-            let mut t: SnapTable = txn.open_table(schema::SNAPSHOTS)?;
-            let (sn, key) = (rec.snapshotter.clone(), rec.key.clone());
-            if t.get((ns, sn.as_str(), key.as_str()))?.is_some() {
-                return Err(Error::exists(what(ns, &sn, &key)));
-            }
-            if let Some(p) = &rec.parent {
-                if get3(&t, ns, &sn, p)?.is_none() {
-                    return Err(Error::not_found(format!("parent {}", what(ns, &sn, p))));
-                }
-            }
-            let now = SystemTime::now();
-            rec.created_at = now;
-            rec.updated_at = now;
-            t.insert((ns, sn.as_str(), key.as_str()), encode(&rec).as_slice())?;
-            Ok(rec)
-        })
+    pub fn create(&self, ns: &str, rec: SnapshotRecord) -> Result<SnapshotRecord> {
+        check(&rec)?;
+        self.db
+            .write("create snapshot record", |txn| insert_new(txn, ns, rec))
     }
 
     /// One record.
@@ -153,22 +134,64 @@ impl Snapshots<'_> {
     /// [`Error::FailedPrecondition`] while another record names it as parent.
     pub fn delete(&self, ns: &str, snapshotter: &str, key: &str) -> Result<SnapshotRecord> {
         self.db.write("delete snapshot record", |txn| {
-            let mut t: SnapTable = txn.open_table(schema::SNAPSHOTS)?;
-            let rec = get3(&t, ns, snapshotter, key)?
-                .ok_or_else(|| Error::not_found(what(ns, snapshotter, key)))?;
-            let children: Vec<String> = list3(&t, ns, Some(snapshotter))?
-                .into_iter()
-                .filter(|r| r.parent.as_deref() == Some(key))
-                .map(|r| r.key)
-                .collect();
-            if !children.is_empty() {
-                return Err(Error::FailedPrecondition(format!(
-                    "{} has children {children:?}; remove them first",
-                    what(ns, snapshotter, key)
-                )));
-            }
-            t.remove((ns, snapshotter, key))?;
-            Ok(rec)
+            remove(txn, ns, snapshotter, key)
         })
     }
+}
+
+/// Validates a new record before any transaction starts.
+pub(crate) fn check(rec: &SnapshotRecord) -> Result<()> {
+    validate::identifier("snapshotter", &rec.snapshotter)?;
+    validate::name("snapshot key", &rec.key)?;
+    validate::name("snapshot backend key", &rec.backend_key)?;
+    validate::labels(&rec.labels)
+}
+
+/// [`Snapshots::create`] inside `txn` (after [`check`]).
+pub(crate) fn insert_new(
+    txn: &redb::WriteTransaction,
+    ns: &str,
+    mut rec: SnapshotRecord,
+) -> Result<SnapshotRecord> {
+    ensure_namespace(txn, ns)?;
+    let mut t: SnapTable = txn.open_table(schema::SNAPSHOTS)?;
+    let (sn, key) = (rec.snapshotter.clone(), rec.key.clone());
+    if t.get((ns, sn.as_str(), key.as_str()))?.is_some() {
+        return Err(Error::exists(what(ns, &sn, &key)));
+    }
+    if let Some(p) = &rec.parent {
+        if get3(&t, ns, &sn, p)?.is_none() {
+            return Err(Error::not_found(format!("parent {}", what(ns, &sn, p))));
+        }
+    }
+    let now = SystemTime::now();
+    rec.created_at = now;
+    rec.updated_at = now;
+    t.insert((ns, sn.as_str(), key.as_str()), encode(&rec).as_slice())?;
+    Ok(rec)
+}
+
+/// [`Snapshots::delete`] inside `txn`.
+pub(crate) fn remove(
+    txn: &redb::WriteTransaction,
+    ns: &str,
+    snapshotter: &str,
+    key: &str,
+) -> Result<SnapshotRecord> {
+    let mut t: SnapTable = txn.open_table(schema::SNAPSHOTS)?;
+    let rec = get3(&t, ns, snapshotter, key)?
+        .ok_or_else(|| Error::not_found(what(ns, snapshotter, key)))?;
+    let children: Vec<String> = list3(&t, ns, Some(snapshotter))?
+        .into_iter()
+        .filter(|r| r.parent.as_deref() == Some(key))
+        .map(|r| r.key)
+        .collect();
+    if !children.is_empty() {
+        return Err(Error::FailedPrecondition(format!(
+            "{} has children {children:?}; remove them first",
+            what(ns, snapshotter, key)
+        )));
+    }
+    t.remove((ns, snapshotter, key))?;
+    Ok(rec)
 }

@@ -613,6 +613,65 @@ fn containers_round_trip_their_spec() {
 }
 
 #[test]
+fn a_container_and_its_snapshot_record_are_stored_and_removed_together() {
+    let (_d, db) = db();
+    let now = SystemTime::now();
+    let c = Container {
+        id: "app".into(),
+        image: "busybox".into(),
+        snapshotter: "overlayfs".into(),
+        snapshot_key: "app".into(),
+        runtime: "berth".into(),
+        spec: b"{}".to_vec(),
+        labels: Labels::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    let snap =
+        |key: &str| SnapshotRecord::new("overlayfs", key, "default/app", None, Labels::new());
+    db.containers()
+        .create_with_snapshot("default", snap("app"), c.clone())
+        .unwrap();
+    assert!(db.snapshots().get("default", "overlayfs", "app").is_ok());
+    // A second create of the same id fails as a whole: its snapshot record is not kept.
+    let e = db
+        .containers()
+        .create_with_snapshot("default", snap("app-2"), c.clone())
+        .unwrap_err();
+    assert_eq!(e.code(), ttrpc::Code::ALREADY_EXISTS);
+    assert!(db.snapshots().get("default", "overlayfs", "app-2").is_err());
+
+    let (removed, record) = db
+        .containers()
+        .delete_with_snapshot("default", "app")
+        .unwrap();
+    assert_eq!(removed.id, "app");
+    assert_eq!(
+        record.map(|r| r.backend_key),
+        Some("default/app".to_owned())
+    );
+    assert!(db.containers().get("default", "app").is_err());
+    assert!(db.snapshots().get("default", "overlayfs", "app").is_err());
+
+    // A snapshot record someone built on stays (and is not handed back for removal).
+    db.containers()
+        .create_with_snapshot("default", snap("app"), c)
+        .unwrap();
+    db.snapshots()
+        .create(
+            "default",
+            SnapshotRecord::new("overlayfs", "child", "9", Some("app".into()), Labels::new()),
+        )
+        .unwrap();
+    let (_, record) = db
+        .containers()
+        .delete_with_snapshot("default", "app")
+        .unwrap();
+    assert!(record.is_none());
+    assert!(db.snapshots().get("default", "overlayfs", "app").is_ok());
+}
+
+#[test]
 fn leases_hold_resources() {
     let (_d, db) = db();
     let l = db.leases();

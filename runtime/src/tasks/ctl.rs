@@ -320,8 +320,10 @@ impl Fifos {
 
     /// Copies our stdin into the stdin FIFO and the stdout/stderr FIFOs to ours, in threads.
     /// Returns the output copiers, which end when the shim closes the FIFOs.
-    fn attach(&self) -> Vec<std::thread::JoinHandle<()>> {
+    fn attach(&self) -> Copiers {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let out = |p: PathBuf, to_err: bool| {
+            let tx = tx.clone();
             std::thread::spawn(move || {
                 if let Ok(mut f) = std::fs::File::open(&p) {
                     let mut buf = vec![0u8; 32 * 1024];
@@ -340,19 +342,38 @@ impl Fifos {
                         }
                     }
                 }
-            })
+                let _ = tx.send(());
+            });
         };
-        let handles = vec![
-            out(self.dir.join("stdout"), false),
-            out(self.dir.join("stderr"), true),
-        ];
+        out(self.dir.join("stdout"), false);
+        out(self.dir.join("stderr"), true);
         let p = self.dir.join("stdin");
         std::thread::spawn(move || {
             if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
                 let _ = std::io::copy(&mut std::io::stdin(), &mut f);
             }
         });
-        handles
+        Copiers { done: rx, left: 2 }
+    }
+}
+
+/// The output copiers of one process: each reports on `done` when its FIFO reached its end.
+struct Copiers {
+    done: tokio::sync::mpsc::UnboundedReceiver<()>,
+    left: usize,
+}
+
+impl Copiers {
+    /// Waits until the output ends: the shim closes the FIFOs once the process and anything
+    /// holding its stdio are gone. Bounded (2 s), so a daemonized grandchild that keeps the
+    /// stdio open cannot hold us forever.
+    async fn finish(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.left > 0 && self.done.recv().await.is_some() {
+                self.left -= 1;
+            }
+        })
+        .await;
     }
 }
 
@@ -481,7 +502,7 @@ async fn run_task(api: &Api, id: &str, a: &RunArgs) -> Result<i32, CtlError> {
         req.stdout = f.path("stdout");
         req.stderr = f.path("stderr");
     }
-    let copiers = fifos.as_ref().map(Fifos::attach).unwrap_or_default();
+    let copiers = fifos.as_ref().map(Fifos::attach);
     api.tasks
         .create(api.ctx(Some(Duration::from_secs(60))), &req)
         .await
@@ -526,13 +547,8 @@ async fn run_task(api: &Api, id: &str, a: &RunArgs) -> Result<i32, CtlError> {
             )
             .await;
     };
-    // The output ends when the shim closes the FIFOs (the container and anything holding its
-    // stdio are gone); bounded so a daemonized grandchild cannot hold us forever.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    for c in copiers {
-        while !c.is_finished() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    if let Some(c) = copiers {
+        c.finish().await;
     }
     Ok(status.exit_status as i32)
 }
@@ -703,12 +719,7 @@ pub async fn tasks(
                 )
                 .await
                 .map_err(call("wait exec"))?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(2);
-            for c in copiers {
-                while !c.is_finished() && std::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
+            copiers.finish().await;
             return Ok(w.exit_status as i32);
         }
         TasksCommand::Ps { id } => {

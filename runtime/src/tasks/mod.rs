@@ -10,6 +10,7 @@
 //! anyone is told) and `runtime/` (libcontainer's state). See docs/containers.md.
 
 pub mod boot;
+mod cgroup_gp;
 pub mod ctl;
 pub mod logs;
 pub mod metrics;

@@ -341,19 +341,12 @@ impl Tasks {
             );
             rec.snapshotter = snapshotter;
             rec.snapshot_key = c.id.clone();
-            let stored = self
-                .db()
-                .snapshots()
-                .create(ns, srec)
-                .and_then(|_| self.db().containers().create(ns, rec.clone()));
-            match stored {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    let _ = self.db().snapshots().delete(ns, &rec.snapshotter, &c.id);
-                    let _ = sn.remove(&format!("{ns}/{}", c.id));
-                    return Err(meta(e));
-                }
-            }
+            let stored = self.db().containers().create_with_snapshot(ns, srec, rec);
+            return stored.map_err(|e| {
+                // Neither record was stored (one transaction): only the backend's snapshot.
+                let _ = sn.remove(&format!("{ns}/{}", c.id));
+                meta(e)
+            });
         }
         self.db().containers().create(ns, rec).map_err(meta)
     }
@@ -370,21 +363,19 @@ impl Tasks {
                 "container {id:?} has a task: delete the task first"
             )));
         }
-        let c = self.db().containers().get(ns, id).map_err(meta)?;
-        self.db().containers().delete(ns, id).map_err(meta)?;
-        if !c.snapshot_key.is_empty() {
-            if let Ok(r) = self
-                .db()
-                .snapshots()
-                .delete(ns, &c.snapshotter, &c.snapshot_key)
-            {
-                if let Some(sn) = self.snapshotters.lookup(&c.snapshotter) {
-                    if let Err(e) = sn.remove(&r.backend_key) {
-                        tracing::warn!(
-                            container = id,
-                            "cannot remove the container's snapshot: {e}"
-                        );
-                    }
+        // Both records in one transaction, before the backend removes the snapshot's data.
+        let (c, snapshot) = self
+            .db()
+            .containers()
+            .delete_with_snapshot(ns, id)
+            .map_err(meta)?;
+        if let Some(r) = snapshot {
+            if let Some(sn) = self.snapshotters.lookup(&c.snapshotter) {
+                if let Err(e) = sn.remove(&r.backend_key) {
+                    tracing::warn!(
+                        container = id,
+                        "cannot remove the container's snapshot: {e}"
+                    );
                 }
             }
         }
@@ -405,6 +396,8 @@ impl Tasks {
             )));
         }
         let c = self.db().containers().get(ns, &id).map_err(meta)?;
+        // The executor's cgroup move waits a grace period; start it now (cgroup_gp.rs).
+        super::cgroup_gp::prefetch();
         let dir = self.shim_dir(ns, &id);
         let rootfs = dir.join("rootfs");
         std::fs::DirBuilder::new()
