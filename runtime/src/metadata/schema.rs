@@ -238,20 +238,15 @@ pub(crate) fn restore_copy(path: &Path, found: Stamp) -> Result<PathBuf> {
             saved,
         });
     }
-    let mut kept = copy_path(path, found.version);
-    if kept.exists() {
-        // An earlier rollback's file was never merged back: keep both.
-        let mut n = 1;
-        while kept.exists() {
-            kept = copy_path(path, found.version).with_extension(format!(
-                "{}.{n}",
-                copy_path(path, found.version)
-                    .extension()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-            ));
-            n += 1;
-        }
+    // An earlier rollback's file that was never merged back stays too: `<copy>.<n>`.
+    let first = copy_path(path, found.version);
+    let mut kept = first.clone();
+    let mut n = 1;
+    while kept.exists() {
+        let mut name = first.clone().into_os_string();
+        name.push(format!(".{n}"));
+        kept = PathBuf::from(name);
+        n += 1;
     }
     fs::rename(path, &kept).map_err(|e| io_err(&kept, "keep the newer file aside", e))?;
     fs::rename(&saved, path).map_err(|e| io_err(&saved, "restore the saved copy", e))?;
