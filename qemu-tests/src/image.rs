@@ -144,6 +144,7 @@ pub struct Variant {
 #[derive(Debug)]
 pub struct VariantBuilder {
     dir: TempDir,
+    zfs: bool,
 }
 
 impl VariantBuilder {
@@ -157,7 +158,14 @@ impl VariantBuilder {
             &workspace_dir().join("configs"),
             &dir.path().join("configs"),
         )?;
-        Ok(Self { dir })
+        Ok(Self { dir, zfs: false })
+    }
+
+    /// Builds a ZFS test image (`berth-image build --zfs`, as `make image-test-zfs`; the
+    /// module build comes from the cache that target fills).
+    pub fn zfs(mut self) -> Self {
+        self.zfs = true;
+        self
     }
 
     /// The configuration directory being edited.
@@ -198,6 +206,9 @@ impl VariantBuilder {
         let definition = self.config_dir().join("image.toml");
         if definition.is_file() {
             command.arg("--definition").arg(definition);
+        }
+        if self.zfs {
+            command.arg("--zfs");
         }
         command.arg("--out").arg(&out);
         let output = process::run_ok(command, VARIANT_BUILD_TIMEOUT)?;

@@ -32,14 +32,13 @@ mod registry_server;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_qemu_tests::image::VariantBuilder;
 use berth_qemu_tests::vm::BOOT_TIMEOUT;
 use berth_qemu_tests::Vm;
-use registry_server::{push_layout, start_registry_logged, RegistryConfig};
+use registry_server::{busybox_layout, push_layout, start_registry_logged, RegistryConfig};
 
 const READY: &str = r"berth-init: berth ready";
 /// What the guest pulls: a Docker Hub name, which only the mirror may serve.
@@ -55,43 +54,6 @@ const NAMESERVER: &str = "10.0.2.3";
 const CONTROL_NAME: &str = "dns-control.berth.test";
 /// Hang guard for one berthctl call (a pull at TCG speed).
 const CTL_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-/// An OCI layout with one image, `v1`: static busybox as `/bin/busybox`, `/bin/sh` and
-/// `/bin/echo`.
-fn build_layout(work: &Path) -> Result<std::path::PathBuf> {
-    let layout = work.join("oci");
-    let image = format!("{}:v1", layout.display());
-    let bundle = work.join("bundle");
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout))?;
-    run(Command::new("umoci").args(["new", "--image", &image]))?;
-    run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image", &image])
-        .arg(&bundle))?;
-    let bin = bundle.join("rootfs/bin");
-    std::fs::create_dir_all(&bin)?;
-    std::fs::copy("/bin/busybox", bin.join("busybox"))?;
-    for applet in ["sh", "echo"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet))?;
-    }
-    run(Command::new("umoci")
-        .args(["repack", "--image", &image])
-        .arg(&bundle))?;
-    run(Command::new("umoci").args(["config", "--image", &image, "--config.cmd", "/bin/sh"]))?;
-    Ok(layout)
-}
 
 /// What the guest put on the wire, from a classic pcap file of Ethernet frames.
 #[derive(Debug, Default)]
@@ -216,7 +178,7 @@ fn air_gapped_pull_through_a_default_mirror_only_config() -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("berth-qemu-registry")
         .tempdir()?;
-    let layout = build_layout(tmp.path())?;
+    let layout = busybox_layout(tmp.path())?;
     let registry = start_registry_logged(&tmp.path().join("registry"), RegistryConfig::default())?;
     push_layout(
         &layout,

@@ -4,7 +4,7 @@
 //! datasets `tank/conformance` only). The image's berthd drop-in names `tank/berth` as the
 //! zfs snapshotter's parent dataset.
 //!
-//! `zfs_pool_snapshotter_and_container_run` (in `make test`, one boot):
+//! `zfs_pool_snapshotter_and_container_run` (ignored; `make test-zfs`, one boot):
 //! * `berthctl plugins ls` shows zfs skipped with the reason (`tank/berth` does not exist);
 //! * in the guest the static `berth-snapshotter-conformance` runs the shared conformance
 //!   suite against zfs on the real pool, without `128LayersMount` (minutes of `zfs` commands
@@ -15,7 +15,15 @@
 //!   failing destroy do not stop removal, and the reconciliation at open;
 //! * then `tank/berth` is created, berthd is killed (init restarts it), zfs is loaded, the
 //!   preloaded demo image is imported into the zfs snapshotter and
-//!   `berthctl run --rm --snapshotter zfs localhost/berth/busybox:latest echo hi` prints hi.
+//!   `berthctl run --rm --snapshotter zfs localhost/berth/busybox:latest echo hi` prints hi;
+//! * and `docker.io/library/edge-app:v1` is pulled with `--snapshotter zfs` from a real
+//!   `docker-registry` on the host (pushed there with umoci and skopeo; the guest reaches it
+//!   as the mirror `10.0.2.2:5000` through a `guestfwd`, the image being a ZFS variant whose
+//!   `_default` hosts.toml is mirror-only) and run from zfs.
+//!
+//! The scenario boots a ZFS image variant (`VariantBuilder::zfs`), so it needs the module
+//! cache that `make image-test-zfs` fills, and `docker-registry`, `umoci`, `skopeo` and
+//! `/bin/busybox` on the host (`make deps`).
 //!
 //! `zfs_full_conformance` (ignored; `make test-zfs`, one boot): the whole suite.
 //! Needs `sgdisk` (gdisk) on the host.
@@ -24,9 +32,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "../../runtime/tests/registry/server.rs"]
+mod registry_server;
+
 use anyhow::{bail, Context, Result};
+use berth_qemu_tests::image::VariantBuilder;
 use berth_qemu_tests::vm::BOOT_TIMEOUT;
 use berth_qemu_tests::{Image, Vm};
+use registry_server::{busybox_layout, push_layout, start_registry, RegistryConfig};
 
 const READY: &str = r"berth-init: berth ready";
 const CONFORMANCE: &str = "/usr/libexec/berth/berth-snapshotter-conformance";
@@ -35,6 +48,10 @@ const ZFS: &str = "/usr/sbin/zfs";
 /// The demo image every image preloads (image-build/src/demo.rs).
 const DEMO_ARCHIVE: &str = "/usr/share/berth/images/00-demo-busybox.tar";
 const DEMO_IMAGE: &str = "localhost/berth/busybox:latest";
+/// Pulled from the host's registry through the mirror-only `_default` hosts.toml.
+const PULLED_IMAGE: &str = "docker.io/library/edge-app:v1";
+/// The registry as the guest sees it (a `guestfwd` to the host's loopback).
+const MIRROR: &str = "10.0.2.2:5000";
 /// Cases left to `make test-zfs`: 128 prepare+commit+mount rounds of slow `zfs` commands.
 const SLOW_CASES: &str = "128LayersMount";
 /// Hang guard for each in-guest run (TCG is slow; durations are printed, not asserted).
@@ -81,7 +98,15 @@ fn zfs_image() -> Result<Image> {
 /// Boots the ZFS test image on a fresh pool disk; returns the VM, its scratch directory
 /// (removed on drop) and the boot time.
 fn boot(name: &str) -> Result<(Vm, Scratch, Duration, Instant)> {
-    let image = zfs_image()?;
+    boot_with(name, &zfs_image()?, None)
+}
+
+/// [`boot`] of `image`, with `nic` (a `-netdev` spec and a MAC) instead of the default NIC.
+fn boot_with(
+    name: &str,
+    image: &Image,
+    nic: Option<(&str, &str)>,
+) -> Result<(Vm, Scratch, Duration, Instant)> {
     let scratch =
         Scratch(std::env::temp_dir().join(format!("berth-zfs-{name}-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&scratch.0);
@@ -90,15 +115,18 @@ fn boot(name: &str) -> Result<(Vm, Scratch, Duration, Instant)> {
     gpt_disk(&disk, 512, "BERTH_ZFS")?;
 
     let started = Instant::now();
-    let mut vm = Vm::builder(name)
-        .image(&image)
+    let mut builder = Vm::builder(name)
+        .image(image)
         .disk(&disk)
         .memory_mib(1024)
         .append(
             "berth.zfs.pool=tank berth.zfs.label=BERTH_ZFS berth.zfs.create=true \
              berth.zfs.datasets=tank/conformance",
-        )
-        .spawn()?;
+        );
+    if let Some((netdev, mac)) = nic {
+        builder = builder.nic(netdev, mac);
+    }
+    let mut vm = builder.spawn()?;
     let created = vm.wait_for_line(r"zfs: pool tank created on /dev/vda1", BOOT_TIMEOUT)?;
     println!("{created}");
     vm.wait_for_line(READY, BOOT_TIMEOUT)?;
@@ -179,7 +207,34 @@ fn finish(mut vm: Vm, started: Instant, booted: Duration) -> Result<()> {
 #[ignore = "needs the ZFS test image (dkms-built modules, ~4 min cold) and takes 6-10 min under TCG: \
             over the suite's 30-minute budget; run by `make test-zfs`"]
 fn zfs_pool_snapshotter_and_container_run() -> Result<()> {
-    let (mut vm, _scratch, booted, started) = boot("zfs")?;
+    // A registry on the host's loopback with one image, reachable from the guest as the
+    // mirror 10.0.2.2:5000 only (as in tests/registry.rs); the image is a ZFS variant whose
+    // `_default` hosts.toml sends every registry there.
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-zfs-registry")
+        .tempdir()?;
+    let layout = busybox_layout(tmp.path())?;
+    let registry = start_registry(&tmp.path().join("registry"), RegistryConfig::default())?;
+    push_layout(
+        &layout,
+        "v1",
+        &format!("{}/library/edge-app:v1", registry.addr),
+        None,
+        None,
+    )?;
+    let variant = VariantBuilder::new()?
+        .zfs()
+        .edit("certs.d/_default/hosts.toml", |_| {
+            format!("server = \"http://{MIRROR}\"\n")
+        })?
+        .build()?;
+    let port = registry.addr.rsplit(':').next().unwrap_or_default();
+    let netdev = format!(
+        "user,id=n0,net=10.0.2.0/24,host=10.0.2.254,\
+         guestfwd=tcp:{MIRROR}-cmd:/bin/busybox nc 127.0.0.1 {port}"
+    );
+    let (mut vm, _scratch, booted, started) =
+        boot_with("zfs", &variant.image, Some((&netdev, "52:54:00:12:70:07")))?;
 
     // berthd's drop-in names tank/berth, which does not exist yet: skipped, with the reason.
     let row = zfs_plugin_row(&vm)?;
@@ -281,6 +336,37 @@ fn zfs_pool_snapshotter_and_container_run() -> Result<()> {
         hi.trim() == "hi",
         format!("the container printed {hi:?}, not \"hi\""),
     )?;
+    // An image pulled from the registry (through the mirror) straight into zfs, then run.
+    run_in(
+        &mut agent,
+        "pull into zfs",
+        &[
+            BERTHCTL,
+            "images",
+            "pull",
+            "--snapshotter",
+            "zfs",
+            PULLED_IMAGE,
+        ],
+    )?;
+    let pulled = run_in(
+        &mut agent,
+        "run the pulled image on zfs",
+        &[
+            BERTHCTL,
+            "run",
+            "--rm",
+            "--snapshotter",
+            "zfs",
+            PULLED_IMAGE,
+            "/bin/echo",
+            "pulled into zfs",
+        ],
+    )?;
+    vm.check(
+        pulled.trim() == "pulled into zfs",
+        format!("the pulled image's container printed {pulled:?}"),
+    )?;
     let datasets = run_in(
         &mut agent,
         "datasets under tank/berth",
@@ -296,11 +382,15 @@ fn zfs_pool_snapshotter_and_container_run() -> Result<()> {
             "tank/berth",
         ],
     )?;
+    let committed = datasets
+        .lines()
+        .filter(|l| l.starts_with("tank/berth/") && l.contains("@snapshot"))
+        .count();
     vm.check(
-        datasets
-            .lines()
-            .any(|l| l.contains("tank/berth/") && l.contains("@snapshot")),
-        format!("the image's layer is not a committed zfs dataset:\n{datasets}"),
+        committed >= 2,
+        format!(
+            "the imported and the pulled image's layers are not two committed zfs datasets:\n{datasets}"
+        ),
     )?;
     drop(agent);
     suite?;

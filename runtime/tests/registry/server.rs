@@ -172,3 +172,40 @@ pub fn push_layout(
     );
     Ok(())
 }
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// An OCI layout in `<work>/oci` with one image, `v1`: static busybox (Debian's
+/// `busybox-static`) as `/bin/busybox`, `/bin/sh` and `/bin/echo`, built with umoci.
+pub fn busybox_layout(work: &Path) -> Result<PathBuf> {
+    let layout = work.join("oci");
+    let image = format!("{}:v1", layout.display());
+    let bundle = work.join("bundle");
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout))?;
+    run(Command::new("umoci").args(["new", "--image", &image]))?;
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle))?;
+    let bin = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy("/bin/busybox", bin.join("busybox"))?;
+    for applet in ["sh", "echo"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+    }
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle))?;
+    run(Command::new("umoci").args(["config", "--image", &image, "--config.cmd", "/bin/sh"]))?;
+    Ok(layout)
+}
