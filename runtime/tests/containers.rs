@@ -293,6 +293,23 @@ fn run_exec_exit_codes_and_signals() {
     assert_eq!(env.ok(&["containers", "ls", "-q"]), "");
 }
 
+/// A container run again under the same name at once: the previous shim, still finishing
+/// for a moment after its delete, must not remove the new shim's socket (same path). Seen as
+/// `create task: cannot connect to …/shim.sock: No such file or directory` once runs got fast.
+#[test]
+fn the_same_name_again_right_after_run_rm() {
+    let Some(env) = setup() else { return };
+    for i in 0..20 {
+        let out = env.ctl(&["run", "--rm", "--name", "again", "busybox", "echo", "again"]);
+        assert!(
+            out.status.success() && text(&out.stdout).trim() == "again",
+            "run {i}: {} {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn failed_creates_leave_the_name_free() {
     let Some(env) = setup() else { return };

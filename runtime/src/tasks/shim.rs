@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -655,6 +655,11 @@ async fn run(shim: Arc<Shim>, copiers: Vec<std::thread::JoinHandle<()>>) -> Resu
     let listener = tokio::net::UnixListener::bind(&sock)
         .map_err(io_err(format!("listen on {}", sock.display())))?;
     let _ = std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    // Which file is ours: after a delete, berthd removes this directory and a new container
+    // of the same id may bind a new socket at the same path while this shim still finishes.
+    let ours = std::fs::symlink_metadata(&sock)
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     let service = Arc::new(Service {
         shim: shim.clone(),
@@ -685,7 +690,13 @@ async fn run(shim: Arc<Shim>, copiers: Vec<std::thread::JoinHandle<()>>) -> Resu
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _ = server.shutdown().await;
     drop(copiers);
-    let _ = std::fs::remove_file(&sock);
+    let still_ours = std::fs::symlink_metadata(&sock)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+        .is_some_and(|now| Some(now) == ours);
+    if still_ours {
+        let _ = std::fs::remove_file(&sock);
+    }
     Ok(())
 }
 
