@@ -163,16 +163,10 @@ pub fn push_layout(
     }
     cmd.arg(format!("oci:{}:{tag}", layout.display()))
         .arg(format!("docker://{dest}"));
-    let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    run(&mut cmd)
 }
 
+/// Runs `cmd`; fails with its stderr when it exits non-zero.
 fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
     ensure!(
