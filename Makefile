@@ -44,9 +44,9 @@ test-zfs: deps static image-test-zfs ## The ZFS scenarios: the one in `make test
 
 .PHONY: bench
 bench: deps static image-test-zfs ## Benchmarks against containerd (root, ratios): import+unpack, registry pull+unpack, run --rm true; ZFS Prepare+Commit with 10/100/1000 snapshots (QEMU).
-	$(CARGO) test --release -p berth-runtime --test bench_import -- --ignored --nocapture
-	$(CARGO) test --release -p berth-runtime --test bench_pull -- --ignored --nocapture
-	$(CARGO) test --release -p berth-runtime --test bench_run -- --ignored --nocapture
+	$(CARGO) test --release -p berth-engine --test bench_import -- --ignored --nocapture
+	$(CARGO) test --release -p berth-engine --test bench_pull -- --ignored --nocapture
+	$(CARGO) test --release -p berth-engine --test bench_run -- --ignored --nocapture
 	$(CARGO) test -p berth-qemu-tests --test zfs -- --ignored --test-threads=1 --nocapture zfs_bench
 
 clean: ## Remove out/ and cargo's build output.

@@ -54,7 +54,7 @@ export BERTH_REVISION
 # whole engine, which cost minutes on two cores.
 RUSTFLAGS="$flags" cargo build --release --locked --target "$TARGET" \
     --bin berth --bin berth-init --bin berth-image --bin berth-test-agent \
-    --bin berth-snapshotter-conformance "$@"
+    --bin berth-snapshotter-conformance --features berth-engine/conformance "$@"
 
 bin_dir=$target_dir/$TARGET/release
 for applet in berthd berthctl; do

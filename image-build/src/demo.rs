@@ -3,7 +3,7 @@
 //!
 //! A newcomer who boots the default image finds `localhost/berth/busybox:latest` in
 //! `berthctl images ls` with the network off (berthd imports `/usr/share/berth/images/*.tar`
-//! at start, see runtime/src/preload.rs), and tests have a small image with a shell.
+//! at start, see engine/src/preload.rs), and tests have a small image with a shell.
 //!
 //! The archive is reproducible: entries sorted, owners 0:0, every mtime the build's
 //! `SOURCE_DATE_EPOCH`, gzip without a timestamp. The package is fetched with

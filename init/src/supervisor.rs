@@ -106,9 +106,7 @@ pub enum Decision {
     Done,
 }
 
-/// The exit code with which a service reports an invalid configuration (sysexits' EX_CONFIG),
-/// as berthd does.
-pub const EXIT_CONFIG: i32 = 78;
+pub use berth_api::EXIT_CONFIG;
 
 /// The restart policy state of one service.
 #[derive(Debug, Clone)]
@@ -1199,7 +1197,7 @@ fn wait_ready(
         }
         if !is_path || std::path::Path::new(socket).exists() {
             let call = std::panic::catch_unwind(|| {
-                berth_runtime::client::version_blocking(address, Duration::from_secs(2))
+                berth_api::client::version_blocking(address, Duration::from_secs(2))
             });
             match call {
                 Ok(Ok((version, _revision))) => return Some(Ok(version)),

@@ -27,8 +27,7 @@
 //! static build and the test image (`make static image-test`); run alone:
 //! `cargo test -p berth-qemu-tests --test registry -- --test-threads=1 --nocapture`.
 
-#[path = "../../runtime/tests/registry/server.rs"]
-mod registry_server;
+use berth_test_support::registry;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -38,7 +37,7 @@ use anyhow::{bail, ensure, Context, Result};
 use berth_qemu_tests::image::VariantBuilder;
 use berth_qemu_tests::vm::BOOT_TIMEOUT;
 use berth_qemu_tests::Vm;
-use registry_server::{busybox_layout, push_layout, start_registry_logged, RegistryConfig};
+use registry::{busybox_layout, push_layout, start_registry_logged, RegistryConfig};
 
 const READY: &str = r"berth-init: berth ready";
 /// What the guest pulls: a Docker Hub name, which only the mirror may serve.

@@ -32,14 +32,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[path = "../../runtime/tests/registry/server.rs"]
-mod registry_server;
+use berth_test_support::registry;
 
 use anyhow::{bail, Context, Result};
 use berth_qemu_tests::image::VariantBuilder;
 use berth_qemu_tests::vm::BOOT_TIMEOUT;
 use berth_qemu_tests::{Image, Vm};
-use registry_server::{busybox_layout, push_layout, start_registry, RegistryConfig};
+use registry::{busybox_layout, push_layout, start_registry, RegistryConfig};
 
 const READY: &str = r"berth-init: berth ready";
 const CONFORMANCE: &str = "/usr/libexec/berth/berth-snapshotter-conformance";

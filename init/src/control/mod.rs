@@ -1,6 +1,6 @@
 //! init's control API: ttrpc on `/run/berth/init.sock` (mode 0600), bridged to the host as the
 //! virtio-serial port `org.berth.init`. Service `berth.services.system.v1.System`
-//! (`runtime/proto/berth/services/system/v1/system.proto`): boot stages and services
+//! (`api/proto/berth/services/system/v1/system.proto`): boot stages and services
 //! (Status), the log (Log, FollowLog), Reboot, Poweroff, RestartService.
 //!
 //! The server runs on one thread with a current-thread tokio runtime (ttrpc's server is

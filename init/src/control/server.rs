@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use berth_runtime::api::{system, system_ttrpc};
+use berth_api::proto::{system, system_ttrpc};
 use nix::sys::signal::Signal;
 use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 

@@ -1,0 +1,12 @@
+//! berthd: the engine's ttrpc server. [`serve`] loads the configuration, opens the engine core
+//! (`berth-engine`), registers the [`services`] and serves them on the API socket until
+//! SIGTERM; [`reload`] applies configuration changes while it runs.
+//!
+//! The crate boundary is the architecture: the core never depends on this crate, so no core
+//! module can reach a service.
+
+pub mod reload;
+pub mod serve;
+pub mod services;
+
+pub use serve::{main_with_args, EXIT_CONFIG};
