@@ -1,0 +1,41 @@
+//! The labels through which berth-cri keeps its state in berthd, in one place.
+//!
+//! berth-cri remembers nothing itself: a sandbox is a berthd container whose labels say it is
+//! one and carry what ListPodSandbox filters on and what StopPodSandbox must undo (the
+//! network namespace, the CNI result), and whose OCI spec carries the whole
+//! `PodSandboxConfig` ([`SANDBOX_CONFIG_ANNOTATION`]). Restarting berth-cri (or berthd)
+//! therefore loses nothing: the next call reads the same records.
+
+/// What a berthd container is to the CRI: [`KIND_SANDBOX`] (containers: phase 2).
+pub const KIND: &str = "io.berth.cri.kind";
+/// [`KIND`] of a pod sandbox.
+pub const KIND_SANDBOX: &str = "sandbox";
+/// The sandbox's reserved name, `<name>_<namespace>_<uid>_<attempt>` (containerd's
+/// `makeSandboxName`): one live record per name.
+pub const SANDBOX_NAME: &str = "io.berth.cri.sandbox.name";
+/// Path of the pinned network namespace (absent: host network).
+pub const NETNS: &str = "io.berth.cri.sandbox.netns";
+/// The pod's IPs from CNI, comma-separated, primary first (absent: none, or torn down).
+pub const IPS: &str = "io.berth.cri.sandbox.ips";
+/// The CNI network's name the sandbox was added to.
+pub const NETWORK: &str = "io.berth.cri.sandbox.network";
+/// The CNI ADD result (JSON) when it fits in a label: given back as `prevResult` on DEL.
+pub const CNI_RESULT: &str = "io.berth.cri.sandbox.cni-result";
+/// The cgroup parent kubelet asked for (recorded; applied from phase 2, see
+/// docs/kubernetes.md).
+pub const CGROUP_PARENT: &str = "io.berth.cri.sandbox.cgroup-parent";
+/// The sandbox image kubelet configured (recorded, never pulled).
+pub const SANDBOX_IMAGE: &str = "io.berth.cri.sandbox.image";
+/// The runtime handler the sandbox was created with.
+pub const RUNTIME_HANDLER: &str = "io.berth.cri.sandbox.runtime-handler";
+/// On image records berth-cri created (the repo-digest records of a pull), containerd's
+/// `io.cri-containerd.image=managed` under berth's name.
+pub const IMAGE_MANAGED: &str = "io.berth.cri.image";
+
+/// The OCI spec annotation holding the sandbox's `PodSandboxConfig`, protobuf-encoded and
+/// base64'd: too large for a label (annotations of a pod are unbounded), and the spec is
+/// stored whole by berthd.
+pub const SANDBOX_CONFIG_ANNOTATION: &str = "io.berth.cri.sandbox-config";
+
+/// Largest label berthd accepts (key + value, containerd's rule).
+pub const MAX_LABEL: usize = 4096;
