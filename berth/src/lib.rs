@@ -55,6 +55,18 @@ pub const APPLETS: &[Applet] = &[
         help: "one container's shim (berthd starts it): owns the container's init and stdio",
         entry: berth_engine::tasks::shim::main_with_args,
     },
+    Applet {
+        name: berth_cri::APPLET,
+        aliases: &[],
+        help: "the Kubernetes CRI v1 adapter: gRPC on /run/berth/cri.sock, ttrpc to berthd",
+        entry: berth_cri::main_with_args,
+    },
+    Applet {
+        name: berth_cri::pause::APPLET,
+        aliases: &[],
+        help: "a pod sandbox's namespace holder (berth-cri runs it; berth's own pause)",
+        entry: berth_cri::pause::main_with_args,
+    },
 ];
 
 /// The applet named `name`.
