@@ -35,14 +35,32 @@ fn images() -> Vec<(String, &'static str, &'static str, &'static str)> {
         (s("test-image-tags"), "2", "", "IMG=tags"),
         (s("test-image-tags"), "3", "", "IMG=tags"),
         ("pause".to_owned(), "3.9", "", "IMG=pause"),
+        // The container specs' image: they need CreateContainer (phase 2), and with the
+        // image present they fail on that, not on the pull.
+        ("e2e-test-images/busybox".to_owned(), "1.29-2", "", "IMG=busybox"),
     ]
 }
 
-/// Builds and pushes [`images`].
+/// Builds and pushes [`images`]: one image per distinct (user, marker), pushed under every
+/// tag that names it (`umoci config` stamps a new history entry, so a second build of the
+/// same settings would be another image).
 fn push_images(env: &Env) -> Result<()> {
     let layout = busybox_layout(&env.path("critest-images"))?;
-    for (i, (repo, tag, user, marker)) in images().into_iter().enumerate() {
-        let local = format!("img{i}");
+    let mut built: Vec<(&str, &str)> = Vec::new();
+    for (repo, tag, user, marker) in images() {
+        let seen = built.iter().position(|b| *b == (user, marker));
+        let local = format!("img{}", seen.unwrap_or(built.len()));
+        if seen.is_some() {
+            push_layout(
+                &layout,
+                &local,
+                &format!("{}/{repo}:{tag}", env.registry.addr),
+                None,
+                Some(&env.netns.0),
+            )?;
+            continue;
+        }
+        built.push((user, marker));
         let mut cmd = Command::new("umoci");
         cmd.args(["config", "--image"])
             .arg(format!("{}:v1", layout.display()))

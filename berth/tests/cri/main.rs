@@ -37,6 +37,17 @@ fn leases(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
+/// Cgroup directories named `name` under `containers.slice` of any hierarchy (v2 or v1).
+fn glob_cgroups(name: &str) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.to_owned()];
+    dirs.extend(std::fs::read_dir(root).into_iter().flatten().flatten().map(|e| e.path()));
+    dirs.into_iter()
+        .map(|d| d.join("containers.slice").join(name))
+        .filter(|p| p.exists())
+        .collect()
+}
+
 #[test]
 fn crictl_walkthrough() -> Result<()> {
     let Some(env) = env::setup("walk")? else {
@@ -95,7 +106,8 @@ fn crictl_walkthrough() -> Result<()> {
     std::fs::write(
         &pod,
         r#"{"metadata": {"name": "walk", "namespace": "default", "uid": "walk-uid-1", "attempt": 0},
-            "hostname": "walk-pod", "log_directory": "/tmp", "linux": {}, "labels": {"app": "walk"}}"#,
+            "hostname": "walk-pod", "log_directory": "/tmp", "labels": {"app": "walk"},
+            "linux": {"sysctls": {"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "80"}}}"#,
     )?;
     let sid = env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim().to_owned();
     assert_eq!(sid.len(), 32, "{sid}");
@@ -117,6 +129,20 @@ fn crictl_walkthrough() -> Result<()> {
     let held = std::fs::metadata(format!("/proc/{pid}/ns/net"))?;
     assert_eq!((pin.dev(), pin.ino()), (held.dev(), held.ino()), "pause is not in the pinned netns");
     assert_eq!(leases(&env.path("leases")), vec![ip.clone()]);
+    // The pod's sysctls are set in its namespaces (IPC and network), and its hostname in UTS.
+    for (ns, key, want) in [
+        ("--ipc", "kernel/shm_rmid_forced", "1"),
+        ("--net", "net/ipv4/ip_unprivileged_port_start", "80"),
+    ] {
+        let out = std::process::Command::new("nsenter")
+            .args(["-t", &pid.to_string(), ns, "cat", &format!("/proc/sys/{key}")])
+            .output()?;
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "{key}");
+    }
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "--uts", "hostname"])
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "walk-pod");
     // kubelet's retry of the same RunPodSandbox gets the same sandbox.
     assert_eq!(env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim(), sid);
 
@@ -143,6 +169,8 @@ fn crictl_walkthrough() -> Result<()> {
     assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
     assert_eq!(env.berthctl(&["tasks", "ls"]).lines().count(), 1, "tasks left");
     assert!(env.berthctl(&["images", "ls", "-q"]).trim().is_empty());
+    let cgroups: Vec<_> = glob_cgroups(&format!("k8s.io-{sid}"));
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
     println!("walkthrough: {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
 }
