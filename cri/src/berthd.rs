@@ -13,8 +13,7 @@ use berth_api::errdefs::Kind;
 use berth_api::proto::{
     containers as cpb, containers_ttrpc, content as ctpb, content_ttrpc, images as ipb,
     images_ttrpc, introspection as inpb, introspection_ttrpc, pull as ppb, pull_ttrpc,
-    snapshots as spb, snapshots_ttrpc, tasks as tpb, tasks_ttrpc, version as vpb,
-    version_ttrpc,
+    snapshots as spb, snapshots_ttrpc, tasks as tpb, tasks_ttrpc, version as vpb, version_ttrpc,
 };
 
 use crate::error::Result;
@@ -84,9 +83,11 @@ impl Berthd {
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
-        let inner = connect(&self.address, self.timeout).await.inspect_err(|e| {
-            *self.last_error.lock().expect("last_error lock") = Some(e.to_string());
-        })?;
+        let inner = connect(&self.address, self.timeout)
+            .await
+            .inspect_err(|e| {
+                *self.last_error.lock().expect("last_error lock") = Some(e.to_string());
+            })?;
         let c = Conn {
             version: version_ttrpc::VersionClient::new(inner.clone()),
             introspection: introspection_ttrpc::IntrospectionClient::new(inner.clone()),
@@ -127,7 +128,13 @@ impl Berthd {
 
     /// `Version`: (version, revision).
     pub async fn version(&self) -> Result<(String, String)> {
-        let r = call!(self, version, version, "Version", vpb::VersionRequest::new())?;
+        let r = call!(
+            self,
+            version,
+            version,
+            "Version",
+            vpb::VersionRequest::new()
+        )?;
         *self.last_error.lock().expect("last_error lock") = None;
         Ok((r.version, r.revision))
     }
@@ -300,8 +307,13 @@ impl Berthd {
         };
         let mut ctx = self.ctx(self.timeout);
         ctx.timeout_nano = 0;
-        let r = bounded(&self.address, self.timeout, "Content.Read", c.content.read(ctx, &req))
-            .await;
+        let r = bounded(
+            &self.address,
+            self.timeout,
+            "Content.Read",
+            c.content.read(ctx, &req),
+        )
+        .await;
         let mut stream = self.check(r)?;
         let mut out = Vec::new();
         loop {
@@ -331,7 +343,13 @@ impl Berthd {
         };
         let mut ctx = self.ctx(self.timeout);
         ctx.timeout_nano = 0;
-        let r = bounded(&self.address, self.timeout, "Pull.Pull", c.pull.pull(ctx, &req)).await;
+        let r = bounded(
+            &self.address,
+            self.timeout,
+            "Pull.Pull",
+            c.pull.pull(ctx, &req),
+        )
+        .await;
         let mut stream = self.check(r)?;
         let mut result = None;
         loop {

@@ -52,7 +52,11 @@ pub fn now_nanos() -> i64 {
 
 /// berth-cri's command line.
 #[derive(Debug, Parser)]
-#[command(name = "berth-cri", version, about = "Kubernetes CRI v1 for berth: gRPC for kubelet, ttrpc to berthd")]
+#[command(
+    name = "berth-cri",
+    version,
+    about = "Kubernetes CRI v1 for berth: gRPC for kubelet, ttrpc to berthd"
+)]
 struct Args {
     /// The configuration file (its `[cri]` table); a missing default file means defaults.
     #[arg(long, short = 'c')]

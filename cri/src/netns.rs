@@ -40,8 +40,7 @@ pub fn create(path: &Path) -> Result<()> {
         .map_err(|e| io(format!("create the netns pin {}", path.display()), e))?;
     let target = path.to_owned();
     let pinned = std::thread::spawn(move || -> Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| io("unshare(CLONE_NEWNET)".to_owned(), e))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| io("unshare(CLONE_NEWNET)".to_owned(), e))?;
         mount(
             Some("/proc/thread-self/ns/net"),
             &target,
@@ -49,7 +48,12 @@ pub fn create(path: &Path) -> Result<()> {
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(|e| io(format!("bind-mount a new netns onto {}", target.display()), e))
+        .map_err(|e| {
+            io(
+                format!("bind-mount a new netns onto {}", target.display()),
+                e,
+            )
+        })
         // The thread ends here, in the new namespace: nothing else ever runs on it.
     })
     .join()
@@ -68,8 +72,8 @@ pub fn create(path: &Path) -> Result<()> {
 /// Whether `path` is a pinned namespace (a mount point of an nsfs file).
 pub fn is_pinned(path: &Path) -> bool {
     // nsfs's magic number: a pin stats as a file on nsfs; the bare file does not.
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    const NSFS_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x6e73_6673);
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 
 /// Unpins and removes `path`; a missing pin is no error (StopPodSandbox repeats).

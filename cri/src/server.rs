@@ -55,7 +55,9 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     match conf::ensure_default(&cfg.cni) {
         Ok(Some(p)) => tracing::info!(path = %p.display(), "wrote the default CNI network"),
         Ok(None) => {}
-        Err(e) => tracing::warn!(dir = %cfg.cni.conf_dir.display(), "cannot write the default CNI network: {e}"),
+        Err(e) => {
+            tracing::warn!(dir = %cfg.cni.conf_dir.display(), "cannot write the default CNI network: {e}")
+        }
     }
     let berthd = Arc::new(Berthd::new(
         &cfg.berthd_address,
@@ -87,11 +89,16 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         .map_err(setup(format!("permissions of {}", path.display())))?;
     match berthd.version().await {
         Ok((v, _)) => tracing::info!(berthd = %cfg.berthd_address, version = %v, "berthd answers"),
-        Err(e) => tracing::warn!(berthd = %cfg.berthd_address, "berthd does not answer yet (RuntimeReady=false until it does): {}", berth_api::errdefs::chain(&e)),
+        Err(e) => {
+            tracing::warn!(berthd = %cfg.berthd_address, "berthd does not answer yet (RuntimeReady=false until it does): {}", berth_api::errdefs::chain(&e))
+        }
     }
     tracing::info!(address = %path.display(), namespace = %cfg.namespace, "serving CRI v1");
     let result = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(service::Runtime { info, sandboxes }))
+        .add_service(RuntimeServiceServer::new(service::Runtime {
+            info,
+            sandboxes,
+        }))
         .add_service(ImageServiceServer::new(service::Image { images }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;

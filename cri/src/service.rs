@@ -46,10 +46,15 @@ impl RuntimeService for Runtime {
     }
 
     async fn status(&self, r: Request<StatusRequest>) -> Reply<StatusResponse> {
-        Ok(Response::new(self.info.status(r.into_inner().verbose).await))
+        Ok(Response::new(
+            self.info.status(r.into_inner().verbose).await,
+        ))
     }
 
-    async fn runtime_config(&self, _: Request<RuntimeConfigRequest>) -> Reply<RuntimeConfigResponse> {
+    async fn runtime_config(
+        &self,
+        _: Request<RuntimeConfigRequest>,
+    ) -> Reply<RuntimeConfigResponse> {
         Ok(Response::new(self.info.runtime_config()))
     }
 
@@ -67,7 +72,10 @@ impl RuntimeService for Runtime {
         Ok(Response::new(UpdateRuntimeConfigResponse {}))
     }
 
-    async fn run_pod_sandbox(&self, r: Request<RunPodSandboxRequest>) -> Reply<RunPodSandboxResponse> {
+    async fn run_pod_sandbox(
+        &self,
+        r: Request<RunPodSandboxRequest>,
+    ) -> Reply<RunPodSandboxResponse> {
         let r = r.into_inner();
         let config = r
             .config
@@ -76,7 +84,10 @@ impl RuntimeService for Runtime {
         Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
     }
 
-    async fn stop_pod_sandbox(&self, r: Request<StopPodSandboxRequest>) -> Reply<StopPodSandboxResponse> {
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<StopPodSandboxRequest>,
+    ) -> Reply<StopPodSandboxResponse> {
         self.sandboxes.stop(&r.into_inner().pod_sandbox_id).await?;
         Ok(Response::new(StopPodSandboxResponse {}))
     }
@@ -85,7 +96,9 @@ impl RuntimeService for Runtime {
         &self,
         r: Request<RemovePodSandboxRequest>,
     ) -> Reply<RemovePodSandboxResponse> {
-        self.sandboxes.remove(&r.into_inner().pod_sandbox_id).await?;
+        self.sandboxes
+            .remove(&r.into_inner().pod_sandbox_id)
+            .await?;
         Ok(Response::new(RemovePodSandboxResponse {}))
     }
 
@@ -94,37 +107,62 @@ impl RuntimeService for Runtime {
         r: Request<PodSandboxStatusRequest>,
     ) -> Reply<PodSandboxStatusResponse> {
         let r = r.into_inner();
-        Ok(Response::new(self.sandboxes.status(&r.pod_sandbox_id, r.verbose).await?))
+        Ok(Response::new(
+            self.sandboxes.status(&r.pod_sandbox_id, r.verbose).await?,
+        ))
     }
 
-    async fn list_pod_sandbox(&self, r: Request<ListPodSandboxRequest>) -> Reply<ListPodSandboxResponse> {
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<ListPodSandboxRequest>,
+    ) -> Reply<ListPodSandboxResponse> {
         let items = self.sandboxes.list(r.into_inner().filter.as_ref()).await?;
         Ok(Response::new(ListPodSandboxResponse { items }))
     }
 
-    async fn list_containers(&self, _: Request<ListContainersRequest>) -> Reply<ListContainersResponse> {
-        Ok(Response::new(ListContainersResponse { containers: Vec::new() }))
+    async fn list_containers(
+        &self,
+        _: Request<ListContainersRequest>,
+    ) -> Reply<ListContainersResponse> {
+        Ok(Response::new(ListContainersResponse {
+            containers: Vec::new(),
+        }))
     }
 
-    async fn container_status(&self, r: Request<ContainerStatusRequest>) -> Reply<ContainerStatusResponse> {
+    async fn container_status(
+        &self,
+        r: Request<ContainerStatusRequest>,
+    ) -> Reply<ContainerStatusResponse> {
         let id = r.into_inner().container_id;
         Err(Error::NotFound(format!("container {id:?} not found")).into())
     }
 
-    async fn stop_container(&self, _: Request<StopContainerRequest>) -> Reply<StopContainerResponse> {
+    async fn stop_container(
+        &self,
+        _: Request<StopContainerRequest>,
+    ) -> Reply<StopContainerResponse> {
         // No container exists before phase 2: stopping one that does not exist is a no-op.
         Ok(Response::new(StopContainerResponse {}))
     }
 
-    async fn remove_container(&self, _: Request<RemoveContainerRequest>) -> Reply<RemoveContainerResponse> {
+    async fn remove_container(
+        &self,
+        _: Request<RemoveContainerRequest>,
+    ) -> Reply<RemoveContainerResponse> {
         Ok(Response::new(RemoveContainerResponse {}))
     }
 
-    async fn create_container(&self, _: Request<CreateContainerRequest>) -> Reply<CreateContainerResponse> {
+    async fn create_container(
+        &self,
+        _: Request<CreateContainerRequest>,
+    ) -> Reply<CreateContainerResponse> {
         Err(phase2("CreateContainer"))
     }
 
-    async fn start_container(&self, _: Request<StartContainerRequest>) -> Reply<StartContainerResponse> {
+    async fn start_container(
+        &self,
+        _: Request<StartContainerRequest>,
+    ) -> Reply<StartContainerResponse> {
         Err(phase2("StartContainer"))
     }
 
@@ -148,17 +186,24 @@ impl RuntimeService for Runtime {
         &self,
         _: Request<ListContainerStatsRequest>,
     ) -> Reply<ListContainerStatsResponse> {
-        Ok(Response::new(ListContainerStatsResponse { stats: Vec::new() }))
+        Ok(Response::new(ListContainerStatsResponse {
+            stats: Vec::new(),
+        }))
     }
 
     async fn list_metric_descriptors(
         &self,
         _: Request<ListMetricDescriptorsRequest>,
     ) -> Reply<ListMetricDescriptorsResponse> {
-        Ok(Response::new(ListMetricDescriptorsResponse { descriptors: Vec::new() }))
+        Ok(Response::new(ListMetricDescriptorsResponse {
+            descriptors: Vec::new(),
+        }))
     }
 
-    async fn pod_sandbox_stats(&self, _: Request<PodSandboxStatsRequest>) -> Reply<PodSandboxStatsResponse> {
+    async fn pod_sandbox_stats(
+        &self,
+        _: Request<PodSandboxStatsRequest>,
+    ) -> Reply<PodSandboxStatsResponse> {
         Err(phase2("PodSandboxStats"))
     }
 

@@ -25,9 +25,24 @@ fn images() -> Vec<(String, &'static str, &'static str, &'static str)> {
         (s("test-image-tag"), "test", "", "IMG=tag"),
         (s("test-image-tag"), "all", "", "IMG=all"),
         (s("test-image-user-uid"), "latest", "1002", "IMG=uid"),
-        (s("test-image-user-username"), "latest", "www-data", "IMG=username"),
-        (s("test-image-user-uid-group"), "latest", "1003:users", "IMG=uidgroup"),
-        (s("test-image-user-username-group"), "latest", "www-data:users", "IMG=usernamegroup"),
+        (
+            s("test-image-user-username"),
+            "latest",
+            "www-data",
+            "IMG=username",
+        ),
+        (
+            s("test-image-user-uid-group"),
+            "latest",
+            "1003:users",
+            "IMG=uidgroup",
+        ),
+        (
+            s("test-image-user-username-group"),
+            "latest",
+            "www-data:users",
+            "IMG=usernamegroup",
+        ),
         (s("test-image-1"), "latest", "", "IMG=1"),
         (s("test-image-2"), "latest", "", "IMG=2"),
         (s("test-image-3"), "latest", "", "IMG=3"),
@@ -37,7 +52,12 @@ fn images() -> Vec<(String, &'static str, &'static str, &'static str)> {
         ("pause".to_owned(), "3.9", "", "IMG=pause"),
         // The container specs' image: they need CreateContainer (phase 2), and with the
         // image present they fail on that, not on the pull.
-        ("e2e-test-images/busybox".to_owned(), "1.29-2", "", "IMG=busybox"),
+        (
+            "e2e-test-images/busybox".to_owned(),
+            "1.29-2",
+            "",
+            "IMG=busybox",
+        ),
     ]
 }
 
@@ -111,7 +131,10 @@ fn critest_phase1() -> Result<()> {
     let keep = std::env::var_os("BERTH_CRITEST_LOG");
     if let Some(p) = &keep {
         std::fs::write(p, &text)?;
-        let _ = std::fs::copy(env.path("berth-cri.log"), format!("{}.berth-cri", p.to_string_lossy()));
+        let _ = std::fs::copy(
+            env.path("berth-cri.log"),
+            format!("{}.berth-cri", p.to_string_lossy()),
+        );
     }
     println!(
         "critest --runtime-endpoint {sock} --image-endpoint {sock} --ginkgo.focus='{FOCUS}' ({:.0}s, exit {})",

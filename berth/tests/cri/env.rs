@@ -27,7 +27,9 @@ impl Netns {
     /// `nsenter --net=… -- program`: only the network namespace changes.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.0)).arg("--").arg(program);
+        c.arg(format!("--net=/run/netns/{}", self.0))
+            .arg("--")
+            .arg(program);
         c
     }
 }
@@ -65,11 +67,18 @@ pub fn cri_tools() -> Option<(PathBuf, PathBuf)> {
     match out {
         Ok(o) if o.status.success() => {
             let dir = PathBuf::from(String::from_utf8_lossy(&o.stdout).lines().last()?.trim());
-            println!("cri-tools ready in {:.1}s: {}", started.elapsed().as_secs_f64(), dir.display());
+            println!(
+                "cri-tools ready in {:.1}s: {}",
+                started.elapsed().as_secs_f64(),
+                dir.display()
+            );
             Some((dir.join("crictl"), dir.join("critest")))
         }
         Ok(o) => {
-            eprintln!("SKIP: scripts/build-cri-tools.sh failed ({}): crictl/critest unavailable", o.status);
+            eprintln!(
+                "SKIP: scripts/build-cri-tools.sh failed ({}): crictl/critest unavailable",
+                o.status
+            );
             None
         }
         Err(e) => {
@@ -125,7 +134,11 @@ impl Env {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(self.path("berth-cri.log")).unwrap_or_default()
         );
-        println!("crictl {} ({:.2}s)", args.join(" "), started.elapsed().as_secs_f64());
+        println!(
+            "crictl {} ({:.2}s)",
+            args.join(" "),
+            started.elapsed().as_secs_f64()
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -137,15 +150,26 @@ impl Env {
     }
 }
 
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool, child: &mut Child, log: &Path) -> Result<()> {
+fn wait_for(
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+    child: &mut Child,
+    log: &Path,
+) -> Result<()> {
     // Hang guard only.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready() {
         if let Some(status) = child.try_wait()? {
-            bail!("{what} exited ({status}): {}", std::fs::read_to_string(log).unwrap_or_default());
+            bail!(
+                "{what} exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         if Instant::now() > deadline {
-            bail!("{what} not ready within 60 s: {}", std::fs::read_to_string(log).unwrap_or_default());
+            bail!(
+                "{what} not ready within 60 s: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -156,7 +180,14 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool, child: &mut Child, log:
 pub fn setup(name: &str) -> Result<Option<Env>> {
     if !host::root_and_tools(
         "the CRI tests",
-        &["ip", "nsenter", "iptables", "docker-registry", "skopeo", "umoci"],
+        &[
+            "ip",
+            "nsenter",
+            "iptables",
+            "docker-registry",
+            "skopeo",
+            "umoci",
+        ],
     )? {
         return Ok(None);
     }
@@ -185,7 +216,10 @@ pub fn setup(name: &str) -> Result<Option<Env>> {
     )?;
     let cfg = support::write_berthd_config(
         d,
-        &format!("[plugins.\"berth.registry.v1\"]\nconfig_path = \"{}/certs.d\"\n", d.display()),
+        &format!(
+            "[plugins.\"berth.registry.v1\"]\nconfig_path = \"{}/certs.d\"\n",
+            d.display()
+        ),
     );
     let log = d.join("berthd.log");
     let mut child = netns
@@ -196,7 +230,12 @@ pub fn setup(name: &str) -> Result<Option<Env>> {
         .spawn()
         .context("spawn berthd")?;
     let sock = d.join("state/berthd.sock");
-    wait_for("berthd", || support::berthctl(&sock, &["version"]).status.success(), &mut child, &log)?;
+    wait_for(
+        "berthd",
+        || support::berthctl(&sock, &["version"]).status.success(),
+        &mut child,
+        &log,
+    )?;
     let berthd = Proc(child);
     std::fs::write(
         d.join("cri.toml"),
@@ -256,7 +295,10 @@ impl Drop for Env {
             let tasks = support::berthctl(&s, &["-n", "k8s.io", "tasks", "ls"]);
             for line in String::from_utf8_lossy(&tasks.stdout).lines().skip(1) {
                 if let Some(id) = line.split_whitespace().next() {
-                    let _ = support::berthctl(&s, &["-n", "k8s.io", "tasks", "kill", "-s", "KILL", "--all", id]);
+                    let _ = support::berthctl(
+                        &s,
+                        &["-n", "k8s.io", "tasks", "kill", "-s", "KILL", "--all", id],
+                    );
                     std::thread::sleep(Duration::from_millis(100));
                     let _ = support::berthctl(&s, &["-n", "k8s.io", "tasks", "rm", id]);
                 }

@@ -27,7 +27,11 @@ fn json(s: &str) -> Value {
 fn leases(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for net in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(net.path()).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let n = f.file_name().to_string_lossy().into_owned();
             if n.parse::<std::net::IpAddr>().is_ok() {
                 out.push(n);
@@ -41,7 +45,13 @@ fn leases(dir: &std::path::Path) -> Vec<String> {
 fn glob_cgroups(name: &str) -> Vec<std::path::PathBuf> {
     let root = std::path::Path::new("/sys/fs/cgroup");
     let mut dirs = vec![root.to_owned()];
-    dirs.extend(std::fs::read_dir(root).into_iter().flatten().flatten().map(|e| e.path()));
+    dirs.extend(
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
     dirs.into_iter()
         .map(|d| d.join("containers.slice").join(name))
         .filter(|p| p.exists())
@@ -84,19 +94,46 @@ fn crictl_walkthrough() -> Result<()> {
     assert!(out.contains("Image is up to date for sha256:"), "{out}");
     let images = env.crictl_ok(&["images"]);
     println!("{images}");
-    assert!(images.contains("docker.io/library/busybox") && images.contains("v1"), "{images}");
+    assert!(
+        images.contains("docker.io/library/busybox") && images.contains("v1"),
+        "{images}"
+    );
     let records = env.berthctl(&["images", "ls"]);
-    assert!(records.contains("docker.io/library/busybox:v1"), "berthctl -n k8s.io images ls:\n{records}");
+    assert!(
+        records.contains("docker.io/library/busybox:v1"),
+        "berthctl -n k8s.io images ls:\n{records}"
+    );
     let st = json(&env.crictl_ok(&["inspecti", "busybox:v1"]));
     let id = st["status"]["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("sha256:"), "{st}");
-    assert!(st["status"]["size"].as_str().unwrap_or("0").parse::<u64>()? > 0 || st["status"]["size"].as_u64().unwrap_or(0) > 0, "{st}");
-    assert_eq!(st["status"]["repoTags"], serde_json::json!(["docker.io/library/busybox:v1"]), "{st}");
+    assert!(
+        st["status"]["size"]
+            .as_str()
+            .unwrap_or("0")
+            .parse::<u64>()?
+            > 0
+            || st["status"]["size"].as_u64().unwrap_or(0) > 0,
+        "{st}"
+    );
+    assert_eq!(
+        st["status"]["repoTags"],
+        serde_json::json!(["docker.io/library/busybox:v1"]),
+        "{st}"
+    );
     let digest_ref = st["status"]["repoDigests"][0].as_str().unwrap().to_owned();
-    assert!(digest_ref.starts_with("docker.io/library/busybox@sha256:"), "{st}");
+    assert!(
+        digest_ref.starts_with("docker.io/library/busybox@sha256:"),
+        "{st}"
+    );
     // The same image by ID and by repo digest.
-    assert_eq!(json(&env.crictl_ok(&["inspecti", &id]))["status"]["id"], id.as_str());
-    assert_eq!(json(&env.crictl_ok(&["inspecti", &digest_ref]))["status"]["id"], id.as_str());
+    assert_eq!(
+        json(&env.crictl_ok(&["inspecti", &id]))["status"]["id"],
+        id.as_str()
+    );
+    assert_eq!(
+        json(&env.crictl_ok(&["inspecti", &digest_ref]))["status"]["id"],
+        id.as_str()
+    );
     let fs = json(&env.crictl_ok(&["imagefsinfo"]));
     println!("imagefsinfo: {fs}");
     assert!(fs.to_string().contains("mountpoint"), "{fs}");
@@ -109,16 +146,28 @@ fn crictl_walkthrough() -> Result<()> {
             "hostname": "walk-pod", "log_directory": "/tmp", "labels": {"app": "walk"},
             "linux": {"sysctls": {"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "80"}}}"#,
     )?;
-    let sid = env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim().to_owned();
+    let sid = env
+        .crictl_ok(&["runp", pod.to_str().unwrap()])
+        .trim()
+        .to_owned();
     assert_eq!(sid.len(), 32, "{sid}");
     let pods = env.crictl_ok(&["pods"]);
     println!("{pods}");
-    assert!(pods.contains(&sid[..13]) && pods.contains("Ready") && pods.contains("walk"), "{pods}");
+    assert!(
+        pods.contains(&sid[..13]) && pods.contains("Ready") && pods.contains("walk"),
+        "{pods}"
+    );
     let filtered = env.crictl_ok(&["pods", "-q", "--label", "app=walk", "--state", "ready"]);
     assert_eq!(filtered.trim(), sid);
-    assert!(env.crictl_ok(&["pods", "-q", "--label", "app=other"]).trim().is_empty());
+    assert!(env
+        .crictl_ok(&["pods", "-q", "--label", "app=other"])
+        .trim()
+        .is_empty());
     let p = json(&env.crictl_ok(&["inspectp", &sid]));
-    let ip = p["status"]["network"]["ip"].as_str().unwrap_or_default().to_owned();
+    let ip = p["status"]["network"]["ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     println!("pod IP {ip}, state {}", p["status"]["state"]);
     assert!(ip.starts_with("10.99.0."), "{p}");
     assert_eq!(p["status"]["state"], "SANDBOX_READY", "{p}");
@@ -127,7 +176,11 @@ fn crictl_walkthrough() -> Result<()> {
     // The pause process lives in the namespace CNI configured.
     let pin = std::fs::metadata(&netns_path)?;
     let held = std::fs::metadata(format!("/proc/{pid}/ns/net"))?;
-    assert_eq!((pin.dev(), pin.ino()), (held.dev(), held.ino()), "pause is not in the pinned netns");
+    assert_eq!(
+        (pin.dev(), pin.ino()),
+        (held.dev(), held.ino()),
+        "pause is not in the pinned netns"
+    );
     assert_eq!(leases(&env.path("leases")), vec![ip.clone()]);
     // The pod's sysctls are set in its namespaces (IPC and network), and its hostname in UTS.
     for (ns, key, want) in [
@@ -135,7 +188,13 @@ fn crictl_walkthrough() -> Result<()> {
         ("--net", "net/ipv4/ip_unprivileged_port_start", "80"),
     ] {
         let out = std::process::Command::new("nsenter")
-            .args(["-t", &pid.to_string(), ns, "cat", &format!("/proc/sys/{key}")])
+            .args([
+                "-t",
+                &pid.to_string(),
+                ns,
+                "cat",
+                &format!("/proc/sys/{key}"),
+            ])
             .output()?;
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "{key}");
     }
@@ -151,8 +210,14 @@ fn crictl_walkthrough() -> Result<()> {
     env.crictl_ok(&["stopp", &sid]);
     let p = json(&env.crictl_ok(&["inspectp", &sid]));
     assert_eq!(p["status"]["state"], "SANDBOX_NOTREADY", "{p}");
-    assert!(leases(&env.path("leases")).is_empty(), "lease left after stopp");
-    assert!(!std::path::Path::new(&netns_path).exists(), "netns pin left after stopp");
+    assert!(
+        leases(&env.path("leases")).is_empty(),
+        "lease left after stopp"
+    );
+    assert!(
+        !std::path::Path::new(&netns_path).exists(),
+        "netns pin left after stopp"
+    );
     env.crictl_ok(&["rmp", &sid]);
     assert!(env.crictl_ok(&["pods", "-q"]).trim().is_empty());
     env.crictl_ok(&["rmi", "busybox:v1"]);
@@ -167,7 +232,11 @@ fn crictl_walkthrough() -> Result<()> {
     assert!(pins.is_empty(), "netns files left: {pins:?}");
     assert!(leases(&env.path("leases")).is_empty());
     assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
-    assert_eq!(env.berthctl(&["tasks", "ls"]).lines().count(), 1, "tasks left");
+    assert_eq!(
+        env.berthctl(&["tasks", "ls"]).lines().count(),
+        1,
+        "tasks left"
+    );
     assert!(env.berthctl(&["images", "ls", "-q"]).trim().is_empty());
     let cgroups: Vec<_> = glob_cgroups(&format!("k8s.io-{sid}"));
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");

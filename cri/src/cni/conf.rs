@@ -62,8 +62,12 @@ pub fn parse(path: &Path, text: &str) -> Result<NetworkList, String> {
 /// The pod network: the first valid configuration in `dir` by file name. `Err` says why
 /// there is none (the reason NetworkReady reports).
 pub fn load(dir: &Path) -> Result<NetworkList, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the CNI configuration directory {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "cannot read the CNI configuration directory {}: {e}",
+            dir.display()
+        )
+    })?;
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -146,7 +150,9 @@ mod tests {
     #[test]
     fn the_first_valid_file_by_name_is_the_pod_network() {
         let d = tempfile::tempdir().unwrap();
-        assert!(load(d.path()).unwrap_err().contains("no network config found"));
+        assert!(load(d.path())
+            .unwrap_err()
+            .contains("no network config found"));
         std::fs::write(d.path().join("README"), "not a config").unwrap();
         std::fs::write(d.path().join("05-bad.conflist"), "{").unwrap();
         std::fs::write(

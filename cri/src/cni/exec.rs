@@ -104,8 +104,16 @@ pub async fn invoke(kind: &str, conf: &Value, inv: &Invocation<'_>) -> Result<Va
         "{} exited with {}{}{}",
         bin.display(),
         out.status,
-        if message.is_empty() { String::new() } else { format!(": {message}") },
-        if stderr.is_empty() { String::new() } else { format!(" (stderr: {stderr})") }
+        if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        },
+        if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(" (stderr: {stderr})")
+        }
     ))
 }
 

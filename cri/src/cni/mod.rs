@@ -78,7 +78,13 @@ impl Cni {
         Ok(net)
     }
 
-    fn invocation<'a>(&'a self, command: &'static str, pod: &'a PodNetwork<'a>, ifname: &'a str, args: &'a str) -> Invocation<'a> {
+    fn invocation<'a>(
+        &'a self,
+        command: &'static str,
+        pod: &'a PodNetwork<'a>,
+        ifname: &'a str,
+        args: &'a str,
+    ) -> Invocation<'a> {
         Invocation {
             command,
             container_id: pod.id,
@@ -133,7 +139,9 @@ impl Cni {
             }
         }
         let lo = loopback_conf(&net.cni_version);
-        if let Err(message) = invoke("loopback", &lo, &self.invocation("DEL", pod, "lo", &args)).await {
+        if let Err(message) =
+            invoke("loopback", &lo, &self.invocation("DEL", pod, "lo", &args)).await
+        {
             first.get_or_insert(cni_error("DEL", "cni-loopback", "loopback", message));
         }
         first.map_or(Ok(()), Err)
@@ -164,7 +172,12 @@ fn loopback_conf(version: &str) -> Value {
 /// One plugin's stdin: its configuration with the list's name and version, the previous
 /// result, and the runtime configuration of the capabilities it declares (libcni's
 /// `buildOneConfig` + `injectRuntimeConfig`).
-fn plugin_conf(net: &NetworkList, plugin: &Value, prev: Option<&Value>, pod: &PodNetwork<'_>) -> Value {
+fn plugin_conf(
+    net: &NetworkList,
+    plugin: &Value,
+    prev: Option<&Value>,
+    pod: &PodNetwork<'_>,
+) -> Value {
     let mut c = plugin.clone();
     c["name"] = json!(net.name);
     c["cniVersion"] = json!(net.cni_version);
@@ -218,7 +231,10 @@ mod tests {
         let r = json!({"ips": [{"address": "fd00::5/64"}, {"address": "10.88.0.5/16", "gateway": "10.88.0.1"}]});
         assert_eq!(
             ips_of(&r),
-            vec!["10.88.0.5".parse::<IpAddr>().unwrap(), "fd00::5".parse().unwrap()]
+            vec![
+                "10.88.0.5".parse::<IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
         );
         let r = json!({"ip4": {"ip": "10.1.0.2/24"}});
         assert_eq!(ips_of(&r), vec!["10.1.0.2".parse::<IpAddr>().unwrap()]);

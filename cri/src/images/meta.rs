@@ -76,7 +76,9 @@ pub struct MetaCache {
 }
 
 fn is_index(media_type: &str, parsed: &IndexOrManifest) -> bool {
-    media_type.contains("index") || media_type.contains("manifest.list") || parsed.manifests.is_some()
+    media_type.contains("index")
+        || media_type.contains("manifest.list")
+        || parsed.manifests.is_some()
 }
 
 impl MetaCache {

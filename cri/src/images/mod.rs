@@ -129,7 +129,12 @@ impl Images {
         };
         let m = self
             .meta
-            .get(&self.berthd, &result.media_type, &result.digest, result.size)
+            .get(
+                &self.berthd,
+                &result.media_type,
+                &result.digest,
+                result.size,
+            )
             .await?;
         if r.digest.is_none() {
             let digest_ref = format!("{}@{}", r.repo(), result.digest);

@@ -46,7 +46,8 @@ impl Reference {
                 let t = &rest[last_slash + i + 1..];
                 let ok = !t.is_empty()
                     && t.len() <= 128
-                    && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
                 if !ok {
                     return None;
                 }
@@ -73,8 +74,7 @@ impl Reference {
         let component_ok = |c: &str| {
             c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
                 && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
-                && c
-                    .bytes()
+                && c.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         };
         if repository.is_empty() || !repository.split('/').all(component_ok) {

@@ -67,7 +67,12 @@ impl Record {
     pub fn ips(&self) -> Vec<String> {
         self.labels
             .get(labels::IPS)
-            .map(|s| s.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .map(|s| {
+                s.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -149,7 +154,9 @@ impl Sandboxes {
     /// shows truncated IDs). `None` when there is none.
     async fn find(&self, id: &str) -> Result<Option<Record>> {
         if id.is_empty() {
-            return Err(Error::InvalidArgument("pod sandbox ID must not be empty".into()));
+            return Err(Error::InvalidArgument(
+                "pod sandbox ID must not be empty".into(),
+            ));
         }
         if self.names.in_flight(id) {
             return Err(Error::FailedPrecondition(format!(

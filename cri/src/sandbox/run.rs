@@ -106,7 +106,8 @@ impl Sandboxes {
             )));
         }
         let (net_mode, _, _) = spec::namespace_modes(&config);
-        let netns = (net_mode != NamespaceMode::Node).then(|| netns::path_for(&self.netns_dir, &id));
+        let netns =
+            (net_mode != NamespaceMode::Node).then(|| netns::path_for(&self.netns_dir, &id));
         let spec = spec::build(&spec::Input {
             namespace: self.berthd.namespace(),
             id: &id,
@@ -120,7 +121,10 @@ impl Sandboxes {
             (labels::KIND.to_owned(), labels::KIND_SANDBOX.to_owned()),
             (labels::SANDBOX_NAME.to_owned(), name.clone()),
             (labels::SANDBOX_IMAGE.to_owned(), self.sandbox_image.clone()),
-            (labels::RUNTIME_HANDLER.to_owned(), runtime_handler.to_owned()),
+            (
+                labels::RUNTIME_HANDLER.to_owned(),
+                runtime_handler.to_owned(),
+            ),
         ];
         if let Some(p) = &netns {
             record_labels.push((labels::NETNS.to_owned(), p.display().to_string()));

@@ -130,7 +130,10 @@ pub fn build(i: &Input<'_>) -> Vec<u8> {
         ("io.kubernetes.cri.sandbox-name", &md.name),
         ("io.kubernetes.cri.sandbox-namespace", &md.namespace),
         ("io.kubernetes.cri.sandbox-uid", &md.uid),
-        ("io.kubernetes.cri.sandbox-log-directory", &i.config.log_directory),
+        (
+            "io.kubernetes.cri.sandbox-log-directory",
+            &i.config.log_directory,
+        ),
     ] {
         annotations.insert(k.into(), json!(v));
     }
@@ -139,7 +142,12 @@ pub fn build(i: &Input<'_>) -> Vec<u8> {
         .config
         .linux
         .as_ref()
-        .map(|l| l.sysctls.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+        .map(|l| {
+            l.sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect()
+        })
         .unwrap_or_default();
     let mut spec = json!({
         "ociVersion": "1.0.2",
@@ -212,11 +220,17 @@ mod tests {
             .map(|n| n["type"].as_str().unwrap())
             .collect();
         assert_eq!(types, ["mount", "network", "uts", "pid", "ipc"]);
-        assert_eq!(spec["linux"]["namespaces"][1]["path"], "/run/netns/berth-abc");
+        assert_eq!(
+            spec["linux"]["namespaces"][1]["path"],
+            "/run/netns/berth-abc"
+        );
         assert_eq!(spec["hostname"], "web-0");
         assert_eq!(spec["root"]["readonly"], true);
         assert_eq!(spec["mounts"][2]["source"], "/usr/bin/berth");
-        assert_eq!(spec["linux"]["cgroupsPath"], "/containers.slice/k8s.io-abc/init");
+        assert_eq!(
+            spec["linux"]["cgroupsPath"],
+            "/containers.slice/k8s.io-abc/init"
+        );
         assert_eq!(spec["annotations"][SANDBOX_CONFIG_ANNOTATION], "AA==");
         let c = config(NamespaceMode::Node);
         let spec: Value = serde_json::from_slice(&build(&Input {
@@ -245,7 +259,10 @@ mod tests {
         let me = std::env::current_exe().unwrap();
         // Host test builds are dynamically linked; static release builds are not.
         let dynamic = is_dynamic(&me).unwrap();
-        assert_eq!(dynamic, !library_dirs(&me).is_empty() || !Path::new("/lib").is_dir());
+        assert_eq!(
+            dynamic,
+            !library_dirs(&me).is_empty() || !Path::new("/lib").is_dir()
+        );
         assert!(!is_dynamic(Path::new("/proc/self/status")).unwrap_or(false));
     }
 }

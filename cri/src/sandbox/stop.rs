@@ -26,7 +26,10 @@ impl Sandboxes {
     /// StopPodSandbox: a sandbox that does not exist is already stopped.
     pub async fn stop(&self, id: &str) -> Result<()> {
         let Some(rec) = self.find(id).await? else {
-            tracing::info!(sandbox = id, "StopPodSandbox of an unknown sandbox: nothing to do");
+            tracing::info!(
+                sandbox = id,
+                "StopPodSandbox of an unknown sandbox: nothing to do"
+            );
             return Ok(());
         };
         self.teardown(&rec).await?;
@@ -101,16 +104,22 @@ impl Sandboxes {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
-        if process.status == "running" || process.status == "paused" || process.status == "created" {
+        if process.status == "running" || process.status == "paused" || process.status == "created"
+        {
             match self.berthd.kill_task(id, SIGKILL).await {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 // Already exited between the two calls.
-                Err(e) if e.berthd_kind() == Some(berth_api::errdefs::Kind::FailedPrecondition) => {}
+                Err(e) if e.berthd_kind() == Some(berth_api::errdefs::Kind::FailedPrecondition) => {
+                }
                 Err(e) => return Err(e),
             }
             if let Err(e) = self.berthd.wait_task(id, KILL_WAIT).await {
-                tracing::warn!(sandbox = id, "waiting for the killed pause task: {}", berth_api::errdefs::chain(&e));
+                tracing::warn!(
+                    sandbox = id,
+                    "waiting for the killed pause task: {}",
+                    berth_api::errdefs::chain(&e)
+                );
             }
         }
         match self.berthd.delete_task(id).await {

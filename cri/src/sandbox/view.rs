@@ -25,8 +25,7 @@ fn state(ready: bool) -> i32 {
 fn matches(f: &PodSandboxFilter, r: &Record, ready: bool) -> bool {
     (f.id.is_empty() || r.id.starts_with(&f.id))
         && f.state.as_ref().is_none_or(|s| s.state == state(ready))
-        && f
-            .label_selector
+        && f.label_selector
             .iter()
             .all(|(k, v)| r.config.labels.get(k) == Some(v))
 }
@@ -49,7 +48,11 @@ impl Sandboxes {
             created_at: rec.created_at,
             network: Some(PodSandboxNetworkStatus {
                 ip: ips.first().cloned().unwrap_or_default(),
-                additional_ips: ips.iter().skip(1).map(|ip| PodIp { ip: ip.clone() }).collect(),
+                additional_ips: ips
+                    .iter()
+                    .skip(1)
+                    .map(|ip| PodIp { ip: ip.clone() })
+                    .collect(),
             }),
             linux: Some(LinuxPodSandboxStatus {
                 namespaces: Some(Namespace {
