@@ -246,7 +246,7 @@ berthd_address = "{0}/state/berthd.sock"
 netns_dir = "{0}/netns"
 berthd_timeout = 120
 [cri.cni]
-bin_dirs = ["/usr/lib/cni"]
+bin_dirs = ["/usr/lib/cni", "{0}/cni-bin"]
 conf_dir = "{0}/net.d"
 write_default_conflist = true
 default_subnet = "10.99.0.0/24"
@@ -256,24 +256,12 @@ default_lease_dir = "{0}/leases"
             d.display()
         ),
     )?;
-    let log = d.join("berth-cri.log");
-    let mut child = netns
-        .command(env!("CARGO_BIN_EXE_berth-cri"))
-        .arg("--config")
-        .arg(d.join("cri.toml"))
-        .arg("--log")
-        .arg("info,berth_cri=debug")
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("spawn berth-cri")?;
-    let cri_sock = d.join("cri.sock");
-    wait_for("berth-cri", || cri_sock.exists(), &mut child, &log)?;
-    let cri = Proc(child);
+    let cri = start_cri(&netns, d)?;
     std::fs::write(
         d.join("crictl.yaml"),
         format!(
             "runtime-endpoint: unix://{0}\nimage-endpoint: unix://{0}\ntimeout: 120\ndebug: false\n",
-            cri_sock.display()
+            d.join("cri.sock").display()
         ),
     )?;
     Ok(Some(Env {
@@ -285,6 +273,43 @@ default_lease_dir = "{0}/leases"
         netns,
         dir,
     }))
+}
+
+/// Starts berth-cri (in `netns`, configured by `<d>/cri.toml`, logging to
+/// `<d>/berth-cri.log`, appended) and waits for its socket.
+fn start_cri(netns: &Netns, d: &Path) -> Result<Proc> {
+    let log = d.join("berth-cri.log");
+    let cri_sock = d.join("cri.sock");
+    // A socket file a killed berth-cri left would look ready.
+    let _ = std::fs::remove_file(&cri_sock);
+    let mut child = netns
+        .command(env!("CARGO_BIN_EXE_berth-cri"))
+        .arg("--config")
+        .arg(d.join("cri.toml"))
+        .arg("--log")
+        .arg("info,berth_cri=debug")
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)?,
+        )
+        .spawn()
+        .context("spawn berth-cri")?;
+    wait_for("berth-cri", || cri_sock.exists(), &mut child, &log)?;
+    Ok(Proc(child))
+}
+
+impl Env {
+    /// SIGKILLs berth-cri and starts it again: whatever it knew must come back from berthd.
+    pub fn kill_and_restart_cri(&mut self) -> Result<()> {
+        if let Some(mut p) = self.cri.take() {
+            p.0.kill()?;
+            p.0.wait()?;
+        }
+        self.cri = Some(start_cri(&self.netns, self.dir.path())?);
+        Ok(())
+    }
 }
 
 impl Drop for Env {

@@ -60,7 +60,7 @@ fn glob_cgroups(name: &str) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn crictl_walkthrough() -> Result<()> {
-    let Some(env) = env::setup("walk")? else {
+    let Some(mut env) = env::setup("walk")? else {
         return Ok(());
     };
     let t0 = Instant::now();
@@ -204,6 +204,13 @@ fn crictl_walkthrough() -> Result<()> {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "walk-pod");
     // kubelet's retry of the same RunPodSandbox gets the same sandbox.
     assert_eq!(env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim(), sid);
+    // berth-cri keeps nothing berthd does not have: killed and restarted, it shows the same.
+    env.kill_and_restart_cri()?;
+    let again = json(&env.crictl_ok(&["inspectp", &sid]));
+    assert_eq!(again["status"]["state"], "SANDBOX_READY", "{again}");
+    assert_eq!(again["status"]["network"]["ip"], ip.as_str(), "{again}");
+    assert_eq!(again["status"]["labels"]["app"], "walk", "{again}");
+    assert_eq!(env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim(), sid);
 
     // Stop (twice: it is idempotent), remove.
     env.crictl_ok(&["stopp", &sid]);
@@ -241,5 +248,66 @@ fn crictl_walkthrough() -> Result<()> {
     let cgroups: Vec<_> = glob_cgroups(&format!("k8s.io-{sid}"));
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
     println!("walkthrough: {:.1}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A RunPodSandbox that fails half-way (a CNI plugin failing after bridge leased an IP)
+/// undoes everything and leaves the name free: the same pod runs once the network is fixed.
+#[test]
+fn a_failed_runp_releases_everything() -> Result<()> {
+    let Some(env) = env::setup("fail")? else {
+        return Ok(());
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let bin = env.path("cni-bin");
+    std::fs::create_dir_all(&bin)?;
+    let plugin = bin.join("berth-test-fail");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\necho '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"refused by the test\"}'\nexit 1\n",
+    )?;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755))?;
+    // Sorted first, so it is the pod network: the real bridge, then the failing plugin.
+    let failing = env.path("net.d/00-failing.conflist");
+    std::fs::write(
+        &failing,
+        format!(
+            r#"{{"cniVersion": "1.0.0", "name": "failing", "plugins": [
+                {{"type": "bridge", "bridge": "berthfail0", "isGateway": true,
+                  "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "10.98.0.0/24"}}]], "dataDir": "{}"}}}},
+                {{"type": "berth-test-fail"}}]}}"#,
+            env.path("leases").display()
+        ),
+    )?;
+    let pod = env.path("pod.json");
+    std::fs::write(
+        &pod,
+        r#"{"metadata": {"name": "fail", "namespace": "default", "uid": "fail-uid", "attempt": 0}, "linux": {}}"#,
+    )?;
+    let out = env.crictl(&["runp", pod.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!(
+        "runp through a failing plugin: {}",
+        err.lines().last().unwrap_or_default()
+    );
+    assert!(!out.status.success());
+    assert!(err.contains("refused by the test"), "{err}");
+    assert!(
+        leases(&env.path("leases")).is_empty(),
+        "lease left by a failed runp"
+    );
+    let pins: Vec<_> = std::fs::read_dir(env.path("netns"))?.flatten().collect();
+    assert!(pins.is_empty(), "netns left by a failed runp: {pins:?}");
+    assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
+    assert!(env.crictl_ok(&["pods", "-q"]).trim().is_empty());
+    // Network fixed: the same name runs.
+    std::fs::remove_file(&failing)?;
+    let sid = env
+        .crictl_ok(&["runp", pod.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    env.crictl_ok(&["rmp", "-f", &sid]);
+    assert!(leases(&env.path("leases")).is_empty());
+    assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
     Ok(())
 }
