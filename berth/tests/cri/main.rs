@@ -300,14 +300,58 @@ fn a_failed_runp_releases_everything() -> Result<()> {
     assert!(pins.is_empty(), "netns left by a failed runp: {pins:?}");
     assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
     assert!(env.crictl_ok(&["pods", "-q"]).trim().is_empty());
-    // Network fixed: the same name runs.
+    // Network fixed: the same name runs, here with a host port (portmap's DNAT rules live in
+    // the test's namespace and go with the pod).
     std::fs::remove_file(&failing)?;
+    std::fs::write(
+        &pod,
+        r#"{"metadata": {"name": "fail", "namespace": "default", "uid": "fail-uid", "attempt": 0},
+            "port_mappings": [{"protocol": 0, "container_port": 80, "host_port": 18080}], "linux": {}}"#,
+    )?;
+    let dnat = |env: &env::Env| -> Result<usize> {
+        let out = env
+            .netns
+            .command("iptables")
+            .args(["-t", "nat", "-S"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("--dport 18080"))
+            .count())
+    };
     let sid = env
         .crictl_ok(&["runp", pod.to_str().unwrap()])
         .trim()
         .to_owned();
+    assert!(dnat(&env)? > 0, "no DNAT rule for the host port");
     env.crictl_ok(&["rmp", "-f", &sid]);
+    assert_eq!(dnat(&env)?, 0, "DNAT rule left after rmp");
     assert!(leases(&env.path("leases")).is_empty());
+    // A host-network pod: no namespace of its own, no CNI, no IP from CNI.
+    std::fs::write(
+        &pod,
+        r#"{"metadata": {"name": "hostnet", "namespace": "default", "uid": "hostnet-uid", "attempt": 0},
+            "linux": {"security_context": {"namespace_options": {"network": 2}}}}"#,
+    )?;
+    let sid = env
+        .crictl_ok(&["runp", pod.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let p = json(&env.crictl_ok(&["inspectp", &sid]));
+    assert_eq!(p["status"]["state"], "SANDBOX_READY", "{p}");
+    assert_eq!(p["status"]["network"]["ip"], "", "{p}");
+    assert_eq!(p["info"]["netnsPath"], "", "{p}");
+    let pid = p["info"]["pid"].as_u64().unwrap();
+    let mine = std::fs::metadata("/proc/self/ns/net")?;
+    let test_ns = std::fs::metadata(format!("/run/netns/{}", env.netns.0))?;
+    let held = std::fs::metadata(format!("/proc/{pid}/ns/net"))?;
+    assert_eq!(
+        (held.dev(), held.ino()),
+        (test_ns.dev(), test_ns.ino()),
+        "a host-network pause is in berth-cri's (here the test's) namespace"
+    );
+    assert_ne!(held.ino(), mine.ino());
+    env.crictl_ok(&["rmp", "-f", &sid]);
     assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
     Ok(())
 }
