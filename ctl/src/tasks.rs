@@ -15,7 +15,6 @@ use clap::{Args as ClapArgs, Subcommand};
 use berth_api::proto::{
     containers as cpb, containers_ttrpc, events as epb, events_ttrpc, tasks as tpb, tasks_ttrpc,
 };
-use berth_api::client::normalize_address;
 use crate::table;
 
 /// `berthctl run`.
@@ -143,12 +142,8 @@ pub enum TasksCommand {
 /// Errors of these verbs.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    #[error("cannot connect to {address}: {source}")]
-    Connect {
-        address: String,
-        #[source]
-        source: ttrpc::Error,
-    },
+    #[error(transparent)]
+    Client(#[from] berth_api::client::ClientError),
     #[error("{method}: {}", status_text(.source))]
     Call {
         method: &'static str,
@@ -182,13 +177,7 @@ struct Api {
 
 impl Api {
     async fn connect(address: &str, ns: &str, timeout: Duration) -> Result<Self, CtlError> {
-        let address = normalize_address(address);
-        let c = ttrpc::r#async::Client::connect(&address)
-            .await
-            .map_err(|source| CtlError::Connect {
-                address: address.clone(),
-                source,
-            })?;
+        let c = berth_api::client::connect(address, timeout).await?;
         Ok(Self {
             events: events_ttrpc::EventsClient::new(c.clone()),
             containers: containers_ttrpc::ContainersClient::new(c.clone()),
