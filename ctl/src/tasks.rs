@@ -144,7 +144,7 @@ pub enum TasksCommand {
 pub enum CtlError {
     #[error(transparent)]
     Client(#[from] berth_api::client::ClientError),
-    #[error("{method}: {}", status_text(.source))]
+    #[error("{method}: {}", berth_api::errdefs::describe(.source))]
     Call {
         method: &'static str,
         #[source]
@@ -158,13 +158,6 @@ pub enum CtlError {
         #[source]
         source: std::io::Error,
     },
-}
-
-fn status_text(e: &ttrpc::Error) -> String {
-    match e {
-        ttrpc::Error::RpcStatus(s) => s.message().to_owned(),
-        other => other.to_string(),
-    }
 }
 
 struct Api {
@@ -956,5 +949,21 @@ mod tests {
         assert_eq!(parse_signal("KILL").unwrap(), 9);
         assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
         assert!(parse_signal("NOPE").is_err());
+    }
+
+    #[test]
+    fn call_errors_carry_the_status_class() {
+        // berthd's NOT_FOUND message for a task names the task; "not found" is the class.
+        let e = CtlError::Call {
+            method: "list pids",
+            source: berth_api::errdefs::to_ttrpc(
+                berth_api::errdefs::Kind::NotFound,
+                "task \"x\" in namespace \"default\"",
+            ),
+        };
+        assert_eq!(
+            e.to_string(),
+            "list pids: NOT_FOUND: task \"x\" in namespace \"default\""
+        );
     }
 }
