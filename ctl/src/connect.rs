@@ -52,12 +52,6 @@ impl Berthd {
         })
     }
 
-    /// Calls then name `namespace` instead.
-    pub fn in_namespace(mut self, namespace: &str) -> Self {
-        self.namespace = namespace.to_owned();
-        self
-    }
-
     /// `--timeout`.
     pub fn timeout(&self) -> Duration {
         self.timeout

@@ -32,3 +32,61 @@ impl Globals {
         Duration::from_secs(self.timeout)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use crate::Args;
+
+    /// Every command (groups, verbs) has exactly one namespace flag: the global one. Before,
+    /// `snapshots` had a `-n` of its own, so `berthctl -n x snapshots ls` listed the default
+    /// namespace and `berthctl snapshots ls -n x` was refused.
+    #[test]
+    fn one_global_namespace_flag_in_every_command() {
+        let mut root = Args::command();
+        root.build();
+        fn walk(cmd: &clap::Command, path: &str, bad: &mut Vec<String>) {
+            if cmd.get_name() == "help" {
+                return; // clap's `help` subcommands take no flags
+            }
+            let flags: Vec<&clap::Arg> = cmd
+                .get_arguments()
+                .filter(|a| a.get_short() == Some('n') || a.get_long() == Some("namespace"))
+                .collect();
+            let one_global =
+                matches!(flags[..], [f] if f.get_id() == "namespace" && f.is_global_set());
+            if !one_global {
+                bad.push(format!(
+                    "{path}: {} namespace flag(s), global: {}",
+                    flags.len(),
+                    flags.iter().all(|f| f.is_global_set())
+                ));
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), bad);
+            }
+        }
+        let mut bad = Vec::new();
+        walk(&root, "berthctl", &mut bad);
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
+    #[test]
+    fn the_namespace_flag_counts_wherever_it_stands() {
+        for line in [
+            "berthctl -n x snapshots ls",
+            "berthctl snapshots -n x ls",
+            "berthctl snapshots ls -n x",
+            "berthctl snapshots --namespace x tree",
+            "berthctl -n x images ls",
+            "berthctl images ls -n x",
+            "berthctl tasks ls -n x",
+            "berthctl run -n x busybox true",
+        ] {
+            let args =
+                Args::try_parse_from(line.split(' ')).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(args.globals.namespace, "x", "{line}");
+        }
+    }
+}

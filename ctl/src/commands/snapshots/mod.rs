@@ -15,19 +15,15 @@ use std::future::Future;
 
 use clap::Subcommand;
 
-use berth_api::keys::DEFAULT_NAMESPACE;
 use berth_api::proto::{snapshots as pb, snapshots_ttrpc::SnapshotsClient};
 
 use crate::connect::Berthd;
 use crate::error::Error;
 use crate::globals::Globals;
 
-/// Options of `berthctl snapshots`.
+/// Options of `berthctl snapshots` (the namespace is the global `-n`, wherever it stands).
 #[derive(Debug, clap::Args)]
 pub struct SnapshotsArgs {
-    /// Namespace (like `ctr -n`).
-    #[arg(long, short = 'n', env = "BERTH_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
-    namespace: String,
     /// Snapshotter (`overlayfs`, `native`); berthd's default when not given.
     #[arg(long, short = 's', default_value = "")]
     snapshotter: String,
@@ -60,7 +56,7 @@ enum Command {
 
 /// Runs one `snapshots` verb.
 pub async fn run(g: &Globals, args: SnapshotsArgs) -> Result<(), Error> {
-    let berthd = Berthd::connect(g).await?.in_namespace(&args.namespace);
+    let berthd = Berthd::connect(g).await?;
     let s = Snapshots {
         client: berthd.snapshots(),
         berthd,
