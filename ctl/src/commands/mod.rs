@@ -4,7 +4,17 @@
 //! connect through [`crate::connect`], print through [`crate::output`] and fail with
 //! [`crate::error::Error`].
 //!
-//! Also here: the value parsers several verbs share (labels, durations).
+//! Also here: the value parsers several verbs share (labels, durations), and the list of
+//! snapshotters every `--snapshotter` help names.
+
+/// The snapshotters berthd has, for the help of every `--snapshotter` flag (a literal, for
+/// `concat!`): `overlayfs` (the default), `native` (plain copies), `zfs` (where a pool is
+/// configured). See `berthctl plugins ls -f type==io.containerd.snapshotter.v1` for a node's own.
+macro_rules! snapshotters {
+    () => {
+        "`overlayfs`, `native`, `zfs`"
+    };
+}
 
 pub mod config;
 pub mod containers;
@@ -80,5 +90,36 @@ mod tests {
             vec![("a".into(), "b=c".into())]
         );
         assert!(parse_labels(&["=x".into()]).is_err());
+    }
+
+    /// Every `--snapshotter` flag's help names every snapshotter (`snapshots -s` once left
+    /// out `zfs`, the others named none).
+    #[test]
+    fn every_snapshotter_flag_names_every_snapshotter() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.get_long() == Some("snapshotter") {
+                    let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    assert!(help.contains(snapshotters!()), "{path}: {help}");
+                    seen.push(path.to_string());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), seen);
+            }
+        }
+        let mut seen = Vec::new();
+        walk(&crate::Args::command(), "berthctl", &mut seen);
+        assert_eq!(
+            seen,
+            [
+                "berthctl images pull",
+                "berthctl images import",
+                "berthctl images mount",
+                "berthctl snapshots",
+                "berthctl run"
+            ]
+        );
     }
 }

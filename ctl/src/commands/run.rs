@@ -56,8 +56,9 @@ pub struct RunArgs {
     /// (default: berthd's default_runtime).
     #[arg(long, default_value = "")]
     runtime: String,
-    /// Snapshotter (default: berthd's default).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", help = concat!(
+        "Snapshotter (", snapshotters!(), "; default: berthd's default)"
+    ))]
     snapshotter: String,
     /// Image name.
     image: String,

@@ -16,8 +16,9 @@ use crate::output::{print_json, Format};
 pub struct ImportArgs {
     /// OCI image-layout tar or `docker save` tar; `-` reads standard input.
     file: String,
-    /// Snapshotter to unpack into (default: berthd's default).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", help = concat!(
+        "Snapshotter to unpack into (", snapshotters!(), "; default: berthd's default)"
+    ))]
     snapshotter: String,
     /// Platform to import and unpack (`os/arch[/variant]`, default linux/amd64).
     #[arg(long, default_value = "")]

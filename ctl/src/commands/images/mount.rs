@@ -18,8 +18,9 @@ pub struct MountArgs {
     name: String,
     /// Where to mount its filesystem (read-only view).
     target: PathBuf,
-    /// Snapshotter (default: berthd's default).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", help = concat!(
+        "Snapshotter (", snapshotters!(), "; default: berthd's default)"
+    ))]
     snapshotter: String,
 }
 

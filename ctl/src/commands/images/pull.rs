@@ -22,8 +22,9 @@ pub struct PullArgs {
     /// Platform to select from an index (`os/arch[/variant]`, default linux/amd64).
     #[arg(long, default_value = "")]
     platform: String,
-    /// Snapshotter to unpack into (default: berthd's default).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", help = concat!(
+        "Snapshotter to unpack into (", snapshotters!(), "; default: berthd's default)"
+    ))]
     snapshotter: String,
     /// Store content and the image record only.
     #[arg(long)]

@@ -24,8 +24,9 @@ use crate::globals::Globals;
 /// Options of `berthctl snapshots` (the namespace is the global `-n`, wherever it stands).
 #[derive(Debug, clap::Args)]
 pub struct SnapshotsArgs {
-    /// Snapshotter (`overlayfs`, `native`); berthd's default when not given.
-    #[arg(long, short = 's', default_value = "")]
+    #[arg(long, short = 's', default_value = "", help = concat!(
+        "Snapshotter (", snapshotters!(), "); berthd's default when not given"
+    ))]
     snapshotter: String,
     #[command(subcommand)]
     command: Command,
