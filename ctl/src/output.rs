@@ -239,4 +239,32 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["x", "--format", "xml"]).is_err());
     }
+
+    /// Every `--format` is this one `Format`: clap checks it (a bad value is a usage error,
+    /// exit 2, for every verb) and it defaults to the table. `tasks metrics` once took any
+    /// string and refused a bad one only after connecting, with exit 1.
+    #[test]
+    fn every_format_flag_is_the_one_format() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, n: &mut usize) {
+            for a in cmd.get_arguments() {
+                if a.get_long() == Some("format") {
+                    let values: Vec<String> = a
+                        .get_possible_values()
+                        .iter()
+                        .map(|v| v.get_name().to_owned())
+                        .collect();
+                    assert_eq!(values, ["table", "json"], "{path}");
+                    assert_eq!(a.get_default_values(), ["table"], "{path}");
+                    *n += 1;
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), n);
+            }
+        }
+        let mut n = 0;
+        walk(&crate::Args::command(), "berthctl", &mut n);
+        assert_eq!(n, 15, "verbs with --format");
+    }
 }

@@ -6,26 +6,19 @@ use berth_api::proto::tasks as pb;
 use crate::connect::Berthd;
 use crate::error::Error;
 use crate::globals::Globals;
-use crate::output::{print_json, table};
+use crate::output::{print_json, table, Format};
 
 /// `tasks metrics` arguments.
 #[derive(Debug, clap::Args)]
 pub struct MetricsArgs {
-    /// table or json.
-    #[arg(long, default_value = "table")]
-    format: String,
+    #[arg(long, value_parser = Format::undescribed(), default_value_t = Format::Table)]
+    format: Format,
     id: String,
 }
 
 /// Prints the statistics.
 pub async fn run(g: &Globals, a: MetricsArgs) -> Result<(), Error> {
     let berthd = Berthd::connect(g).await?;
-    if a.format != "table" && a.format != "json" {
-        return Err(Error::Usage(format!(
-            "--format {:?}: expected table or json",
-            a.format
-        )));
-    }
     let req = pb::MetricsRequest {
         container_id: a.id,
         ..Default::default()
@@ -36,7 +29,7 @@ pub async fn run(g: &Globals, a: MetricsArgs) -> Result<(), Error> {
         .await
         .map_err(Error::call("metrics"))?;
     let j = metrics_json(&m);
-    if a.format == "json" {
+    if a.format == Format::Json {
         print_json(&j);
     } else {
         print!("{}", metrics_table(&j));
