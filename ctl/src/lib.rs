@@ -1,13 +1,13 @@
 //! berthctl: the command-line client of berthd and berth-init (ctr-like verbs). It links
 //! berth-api only: no engine code, just the wire contract.
 //!
-//! - [`commands`]: every verb, one file per verb under `commands/<group>/<verb>.rs`;
-//! - [`globals`]: the global flags (address, namespace, init address, timeout), read once;
-//! - [`connect`]: the one way to reach berthd and berth-init;
-//! - [`output`]: the one `--format`, the one table layout, JSON and cell formats;
-//! - [`error`]: the one error type and the exit-code policy.
+//! - `commands`: every verb, one file per verb under `commands/<group>/<verb>.rs`;
+//! - `globals`: the global flags (address, namespace, init address, timeout), read once;
+//! - `connect`: the one way to reach berthd and berth-init;
+//! - `output`: the one `--format`, the one table layout, JSON and cell formats;
+//! - `error`: the one error type and the exit-code policy.
 //!
-//! This file holds the command line's top ([`Args`]), the dispatch and [`main_with_args`].
+//! This file holds the command line's top (`Args`), the dispatch and [`main_with_args`].
 
 mod commands;
 mod connect;
@@ -108,7 +108,7 @@ async fn dispatch(g: &Globals, command: Command) -> Result<i32, Error> {
     r.map(|()| 0)
 }
 
-/// Runs berthctl with `args` (argv including argv[0]); returns the process exit code.
+/// Runs berthctl with `args` (argv including `argv[0]`); returns the process exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
     // Like other command-line tools, end quietly when the reader of our output goes away
     // (`berthctl plugins ls | head`) instead of panicking on EPIPE.
