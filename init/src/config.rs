@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::console::Level;
 
 /// Where stage 2 reads its configuration.
-pub const DEFAULT_PATH: &str = "/etc/berth/init.toml";
+pub const DEFAULT_PATH: &str = berth_layout::paths::INIT_CONFIG;
 
 /// Errors reading the configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +88,11 @@ pub struct Config {
     /// `[rlimits]`: resource limits of init, inherited by every service (`crate::rlimit`).
     pub rlimits: crate::rlimit::Rlimits,
     /// `[storage]`: the state partition mounted at `/var`.
-    pub storage: crate::storage::StorageConfig,
+    pub storage: crate::state_disk::StateDiskConfig,
     /// `[remote_config]`: fetching `berth.config=<url>` (`crate::remote_config`).
     pub remote_config: crate::remote_config::RemoteConfig,
-    /// `[boot]`: UEFI slots and the trial-boot watchdog (`crate::boot`).
-    pub boot: crate::boot::BootConfig,
+    /// `[boot]`: UEFI A/B slots and the trial-boot watchdog ([`crate::slots`]).
+    pub boot: crate::slots::BootConfig,
     /// `[zfs]`: the ZFS pool imported before berthd (docs/zfs.md).
     pub zfs: crate::zfs::ZfsConfig,
 }
@@ -243,7 +243,7 @@ impl Default for BerthdConfig {
 impl Default for BridgeConfig {
     fn default() -> Self {
         Self {
-            port: "org.berth.api".into(),
+            port: berth_layout::ports::API.into(),
             wait_secs: 5,
         }
     }
@@ -274,9 +274,9 @@ impl Default for Config {
             services: Vec::new(),
             sysctl: crate::sysctl::Sysctls::default(),
             rlimits: crate::rlimit::Rlimits::new(),
-            storage: crate::storage::StorageConfig::default(),
+            storage: crate::state_disk::StateDiskConfig::default(),
             remote_config: crate::remote_config::RemoteConfig::default(),
-            boot: crate::boot::BootConfig::default(),
+            boot: crate::slots::BootConfig::default(),
             zfs: crate::zfs::ZfsConfig::default(),
         }
     }
