@@ -91,7 +91,7 @@ fn preload_archives(
         };
         let demo = crate::demo::build(&cache_dir, opts.source_date_epoch)?;
         out.push(rootfs::Preload {
-            name: crate::demo::ARCHIVE_NAME.into(),
+            name: crate::demo::archive_name().into(),
             source: rootfs::PreloadSource::Bytes(demo.archive),
         });
     }

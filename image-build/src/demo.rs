@@ -22,9 +22,13 @@ use crate::fsutil;
 /// Debian package carrying the static busybox binary.
 pub const PACKAGE: &str = "busybox-static";
 /// Name of the demo image (an `io.containerd.image.name` annotation in the archive).
-pub const IMAGE_NAME: &str = "localhost/berth/busybox:latest";
+pub const IMAGE_NAME: &str = berth_layout::paths::DEMO_IMAGE;
+
 /// File name of the archive in the root image's preload directory.
-pub const ARCHIVE_NAME: &str = "00-demo-busybox.tar";
+pub fn archive_name() -> &'static str {
+    let path = berth_layout::paths::DEMO_ARCHIVE;
+    path.rsplit('/').next().unwrap_or(path)
+}
 
 /// busybox applets linked in `/bin`: enough for a shell, scripts and the tests' checks.
 const APPLETS: &[&str] = &[

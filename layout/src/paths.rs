@@ -19,6 +19,13 @@ pub const ROOT_MODULES_DIR: &str = "/usr/lib/modules";
 /// `[plugins."berth.preload.v1"] dirs` default).
 pub const PRELOAD_DIR: &str = "/usr/share/berth/images";
 
+/// The demo container image every image preloads (Debian's busybox, built by
+/// `berth-image`): its archive in [`PRELOAD_DIR`] …
+pub const DEMO_ARCHIVE: &str = "/usr/share/berth/images/00-demo-busybox.tar";
+
+/// … and the name berthd lists it under after the import.
+pub const DEMO_IMAGE: &str = "localhost/berth/busybox:latest";
+
 /// The image's configuration files (`init.toml`, `berthd.toml`, `certs.d/`).
 pub const CONFIG_DIR: &str = "/etc/berth";
 
@@ -50,5 +57,9 @@ mod tests {
         assert_eq!(in_tree(ROOT_IMAGE), "berth/root.erofs");
         assert_eq!(in_tree(PRELOAD_DIR), "usr/share/berth/images");
         assert_eq!(in_tree("relative"), "relative");
+        assert_eq!(
+            std::path::Path::new(DEMO_ARCHIVE).parent(),
+            Some(std::path::Path::new(PRELOAD_DIR))
+        );
     }
 }

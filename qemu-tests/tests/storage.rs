@@ -72,7 +72,7 @@ fn labelled_disk_is_formatted_once_and_keeps_files_across_reboots() -> Result<()
     let image = Image::test_image()?;
     let scratch = Scratch::new("labelled")?;
     let disk = scratch.0.join("state.img");
-    gpt_disk(&disk, 64, "BERTH_STATE")?;
+    gpt_disk(&disk, 64, berth_layout::labels::STATE)?;
 
     // First boot: formatted, mounted, writable.
     let mut vm = boot("storage-first", &image, &disk)?;
