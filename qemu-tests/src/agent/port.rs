@@ -71,7 +71,10 @@ mod tests {
             fs::write(sys.join(dir).join("name"), format!("{name}\n")).unwrap();
         }
         fs::create_dir_all(&dev).unwrap();
-        assert_eq!(find_port_in(&sys, &dev, berth_layout::ports::TEST).unwrap(), None);
+        assert_eq!(
+            find_port_in(&sys, &dev, berth_layout::ports::TEST).unwrap(),
+            None
+        );
         fs::write(dev.join("vport1p2"), b"").unwrap();
         assert_eq!(
             find_port_in(&sys, &dev, berth_layout::ports::TEST).unwrap(),
