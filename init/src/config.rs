@@ -120,7 +120,7 @@ pub struct ModulesConfig {
 pub struct BerthdConfig {
     /// The executable.
     pub path: PathBuf,
-    /// Its arguments (after argv[0]).
+    /// Its arguments (after `argv[0]`).
     pub args: Vec<String>,
     /// Its API address, polled with a Version call to decide it is ready.
     pub address: String,
@@ -169,7 +169,7 @@ pub struct ServiceConfig {
     pub name: String,
     /// The executable.
     pub path: PathBuf,
-    /// Its arguments (after argv[0]).
+    /// Its arguments (after `argv[0]`).
     #[serde(default)]
     pub args: Vec<String>,
     /// Quick exits in a row after which init gives up (default 5).
