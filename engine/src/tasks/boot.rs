@@ -196,26 +196,13 @@ struct RawContainer {
     snapshotter: Option<String>,
 }
 
-/// Parses `32M`, `1G`, `512K`, `4096` (bytes).
+/// Parses a positive size in berth's one grammar (`32M`, `1G`, `512MiB`, `4096`;
+/// [`berth_layout::size`]).
 fn parse_size(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: i64 = match c.to_ascii_lowercase() {
-                'k' => 1 << 10,
-                'm' => 1 << 20,
-                'g' => 1 << 30,
-                'b' => 1,
-                _ => return None,
-            };
-            (&s[..i], m)
-        }
-        _ => (s, 1),
-    };
-    num.parse::<i64>()
+    berth_layout::size::parse_size(s)
         .ok()
+        .and_then(|n| i64::try_from(n).ok())
         .filter(|n| *n > 0)
-        .and_then(|n| n.checked_mul(mult))
 }
 
 impl BootConfig {

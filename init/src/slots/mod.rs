@@ -1,7 +1,9 @@
-//! UEFI boot: the ESP, the A/B slots and their boot counting, from init's side.
+//! The A/B slots: the ESP, the two UKI slots and their boot counting, from init's side.
+//! (Not to be confused with the engine's *boot containers*, `[plugins."berth.boot.v1"]`.)
 //!
 //! A disk made by `berth-image disk` boots OVMF/firmware → systemd-boot → the UKI of the
-//! first slot in its order ([`slots`]). On such a boot init, once modules are loaded:
+//! first slot in its order (entry names and order: [`berth_layout::slots`]). On such a boot
+//! init, once modules are loaded:
 //! reports the firmware, loader and stub (systemd's EFI variables), mounts the ESP (GPT
 //! label `BERTH_ESP`, vfat) on [`ESP_MOUNT`], and works out the last boot outcome (a slot
 //! whose tries are used up was not blessed: the boot rolled back from it). If the booted
@@ -10,9 +12,10 @@
 //! `[boot] trial_ready_timeout_secs`, so systemd-boot falls back to the other slot.
 //! Upgrades write the other slot through the control API ([`upgrade`]).
 //!
-//! Init owns the ESP: nothing else in the image mounts it. See `docs/upgrades.md`.
+//! Init owns the ESP: nothing else in the image mounts it. See `docs/upgrades.md`. The
+//! `[boot]` table of init.toml configures this stage ([`BootConfig`]); console lines keep
+//! their `boot:` prefix.
 
-pub mod slots;
 pub mod upgrade;
 
 use std::path::{Path, PathBuf};
@@ -21,14 +24,15 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use berth_layout::slots::{self as layout, Entry};
+
 use crate::console::Console;
 use crate::log::Logger;
-use slots::Entry;
 
 /// Where init mounts the ESP.
 pub const ESP_MOUNT: &str = "/run/berth/esp";
 /// The slots' directory under [`ESP_MOUNT`].
-pub const SLOT_DIR: &str = "EFI/Linux";
+pub const SLOT_DIR: &str = layout::SLOT_DIR;
 /// systemd's vendor GUID for its loader/stub EFI variables.
 const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 /// Modules this stage needs: efivarfs for the loader's variables, vfat and its code pages
@@ -49,7 +53,7 @@ pub struct BootConfig {
 impl Default for BootConfig {
     fn default() -> Self {
         Self {
-            esp_label: "BERTH_ESP".into(),
+            esp_label: berth_layout::labels::ESP.into(),
             trial_ready_timeout_secs: 120,
         }
     }
@@ -85,14 +89,14 @@ pub struct BootState {
     pub outcome: String,
 }
 
-/// The shared handle.
+/// The shared handle: this boot's state, the slots, an upgrade in progress.
 #[derive(Debug, Default)]
-pub struct Boot {
+pub struct Slots {
     state: Mutex<BootState>,
     upload: Mutex<Option<upgrade::Upload>>,
 }
 
-impl Boot {
+impl Slots {
     fn slot_dir(&self) -> Result<PathBuf, upgrade::UpgradeError> {
         let esp = self.state().esp.ok_or(upgrade::UpgradeError::NoEsp)?;
         Ok(esp.join(SLOT_DIR))
@@ -143,13 +147,13 @@ impl Boot {
     }
 
     /// Every slot entry on the ESP, in boot order, with versions.
-    pub fn slots(&self) -> Vec<SlotInfo> {
+    pub fn list(&self) -> Vec<SlotInfo> {
         let state = self.state();
         let Some(esp) = &state.esp else {
             return Vec::new();
         };
         let dir = esp.join(SLOT_DIR);
-        slots::list(&dir)
+        list(&dir)
             .unwrap_or_default()
             .into_iter()
             .map(|entry| SlotInfo {
@@ -159,6 +163,16 @@ impl Boot {
             })
             .collect()
     }
+}
+
+/// The entries in `dir`, in systemd-boot's boot order (the first is what it boots next).
+pub fn list(dir: &Path) -> std::io::Result<Vec<Entry>> {
+    let mut entries: Vec<Entry> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| Entry::parse(&e.file_name().to_string_lossy()))
+        .collect();
+    layout::sort(&mut entries);
+    Ok(entries)
 }
 
 /// Reads a systemd loader/stub EFI variable (UTF-16LE after 4 bytes of attributes).
@@ -206,7 +220,7 @@ pub fn outcome(entries: &[SlotInfo], booted: Option<&Entry>) -> String {
 }
 
 fn mount_esp(config: &BootConfig) -> Result<PathBuf, String> {
-    let found = crate::storage::find_labelled(Path::new("/sys/class/block"), &config.esp_label);
+    let found = crate::state_disk::find_labelled(Path::new("/sys/class/block"), &config.esp_label);
     let part = match found.as_slice() {
         [p] => p.clone(),
         [] => return Err(format!("no partition labelled {}", config.esp_label)),
@@ -244,8 +258,8 @@ fn mount_esp(config: &BootConfig) -> Result<PathBuf, String> {
 /// Starts the boot stage on its own thread: reports how the machine booted, mounts the ESP,
 /// blesses a trial boot once berthd is ready or reboots if it never gets there. Returns the
 /// shared state for the control API (empty when not booted through UEFI).
-pub fn start(config: &BootConfig, logger: &'static Logger, console: Console) -> Arc<Boot> {
-    let boot = Arc::new(Boot::default());
+pub fn start(config: &BootConfig, logger: &'static Logger, console: Console) -> Arc<Slots> {
+    let boot = Arc::new(Slots::default());
     if !Path::new("/sys/firmware/efi").exists() {
         console.debug("boot: not a UEFI boot; no slots");
         return boot;
@@ -284,7 +298,7 @@ pub fn start(config: &BootConfig, logger: &'static Logger, console: Console) -> 
         }
     };
     boot.update(|s| s.esp = Some(esp.clone()));
-    let slots = boot.slots();
+    let slots = boot.list();
     let booted = boot.state().booted;
     let outcome = outcome(&slots, booted.as_ref());
     for s in &slots {
@@ -323,7 +337,7 @@ pub fn start(config: &BootConfig, logger: &'static Logger, console: Console) -> 
 
 /// Waits for `berth ready`; blesses the entry, or reboots after `timeout`.
 fn watch_trial(
-    boot: &Boot,
+    boot: &Slots,
     esp: &Path,
     entry: Entry,
     timeout: Duration,

@@ -72,7 +72,7 @@ fn labelled_disk_is_formatted_once_and_keeps_files_across_reboots() -> Result<()
     let image = Image::test_image()?;
     let scratch = Scratch::new("labelled")?;
     let disk = scratch.0.join("state.img");
-    gpt_disk(&disk, 64, "BERTH_STATE")?;
+    gpt_disk(&disk, 64, berth_layout::labels::STATE)?;
 
     // First boot: formatted, mounted, writable.
     let mut vm = boot("storage-first", &image, &disk)?;
@@ -96,7 +96,7 @@ fn labelled_disk_is_formatted_once_and_keeps_files_across_reboots() -> Result<()
     // A node file with one good and one bad key: the bad one is reported with its file and
     // line on the next boot, the good one applies (debug lines appear after the storage stage).
     agent.write_file(
-        "/var/etc/berth/node.toml",
+        berth_layout::paths::NODE_FILE,
         b"[console]\nlevel = \"debug\"\n[berthd]\nmax_failures = \"many\"\n",
         Some(0o600),
     )?;

@@ -1,20 +1,47 @@
-//! The A/B slots on the ESP: Boot Loader Specification Type #2 entries in `EFI/Linux/`
-//! named `berth-<generation>-<slot>[+<left>[-<done>]].efi`.
+//! The A/B slots on the ESP and what a slot's UKI carries.
+//!
+//! `berth-image disk` lays out the ESP: systemd-boot as [`BOOT_MANAGER`], `loader.conf`, and
+//! the same UKI in both slots as Boot Loader Specification Type #2 entries in [`SLOT_DIR`],
+//! named `berth-<generation>-<slot>[+<left>[-<done>]].efi` ([`Entry`]). `berth-init` reads
+//! the names back to know which slot booted, blesses a trial entry (drops its counter) once
+//! berthd is ready, and writes an upgrade into the other slot under a trial name.
 //!
 //! systemd-boot boots the entry that sorts first: entries whose try counter reached zero
-//! (`+0-…`) last, the others by name, highest generation first. The counter suffix is the
-//! boot counting of the Boot Loader Specification: systemd-boot renames `+1-0` to `+0-1` as
-//! it starts the entry; blessing (init, once berthd is ready) renames it to the plain name.
+//! (`+0-…`) last, the others by name, highest generation first ([`sort`]). The counter
+//! suffix is the boot counting of the Boot Loader Specification: systemd-boot renames `+1-0`
+//! to `+0-1` as it starts the entry.
 
-use std::path::Path;
+/// Directory of the slot entries on the ESP.
+pub const SLOT_DIR: &str = "EFI/Linux";
+
+/// Where the firmware finds the boot manager on the ESP (the removable-media path: no EFI
+/// boot variables needed).
+pub const BOOT_MANAGER: &str = "EFI/BOOT/BOOTX64.EFI";
 
 /// Entry file name prefix.
 pub const PREFIX: &str = "berth-";
 
+/// The entries of a fresh disk: the same UKI in slot a (generation 1, boots first) and slot b
+/// (generation 0, the fallback from the first boot on).
+pub const FIRST_ENTRIES: [(u64, char); 2] = [(1, 'a'), (0, 'b')];
+
+/// The UKI sections the builder adds to the EFI stub, in the order they are laid out.
+pub const UKI_SECTIONS: [&str; 4] = [OSREL, CMDLINE, INITRD, LINUX];
+/// os-release of the image: systemd-boot's title and version, init's slot version.
+pub const OSREL: &str = ".osrel";
+/// The kernel command line.
+pub const CMDLINE: &str = ".cmdline";
+/// The initramfs.
+pub const INITRD: &str = ".initrd";
+/// The kernel.
+pub const LINUX: &str = ".linux";
+/// What makes a file a UKI to init (an upgrade must have both).
+pub const REQUIRED_SECTIONS: [&str; 2] = [LINUX, OSREL];
+
 /// One slot's entry file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// File name in `EFI/Linux/`.
+    /// File name in [`SLOT_DIR`].
     pub file: String,
     /// Generation (higher boots first).
     pub generation: u64,
@@ -53,9 +80,14 @@ impl Entry {
         })
     }
 
+    /// The file name of a blessed entry (no counter).
+    pub fn name(generation: u64, slot: char) -> String {
+        format!("{PREFIX}{generation}-{slot}.efi")
+    }
+
     /// The file name without a counter: what the entry is called once blessed.
     pub fn blessed_name(&self) -> String {
-        format!("{PREFIX}{}-{}.efi", self.generation, self.slot)
+        Self::name(self.generation, self.slot)
     }
 
     /// The file name of a fresh entry to try once.
@@ -79,16 +111,6 @@ impl Entry {
     }
 }
 
-/// The entries in `dir`, in systemd-boot's boot order (the first is what it boots next).
-pub fn list(dir: &Path) -> std::io::Result<Vec<Entry>> {
-    let mut entries: Vec<Entry> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter_map(|e| Entry::parse(&e.file_name().to_string_lossy()))
-        .collect();
-    sort(&mut entries);
-    Ok(entries)
-}
-
 /// Sorts like systemd-boot: bad entries last, then newest generation first.
 pub fn sort(entries: &mut [Entry]) {
     entries.sort_by(|a, b| {
@@ -106,6 +128,24 @@ pub fn other(slot: char) -> char {
     } else {
         'a'
     }
+}
+
+/// The `.osrel` of a berth UKI: systemd-boot shows `PRETTY_NAME` and sorts by
+/// `VERSION_ID`; init reports `IMAGE_VERSION` per slot ([`osrel_version`]).
+pub fn osrel(version: &str) -> String {
+    format!(
+        "NAME=berth\nID=berth\nPRETTY_NAME=\"berth {version}\"\nVERSION_ID={version}\nIMAGE_ID=berth\nIMAGE_VERSION={version}\n"
+    )
+}
+
+/// `IMAGE_VERSION` (else `VERSION_ID`) of an os-release text, unquoted.
+pub fn osrel_version(text: &str) -> Option<String> {
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_string())
+    };
+    value("IMAGE_VERSION").or_else(|| value("VERSION_ID"))
 }
 
 #[cfg(test)]
@@ -133,6 +173,20 @@ mod tests {
         ] {
             assert_eq!(Entry::parse(bad), None, "{bad}");
         }
+        assert_eq!(Entry::trial_name(2, 'b'), "berth-2-b+1-0.efi");
+    }
+
+    #[test]
+    fn first_entries_parse_blessed_and_slot_a_boots_first() {
+        let mut entries: Vec<Entry> = FIRST_ENTRIES
+            .iter()
+            .map(|&(g, s)| Entry::parse(&Entry::name(g, s)).unwrap())
+            .collect();
+        assert_eq!(entries[0].file, "berth-1-a.efi");
+        assert_eq!(entries[1].file, "berth-0-b.efi");
+        assert!(entries.iter().all(|e| !e.on_trial()));
+        sort(&mut entries);
+        assert_eq!(entries[0].slot, 'a');
     }
 
     #[test]
@@ -153,5 +207,20 @@ mod tests {
             .collect();
         sort(&mut v);
         assert_eq!(v[0].file, "berth-2-b+1-0.efi");
+        assert_eq!(other('a'), 'b');
+        assert_eq!(other('b'), 'a');
+    }
+
+    #[test]
+    fn osrel_round_trips_the_version() {
+        let text = osrel("1.2.3");
+        assert!(text.contains("IMAGE_VERSION=1.2.3\n"));
+        assert!(text.contains("VERSION_ID=1.2.3\n"));
+        assert_eq!(osrel_version(&text).as_deref(), Some("1.2.3"));
+        assert_eq!(
+            osrel_version("ID=x\nVERSION_ID=\"7\"\n").as_deref(),
+            Some("7")
+        );
+        assert_eq!(osrel_version("ID=x\n"), None);
     }
 }

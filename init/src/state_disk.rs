@@ -8,6 +8,11 @@
 //! partition that carries it, and never touches any other partition or disk. With no such
 //! partition the node is diskless: `/var` is a tmpfs, and the log says so.
 //!
+//! Configured by the `[storage]` table of init.toml ([`StateDiskConfig`]); console lines say
+//! `storage:` (operators and the QEMU tests match them). The module is not called `storage`
+//! because that word also names berthd's ttrpc storage services, the snapshot metastore and
+//! berthctl verbs.
+//!
 //! Partitions are found through sysfs (`/sys/class/block/*/uevent` has `PARTNAME=` for GPT
 //! partitions), not by reading partition tables ourselves: the kernel already parsed them,
 //! and there is no udev to make `/dev/disk/by-partlabel`.
@@ -26,7 +31,7 @@ use crate::console::Console;
 /// Where the state partition (or the diskless tmpfs) is mounted.
 pub const MOUNT_POINT: &str = "/var";
 /// The node file: per-node configuration layered over `/etc/berth/init.toml`.
-pub const NODE_FILE: &str = "/var/etc/berth/node.toml";
+pub const NODE_FILE: &str = berth_layout::paths::NODE_FILE;
 /// Directories created on `/var` after mounting, with their modes.
 pub const VAR_DIRS: &[(&str, u32)] = &[
     ("/var/etc", 0o755),
@@ -44,7 +49,7 @@ const EXT_MAGIC: [u8; 2] = [0x53, 0xEF];
 /// `[storage]` in init.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
+pub struct StateDiskConfig {
     /// GPT partition label (PARTNAME) of the state partition.
     pub label: String,
     /// After module loading, how long to keep looking for the labelled partition (slow
@@ -62,10 +67,10 @@ pub struct StorageConfig {
     pub tmpfs_size: String,
 }
 
-impl Default for StorageConfig {
+impl Default for StateDiskConfig {
     fn default() -> Self {
         Self {
-            label: "BERTH_STATE".into(),
+            label: berth_layout::labels::STATE.into(),
             wait_ms: 500,
             format: true,
             fsck: true,
@@ -78,7 +83,7 @@ impl Default for StorageConfig {
 
 /// Errors bringing up `/var`.
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum StateDiskError {
     /// More than one partition carries the label: refusing to guess.
     #[error("partitions {} all carry the label {label}; refusing to pick one", names.join(", "))]
     Ambiguous {
@@ -180,9 +185,9 @@ pub fn find_labelled(sys_class_block: &Path, label: &str) -> Vec<Partition> {
 }
 
 /// Whether the device holds an ext2/3/4 superblock.
-pub fn has_ext_superblock(device: &Path) -> Result<bool, StorageError> {
+pub fn has_ext_superblock(device: &Path) -> Result<bool, StateDiskError> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(device).map_err(|source| StorageError::Read {
+    let file = std::fs::File::open(device).map_err(|source| StateDiskError::Read {
         path: device.into(),
         source,
     })?;
@@ -191,7 +196,7 @@ pub fn has_ext_superblock(device: &Path) -> Result<bool, StorageError> {
         Ok(()) => Ok(magic == EXT_MAGIC),
         // Smaller than a superblock: certainly not ext4.
         Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(source) => Err(StorageError::Read {
+        Err(source) => Err(StateDiskError::Read {
             path: device.into(),
             source,
         }),
@@ -217,13 +222,13 @@ fn run(
     program: &Path,
     args: &[&str],
     device: &Path,
-) -> Result<(i32, String), StorageError> {
+) -> Result<(i32, String), StateDiskError> {
     let output = Command::new(program)
         .args(args)
         .arg(device)
         .stdin(Stdio::null())
         .output()
-        .map_err(|err| StorageError::Tool {
+        .map_err(|err| StateDiskError::Tool {
             tool,
             device: device.into(),
             message: format!("cannot run {}: {err}", program.display()),
@@ -237,7 +242,7 @@ fn run(
 /// Checks the file system: `e2fsck -p` (preen: safe automatic fixes); when that leaves
 /// errors, `e2fsck -y -f` once, because an edge node has nobody to answer questions. Returns
 /// the verdict for the log.
-pub fn check(config: &StorageConfig, device: &Path) -> Result<String, StorageError> {
+pub fn check(config: &StateDiskConfig, device: &Path) -> Result<String, StateDiskError> {
     let (code, out) = run("e2fsck", &config.fsck_path, &["-p"], device)?;
     match fsck_verdict(code) {
         Ok(verdict) => Ok(verdict.to_string()),
@@ -245,7 +250,7 @@ pub fn check(config: &StorageConfig, device: &Path) -> Result<String, StorageErr
             let (code2, out2) = run("e2fsck", &config.fsck_path, &["-y", "-f"], device)?;
             match fsck_verdict(code2) {
                 Ok(verdict) => Ok(format!("{verdict} by a full check after `e2fsck -p` exited {code}")),
-                Err(why) => Err(StorageError::Tool {
+                Err(why) => Err(StateDiskError::Tool {
                     tool: "e2fsck",
                     device: device.into(),
                     message: format!("{why} (exit status {code2}; `e2fsck -p` said: {out}; `e2fsck -y -f` said: {out2})"),
@@ -257,7 +262,7 @@ pub fn check(config: &StorageConfig, device: &Path) -> Result<String, StorageErr
 
 /// Formats the partition as ext4, labelled like the partition (`-F`: the GPT label is the
 /// consent, and there is no terminal to ask).
-pub fn format(config: &StorageConfig, device: &Path) -> Result<(), StorageError> {
+pub fn format(config: &StateDiskConfig, device: &Path) -> Result<(), StateDiskError> {
     let label: String = config.label.chars().take(16).collect();
     let (code, out) = run(
         "mke2fs",
@@ -268,7 +273,7 @@ pub fn format(config: &StorageConfig, device: &Path) -> Result<(), StorageError>
     if code == 0 {
         Ok(())
     } else {
-        Err(StorageError::Tool {
+        Err(StateDiskError::Tool {
             tool: "mke2fs",
             device: device.into(),
             message: format!("exit status {code}: {out}"),
@@ -276,7 +281,7 @@ pub fn format(config: &StorageConfig, device: &Path) -> Result<(), StorageError>
     }
 }
 
-fn mount(source: &Path, fstype: &'static str, data: Option<&str>) -> Result<(), StorageError> {
+fn mount(source: &Path, fstype: &'static str, data: Option<&str>) -> Result<(), StateDiskError> {
     let _ = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -288,7 +293,7 @@ fn mount(source: &Path, fstype: &'static str, data: Option<&str>) -> Result<(), 
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         data,
     )
-    .map_err(|errno| StorageError::Mount {
+    .map_err(|errno| StateDiskError::Mount {
         device: source.into(),
         fstype,
         errno,
@@ -298,7 +303,7 @@ fn mount(source: &Path, fstype: &'static str, data: Option<&str>) -> Result<(), 
 /// Brings up `/var`: waits up to `wait_ms` for the labelled partition, checks or formats
 /// it, mounts it; on any failure (or with no such partition) mounts a tmpfs instead. Every
 /// decision is reported on `console`. Never fails: a node without its disk still comes up.
-pub fn setup(config: &StorageConfig, console: Console) -> Outcome {
+pub fn setup(config: &StateDiskConfig, console: Console) -> Outcome {
     let outcome = match find_with_wait(config) {
         Ok(Some(partition)) => match prepare_and_mount(config, &partition, console) {
             Ok(outcome) => outcome,
@@ -338,7 +343,7 @@ pub fn setup(config: &StorageConfig, console: Console) -> Outcome {
     outcome
 }
 
-fn find_with_wait(config: &StorageConfig) -> Result<Option<Partition>, StorageError> {
+fn find_with_wait(config: &StateDiskConfig) -> Result<Option<Partition>, StateDiskError> {
     let deadline = Instant::now() + Duration::from_millis(config.wait_ms);
     loop {
         let mut found = find_labelled(Path::new("/sys/class/block"), &config.label);
@@ -355,7 +360,7 @@ fn find_with_wait(config: &StorageConfig) -> Result<Option<Partition>, StorageEr
                 return Ok(Some(partition));
             }
             _ => {
-                return Err(StorageError::Ambiguous {
+                return Err(StateDiskError::Ambiguous {
                     label: config.label.clone(),
                     names: found.into_iter().map(|p| p.name).collect(),
                 })
@@ -365,10 +370,10 @@ fn find_with_wait(config: &StorageConfig) -> Result<Option<Partition>, StorageEr
 }
 
 fn prepare_and_mount(
-    config: &StorageConfig,
+    config: &StateDiskConfig,
     partition: &Partition,
     console: Console,
-) -> Result<Outcome, StorageError> {
+) -> Result<Outcome, StateDiskError> {
     let device = &partition.device;
     let mut formatted = false;
     let mut fsck = None;
@@ -400,7 +405,7 @@ fn prepare_and_mount(
         ));
         formatted = true;
     } else {
-        return Err(StorageError::Tool {
+        return Err(StateDiskError::Tool {
             tool: "mke2fs",
             device: device.clone(),
             message: "no ext4 file system on it and [storage] format = false".into(),
@@ -458,7 +463,7 @@ mod tests {
             "MAJOR=254\nMINOR=33\nDEVNAME=vdc1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=data\n",
         );
         assert_eq!(
-            find_labelled(root, "BERTH_STATE"),
+            find_labelled(root, berth_layout::labels::STATE),
             vec![Partition {
                 name: "vdb1".into(),
                 device: "/dev/vdb1".into()
@@ -471,7 +476,7 @@ mod tests {
             "vdd",
             "DEVNAME=vdd\nDEVTYPE=disk\nPARTNAME=BERTH_STATE\n",
         );
-        assert_eq!(find_labelled(root, "BERTH_STATE").len(), 1);
+        assert_eq!(find_labelled(root, berth_layout::labels::STATE).len(), 1);
     }
 
     #[test]
@@ -502,7 +507,7 @@ mod tests {
 
     #[test]
     fn formats_and_checks_a_real_image_file() {
-        let config = StorageConfig::default();
+        let config = StateDiskConfig::default();
         if !config.mkfs_path.is_file() || !config.fsck_path.is_file() {
             eprintln!("SKIP formats_and_checks_a_real_image_file: mke2fs/e2fsck not installed (e2fsprogs)");
             return;

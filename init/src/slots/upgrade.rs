@@ -9,15 +9,12 @@
 //! The running slot is never touched.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use object::pe::ImageNtHeaders64;
-use object::read::pe::ImageNtHeaders;
-use object::LittleEndian as LE;
+use berth_layout::pe;
+use berth_layout::slots::{self as layout, Entry};
 use sha2::{Digest, Sha256};
-
-use super::slots::{self, Entry};
 
 /// Temporary name of an upload on the ESP (not a `.efi`: the boot manager ignores it).
 pub const UPLOAD_NAME: &str = ".berth-upload.tmp";
@@ -83,37 +80,16 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Up
 /// that section).
 pub fn read_section(path: &Path, name: &str) -> Result<Option<Vec<u8>>, UpgradeError> {
     let mut file = File::open(path).map_err(io("open", path))?;
-    let mut head = vec![0u8; 64 * 1024];
-    let n = file.read(&mut head).map_err(io("read", path))?;
-    head.truncate(n);
-    let not_uki = |e: object::Error| UpgradeError::NotUki(format!("{}: {e}", path.display()));
-    let dos = object::pe::ImageDosHeader::parse(&head[..]).map_err(not_uki)?;
-    let mut offset = dos.nt_headers_offset().into();
-    let (nt, _) = ImageNtHeaders64::parse(&head[..], &mut offset).map_err(not_uki)?;
-    let table = nt.sections(&head[..], offset).map_err(not_uki)?;
-    for s in table.iter() {
-        if s.raw_name() == name.as_bytes() {
-            let size = s.virtual_size.get(LE).min(s.size_of_raw_data.get(LE));
-            let mut data = vec![0u8; size as usize];
-            file.seek(SeekFrom::Start(u64::from(s.pointer_to_raw_data.get(LE))))
-                .map_err(io("seek in", path))?;
-            file.read_exact(&mut data).map_err(io("read", path))?;
-            return Ok(Some(data));
-        }
-    }
-    Ok(None)
+    pe::read_section(&mut file, name).map_err(|err| match err {
+        pe::ReadError::Io { op, source } => io(op, path)(source),
+        pe::ReadError::NotPe(e) => UpgradeError::NotUki(format!("{}: {e}", path.display())),
+    })
 }
 
 /// `IMAGE_VERSION` (else `VERSION_ID`) from a UKI's `.osrel`.
 pub fn osrel_version(path: &Path) -> Option<String> {
-    let data = read_section(path, ".osrel").ok()??;
-    let text = String::from_utf8_lossy(&data).into_owned();
-    let value = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(|v| v.trim().trim_matches('"').to_string())
-    };
-    value("IMAGE_VERSION").or_else(|| value("VERSION_ID"))
+    let data = read_section(path, layout::OSREL).ok()??;
+    layout::osrel_version(&String::from_utf8_lossy(&data))
 }
 
 /// What a commit installed.
@@ -201,17 +177,17 @@ impl Upload {
         }
         self.file.sync_all().map_err(io("sync", &self.path))?;
         drop(self.file);
-        for section in [".linux", ".osrel"] {
+        for section in layout::REQUIRED_SECTIONS {
             if read_section(&self.path, section)?.is_none() {
                 let _ = std::fs::remove_file(&self.path);
                 return Err(UpgradeError::NotUki(format!("no {section} section")));
             }
         }
         let version = osrel_version(&self.path).unwrap_or_default();
-        let entries = slots::list(&self.dir).map_err(io("list", &self.dir))?;
+        let entries = super::list(&self.dir).map_err(io("list", &self.dir))?;
         // The running slot stays; without a known booted entry, keep the one booted first.
         let keep = booted.cloned().or_else(|| entries.first().cloned());
-        let slot = slots::other(keep.as_ref().map_or('b', |e| e.slot));
+        let slot = layout::other(keep.as_ref().map_or('b', |e| e.slot));
         let generation = entries.iter().map(|e| e.generation).max().unwrap_or(0) + 1;
         for old in entries.iter().filter(|e| e.slot == slot) {
             let p = self.dir.join(&old.file);
@@ -301,7 +277,10 @@ mod tests {
         );
         assert!(!dir.join("berth-0-b.efi").exists());
         assert_eq!(osrel_version(&dir.join(&done.file)).as_deref(), Some("2.0"));
-        assert_eq!(slots::list(dir).unwrap()[0].file, "berth-2-b+1-0.efi");
+        assert_eq!(
+            crate::slots::list(dir).unwrap()[0].file,
+            "berth-2-b+1-0.efi"
+        );
 
         // A wrong digest is refused and leaves the slots alone.
         let mut up = Upload::begin(dir, uki.len() as u64, &"0".repeat(64)).unwrap();
@@ -318,6 +297,6 @@ mod tests {
             up.commit(Some(&booted)),
             Err(UpgradeError::NotUki(_))
         ));
-        assert_eq!(slots::list(dir).unwrap().len(), 2);
+        assert_eq!(crate::slots::list(dir).unwrap().len(), 2);
     }
 }
