@@ -1,23 +1,23 @@
-//! `berth.services.content.v1.Content`: blobs through the namespace's records.
-//!
-//! Reads check the namespace's record first, so a blob another namespace wrote is invisible
-//! here. A committed write publishes the blob, then records it in the namespace (blob first,
-//! then record), both under the database's resource guard so a concurrent collection cannot
-//! take the blob in between.
+//! `berth.services.content.v1.Content`: blobs through the namespace's records, over
+//! [`Store`]'s content operations (reads check the namespace's record first; a committed
+//! write records the blob in the namespace and on the request's lease).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_api::errdefs::{self, invalid};
+use berth_api::proto::{content as pb, content_ttrpc};
+use berth_api::time::nanos;
+use berth_api::MAX_CHUNK;
+use berth_engine::content::{Digest, IngestManager, Writer};
+use berth_engine::metadata::ContentRecord;
+use berth_engine::store::Store;
 use ttrpc::r#async::{ServerStream, ServerStreamSender, TtrpcContext};
 
-use super::{
-    blocking, content_status, digest, invalid, lease, namespace, nanos, status, Storage, MAX_CHUNK,
-};
-use berth_api::proto::{content as pb, content_ttrpc};
-use crate::content::{Digest, IngestManager, Ingester, Provider, Writer};
-use crate::metadata::{ContentRecord, Error, LeaseResource};
+use super::{blocking, lease, namespace};
 
-pub(super) struct Service(pub Arc<Storage>);
+/// `berth.services.content.v1.Content`.
+pub struct ContentService(pub Arc<Store>);
 
 fn info(r: ContentRecord) -> pb::Info {
     pb::Info {
@@ -30,7 +30,7 @@ fn info(r: ContentRecord) -> pb::Info {
     }
 }
 
-fn status_pb(s: crate::content::Status) -> pb::Status {
+fn status_pb(s: berth_engine::content::Status) -> pb::Status {
     pb::Status {
         started_at: nanos(s.started_at),
         updated_at: nanos(s.updated_at),
@@ -42,61 +42,31 @@ fn status_pb(s: crate::content::Status) -> pb::Status {
     }
 }
 
+/// Parses a digest from a request field.
+pub(crate) fn digest(field: &str, s: &str) -> ttrpc::Result<Digest> {
+    s.parse()
+        .map_err(|e: berth_engine::content::DigestError| invalid(format!("{field}: {e}")))
+}
+
 fn non_negative(field: &str, n: i64) -> ttrpc::Result<u64> {
     u64::try_from(n).map_err(|_| invalid(format!("{field} must not be negative, got {n}")))
 }
 
-impl Service {
-    fn write_response(&self, w: &Writer, action: pb::WriteAction) -> pb::WriteContentResponse {
-        let s = w.status();
-        pb::WriteContentResponse {
-            action: action.into(),
-            started_at: nanos(s.started_at),
-            updated_at: nanos(s.updated_at),
-            offset: i64::try_from(s.offset).unwrap_or(i64::MAX),
-            total: i64::try_from(s.total).unwrap_or(i64::MAX),
-            digest: w.digest().to_string(),
-            ..Default::default()
-        }
-    }
-
-    /// Commits `w` and records the blob in `ns` (and the lease), under the resource guard.
-    fn commit(
-        &self,
-        ns: &str,
-        lease: Option<&str>,
-        w: Writer,
-        size: u64,
-        expected: Digest,
-        labels: crate::metadata::Labels,
-    ) -> ttrpc::Result<Digest> {
-        let db = &self.0.db;
-        let _guard = db.resource_guard();
-        let blob_existed = match w.commit(size, expected) {
-            Ok(_) => false,
-            Err(crate::content::Error::AlreadyExists { .. }) => true,
-            Err(e) => return Err(content_status(e)),
-        };
-        let (_, created) = db
-            .content()
-            .put_record(ns, expected, size, labels)
-            .map_err(status)?;
-        if let Some(l) = lease {
-            db.leases()
-                .add_resource(ns, l, &LeaseResource::Content(expected))
-                .map_err(status)?;
-        }
-        if blob_existed && !created {
-            return Err(status(Error::AlreadyExists {
-                what: format!("content {expected} in namespace {ns:?}"),
-            }));
-        }
-        Ok(expected)
+fn write_response(w: &Writer, action: pb::WriteAction) -> pb::WriteContentResponse {
+    let s = w.status();
+    pb::WriteContentResponse {
+        action: action.into(),
+        started_at: nanos(s.started_at),
+        updated_at: nanos(s.updated_at),
+        offset: i64::try_from(s.offset).unwrap_or(i64::MAX),
+        total: i64::try_from(s.total).unwrap_or(i64::MAX),
+        digest: w.digest().to_string(),
+        ..Default::default()
     }
 }
 
 #[async_trait]
-impl content_ttrpc::Content for Service {
+impl content_ttrpc::Content for ContentService {
     async fn info(
         &self,
         ctx: &TtrpcContext,
@@ -104,7 +74,7 @@ impl content_ttrpc::Content for Service {
     ) -> ttrpc::Result<pb::InfoResponse> {
         let ns = namespace(ctx)?;
         let d = digest("digest", &req.digest)?;
-        let r = blocking(|| self.0.db.content().get(&ns, &d)).map_err(status)?;
+        let r = blocking(|| self.0.db.content().get(&ns, &d)).map_err(|e| errdefs::status(&e))?;
         Ok(pb::InfoResponse {
             info: Some(info(r)).into(),
             ..Default::default()
@@ -126,7 +96,7 @@ impl content_ttrpc::Content for Service {
                 .content()
                 .update(&ns, &d, labels, &req.update_mask)
         })
-        .map_err(status)?;
+        .map_err(|e| errdefs::status(&e))?;
         Ok(pb::UpdateResponse {
             info: Some(info(r)).into(),
             ..Default::default()
@@ -140,7 +110,7 @@ impl content_ttrpc::Content for Service {
         sink: ServerStreamSender<pb::ListContentResponse>,
     ) -> ttrpc::Result<()> {
         let ns = namespace(ctx)?;
-        let list = blocking(|| self.0.db.content().list(&ns)).map_err(status)?;
+        let list = blocking(|| self.0.db.content().list(&ns)).map_err(|e| errdefs::status(&e))?;
         // Batches keep each frame far below ttrpc's 4 MiB cap even with many labels.
         for chunk in list.chunks(100) {
             let msg = pb::ListContentResponse {
@@ -159,8 +129,7 @@ impl content_ttrpc::Content for Service {
     ) -> ttrpc::Result<pb::DeleteContentResponse> {
         let ns = namespace(ctx)?;
         let d = digest("digest", &req.digest)?;
-        blocking(|| self.0.db.content().delete(&ns, &d)).map_err(status)?;
-        self.0.gc.request();
+        blocking(|| self.0.delete_content(&ns, &d)).map_err(|e| errdefs::status(&e))?;
         Ok(pb::DeleteContentResponse::default())
     }
 
@@ -174,10 +143,7 @@ impl content_ttrpc::Content for Service {
         let d = digest("digest", &req.digest)?;
         let offset = non_negative("offset", req.offset)?;
         let size = non_negative("size", req.size)?;
-        let reader = blocking(|| -> ttrpc::Result<_> {
-            self.0.db.content().get(&ns, &d).map_err(status)?;
-            self.0.content.reader_at(&d).map_err(content_status)
-        })?;
+        let reader = blocking(|| self.0.reader(&ns, &d)).map_err(|e| errdefs::status(&e))?;
         if offset > reader.size() {
             return Err(invalid(format!(
                 "{d}: read at offset {offset} is past the end ({} bytes)",
@@ -192,7 +158,7 @@ impl content_ttrpc::Content for Service {
         let mut at = offset;
         while at < end {
             let n = (end - at).min(MAX_CHUNK as u64);
-            let data = blocking(|| reader.read_range(at, n)).map_err(content_status)?;
+            let data = blocking(|| reader.read_range(at, n)).map_err(|e| errdefs::status(&e))?;
             if data.is_empty() {
                 break;
             }
@@ -212,7 +178,7 @@ impl content_ttrpc::Content for Service {
         _ctx: &TtrpcContext,
         req: pb::StatusRequest,
     ) -> ttrpc::Result<pb::StatusResponse> {
-        let s = blocking(|| self.0.content.status(&req.ref_)).map_err(content_status)?;
+        let s = blocking(|| self.0.content.status(&req.ref_)).map_err(|e| errdefs::status(&e))?;
         Ok(pb::StatusResponse {
             status: Some(status_pb(s)).into(),
             ..Default::default()
@@ -224,7 +190,7 @@ impl content_ttrpc::Content for Service {
         _ctx: &TtrpcContext,
         _req: pb::ListStatusesRequest,
     ) -> ttrpc::Result<pb::ListStatusesResponse> {
-        let list = blocking(|| self.0.content.list_statuses()).map_err(content_status)?;
+        let list = blocking(|| self.0.content.list_statuses()).map_err(|e| errdefs::status(&e))?;
         Ok(pb::ListStatusesResponse {
             statuses: list.into_iter().map(status_pb).collect(),
             ..Default::default()
@@ -259,8 +225,8 @@ impl content_ttrpc::Content for Service {
                         return Err(invalid("the first Write message must carry a ref"));
                     }
                     let exp = expected.filter(|_| total > 0).map(|d| (d, total));
-                    let w = blocking(|| self.0.content.writer(&req.ref_, exp))
-                        .map_err(content_status)?;
+                    let w = blocking(|| self.0.writer(&req.ref_, exp))
+                        .map_err(|e| errdefs::status(&e))?;
                     writer.insert(w)
                 }
             };
@@ -270,20 +236,21 @@ impl content_ttrpc::Content for Service {
                 .map_err(|v| invalid(format!("unknown write action {v}")))?;
             if !req.data.is_empty() {
                 let offset = non_negative("offset", req.offset)?;
-                blocking(|| w.write_at(offset, &req.data)).map_err(content_status)?;
+                blocking(|| w.write_at(offset, &req.data)).map_err(|e| errdefs::status(&e))?;
             }
             match action {
                 pb::WriteAction::STAT | pb::WriteAction::WRITE => {
-                    let resp = self.write_response(w, action);
+                    let resp = write_response(w, action);
                     stream.send(&resp).await?;
                 }
                 pb::WriteAction::COMMIT => {
                     let w = writer.take().expect("set above");
                     let size = if total > 0 { total } else { w.offset() };
                     let d = expected.unwrap_or_else(|| w.digest());
-                    let mut resp = self.write_response(&w, action);
+                    let mut resp = write_response(&w, action);
                     let labels = req.labels.into_iter().collect();
-                    let d = blocking(|| self.commit(&ns, lease.as_deref(), w, size, d, labels))?;
+                    let d = blocking(|| self.0.commit(&ns, lease.as_deref(), w, size, d, labels))
+                        .map_err(|e| errdefs::status(&e))?;
                     resp.digest = d.to_string();
                     stream.send(&resp).await?;
                     return Ok(());
@@ -298,7 +265,7 @@ impl content_ttrpc::Content for Service {
         _ctx: &TtrpcContext,
         req: pb::AbortRequest,
     ) -> ttrpc::Result<pb::AbortResponse> {
-        blocking(|| self.0.content.abort(&req.ref_)).map_err(content_status)?;
+        blocking(|| self.0.content.abort(&req.ref_)).map_err(|e| errdefs::status(&e))?;
         Ok(pb::AbortResponse::default())
     }
 }

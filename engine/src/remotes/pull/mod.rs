@@ -26,58 +26,17 @@ use super::RegistryHost;
 use crate::content::{Digest, IngestManager, Ingester, Manager};
 use crate::images::{self, media, Platform, ResolvedImage};
 use crate::metadata::{Image, LeaseResource};
-use crate::snapshots::service::Snapshotters;
-use crate::storage_api::Storage;
+use crate::snapshots::Snapshotters;
+use crate::store::Store;
+
+mod configured;
+mod error;
+
+pub use configured::{Planned, PullRequest, Puller};
+pub use error::PullError;
 
 /// Default number of layers downloaded at once.
 pub const DEFAULT_CONCURRENT_DOWNLOADS: usize = 3;
-
-/// Errors of a pull.
-#[derive(Debug, thiserror::Error)]
-pub enum PullError {
-    /// The reference does not parse.
-    #[error("invalid image reference {reference:?}: {reason}")]
-    Reference {
-        /// What was given.
-        reference: String,
-        /// Why.
-        reason: String,
-    },
-    /// The registry could not deliver something (names each endpoint tried).
-    #[error("{reference}")]
-    Fetch {
-        /// The image reference.
-        reference: String,
-        /// Why.
-        #[source]
-        source: ClientError,
-    },
-    /// The registry's documents do not form an image berth can use.
-    #[error("{reference}: {what}")]
-    Image {
-        /// The image reference.
-        reference: String,
-        /// What was wrong.
-        what: String,
-    },
-    /// The content store or the metadata database failed.
-    #[error("{reference}: {what}")]
-    Storage {
-        /// The image reference.
-        reference: String,
-        /// What was being done, with the cause.
-        what: String,
-    },
-    /// Unpacking failed.
-    #[error("{reference}: unpack")]
-    Unpack {
-        /// The image reference.
-        reference: String,
-        /// Why.
-        #[source]
-        source: crate::unpack::UnpackError,
-    },
-}
 
 /// A parsed image reference, normalised like docker (`busybox` →
 /// `docker.io/library/busybox:latest`).
@@ -252,7 +211,7 @@ fn ingest_ref(digest: &Digest) -> String {
 }
 
 struct Ctx {
-    storage: Arc<Storage>,
+    storage: Arc<Store>,
     ns: String,
     lease: String,
     reference: String,
@@ -291,7 +250,10 @@ impl Ctx {
             let mut w = store
                 .writer(&reference, Some((digest, bytes.len() as u64)))
                 .map_err(|e| {
-                    self.storage_err(format!("ingest {digest}: {}", crate::metadata::chain(&e)))
+                    self.storage_err(format!(
+                        "ingest {digest}: {}",
+                        berth_api::errdefs::chain(&e)
+                    ))
                 })?;
             if w.offset() != 0 {
                 drop(w);
@@ -299,17 +261,25 @@ impl Ctx {
                 w = store
                     .writer(&reference, Some((digest, bytes.len() as u64)))
                     .map_err(|e| {
-                        self.storage_err(format!("ingest {digest}: {}", crate::metadata::chain(&e)))
+                        self.storage_err(format!(
+                            "ingest {digest}: {}",
+                            berth_api::errdefs::chain(&e)
+                        ))
                     })?;
             }
             w.write(bytes).map_err(|e| {
-                self.storage_err(format!("ingest {digest}: {}", crate::metadata::chain(&e)))
+                self.storage_err(format!(
+                    "ingest {digest}: {}",
+                    berth_api::errdefs::chain(&e)
+                ))
             })?;
             match w.commit(bytes.len() as u64, digest) {
                 Ok(_) | Err(crate::content::Error::AlreadyExists { .. }) => {}
                 Err(e) => {
-                    return Err(self
-                        .storage_err(format!("commit {digest}: {}", crate::metadata::chain(&e))))
+                    return Err(self.storage_err(format!(
+                        "commit {digest}: {}",
+                        berth_api::errdefs::chain(&e)
+                    )))
                 }
             }
         }
@@ -364,7 +334,7 @@ fn document_media_type(content_type: &str, bytes: &[u8]) -> String {
 /// record, and (unless `opts.snapshotter` is `None`) unpacked snapshots.
 #[allow(clippy::too_many_arguments)]
 pub async fn pull(
-    storage: Arc<Storage>,
+    storage: Arc<Store>,
     snapshotters: Arc<Snapshotters>,
     ns: &str,
     reference: &str,
@@ -527,7 +497,7 @@ async fn pull_leased(
                 Err(e) => {
                     return Err(PullError::Image {
                         reference: image_ref.name.clone(),
-                        what: crate::metadata::chain(&e),
+                        what: berth_api::errdefs::chain(&e),
                     })
                 }
             }
@@ -688,13 +658,17 @@ async fn fetch_layer(
             Err(crate::content::Error::InvalidArgument(_)) => {
                 let _ = store.abort(&reference);
                 open(&store).map_err(|e| {
-                    ctx.storage_err(format!("ingest {digest}: {}", crate::metadata::chain(&e)))
+                    ctx.storage_err(format!(
+                        "ingest {digest}: {}",
+                        berth_api::errdefs::chain(&e)
+                    ))
                 })?
             }
             Err(e) => {
-                return Err(
-                    ctx.storage_err(format!("ingest {digest}: {}", crate::metadata::chain(&e)))
-                )
+                return Err(ctx.storage_err(format!(
+                    "ingest {digest}: {}",
+                    berth_api::errdefs::chain(&e)
+                )))
             }
         };
         let resumed_at = writer.offset();
@@ -747,9 +721,10 @@ async fn fetch_layer(
                 Ok(_) | Err(crate::content::Error::AlreadyExists { .. }) => {}
                 Err(e) => {
                     let _ = store.abort(&reference);
-                    return Err(
-                        ctx.storage_err(format!("commit {digest}: {}", crate::metadata::chain(&e)))
-                    );
+                    return Err(ctx.storage_err(format!(
+                        "commit {digest}: {}",
+                        berth_api::errdefs::chain(&e)
+                    )));
                 }
             }
             ctx.record(digest, size, Default::default())?;

@@ -1,33 +1,17 @@
-//! `berth.services.registry.v1.Registry`: the endpoints a pull of a reference would use,
-//! resolved by berthd with its live settings, so `berthctl hosts resolve` shows exactly what
-//! the daemon does (its config_path, its mirrors, its credentials), not what a client-side
-//! reading of the files would guess.
+//! `berth.services.registry.v1.Registry`: the endpoints a pull of a reference would use, as
+//! berthd resolves them with its live settings ([`berth_engine::remotes::resolve`]). Not
+//! namespaced: registry settings are the node's.
 
 use async_trait::async_trait;
+use berth_api::errdefs;
+use berth_api::proto::{registry as pb, registry_ttrpc};
+use berth_engine::remotes::config::LiveRegistry;
+use berth_engine::remotes::resolve::resolve;
+use berth_engine::remotes::RegistryHost;
 use ttrpc::r#async::TtrpcContext;
 
-use super::config::{LiveRegistry, RegistryConfigError};
-use super::hosts::{parse_reference, HostsError};
-use super::RegistryHost;
-use berth_api::proto::{registry as pb, registry_ttrpc};
-
-/// The service over the live registry settings.
+/// `berth.services.registry.v1.Registry`, over the live registry settings.
 pub struct RegistryService(pub LiveRegistry);
-
-fn status(code: ttrpc::Code, e: impl std::fmt::Display) -> ttrpc::Error {
-    ttrpc::Error::RpcStatus(ttrpc::get_status(code, e.to_string()))
-}
-
-/// A bad reference is the caller's fault; a bad hosts.toml or credentials file is the
-/// node's configuration, a precondition the caller cannot fix by asking differently.
-fn code_of(e: &RegistryConfigError) -> ttrpc::Code {
-    match e {
-        RegistryConfigError::Hosts(
-            HostsError::BadReference { .. } | HostsError::BadRegistry(_),
-        ) => ttrpc::Code::INVALID_ARGUMENT,
-        _ => ttrpc::Code::FAILED_PRECONDITION,
-    }
-}
 
 /// The wire form of one endpoint.
 pub fn endpoint_pb(h: &RegistryHost, has_credentials: bool) -> pb::Endpoint {
@@ -91,31 +75,23 @@ impl registry_ttrpc::Registry for RegistryService {
         _ctx: &TtrpcContext,
         req: pb::ResolveHostsRequest,
     ) -> ttrpc::Result<pb::ResolveHostsResponse> {
-        let name = parse_reference(&req.reference)
-            .map_err(|e| status(ttrpc::Code::INVALID_ARGUMENT, e))?;
-        let cfg = self.0.current();
-        let hosts = cfg
-            .endpoints_for(&name.registry)
-            .map_err(|e| status(code_of(&e), e))?;
-        let mut endpoints = Vec::with_capacity(hosts.len());
-        for h in &hosts {
-            let creds = cfg
-                .credentials_for(&h.host)
-                .map_err(|e| status(code_of(&e), e))?;
-            endpoints.push(endpoint_pb(h, creds.is_some()));
-        }
+        let r = resolve(&self.0.current(), &req.reference).map_err(|e| errdefs::status(&e))?;
         Ok(pb::ResolveHostsResponse {
-            object: name.object().to_string(),
-            registry: name.registry,
-            repository: name.repository,
-            endpoints,
-            config_path: cfg
+            object: r.name.object().to_string(),
+            registry: r.name.registry,
+            repository: r.name.repository,
+            endpoints: r
+                .endpoints
+                .iter()
+                .map(|(h, creds)| endpoint_pb(h, *creds))
+                .collect(),
+            config_path: r
                 .config_path
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(":"),
-            warnings: cfg.warnings(),
+            warnings: r.warnings,
             ..Default::default()
         })
     }

@@ -1,15 +1,20 @@
-//! `berth.services.images.v1.Images`.
+//! `berth.services.images.v1.Images`: image records of the request's namespace.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_api::errdefs::{self, invalid};
+use berth_api::proto::{images as pb, images_ttrpc};
+use berth_api::time::nanos;
+use berth_engine::metadata::{Descriptor, Image};
+use berth_engine::store::{ops::ImageUpdate, Store};
 use ttrpc::r#async::TtrpcContext;
 
-use super::{blocking, digest, invalid, namespace, nanos, status, Storage};
-use berth_api::proto::{images as pb, images_ttrpc};
-use crate::metadata::{Descriptor, Image};
+use super::content::digest;
+use super::{blocking, namespace};
 
-pub(super) struct Service(pub Arc<Storage>);
+/// `berth.services.images.v1.Images`.
+pub struct ImagesService(pub Arc<Store>);
 
 /// The wire form of an image.
 pub fn to_pb(i: Image) -> pb::Image {
@@ -30,31 +35,36 @@ pub fn to_pb(i: Image) -> pb::Image {
     }
 }
 
+fn target(name: &str, t: pb::Descriptor) -> ttrpc::Result<Descriptor> {
+    let size = u64::try_from(t.size)
+        .map_err(|_| invalid(format!("image {name:?}: negative target size")))?;
+    Ok(Descriptor {
+        media_type: t.media_type,
+        digest: digest("image target digest", &t.digest)?,
+        size,
+        annotations: t.annotations.into_iter().collect(),
+    })
+}
+
 fn from_pb(i: pb::Image) -> ttrpc::Result<Image> {
     let t = i
         .target
         .into_option()
         .ok_or_else(|| invalid(format!("image {:?}: target must be set", i.name)))?;
-    let size = u64::try_from(t.size)
-        .map_err(|_| invalid(format!("image {:?}: negative target size", i.name)))?;
-    let target = Descriptor {
-        media_type: t.media_type,
-        digest: digest("image target digest", &t.digest)?,
-        size,
-        annotations: t.annotations.into_iter().collect(),
-    };
+    let target = target(&i.name, t)?;
     Ok(Image::new(i.name, target, i.labels.into_iter().collect()))
 }
 
 #[async_trait]
-impl images_ttrpc::Images for Service {
+impl images_ttrpc::Images for ImagesService {
     async fn get(
         &self,
         ctx: &TtrpcContext,
         req: pb::GetImageRequest,
     ) -> ttrpc::Result<pb::GetImageResponse> {
         let ns = namespace(ctx)?;
-        let i = blocking(|| self.0.db.images().get(&ns, &req.name)).map_err(status)?;
+        let i =
+            blocking(|| self.0.db.images().get(&ns, &req.name)).map_err(|e| errdefs::status(&e))?;
         Ok(pb::GetImageResponse {
             image: Some(to_pb(i)).into(),
             ..Default::default()
@@ -67,7 +77,7 @@ impl images_ttrpc::Images for Service {
         _req: pb::ListImagesRequest,
     ) -> ttrpc::Result<pb::ListImagesResponse> {
         let ns = namespace(ctx)?;
-        let list = blocking(|| self.0.db.images().list(&ns)).map_err(status)?;
+        let list = blocking(|| self.0.db.images().list(&ns)).map_err(|e| errdefs::status(&e))?;
         Ok(pb::ListImagesResponse {
             images: list.into_iter().map(to_pb).collect(),
             ..Default::default()
@@ -81,7 +91,8 @@ impl images_ttrpc::Images for Service {
     ) -> ttrpc::Result<pb::CreateImageResponse> {
         let ns = namespace(ctx)?;
         let image = from_pb(req.image.into_option().unwrap_or_default())?;
-        let i = blocking(|| self.0.db.images().create(&ns, image)).map_err(status)?;
+        let i =
+            blocking(|| self.0.db.images().create(&ns, image)).map_err(|e| errdefs::status(&e))?;
         Ok(pb::CreateImageResponse {
             image: Some(to_pb(i)).into(),
             ..Default::default()
@@ -94,17 +105,18 @@ impl images_ttrpc::Images for Service {
         req: pb::UpdateImageRequest,
     ) -> ttrpc::Result<pb::UpdateImageResponse> {
         let ns = namespace(ctx)?;
-        let mut pb_image = req.image.into_option().unwrap_or_default();
-        if pb_image.target.is_none() {
-            // A labels-only update may omit the target: the stored one stands in (the
-            // database ignores it unless the mask names "target").
-            let current =
-                blocking(|| self.0.db.images().get(&ns, &pb_image.name)).map_err(status)?;
-            pb_image.target = to_pb(current).target;
-        }
-        let image = from_pb(pb_image)?;
-        let i =
-            blocking(|| self.0.db.images().update(&ns, image, &req.update_mask)).map_err(status)?;
+        let i = req.image.into_option().unwrap_or_default();
+        // A labels-only update may omit the target: the core keeps the stored one.
+        let update = ImageUpdate {
+            target: match i.target.into_option() {
+                Some(t) => Some(target(&i.name, t)?),
+                None => None,
+            },
+            name: i.name,
+            labels: i.labels.into_iter().collect(),
+        };
+        let i = blocking(|| self.0.update_image(&ns, update, &req.update_mask))
+            .map_err(|e| errdefs::status(&e))?;
         Ok(pb::UpdateImageResponse {
             image: Some(to_pb(i)).into(),
             ..Default::default()
@@ -117,12 +129,8 @@ impl images_ttrpc::Images for Service {
         req: pb::DeleteImageRequest,
     ) -> ttrpc::Result<pb::DeleteImageResponse> {
         let ns = namespace(ctx)?;
-        blocking(|| self.0.db.images().delete(&ns, &req.name)).map_err(status)?;
-        if req.sync {
-            blocking(|| self.0.collect()).map_err(status)?;
-        } else {
-            self.0.gc.request();
-        }
+        blocking(|| self.0.delete_image(&ns, &req.name, req.sync))
+            .map_err(|e| errdefs::status(&e))?;
         Ok(pb::DeleteImageResponse::default())
     }
 }

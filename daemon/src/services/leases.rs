@@ -1,15 +1,20 @@
-//! `berth.services.leases.v1.Leases`.
+//! `berth.services.leases.v1.Leases`: leases of the request's namespace and the resources
+//! they hold against collection.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_api::errdefs::{self, invalid};
+use berth_api::proto::{leases as pb, leases_ttrpc};
+use berth_api::time::{from_nanos, nanos};
+use berth_engine::metadata::{Lease, LeaseResource};
+use berth_engine::store::Store;
 use ttrpc::r#async::TtrpcContext;
 
-use super::{blocking, from_nanos, invalid, namespace, nanos, status, Storage};
-use berth_api::proto::{leases as pb, leases_ttrpc};
-use crate::metadata::{Lease, LeaseResource};
+use super::{blocking, namespace};
 
-pub(super) struct Service(pub Arc<Storage>);
+/// `berth.services.leases.v1.Leases`.
+pub struct LeasesService(pub Arc<Store>);
 
 fn to_pb(l: Lease) -> pb::Lease {
     pb::Lease {
@@ -27,7 +32,7 @@ fn resource(r: Option<pb::Resource>) -> ttrpc::Result<LeaseResource> {
 }
 
 #[async_trait]
-impl leases_ttrpc::Leases for Service {
+impl leases_ttrpc::Leases for LeasesService {
     async fn create(
         &self,
         ctx: &TtrpcContext,
@@ -41,7 +46,7 @@ impl leases_ttrpc::Leases for Service {
                 .leases()
                 .create(&ns, &req.id, labels, from_nanos(req.expires_at))
         })
-        .map_err(status)?;
+        .map_err(|e| errdefs::status(&e))?;
         Ok(pb::CreateResponse {
             lease: Some(to_pb(l)).into(),
             ..Default::default()
@@ -54,12 +59,8 @@ impl leases_ttrpc::Leases for Service {
         req: pb::DeleteRequest,
     ) -> ttrpc::Result<pb::DeleteResponse> {
         let ns = namespace(ctx)?;
-        blocking(|| self.0.db.leases().delete(&ns, &req.id)).map_err(status)?;
-        if req.sync {
-            blocking(|| self.0.collect()).map_err(status)?;
-        } else {
-            self.0.gc.request();
-        }
+        blocking(|| self.0.delete_lease(&ns, &req.id, req.sync))
+            .map_err(|e| errdefs::status(&e))?;
         Ok(pb::DeleteResponse::default())
     }
 
@@ -69,7 +70,7 @@ impl leases_ttrpc::Leases for Service {
         _req: pb::ListRequest,
     ) -> ttrpc::Result<pb::ListResponse> {
         let ns = namespace(ctx)?;
-        let list = blocking(|| self.0.db.leases().list(&ns)).map_err(status)?;
+        let list = blocking(|| self.0.db.leases().list(&ns)).map_err(|e| errdefs::status(&e))?;
         Ok(pb::ListResponse {
             leases: list.into_iter().map(to_pb).collect(),
             ..Default::default()
@@ -83,7 +84,8 @@ impl leases_ttrpc::Leases for Service {
     ) -> ttrpc::Result<pb::AddResourceResponse> {
         let ns = namespace(ctx)?;
         let r = resource(req.resource.into_option())?;
-        blocking(|| self.0.db.leases().add_resource(&ns, &req.id, &r)).map_err(status)?;
+        blocking(|| self.0.db.leases().add_resource(&ns, &req.id, &r))
+            .map_err(|e| errdefs::status(&e))?;
         Ok(pb::AddResourceResponse::default())
     }
 
@@ -94,8 +96,8 @@ impl leases_ttrpc::Leases for Service {
     ) -> ttrpc::Result<pb::DeleteResourceResponse> {
         let ns = namespace(ctx)?;
         let r = resource(req.resource.into_option())?;
-        blocking(|| self.0.db.leases().delete_resource(&ns, &req.id, &r)).map_err(status)?;
-        self.0.gc.request();
+        blocking(|| self.0.delete_lease_resource(&ns, &req.id, &r))
+            .map_err(|e| errdefs::status(&e))?;
         Ok(pb::DeleteResourceResponse::default())
     }
 
@@ -105,7 +107,8 @@ impl leases_ttrpc::Leases for Service {
         req: pb::ListResourcesRequest,
     ) -> ttrpc::Result<pb::ListResourcesResponse> {
         let ns = namespace(ctx)?;
-        let list = blocking(|| self.0.db.leases().resources(&ns, &req.id)).map_err(status)?;
+        let list = blocking(|| self.0.db.leases().resources(&ns, &req.id))
+            .map_err(|e| errdefs::status(&e))?;
         Ok(pb::ListResourcesResponse {
             resources: list
                 .iter()
