@@ -62,6 +62,12 @@ impl Berthd {
         self.ctx_for(self.timeout)
     }
 
+    /// A context with the `--timeout` deadline and no namespace, for the services that are
+    /// not namespaced (Registry, Config): `-n` means nothing to them.
+    pub fn plain_ctx(&self) -> Context {
+        ttrpc::context::with_timeout(self.timeout.as_nanos().min(i64::MAX as u128) as i64)
+    }
+
     /// A context with the namespace and a deadline of `timeout` (steps that take longer than
     /// a plain call: creating a container or a task).
     pub fn ctx_for(&self, timeout: Duration) -> Context {

@@ -24,7 +24,7 @@ pub async fn run(g: &Globals, a: ReloadArgs) -> Result<(), Error> {
             "Reload",
             berthd
                 .config()
-                .reload(berthd.ctx(), &pb::ReloadRequest::new()),
+                .reload(berthd.plain_ctx(), &pb::ReloadRequest::new()),
         )
         .await?;
     match a.format {

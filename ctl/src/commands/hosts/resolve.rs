@@ -28,7 +28,7 @@ pub async fn run(g: &Globals, a: ResolveArgs) -> Result<(), Error> {
     let r = berthd
         .bounded(
             "ResolveHosts",
-            berthd.registry().resolve_hosts(berthd.ctx(), &req),
+            berthd.registry().resolve_hosts(berthd.plain_ctx(), &req),
         )
         .await?;
     match a.format {
