@@ -80,7 +80,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Preload(#[from] berth_engine::preload::PreloadConfigError),
     #[error(transparent)]
-    Boot(#[from] berth_engine::tasks::boot::BootConfigError),
+    Boot(#[from] berth_engine::tasks::boot_containers::BootConfigError),
     #[error(transparent)]
     Runtimes(#[from] berth_engine::tasks::runtimes::RuntimesConfigError),
 }
@@ -257,7 +257,8 @@ async fn serve(
     let preload = berth_engine::preload::PreloadConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
     let runtimes =
         berth_engine::tasks::runtimes::Runtimes::from_plugins(&cfg.plugins, &cfg.sources)?;
-    let boot = berth_engine::tasks::boot::BootConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
+    let boot =
+        berth_engine::tasks::boot_containers::BootConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
     make_dir("root", &cfg.root, 0o711)?;
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
@@ -374,7 +375,7 @@ async fn serve(
         });
     }
     // Boot containers: started (or re-adopted) once their images are there.
-    berth_engine::tasks::boot::spawn(boot_tasks, boot, &cfg.state);
+    berth_engine::tasks::boot_containers::spawn(boot_tasks, boot, &cfg.state);
 
     loop {
         tokio::select! {

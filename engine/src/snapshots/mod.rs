@@ -26,7 +26,7 @@
 //!
 //! Implementations: [`overlay::Overlay`] (default, kernel overlayfs) and [`native::Native`]
 //! (copies the parent; works on any filesystem). Both keep their records in one transactional
-//! [`storage::MetaStore`], shared with any future implementation (ZFS). [`testsuite`] is the
+//! [`metastore::MetaStore`], shared with the `zfs` snapshotter. [`testsuite`] is the
 //! conformance suite every implementation must pass; `berth_api::mount` mounts what a
 //! snapshotter returns. [`set`] holds the snapshotters berthd loaded, and [`namespaced`] is
 //! the core of the Snapshots service: one snapshotter as a namespace sees it.
@@ -39,11 +39,11 @@ mod error;
 pub mod filter;
 mod fsutil;
 mod local;
+pub mod metastore;
 pub mod namespaced;
 pub mod native;
 pub mod overlay;
 pub mod set;
-pub mod storage;
 pub mod sweeper;
 #[cfg(feature = "conformance")]
 pub mod testsuite;

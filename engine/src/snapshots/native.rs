@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::local::Local;
-use super::storage::Snapshot;
+use super::metastore::Snapshot;
 use super::{copy_tree, Error, Info, Kind, Labels, Mount, Result};
 
 /// The native (copying) snapshotter rooted at one directory.

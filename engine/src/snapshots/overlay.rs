@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{chown, Gid, Uid};
 
 use super::local::Local;
-use super::storage::Snapshot;
+use super::metastore::Snapshot;
 use super::{Error, Info, Kind, Labels, Mount, Result};
 
 /// The overlayfs snapshotter rooted at one directory.

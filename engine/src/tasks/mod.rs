@@ -14,7 +14,7 @@
 //! anyone is told) and `runtime/` (libcontainer's state). See docs/containers.md.
 
 pub mod adopt;
-pub mod boot;
+pub mod boot_containers;
 mod cgroup_gp;
 pub mod containers;
 pub mod events;
