@@ -31,7 +31,7 @@ pub fn record(identity: &Identity, peer: SocketAddr, call: &AuditedCall, result:
         serial = %identity.serial,
         role = %identity.roles,
         method = %call.method,
-        class = call.class.map(|c| c.name()).unwrap_or("unknown"),
+        class = %call.class.map(|c| c.name()).unwrap_or("unknown"),
         namespace = %call.namespace,
         peer = %peer,
         result = %result,
