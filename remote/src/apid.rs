@@ -31,7 +31,10 @@ use crate::tls::{server_config, Credentials, TlsError};
 pub const DEFAULT_CONFIG: &str = "/etc/berth/apid.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "berth-apid", about = "berth's remote API: mutual TLS, roles, ttrpc to berthd and init")]
+#[command(
+    name = "berth-apid",
+    about = "berth's remote API: mutual TLS, roles, ttrpc to berthd and init"
+)]
 struct Args {
     /// The configuration file.
     #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -161,15 +164,24 @@ async fn serve(args: Args) -> Result<(), ApidError> {
     let cfg = ListenerConfig {
         listen: args.listen.unwrap_or(file.listen),
         backends: Backends {
-            berthd: file.berthd.clone().unwrap_or_else(|| Backends::default().berthd),
-            init: file.init.clone().unwrap_or_else(|| Backends::default().init),
+            berthd: file
+                .berthd
+                .clone()
+                .unwrap_or_else(|| Backends::default().berthd),
+            init: file
+                .init
+                .clone()
+                .unwrap_or_else(|| Backends::default().init),
         },
         limits,
     };
     let listener = Listener::bind(cfg, live(&file)?).await?;
     let handle = listener.handle();
     let term = async {
-        let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut t), Ok(mut i)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return std::future::pending().await;
         };
         tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
@@ -186,7 +198,9 @@ async fn serve(args: Args) -> Result<(), ApidError> {
                     info!(denied = l.deny.len(), "reloaded credentials and deny list");
                     handle.reload(l);
                 }
-                Err(e) => error!(error = %berth_api::errdefs::chain(&e), "reload refused; the configuration in force stays"),
+                Err(e) => {
+                    error!(error = %berth_api::errdefs::chain(&e), "reload refused; the configuration in force stays")
+                }
             }
         }
     };
@@ -254,6 +268,8 @@ mod tests {
             toml::from_str("ca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[limits]\nmax_streams = 4\n")
                 .unwrap();
         assert_eq!(f.limits.apply().max_streams, 4);
-        assert!(toml::from_str::<File>("ca = \"a\"\ncert = \"b\"\nkey = \"c\"\nnope = 1\n").is_err());
+        assert!(
+            toml::from_str::<File>("ca = \"a\"\ncert = \"b\"\nkey = \"c\"\nnope = 1\n").is_err()
+        );
     }
 }

@@ -79,7 +79,8 @@ pub async fn connect_tls(
     creds: &Credentials,
     timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
-    let name = ServerName::try_from(node.to_string()).map_err(|_| ConnectError::Name(node.into()))?;
+    let name =
+        ServerName::try_from(node.to_string()).map_err(|_| ConnectError::Name(node.into()))?;
     let cfg: Arc<rustls::ClientConfig> = client_config(creds)?;
     let address = with_default_port(address);
     let attempt = async {

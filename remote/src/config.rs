@@ -77,13 +77,19 @@ impl Limits {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |name, why| Err(ConfigError::Limit { name, why });
         if self.max_connections == 0 || self.max_handshakes == 0 || self.max_streams == 0 {
-            return bad("max_connections/max_handshakes/max_streams", "must be at least 1");
+            return bad(
+                "max_connections/max_handshakes/max_streams",
+                "must be at least 1",
+            );
         }
         if self.max_frame < 1024 || self.max_frame > TTRPC_MAX_FRAME {
             return bad("max_frame", "must be between 1 KiB and ttrpc's 4 MiB");
         }
         if self.request_budget < self.max_frame {
-            return bad("request_budget", "must hold at least one frame of max_frame");
+            return bad(
+                "request_budget",
+                "must hold at least one frame of max_frame",
+            );
         }
         if self.handshake_timeout.is_zero()
             || self.idle_timeout.is_zero()
@@ -176,7 +182,11 @@ mod tests {
             request_budget: 1,
             ..Limits::default()
         };
-        assert!(l.validate().unwrap_err().to_string().contains("request_budget"));
+        assert!(l
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("request_budget"));
         let l = Limits {
             max_frame: 1 << 30,
             ..Limits::default()

@@ -189,9 +189,12 @@ mod tests {
         assert_eq!(h.length, 1 << 30);
         let e = h.check_length(TTRPC_MAX_FRAME).unwrap_err();
         assert!(e.to_string().contains("1073741824"), "{e}");
-        Header { length: TTRPC_MAX_FRAME, ..h }
-            .check_length(TTRPC_MAX_FRAME)
-            .unwrap();
+        Header {
+            length: TTRPC_MAX_FRAME,
+            ..h
+        }
+        .check_length(TTRPC_MAX_FRAME)
+        .unwrap();
     }
 
     #[test]

@@ -102,7 +102,9 @@ impl Identity {
     }
 
     /// The identity of a TLS session's peer: its first (end-entity) certificate.
-    pub fn of_peer(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Result<Identity, IdentityError> {
+    pub fn of_peer(
+        certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+    ) -> Result<Identity, IdentityError> {
         let leaf = certs
             .and_then(|c| c.first())
             .ok_or(IdentityError::NoCertificate)?;

@@ -156,7 +156,8 @@ impl Listener {
         });
         let connections = Arc::new(Semaphore::new(limits.max_connections));
         let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
-        info!(addr = %common.cfg.listen, "remote API listening");
+        let addr = self.tcp.local_addr().unwrap_or(common.cfg.listen);
+        info!(%addr, "remote API listening");
         tokio::pin!(shutdown);
         loop {
             let (sock, peer) = tokio::select! {
@@ -183,7 +184,13 @@ impl Listener {
                 continue;
             };
             tune(&sock);
-            tokio::spawn(connection(common.clone(), sock, peer, conn_permit, hs_permit));
+            tokio::spawn(connection(
+                common.clone(),
+                sock,
+                peer,
+                conn_permit,
+                hs_permit,
+            ));
         }
         info!("remote API stopped listening");
     }
@@ -213,12 +220,18 @@ async fn connection(
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(sock)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            common.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+            common
+                .stats
+                .handshake_failed
+                .fetch_add(1, Ordering::Relaxed);
             warn_limited!(common.log_limit, %peer, error = %e, "TLS handshake refused");
             return;
         }
         Err(_) => {
-            common.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+            common
+                .stats
+                .handshake_failed
+                .fetch_add(1, Ordering::Relaxed);
             warn_limited!(common.log_limit, %peer, timeout = ?limits.handshake_timeout, "TLS handshake timed out");
             return;
         }
@@ -234,7 +247,10 @@ async fn connection(
     if live.borrow().deny.contains(&identity.serial) {
         common.stats.denied.fetch_add(1, Ordering::Relaxed);
         warn_limited!(common.log_limit, %peer, %identity, "connection refused: certificate serial denied");
-        let msg = format!("certificate serial {} is denied on this node", identity.serial);
+        let msg = format!(
+            "certificate serial {} is denied on this node",
+            identity.serial
+        );
         relay::refuse_first(tls, &msg, limits.max_frame, limits.handshake_timeout).await;
         return;
     }

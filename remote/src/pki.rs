@@ -59,7 +59,10 @@ impl Validity {
     }
 
     /// Exactly this window (tests make expired and not-yet-valid certificates with it).
-    pub fn between(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Validity, PkiError> {
+    pub fn between(
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Validity, PkiError> {
         if not_after <= not_before {
             return Err(PkiError::Validity);
         }
@@ -187,7 +190,12 @@ impl Ca {
     }
 
     /// A client certificate for `name` (CN) with `role` (O), clientAuth.
-    pub fn issue_client(&self, name: &str, role: Role, validity: Validity) -> Result<Issued, PkiError> {
+    pub fn issue_client(
+        &self,
+        name: &str,
+        role: Role,
+        validity: Validity,
+    ) -> Result<Issued, PkiError> {
         let mut p = params(name, Some(role.name()), validity)?;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -211,7 +219,9 @@ mod tests {
     #[test]
     fn client_certificates_carry_role_name_and_serial() {
         let ca = Ca::create("fleet", Validity::days(1)).unwrap();
-        let c = ca.issue_client("alice", Role::Operator, Validity::days(1)).unwrap();
+        let c = ca
+            .issue_client("alice", Role::Operator, Validity::days(1))
+            .unwrap();
         let der = rustls::pki_types::CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap();
         let id = Identity::from_der(der.as_ref()).unwrap();
         assert_eq!(id.common_name, "alice");
@@ -225,10 +235,19 @@ mod tests {
         let ca = Ca::create("fleet", Validity::days(1)).unwrap();
         let again = Ca::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
         let n = again
-            .issue_node("node-a", &["node-a".into()], &["127.0.0.1".parse().unwrap()], Validity::days(1))
+            .issue_node(
+                "node-a",
+                &["node-a".into()],
+                &["127.0.0.1".parse().unwrap()],
+                Validity::days(1),
+            )
             .unwrap();
         assert!(n.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(ca.issue_node("x", &[], &[], Validity::days(1)).is_err());
-        assert!(Validity::between(OffsetDateTime::now_utc(), OffsetDateTime::now_utc() - Duration::from_secs(1)).is_err());
+        assert!(Validity::between(
+            OffsetDateTime::now_utc(),
+            OffsetDateTime::now_utc() - Duration::from_secs(1)
+        )
+        .is_err());
     }
 }

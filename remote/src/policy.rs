@@ -135,7 +135,11 @@ mod tests {
         );
         assert!(d.audited());
         // Refusals are audited too.
-        assert!(decide(&who(&[Role::Operator]), &call("system.v1.System", "Poweroff")).audited());
+        assert!(decide(
+            &who(&[Role::Operator]),
+            &call("system.v1.System", "Poweroff")
+        )
+        .audited());
         assert!(!decide(&who(&[Role::Reader]), &call("system.v1.System", "Status")).audited());
     }
 
@@ -150,7 +154,10 @@ mod tests {
                 metadata: Default::default(),
             },
         ] {
-            assert!(matches!(decide(&admin, &c), Decision::Refuse { .. }), "{c:?}");
+            assert!(
+                matches!(decide(&admin, &c), Decision::Refuse { .. }),
+                "{c:?}"
+            );
         }
         assert!(matches!(
             decide(&who(&[Role::Peer]), &call("version.v1.Version", "Version")),

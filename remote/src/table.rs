@@ -187,7 +187,10 @@ pub fn markdown() -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        if TABLE.iter().any(|(rs, _, c)| *rs == s && *c == Class::Local) {
+        if TABLE
+            .iter()
+            .any(|(rs, _, c)| *rs == s && *c == Class::Local)
+        {
             out.push_str(&format!(
                 "| `{full}` | — | never remote: {} | | |\n",
                 col(Class::Local)
@@ -245,8 +248,14 @@ mod tests {
         assert_eq!(c("images.v1.Images", "List"), Some(Class::Reader));
         assert_eq!(c("tasks.v1.Tasks", "Logs"), Some(Class::Reader));
         assert_eq!(c("events.v1.Events", "Subscribe"), Some(Class::Reader));
-        assert_eq!(c("registry.v1.Registry", "ResolveHosts"), Some(Class::Reader));
-        assert_eq!(c("containers.v1.Containers", "Create"), Some(Class::Operator));
+        assert_eq!(
+            c("registry.v1.Registry", "ResolveHosts"),
+            Some(Class::Reader)
+        );
+        assert_eq!(
+            c("containers.v1.Containers", "Create"),
+            Some(Class::Operator)
+        );
         assert_eq!(c("tasks.v1.Tasks", "Create"), Some(Class::Operator));
         assert_eq!(c("pull.v1.Pull", "Pull"), Some(Class::Operator));
         assert_eq!(c("system.v1.System", "Reboot"), Some(Class::Operator));
@@ -255,13 +264,13 @@ mod tests {
         assert_eq!(c("config.v1.Config", "Reload"), Some(Class::Admin));
         assert_eq!(c("gc.v1.GC", "Collect"), Some(Class::Admin));
         assert_eq!(c("namespaces.v1.Namespaces", "Delete"), Some(Class::Admin));
-        assert_eq!(
-            class_of("berth.shim.v1.Shim", "Kill"),
-            Some(Class::Local)
-        );
+        assert_eq!(class_of("berth.shim.v1.Shim", "Kill"), Some(Class::Local));
         assert_eq!(c("version.v1.Version", "Nope"), None);
         assert_eq!(class_of("Version", "Version"), None);
-        assert_eq!(class_of("evil.berth.services.version.v1.Version", "Version"), None);
+        assert_eq!(
+            class_of("evil.berth.services.version.v1.Version", "Version"),
+            None
+        );
     }
 
     #[test]
@@ -284,7 +293,7 @@ mod tests {
         let start = doc.find(begin).expect("begin marker") + begin.len();
         let stop = doc.find(end).expect("end marker");
         let want = markdown();
-        if &doc[start..stop] != want {
+        if doc[start..stop] != want {
             if std::env::var_os("BERTH_UPDATE_DOCS").is_some() {
                 let new = format!("{}{want}{}", &doc[..start], &doc[stop..]);
                 std::fs::write(&path, new).unwrap();

@@ -171,6 +171,11 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
         let up = self.slot(backend).as_mut().expect("ensured above");
         if let Err(e) = write_frame(&mut up.writer, &[&h.encode(), &payload], timeout).await {
             self.lose(backend, write_failed(backend, &e)).await;
+        } else if !up.alive() {
+            // The backend went away around the insert: its task may have failed the
+            // backend's streams before this one was in the table, so fail it here.
+            let why = format!("{} closed the connection", backend.name());
+            self.lose(backend, why).await;
         }
         Ok(())
     }

@@ -9,6 +9,8 @@
 
 mod inbound;
 mod shared;
+#[cfg(test)]
+mod tests;
 mod upstream;
 
 use std::fmt;
@@ -106,7 +108,10 @@ where
                 shared.session.identity.serial
             ),
         ),
-        other => (ttrpc::Code::UNAVAILABLE, format!("connection ended: {other}")),
+        other => (
+            ttrpc::Code::UNAVAILABLE,
+            format!("connection ended: {other}"),
+        ),
     };
     let writable = !matches!(end, End::SlowClient | End::Io(_) | End::ClientClosed);
     shared.fail_streams(None, code, &why, writable).await;
@@ -154,7 +159,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let exchange = async {
-        let h = shared::read_header(&mut stream, None).await.ok().flatten()?;
+        let h = shared::read_header(&mut stream, None)
+            .await
+            .ok()
+            .flatten()?;
         if h.kind != MESSAGE_TYPE_REQUEST || h.check_length(max_frame).is_err() {
             return None;
         }

@@ -172,7 +172,8 @@ impl Activity {
     }
     /// The first bytes of a client frame arrived.
     pub(crate) fn frame_begun(&self) {
-        self.partial_since_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.partial_since_ms
+            .store(self.now_ms(), Ordering::Relaxed);
     }
     /// The client frame was read whole.
     pub(crate) fn frame_done(&self) {
@@ -213,12 +214,7 @@ impl Fatal {
     }
     pub(crate) async fn wait(&self) -> End {
         loop {
-            if let Some(e) = self
-                .end
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
+            if let Some(e) = self.end.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 return e;
             }
             self.notify.notified().await;
@@ -266,12 +262,7 @@ impl Shared {
             }
             if let Some(a) = open.audit {
                 let s = &self.session;
-                crate::audit::record(
-                    &s.identity,
-                    s.peer,
-                    &a,
-                    &crate::audit::result_of(code, why),
-                );
+                crate::audit::record(&s.identity, s.peer, &a, &crate::audit::result_of(code, why));
             }
         }
     }

@@ -49,7 +49,9 @@ impl Upstream {
         let timeout = shared.session.limits.frame_timeout;
         let sock = tokio::time::timeout(timeout, UnixStream::connect(path))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
         let (rd, writer) = sock.into_split();
         let alive = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(read_loop(backend, rd, shared, alive.clone()));
@@ -66,7 +68,12 @@ impl Upstream {
     }
 }
 
-async fn read_loop(backend: Backend, mut rd: OwnedReadHalf, shared: Arc<Shared>, alive: Arc<AtomicBool>) {
+async fn read_loop(
+    backend: Backend,
+    mut rd: OwnedReadHalf,
+    shared: Arc<Shared>,
+    alive: Arc<AtomicBool>,
+) {
     let max = shared.session.limits.max_frame;
     let mut buf = vec![0u8; CHUNK];
     let why = loop {

@@ -18,14 +18,29 @@ use crate::common::*;
 async fn a_one_gib_frame_header_is_refused_without_allocating_it() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let w = start_world(dir.path(), Limits::default(), FakeSystem { follow_records: 0, follow_forever: false }).await;
-    let mut tls = connect_tls(&w.node.addr.to_string(), NODE, &client_creds(&fleet().admin), Duration::from_secs(10))
-        .await
-        .unwrap();
+    let w = start_world(
+        dir.path(),
+        Limits::default(),
+        FakeSystem {
+            follow_records: 0,
+            follow_forever: false,
+        },
+    )
+    .await;
+    let mut tls = connect_tls(
+        &w.node.addr.to_string(),
+        NODE,
+        &client_creds(&fleet().admin),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     let rss_before = rss_kib();
     crate::LARGEST.store(0, std::sync::atomic::Ordering::Relaxed);
     // length 1 GiB, stream 1, Request, no flags — and then nothing.
-    tls.write_all(&[0x40, 0, 0, 0, 0, 0, 0, 1, 1, 0]).await.unwrap();
+    tls.write_all(&[0x40, 0, 0, 0, 0, 0, 0, 1, 1, 0])
+        .await
+        .unwrap();
     let mut got = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut got)).await;
     assert!(r.is_ok(), "the listener waited for the 1 GiB payload");
@@ -40,7 +55,10 @@ async fn a_one_gib_frame_header_is_refused_without_allocating_it() {
     assert_eq!(code, ttrpc::Code::RESOURCE_EXHAUSTED);
     assert!(msg.contains("1073741824"), "{msg}");
     assert!(largest < 64 << 20, "an allocation of {largest} bytes");
-    assert!(rss_after < rss_before + 256 * 1024, "RSS grew from {rss_before} to {rss_after} KiB");
+    assert!(
+        rss_after < rss_before + 256 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
 }
 
 /// Idle TLS connections and slowloris clients (silent before the handshake, or trickling a
@@ -49,13 +67,25 @@ async fn a_one_gib_frame_header_is_refused_without_allocating_it() {
 async fn idle_and_slowloris(idle: usize, slow: usize) {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let w = start_world(dir.path(), Limits::default(), FakeSystem { follow_records: 0, follow_forever: false }).await;
+    let w = start_world(
+        dir.path(),
+        Limits::default(),
+        FakeSystem {
+            follow_records: 0,
+            follow_forever: false,
+        },
+    )
+    .await;
     let addr = w.node.addr.to_string();
     let reader = client_creds(&fleet().reader);
     let t = Instant::now();
     let mut held = Vec::new();
     for _ in 0..idle {
-        held.push(connect_tls(&addr, NODE, &reader, Duration::from_secs(30)).await.unwrap());
+        held.push(
+            connect_tls(&addr, NODE, &reader, Duration::from_secs(30))
+                .await
+                .unwrap(),
+        );
     }
     let opened = t.elapsed();
     let mut silent = Vec::new();
@@ -67,7 +97,9 @@ async fn idle_and_slowloris(idle: usize, slow: usize) {
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tricklers = Vec::new();
     for _ in 0..slow - slow / 2 {
-        let mut tls = connect_tls(&addr, NODE, &reader, Duration::from_secs(30)).await.unwrap();
+        let mut tls = connect_tls(&addr, NODE, &reader, Duration::from_secs(30))
+            .await
+            .unwrap();
         let mut stop = stop.subscribe();
         tricklers.push(tokio::spawn(async move {
             // One header byte every 200 ms, bounded by the test's end.
@@ -98,7 +130,7 @@ async fn idle_and_slowloris(idle: usize, slow: usize) {
     println!(
         "{idle} idle TLS connections (opened in {opened:?}) + {slow} slowloris: admin connect {connected:?}, version {lat:?}; listener {stats:?}"
     );
-    assert!(stats.open as usize >= idle + 1, "{stats:?}");
+    assert!(stats.open as usize > idle, "{stats:?}");
     let _ = stop.send(());
     for t in tricklers {
         let _ = t.await;
@@ -106,22 +138,18 @@ async fn idle_and_slowloris(idle: usize, slow: usize) {
     drop(held);
 }
 
-/// The default run's size of [`load_200_idle_20_slowloris`].
+/// The load: 200 idle TLS connections and 20 slowloris clients while an admin
+/// connects and calls `version` (about a second on 2 cores, so in the default run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_and_slowloris_clients_do_not_starve_an_admin() {
-    idle_and_slowloris(40, 6).await;
-}
-
-/// The load: 200 idle TLS connections and 20 slowloris clients. Slow on 2 shared
-/// cores (200 full handshakes), so ignored by default; a `make test-remote-load` target runs
-/// it (`cargo test -p berth-remote --test remote -- --ignored load_`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn load_200_idle_20_slowloris() {
+async fn load_200_idle_and_20_slowloris_clients_do_not_starve_an_admin() {
     idle_and_slowloris(200, 20).await;
 }
 
-async fn closed_within(what: &str, rd: &mut (impl AsyncReadExt + Unpin), bound: Duration) -> Duration {
+async fn closed_within(
+    what: &str,
+    rd: &mut (impl AsyncReadExt + Unpin),
+    bound: Duration,
+) -> Duration {
     let t = Instant::now();
     let mut b = [0u8; 256];
     loop {
@@ -145,7 +173,15 @@ async fn handshake_frame_and_idle_timeouts_close_connections() {
         idle_timeout: Duration::from_millis(500),
         ..Limits::default()
     };
-    let w = start_world(dir.path(), limits, FakeSystem { follow_records: 1, follow_forever: true }).await;
+    let w = start_world(
+        dir.path(),
+        limits,
+        FakeSystem {
+            follow_records: 1,
+            follow_forever: true,
+        },
+    )
+    .await;
     let addr = w.node.addr.to_string();
     let reader = client_creds(&fleet().reader);
     let bound = Duration::from_secs(10);
@@ -170,7 +206,9 @@ async fn handshake_frame_and_idle_timeouts_close_connections() {
         .unwrap();
     assert!(follow.recv().await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    version(&admin).await.expect("a connection with an open stream was closed as idle");
+    version(&admin)
+        .await
+        .expect("a connection with an open stream was closed as idle");
 }
 
 /// Beyond `max_connections`, connections are closed on accept, before any TLS work; a
@@ -183,7 +221,15 @@ async fn connections_beyond_the_cap_are_refused_early() {
         max_connections: 3,
         ..Limits::default()
     };
-    let w = start_world(dir.path(), limits, FakeSystem { follow_records: 0, follow_forever: false }).await;
+    let w = start_world(
+        dir.path(),
+        limits,
+        FakeSystem {
+            follow_records: 0,
+            follow_forever: false,
+        },
+    )
+    .await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(connect(&w.node, &fleet().admin).await);
@@ -195,12 +241,17 @@ async fn connections_beyond_the_cap_are_refused_early() {
     let admin = client_creds(&fleet().admin);
     let r = connect_tls(&addr, NODE, &admin, Duration::from_secs(10)).await;
     assert!(r.is_err(), "a connection beyond the cap was served");
-    println!("beyond the cap: {}", berth_api::errdefs::chain(&r.unwrap_err()));
+    println!(
+        "beyond the cap: {}",
+        berth_api::errdefs::chain(&r.unwrap_err())
+    );
     assert_eq!(w.node.handle.stats().refused_at_cap, 1);
     drop(held.pop());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(c) = berth_remote::client::connect(&addr, NODE, &admin, Duration::from_secs(5)).await {
+        if let Ok(c) =
+            berth_remote::client::connect(&addr, NODE, &admin, Duration::from_secs(5)).await
+        {
             if version(&c).await.is_ok() {
                 break;
             }
@@ -220,11 +271,25 @@ async fn streams_per_connection_are_capped() {
         max_streams: 2,
         ..Limits::default()
     };
-    let w = start_world(dir.path(), limits, FakeSystem { follow_records: 1, follow_forever: true }).await;
+    let w = start_world(
+        dir.path(),
+        limits,
+        FakeSystem {
+            follow_records: 1,
+            follow_forever: true,
+        },
+    )
+    .await;
     let admin = connect(&w.node, &fleet().admin).await;
     let sys = system_ttrpc::SystemClient::new(admin.clone());
-    let mut a = sys.follow_log(ctx(), &system::LogRequest::new()).await.unwrap();
-    let mut b = sys.follow_log(ctx(), &system::LogRequest::new()).await.unwrap();
+    let mut a = sys
+        .follow_log(ctx(), &system::LogRequest::new())
+        .await
+        .unwrap();
+    let mut b = sys
+        .follow_log(ctx(), &system::LogRequest::new())
+        .await
+        .unwrap();
     assert!(a.recv().await.unwrap().is_some() && b.recv().await.unwrap().is_some());
     let (code, msg) = status(version(&admin).await.unwrap_err());
     assert_eq!(code, ttrpc::Code::RESOURCE_EXHAUSTED);

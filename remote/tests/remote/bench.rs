@@ -30,18 +30,31 @@ where
 #[ignore]
 async fn bench_round_trips_remote_vs_local() {
     let dir = tempfile::tempdir().unwrap();
-    let w = start_world(dir.path(), Limits::default(), FakeSystem { follow_records: 0, follow_forever: false }).await;
+    let w = start_world(
+        dir.path(),
+        Limits::default(),
+        FakeSystem {
+            follow_records: 0,
+            follow_forever: false,
+        },
+    )
+    .await;
     let local = ttrpc::r#async::Client::connect(&format!("unix://{}", w.berthd.socket.display()))
         .await
         .unwrap();
     let remote = connect(&w.node, &fleet().reader).await;
     let n = 300;
     for (name, c) in [("local socket", &local), ("remote API", &remote)] {
-        let (m, p90) = timed(n, || async { version(c).await.unwrap(); }).await;
+        let (m, p90) = timed(n, || async {
+            version(c).await.unwrap();
+        })
+        .await;
         println!("version       {name:<12}: median {m:?}, p90 {p90:?} ({n} calls)");
         let ic = images_ttrpc::ImagesClient::new(c.clone());
         let (m, p90) = timed(n, || async {
-            ic.list(ctx(), &images::ListImagesRequest::new()).await.unwrap();
+            ic.list(ctx(), &images::ListImagesRequest::new())
+                .await
+                .unwrap();
         })
         .await;
         println!("images ls     {name:<12}: median {m:?}, p90 {p90:?} ({n} calls)");
@@ -49,7 +62,9 @@ async fn bench_round_trips_remote_vs_local() {
     let addr = w.node.addr.to_string();
     let creds = client_creds(&fleet().reader);
     let (m, p90) = timed(50, || async {
-        let c = berth_remote::client::connect(&addr, NODE, &creds, Duration::from_secs(10)).await.unwrap();
+        let c = berth_remote::client::connect(&addr, NODE, &creds, Duration::from_secs(10))
+            .await
+            .unwrap();
         version(&c).await.unwrap();
     })
     .await;

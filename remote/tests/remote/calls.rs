@@ -65,8 +65,13 @@ async fn admin_version_operator_import_and_reader_images_ls_answer_as_locally() 
         .list(ctx(), &req)
         .await
         .unwrap();
-    let lc = ttrpc::r#async::Client::connect(&format!("unix://{local}")).await.unwrap();
-    let there = images_ttrpc::ImagesClient::new(lc).list(ctx(), &req).await.unwrap();
+    let lc = ttrpc::r#async::Client::connect(&format!("unix://{local}"))
+        .await
+        .unwrap();
+    let there = images_ttrpc::ImagesClient::new(lc)
+        .list(ctx(), &req)
+        .await
+        .unwrap();
     assert_eq!(remote, there);
     assert_eq!(remote.images.len(), 1);
 
@@ -97,7 +102,10 @@ async fn reader_creates_are_refused_naming_role_and_method() {
     let (code, msg) = status(e);
     assert_eq!(code, ttrpc::Code::PERMISSION_DENIED);
     assert!(msg.contains("role reader"), "{msg}");
-    assert!(msg.contains("/berth.services.containers.v1.Containers/Create"), "{msg}");
+    assert!(
+        msg.contains("/berth.services.containers.v1.Containers/Create"),
+        "{msg}"
+    );
     println!("refusal: {msg}");
 
     let e = tasks_ttrpc::TasksClient::new(reader.clone())
@@ -106,7 +114,10 @@ async fn reader_creates_are_refused_naming_role_and_method() {
         .unwrap_err();
     let (code, msg) = status(e);
     assert_eq!(code, ttrpc::Code::PERMISSION_DENIED);
-    assert!(msg.contains("role reader") && msg.contains("/berth.services.tasks.v1.Tasks/Create"), "{msg}");
+    assert!(
+        msg.contains("role reader") && msg.contains("/berth.services.tasks.v1.Tasks/Create"),
+        "{msg}"
+    );
 
     // A refused stream (Content.Write, bidi) is refused as cleanly.
     let cc = content_ttrpc::ContentClient::new(reader.clone());
@@ -146,7 +157,10 @@ async fn one_connection_reaches_init_and_berthd_and_streams_pass() {
         .follow_log(ctx(), &system::LogRequest::new())
         .await
         .unwrap();
-    let status_resp = sys.status(ctx(), &system::StatusRequest::new()).await.unwrap();
+    let status_resp = sys
+        .status(ctx(), &system::StatusRequest::new())
+        .await
+        .unwrap();
     assert_eq!(status_resp.version, "stand-in");
     let v = version(&admin).await.unwrap();
     assert_ne!(v.version, "stand-in");

@@ -108,7 +108,13 @@ pub async fn start_berthd(dir: &Path) -> Berthd {
     let cfg = berth_test_support::support::write_berthd_config(dir, extra);
     let log = std::fs::File::create(dir.join("berthd.log")).unwrap();
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "berthd_child", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "berthd_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(BERTHD_ENV, &cfg)
         .stdout(Stdio::null())
         .stderr(log)
@@ -316,7 +322,9 @@ pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_writer(|| Tee)
         .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info,berth_remote=debug"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,berth_remote=debug",
+        ))
         .try_init();
 }
 

@@ -67,13 +67,22 @@ async fn wrong_ca_expired_not_yet_valid_and_non_client_certificates_are_refused(
     let cases = [
         (
             "other CA",
-            creds(f.ca.cert_pem(), &other.issue_client("eve", Role::Admin, Validity::days(1)).unwrap()),
+            creds(
+                f.ca.cert_pem(),
+                &other
+                    .issue_client("eve", Role::Admin, Validity::days(1))
+                    .unwrap(),
+            ),
         ),
         (
             "expired",
             client_creds(
                 &f.ca
-                    .issue_client("old", Role::Admin, Validity::between(now - day * 10, now - day).unwrap())
+                    .issue_client(
+                        "old",
+                        Role::Admin,
+                        Validity::between(now - day * 10, now - day).unwrap(),
+                    )
                     .unwrap(),
             ),
         ),
@@ -81,7 +90,11 @@ async fn wrong_ca_expired_not_yet_valid_and_non_client_certificates_are_refused(
             "not yet valid",
             client_creds(
                 &f.ca
-                    .issue_client("early", Role::Admin, Validity::between(now + day, now + day * 10).unwrap())
+                    .issue_client(
+                        "early",
+                        Role::Admin,
+                        Validity::between(now + day, now + day * 10).unwrap(),
+                    )
                     .unwrap(),
             ),
         ),
@@ -97,7 +110,11 @@ async fn wrong_ca_expired_not_yet_valid_and_non_client_certificates_are_refused(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         println!("{what}: refused in {:?}: {seen}", t.elapsed());
-        assert_eq!(node.handle.stats().handshake_failed, before + 1, "{what}: {seen}");
+        assert_eq!(
+            node.handle.stats().handshake_failed,
+            before + 1,
+            "{what}: {seen}"
+        );
         assert_eq!(node.handle.stats().open, 0, "{what}");
     }
 }
@@ -120,7 +137,10 @@ async fn plaintext_gets_the_handshake_failure_and_nothing_else() {
     assert!(r.is_ok(), "the listener kept a plaintext client");
     println!("plaintext client read {} bytes: {got:02x?}", got.len());
     // Nothing, or one TLS alert record (content type 21).
-    assert!(got.is_empty() || (got[0] == 0x15 && got.len() <= 7), "{got:02x?}");
+    assert!(
+        got.is_empty() || (got[0] == 0x15 && got.len() <= 7),
+        "{got:02x?}"
+    );
     assert_eq!(node.handle.stats().handshake_failed, 1);
 }
 
@@ -146,17 +166,28 @@ async fn the_client_checks_the_node_name() {
     match connect_tls(&addr, NODE, &admin, Duration::from_secs(10)).await {
         Err(ConnectError::Handshake { source, .. }) => {
             println!("node-b's certificate for node-a: {source}");
-            assert!(source.to_string().contains("not valid for name"), "{source}");
+            assert!(
+                source.to_string().contains("not valid for name"),
+                "{source}"
+            );
         }
-        other => panic!("node-b's certificate accepted for node-a: {:?}", other.map(|_| ())),
+        other => panic!(
+            "node-b's certificate accepted for node-a: {:?}",
+            other.map(|_| ())
+        ),
     }
     connect_tls(&addr, "node-b", &admin, Duration::from_secs(10))
         .await
         .unwrap();
     let real = start_node(backends, Limits::default(), node_live(DenyList::default())).await;
-    connect_tls(&real.addr.to_string(), "127.0.0.1", &admin, Duration::from_secs(10))
-        .await
-        .unwrap();
+    connect_tls(
+        &real.addr.to_string(),
+        "127.0.0.1",
+        &admin,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
 }
 
 /// A serial on the deny list is refused (its first call answered PERMISSION_DENIED naming
@@ -172,7 +203,9 @@ async fn denied_serials_are_refused_and_a_reload_closes_their_connections() {
     };
     let w = start_world(dir.path(), Limits::default(), fake).await;
     let f = fleet();
-    let mallory = f.ca.issue_client("mallory", Role::Admin, Validity::days(1)).unwrap();
+    let mallory =
+        f.ca.issue_client("mallory", Role::Admin, Validity::days(1))
+            .unwrap();
     let deny = DenyList::parse([mallory.serial.as_str()]).unwrap();
     w.node.handle.set_deny_list(deny);
 
@@ -200,11 +233,21 @@ async fn denied_serials_are_refused_and_a_reload_closes_their_connections() {
         .await
         .expect("the open stream of a denied serial was not ended");
     let (code, msg) = status(r.unwrap_err());
-    println!("open stream ended {:?} after the reload: {msg}", t.elapsed());
+    println!(
+        "open stream ended {:?} after the reload: {msg}",
+        t.elapsed()
+    );
     assert_eq!(code, ttrpc::Code::PERMISSION_DENIED);
     assert!(version(&admin).await.is_err());
     let again = connect(&w.node, &f.admin).await;
-    assert_eq!(status(version(&again).await.unwrap_err()).0, ttrpc::Code::PERMISSION_DENIED);
+    assert_eq!(
+        status(version(&again).await.unwrap_err()).0,
+        ttrpc::Code::PERMISSION_DENIED
+    );
     version(&reader).await.unwrap();
-    assert!(w.node.handle.stats().denied >= 3, "{:?}", w.node.handle.stats());
+    assert!(
+        w.node.handle.stats().denied >= 3,
+        "{:?}",
+        w.node.handle.stats()
+    );
 }

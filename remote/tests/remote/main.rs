@@ -3,6 +3,7 @@
 //! `common::FakeSystem` for why). `load_*` and `bench_*` are ignored by default.
 
 mod abuse;
+mod applet;
 mod bench;
 mod calls;
 mod common;
@@ -48,4 +49,10 @@ static ALLOCATOR: Counting = Counting;
 #[test]
 fn berthd_child() {
     common::berthd_child_entry();
+}
+
+/// Not a test: the re-executed test binary becomes berth-apid here (see `applet`).
+#[test]
+fn apid_child() {
+    applet::apid_child_entry();
 }
