@@ -59,7 +59,7 @@ pub const APPLETS: &[Applet] = &[
         name: berth_engine::tasks::SHIM_ARGV0,
         aliases: &[],
         help: "one container's shim (berthd starts it): owns the container's init and stdio",
-        entry: berth_engine::tasks::shim::main_with_args,
+        entry: berth_daemon::shim::main_with_args,
     },
 ];
 

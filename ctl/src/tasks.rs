@@ -216,27 +216,21 @@ fn call(method: &'static str) -> impl FnOnce(ttrpc::Error) -> CtlError {
     move |source| CtlError::Call { method, source }
 }
 
-/// Parses `32M`, `1G`, `4096`.
+/// Parses a positive size in berth's one grammar (`32M`, `1G`, `512MiB`, `4096`;
+/// [`berth_layout::size`]).
 pub fn parse_size(s: &str) -> Result<i64, CtlError> {
+    use berth_layout::size::SizeError;
     let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: i64 = match c.to_ascii_lowercase() {
-                'k' => 1 << 10,
-                'm' => 1 << 20,
-                'g' => 1 << 30,
-                'b' => 1,
-                _ => return Err(CtlError::Usage(format!("--memory {s:?}: unknown suffix"))),
-            };
-            (&s[..i], m)
+    match berth_layout::size::parse_size(s) {
+        Err(SizeError::UnknownUnit { .. }) => {
+            Err(CtlError::Usage(format!("--memory {s:?}: unknown suffix")))
         }
-        _ => (s, 1),
-    };
-    num.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .map(|n| n * mult)
-        .ok_or_else(|| CtlError::Usage(format!("--memory {s:?}: expected a size like 64M")))
+        parsed => parsed
+            .ok()
+            .and_then(|n| i64::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| CtlError::Usage(format!("--memory {s:?}: expected a size like 64M"))),
+    }
 }
 
 /// Parses `type=bind,src=/a,dst=/b,options=ro:rbind`.

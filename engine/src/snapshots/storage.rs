@@ -640,6 +640,7 @@ impl WriteTx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_api::errdefs::{Classify, Kind as ErrKind};
 
     fn labels(kv: &[(&str, &str)]) -> Labels {
         kv.iter()
@@ -697,17 +698,17 @@ mod tests {
         let e = m
             .write(|tx| tx.create(Kind::Active, "x", "a", Labels::new()))
             .unwrap_err();
-        assert_eq!(e.ttrpc_code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
+        assert_eq!(e.kind(), ErrKind::InvalidArgument, "{e}");
         let e = m
             .write(|tx| tx.create(Kind::Active, "", "", Labels::new()))
             .unwrap_err();
-        assert_eq!(e.ttrpc_code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
+        assert_eq!(e.kind(), ErrKind::InvalidArgument, "{e}");
         m.write(|tx| tx.create(Kind::View, "v", "", Labels::new()))
             .unwrap();
         let e = m
             .write(|tx| tx.commit("v", "V", Usage::default(), Labels::new()))
             .unwrap_err();
-        assert_eq!(e.ttrpc_code(), ttrpc::Code::FAILED_PRECONDITION, "{e}");
+        assert_eq!(e.kind(), ErrKind::FailedPrecondition, "{e}");
         let e = m
             .write(|tx| tx.commit("a", "v", Usage::default(), Labels::new()))
             .unwrap_err();
@@ -716,7 +717,7 @@ mod tests {
         let e = m
             .write(|tx| tx.create(Kind::Active, "big", "", big))
             .unwrap_err();
-        assert_eq!(e.ttrpc_code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
+        assert_eq!(e.kind(), ErrKind::InvalidArgument, "{e}");
     }
     const MAX_LABEL: usize = super::super::MAX_LABEL_SIZE;
 
@@ -730,7 +731,7 @@ mod tests {
         m.write(|tx| tx.create(Kind::Active, "c", "A", Labels::new()))
             .unwrap();
         let e = m.write(|tx| tx.remove("A")).unwrap_err();
-        assert_eq!(e.ttrpc_code(), ttrpc::Code::FAILED_PRECONDITION);
+        assert_eq!(e.kind(), ErrKind::FailedPrecondition);
         assert!(
             e.to_string().contains("remove") && e.to_string().contains("\"c\""),
             "{e}"
@@ -790,7 +791,7 @@ mod tests {
         let got = m.write(|tx| tx.update(&info, &[])).unwrap();
         assert_eq!(got.labels, info.labels);
         let e = m.write(|tx| tx.update(&info, &["parent"])).unwrap_err();
-        assert_eq!(e.ttrpc_code(), ttrpc::Code::INVALID_ARGUMENT);
+        assert_eq!(e.kind(), ErrKind::InvalidArgument);
         info.name = "missing".into();
         assert!(m
             .write(|tx| tx.update(&info, &[]))

@@ -585,11 +585,11 @@ pub fn unavailable_reason(cfg: &ZfsConfig) -> Option<String> {
 pub fn register(
     root: &Path,
     plugins: &BTreeMap<String, toml::Value>,
-    out: &mut super::service::Snapshotters,
+    out: &mut super::Snapshotters,
     registry: &mut crate::plugins::Registry,
 ) {
     use crate::plugins::Status;
-    let dir = root.join(format!("{}.{PLUGIN_ID}", super::service::PLUGIN_TYPE));
+    let dir = root.join(format!("{}.{PLUGIN_ID}", super::set::PLUGIN_TYPE));
     let (status, dataset) = match ZfsConfig::from_plugins(plugins) {
         Err(e) => (Status::Error(e.to_string()), String::new()),
         Ok(cfg) => {
@@ -612,7 +612,7 @@ pub fn register(
             (status, cfg.dataset)
         }
     };
-    let p = registry.register(super::service::PLUGIN_TYPE, PLUGIN_ID, status);
+    let p = registry.register(super::set::PLUGIN_TYPE, PLUGIN_ID, status);
     p.exports.insert("root".into(), dir.display().to_string());
     if !dataset.is_empty() {
         p.exports.insert("dataset".into(), dataset);

@@ -25,7 +25,7 @@
 //! ```
 //!
 //! One supervisor task per container. It first looks for a task of that name left by a
-//! previous berthd (re-adopted from its shim by [`super::service::Tasks::open`]): a running
+//! previous berthd (re-adopted from its shim by [`Tasks::open`]): a running
 //! one is waited for, never started a second time; one that exited while berthd was down
 //! counts as an exit. Otherwise it creates the container (waiting for its image: preloaded
 //! archives are imported in the background after berthd starts), creates and starts the
@@ -34,6 +34,10 @@
 //! the image (a fresh writable layer, and the current configuration — Kubernetes' semantics
 //! rather than Docker's), after a back-off delay, and is logged and published as
 //! `/boot/restart`. The exited run's output is kept as `<state>/boot/<ns>/<name>/previous.log`.
+//!
+//! The supervisor drives the same core operations the Containers and Tasks services call
+//! ([`Tasks::create_container`], [`Tasks::create_task`], [`Tasks::start_task`], …), so a boot
+//! container's events and checks are a client's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,9 +47,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
-use super::service::Tasks;
-use super::Error;
-use berth_api::proto::containers as cpb;
+use berth_api::errdefs::{chain, Classify, Kind};
+
+use super::{Error, NewContainer, RunOptions, Status, TaskIo, Tasks};
 
 /// The plugin section in berthd.toml.
 pub const PLUGIN: &str = "berth.boot.v1";
@@ -196,26 +200,13 @@ struct RawContainer {
     snapshotter: Option<String>,
 }
 
-/// Parses `32M`, `1G`, `512K`, `4096` (bytes).
+/// Parses a positive size in berth's one grammar (`32M`, `1G`, `512MiB`, `4096`;
+/// [`berth_layout::size`]).
 fn parse_size(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: i64 = match c.to_ascii_lowercase() {
-                'k' => 1 << 10,
-                'm' => 1 << 20,
-                'g' => 1 << 30,
-                'b' => 1,
-                _ => return None,
-            };
-            (&s[..i], m)
-        }
-        _ => (s, 1),
-    };
-    num.parse::<i64>()
+    berth_layout::size::parse_size(s)
         .ok()
+        .and_then(|n| i64::try_from(n).ok())
         .filter(|n| *n > 0)
-        .and_then(|n| n.checked_mul(mult))
 }
 
 impl BootConfig {
@@ -434,13 +425,13 @@ enum Found {
 }
 
 async fn find(t: &Tasks, ns: &str, id: &str) -> Found {
-    match t.internal_process(ns, id).await {
-        None => Found::Nothing,
-        Some(p) => match p.status.as_str() {
-            "created" => Found::Created,
-            "running" | "paused" | "pausing" => Found::Running(p.pid),
-            "stopped" => Found::Exited(Some(p.exit_status)),
-            _ => Found::Exited(None),
+    match t.process(ns, id, "").await {
+        Err(_) => Found::Nothing,
+        Ok(p) => match p.status {
+            Status::Created => Found::Created,
+            Status::Running | Status::Paused | Status::Pausing => Found::Running(p.pid),
+            Status::Stopped => Found::Exited(Some(p.exit_status)),
+            Status::Unknown => Found::Exited(None),
         },
     }
 }
@@ -449,7 +440,7 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
     let ns = cfg.namespace.as_str();
     let name = c.name.as_str();
     // A container of this name that berthd did not create as a boot container is left alone.
-    if let Some(existing) = t.internal_container(ns, name) {
+    if let Ok(existing) = t.container(ns, name) {
         if existing.labels.get(MANAGED_LABEL).map(String::as_str) != Some("true") {
             error!(
                 "boot container {name:?}: a container {name:?} that is not a boot container \
@@ -459,7 +450,8 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
         }
     }
     let mut restarts: u32 = t
-        .internal_container(ns, name)
+        .container(ns, name)
+        .ok()
         .and_then(|c| c.labels.get(RESTARTS_LABEL)?.parse().ok())
         .unwrap_or(0);
     let mut streak: u32 = 0;
@@ -468,7 +460,7 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
         let status = match find(&t, ns, name).await {
             Found::Running(pid) => {
                 info!("boot container {name:?}: already running under its shim (pid {pid}), not started again");
-                t.internal_wait(ns, name).await.ok().flatten()
+                wait_exit(&t, ns, name).await
             }
             Found::Exited(status) => {
                 info!(
@@ -479,7 +471,7 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
             }
             found => {
                 let begun = if matches!(found, Found::Created) {
-                    t.internal_start(ns, name).await.map_err(StartError::Retry)
+                    t.start_task(ns, name).await.map_err(StartError::Retry)
                 } else {
                     start(&t, &cfg, &c, restarts).await
                 };
@@ -490,20 +482,14 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
                             c.image,
                             started.elapsed().as_secs_f64()
                         );
-                        t.internal_wait(ns, name).await.ok().flatten()
+                        wait_exit(&t, ns, name).await
                     }
                     Err(StartError::Permanent(e)) => {
-                        error!(
-                            "boot container {name:?}: cannot be created: {}",
-                            crate::metadata::chain(&e)
-                        );
+                        error!("boot container {name:?}: cannot be created: {}", chain(&e));
                         return;
                     }
                     Err(StartError::Retry(e)) => {
-                        error!(
-                            "boot container {name:?}: cannot start: {}",
-                            crate::metadata::chain(&e)
-                        );
+                        error!("boot container {name:?}: cannot start: {}", chain(&e));
                         None
                     }
                 }
@@ -533,7 +519,7 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
             delay.as_secs_f64(),
             c.restart.name()
         );
-        t.internal_publish(
+        t.publish(
             ns,
             "/boot/restart",
             serde_json::json!({"container_id": name, "exit_status": status,
@@ -543,7 +529,7 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
         if let Err(e) = remove(&t, ns, name).await {
             error!(
                 "boot container {name:?}: cannot remove the exited task and container, so it cannot be restarted: {}",
-                crate::metadata::chain(&e)
+                chain(&e)
             );
             return;
         }
@@ -553,7 +539,7 @@ async fn supervise(t: Arc<Tasks>, cfg: Arc<BootConfig>, c: BootContainer, logs: 
 
 /// Keeps the exited run's output as `<logs>/previous.log`.
 fn keep_log(t: &Tasks, ns: &str, name: &str, logs: &Path) {
-    let from = t.internal_task_dir(ns, name).join("log");
+    let from = t.task_dir(ns, name).join("log");
     if !from.exists() {
         return;
     }
@@ -569,12 +555,12 @@ fn keep_log(t: &Tasks, ns: &str, name: &str, logs: &Path) {
 
 /// Deletes the task (if any) and the container (if any).
 async fn remove(t: &Arc<Tasks>, ns: &str, name: &str) -> Result<(), Error> {
-    if t.internal_process(ns, name).await.is_some() {
-        t.internal_delete_task(ns, name).await?;
+    if t.process(ns, name, "").await.is_ok() {
+        t.delete_task(ns, name).await?;
     }
-    if t.internal_container(ns, name).is_some() {
+    if t.container(ns, name).is_ok() {
         let (t, ns, name) = (t.clone(), ns.to_owned(), name.to_owned());
-        tokio::task::spawn_blocking(move || t.internal_delete_container(&ns, &name))
+        tokio::task::spawn_blocking(move || t.delete_container(&ns, &name))
             .await
             .map_err(|e| Error::Executor(format!("delete container: {e}")))??;
     }
@@ -597,8 +583,8 @@ async fn start(
     let mut told_timeout = false;
     loop {
         let (t2, ns2) = (t.clone(), ns.to_owned());
-        let req = request(c, restarts);
-        let created = tokio::task::spawn_blocking(move || t2.internal_create_container(&ns2, req))
+        let new = container(c, restarts);
+        let created = tokio::task::spawn_blocking(move || t2.create_container(&ns2, new))
             .await
             .map_err(|e| StartError::Retry(Error::Executor(format!("create container: {e}"))))?;
         match created {
@@ -620,7 +606,7 @@ async fn start(
                         c.name,
                         c.image,
                         cfg.image_timeout.as_secs(),
-                        crate::metadata::chain(&e)
+                        chain(&e)
                     );
                     told_timeout = true;
                 }
@@ -637,7 +623,11 @@ async fn start(
             waited.elapsed().as_secs_f64()
         );
     }
-    match t.internal_create_and_start(ns, &c.name).await {
+    let started = match t.create_task(ns, &c.name, &TaskIo::default()).await {
+        Ok(_) => t.start_task(ns, &c.name).await,
+        Err(e) => Err(e),
+    };
+    match started {
         Ok(pid) => Ok(pid),
         Err(e) => {
             // The container stays for the next attempt to replace; its task is cleaned up.
@@ -656,43 +646,41 @@ enum StartError {
 
 /// Whether a create failed because the image (or its unpacked snapshot) is not there yet.
 fn not_ready(e: &Error) -> bool {
-    let code = match e.to_ttrpc() {
-        ttrpc::Error::RpcStatus(s) => s.code(),
-        _ => return false,
-    };
-    matches!(
-        code,
-        ttrpc::Code::NOT_FOUND | ttrpc::Code::FAILED_PRECONDITION
-    )
+    matches!(e.kind(), Kind::NotFound | Kind::FailedPrecondition)
 }
 
-/// The create request for `c`, labelled as a boot container.
-fn request(c: &BootContainer, restarts: u32) -> cpb::CreateContainerRequest {
+/// Waits for the task's init to exit; its exit status (`None`: the shim went away without
+/// recording one). A shim that dies while waited for is not an error here: its recorded exit
+/// stands in.
+async fn wait_exit(t: &Tasks, ns: &str, id: &str) -> Option<u32> {
+    match t.wait(ns, id, "").await {
+        Ok(e) => Some(e.exit_status),
+        Err(_) => t.recorded_exit(ns, id).map(|e| e.exit_status),
+    }
+}
+
+/// The container for `c`, labelled as a boot container.
+fn container(c: &BootContainer, restarts: u32) -> NewContainer {
     let labels = [
         (MANAGED_LABEL.to_owned(), "true".to_owned()),
         (RESTARTS_LABEL.to_owned(), restarts.to_string()),
     ];
-    cpb::CreateContainerRequest {
-        container: Some(cpb::Container {
-            id: c.name.clone(),
-            image: c.image.clone(),
-            snapshotter: c.snapshotter.clone(),
-            labels: labels.into_iter().collect(),
-            ..Default::default()
-        })
-        .into(),
-        options: Some(cpb::RunOptions {
+    NewContainer {
+        id: c.name.clone(),
+        image: c.image.clone(),
+        snapshotter: c.snapshotter.clone(),
+        labels: labels.into_iter().collect(),
+        options: RunOptions {
             args: c.args.clone(),
             env: c.env.clone(),
             user: c.user.clone(),
             net: c.net.clone(),
-            memory_limit: c.memory_limit.unwrap_or(0),
-            cpus: c.cpus.unwrap_or(0.0),
-            pids_limit: c.pids_limit.unwrap_or(0),
+            memory_limit: c.memory_limit,
+            cpus: c.cpus,
+            pids_limit: c.pids_limit,
             cwd: c.cwd.clone(),
             ..Default::default()
-        })
-        .into(),
+        },
         ..Default::default()
     }
 }
