@@ -275,7 +275,12 @@ pub(crate) async fn read_header<R: AsyncRead + Unpin>(
     activity: Option<&Activity>,
 ) -> std::io::Result<Option<Header>> {
     let mut b = [0u8; HEADER_LEN];
-    let n = rd.read(&mut b).await?;
+    let n = match rd.read(&mut b).await {
+        // ttrpc clients close without TLS close_notify (rustls reports UnexpectedEof): at a
+        // frame boundary that is an ordinary end, nothing was cut.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+        r => r?,
+    };
     if n == 0 {
         return Ok(None);
     }
