@@ -50,6 +50,12 @@ pub const APPLETS: &[Applet] = &[
         entry: berth_ctl::main_with_args,
     },
     Applet {
+        name: "berth-apid",
+        aliases: &[],
+        help: "the remote API: mutual TLS 1.3, roles from the client certificate, ttrpc to berthd and init",
+        entry: berth_remote::apid::main_with_args,
+    },
+    Applet {
         name: berth_engine::tasks::SHIM_ARGV0,
         aliases: &[],
         help: "one container's shim (berthd starts it): owns the container's init and stdio",
