@@ -54,7 +54,10 @@ fn rpcs(path: &str, text: &str) -> Vec<Rpc> {
                 format!("{package}.{svc}"),
                 name.trim().to_string(),
                 req.trim_start().starts_with("stream "),
-                resp.trim().trim_start_matches('(').trim_start().starts_with("stream "),
+                resp.trim()
+                    .trim_start_matches('(')
+                    .trim_start()
+                    .starts_with("stream "),
             ));
         } else if line.starts_with('}') {
             service = None;

@@ -3,8 +3,11 @@
 #
 # - `-C target-feature=+crt-static` links glibc statically; the explicit `--target` keeps
 #   proc-macros and build scripts (which run on the build host) dynamic.
-# - `--remap-path-prefix` rewrites the checkout, CARGO_HOME and (when set) CARGO_TARGET_DIR
-#   to fixed names, so the same sources give byte-identical binaries from any checkout path.
+# - `--remap-path-prefix` rewrites CARGO_HOME and the target directory to fixed names for every
+#   crate, and the checkout to `/berth` for the workspace's own crates only (through
+#   scripts/rustc-workspace-wrapper.sh, cargo's RUSTC_WORKSPACE_WRAPPER): the same sources give
+#   byte-identical binaries from any checkout path, and dependencies are built with flags that
+#   do not name the checkout, so checkouts sharing a target directory share their builds.
 # - The release profile in the root Cargo.toml does thin LTO and strips.
 #
 # Usage: scripts/build-static.sh [extra cargo args...]
@@ -18,23 +21,22 @@ if [ -d "$cargo_home" ]; then
     cargo_home=$(cd "$cargo_home" && pwd -P)
 fi
 
+# The target directory is always named explicitly (and remapped), so the flags are the same
+# whether or not CARGO_TARGET_DIR is set: `make run` after `make test` rebuilds nothing.
+target_dir=${CARGO_TARGET_DIR:-$checkout/target}
+mkdir -p "$target_dir"
+target_dir=$(cd "$target_dir" && pwd -P)
+export CARGO_TARGET_DIR=$target_dir
 flags="-C target-feature=+crt-static"
-flags="$flags --remap-path-prefix=$checkout=/berth"
 flags="$flags --remap-path-prefix=$cargo_home=/cargo"
-if [ -n "${CARGO_TARGET_DIR:-}" ]; then
-    mkdir -p "$CARGO_TARGET_DIR"
-    CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd -P)
-    export CARGO_TARGET_DIR
-    flags="$flags --remap-path-prefix=$CARGO_TARGET_DIR=/target"
-    target_dir=$CARGO_TARGET_DIR
-else
-    target_dir=$checkout/target
-fi
+flags="$flags --remap-path-prefix=$target_dir=/target"
+export BERTH_REMAP_CHECKOUT=$checkout BERTH_REMAP_TARGET=$target_dir
+export RUSTC_WORKSPACE_WRAPPER=$checkout/scripts/rustc-workspace-wrapper.sh
 
 # Our flags, not whatever the environment carries (CARGO_ENCODED_RUSTFLAGS would win).
 unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
 # RUSTFLAGS is split on whitespace, so a remapped path must not contain any.
-for p in "$checkout" "$cargo_home" "${CARGO_TARGET_DIR:-}"; do
+for p in "$checkout" "$cargo_home" "$target_dir"; do
     case $p in
     *[[:space:]]*)
         echo "build-static.sh: path with whitespace cannot be remapped: '$p'" >&2

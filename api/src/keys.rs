@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn berths_key_wins_then_containerds_then_the_default() {
         assert_eq!(namespace(&md(&[])), "default");
-        assert_eq!(namespace(&md(&[("containerd-namespace-ttrpc", "k8s.io")])), "k8s.io");
+        assert_eq!(
+            namespace(&md(&[("containerd-namespace-ttrpc", "k8s.io")])),
+            "k8s.io"
+        );
         assert_eq!(
             namespace(&md(&[
                 ("containerd-namespace-ttrpc", "k8s.io"),

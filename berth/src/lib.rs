@@ -50,10 +50,16 @@ pub const APPLETS: &[Applet] = &[
         entry: berth_ctl::main_with_args,
     },
     Applet {
+        name: "berth-apid",
+        aliases: &[],
+        help: "the remote API: mutual TLS 1.3, roles from the client certificate, ttrpc to berthd and init",
+        entry: berth_remote::apid::main_with_args,
+    },
+    Applet {
         name: berth_engine::tasks::SHIM_ARGV0,
         aliases: &[],
         help: "one container's shim (berthd starts it): owns the container's init and stdio",
-        entry: berth_engine::tasks::shim::main_with_args,
+        entry: berth_daemon::shim::main_with_args,
     },
     Applet {
         name: berth_cri::APPLET,

@@ -1435,6 +1435,13 @@ fn outputs_against_a_real_berthd() {
     let before = c.gc_runs();
     c.ok(&["images", "import", "-n", ns, bb.to_str().unwrap()]);
     wait_until("berthd's requested collection", || c.gc_runs() > before);
+    // One namespace flag, wherever it stands: `snapshots` once had its own `-n` before `ls`
+    // and ignored the global one (the keys depend on the host's busybox: compared, not
+    // recorded).
+    let in_ns = c.ok(&["snapshots", "-n", ns, "ls", "-q"]);
+    assert!(!in_ns.is_empty() && in_ns != c.ok(&["snapshots", "ls", "-q"]));
+    assert_eq!(c.ok(&["snapshots", "ls", "-q", "-n", ns]), in_ns);
+    assert_eq!(c.ok(&["-n", ns, "snapshots", "ls", "-q"]), in_ns);
     // `events` around a `run --rm`. Nothing says when the subscription is in place, so a
     // capture that missed the first event (a slow start) is tried again.
     let run_rm = [

@@ -826,9 +826,11 @@ fn metrics_of_a_running_task() {
         let table = env.ok(&["tasks", "metrics", "m"]);
         assert!(table.contains("pids.current"), "{table}");
     }
+    // A bad --format is a usage error, like every verb's.
     let out = env.ctl(&["tasks", "metrics", "--format", "yaml", "m"]);
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("--format \"yaml\""),
+        text(&out.stderr).contains("invalid value 'yaml' for '--format <FORMAT>'"),
         "{}",
         text(&out.stderr)
     );

@@ -1,20 +1,30 @@
-//! berthctl: the command-line client of berthd's API (ctr-like verbs).
+//! berthctl: the command-line client of berthd and berth-init (ctr-like verbs). It links
+//! berth-api only: no engine code, just the wire contract.
+//!
+//! - `commands`: every verb, one file per verb under `commands/<group>/<verb>.rs`;
+//! - `globals`: the global flags (address, namespace, init address, timeout), read once;
+//! - `connect`: the one way to reach berthd and berth-init;
+//! - `output`: the one `--format`, the one table layout, JSON and cell formats;
+//! - `error`: the one error type and the exit-code policy.
+//!
+//! This file holds the command line's top (`Args`), the dispatch and [`main_with_args`].
 
-mod hosts;
-mod pull;
-mod snapshots;
-mod storage;
-mod system;
-mod tasks;
-mod transfer_client;
+mod commands;
+mod connect;
+mod error;
+mod globals;
+mod output;
 
-use std::{ffi::OsString, time::Duration};
+use std::ffi::OsString;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use berth_api::client::{Client, ClientError};
-use berth_api::proto::introspection::{Plugin, PluginStatus};
-use berth_api::address::DEFAULT_ADDRESS;
+use commands::{
+    config, containers, content, events, gc, hosts, images, leases, namespaces, plugins, run,
+    snapshots, system, tasks, version,
+};
+use error::{Error, EXIT_USAGE};
+use globals::Globals;
 
 /// berthctl command line.
 #[derive(Debug, Parser)]
@@ -24,84 +34,81 @@ use berth_api::address::DEFAULT_ADDRESS;
     about = "Talk to berthd over its ttrpc API"
 )]
 struct Args {
-    /// berthd's socket (`unix:///path` or a path); on a QEMU host, the bridged virtio-serial socket.
-    #[arg(long, short = 'a', global = true, env = "BERTH_ADDRESS", default_value = DEFAULT_ADDRESS)]
-    address: String,
-    /// Namespace of the storage verbs (like ctr's `-n`).
-    #[arg(long, short = 'n', global = true, env = "BERTH_NAMESPACE", default_value = berth_api::keys::DEFAULT_NAMESPACE)]
-    namespace: String,
-    /// berth-init's control API socket, for the `system` verbs.
-    #[arg(long, global = true, env = "BERTH_INIT_ADDRESS", default_value = crate::system::DEFAULT_INIT_ADDRESS)]
-    init_address: String,
-    /// Seconds to wait for berthd's answer.
-    #[arg(long, global = true, default_value_t = 10)]
-    timeout: u64,
+    #[command(flatten)]
+    globals: Globals,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The verb groups and the verbs without a group, in `berthctl --help`'s order.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the client's and the server's version.
     Version,
     /// Engine plugins.
     #[command(subcommand, alias = "plugin")]
-    Plugins(PluginsCommand),
-    #[command(flatten)]
-    Storage(storage::StorageCommand),
+    Plugins(plugins::Command),
+    /// Namespaces (like `ctr namespaces`).
+    #[command(subcommand, alias = "namespace", alias = "ns")]
+    Namespaces(namespaces::Command),
+    /// Blobs in the content store, as this namespace sees them.
+    #[command(subcommand)]
+    Content(content::Command),
+    /// Image records.
+    #[command(subcommand, alias = "image", alias = "i")]
+    Images(images::Command),
+    /// Leases protecting content from garbage collection.
+    #[command(subcommand, alias = "lease")]
+    Leases(leases::Command),
+    /// Run a garbage collection now and show what it removed.
+    Gc(gc::GcArgs),
     /// Snapshots (like `ctr snapshots`).
     #[command(alias = "snapshot")]
-    Snapshots(crate::snapshots::SnapshotsArgs),
+    Snapshots(snapshots::SnapshotsArgs),
     /// Registry endpoints a pull would use, as berthd resolves them (certs.d hosts.toml).
     #[command(subcommand, alias = "host")]
-    Hosts(hosts::HostsCommand),
+    Hosts(hosts::Command),
     /// berthd's configuration: reload it without a restart.
     #[command(subcommand)]
-    Config(hosts::ConfigCommand),
+    Config(config::Command),
     /// berth-init: status, log, reboot, poweroff, service restart (uses --init-address).
     #[command(subcommand)]
-    System(crate::system::SystemCommand),
+    System(system::Command),
     /// Run a container from an image (exit code: the container's).
-    Run(crate::tasks::RunArgs),
+    Run(run::RunArgs),
     /// Containers (metadata).
     #[command(subcommand, alias = "container", alias = "c")]
-    Containers(crate::tasks::ContainersCommand),
+    Containers(containers::Command),
     /// Tasks (running containers).
     #[command(subcommand, alias = "task", alias = "t")]
-    Tasks(crate::tasks::TasksCommand),
+    Tasks(tasks::Command),
     /// Print container and task events as they happen.
-    Events {
-        /// Topic prefixes (e.g. /tasks/exit); none: all.
-        topics: Vec<String>,
-    },
+    Events(events::EventsArgs),
 }
 
-#[derive(Debug, Subcommand)]
-enum PluginsCommand {
-    /// List plugins with their status (like `ctr plugins ls`).
-    #[command(alias = "list")]
-    Ls {
-        /// `type==<type>` or `id==<id>`; repeatable, all must match.
-        #[arg(long, short = 'f')]
-        filter: Vec<String>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Print only `type.id`.
-        #[arg(long, short = 'q')]
-        quiet: bool,
-    },
+/// Runs one verb; returns the exit code of a success (`run`, `tasks exec`: the process's).
+async fn dispatch(g: &Globals, command: Command) -> Result<i32, Error> {
+    let r = match command {
+        Command::Version => version::run(g).await,
+        Command::Plugins(c) => plugins::run(g, c).await,
+        Command::Namespaces(c) => namespaces::run(g, c).await,
+        Command::Content(c) => content::run(g, c).await,
+        Command::Images(c) => images::run(g, c).await,
+        Command::Leases(c) => leases::run(g, c).await,
+        Command::Gc(a) => gc::run(g, a).await,
+        Command::Snapshots(a) => snapshots::run(g, a).await,
+        Command::Hosts(c) => hosts::run(g, c).await,
+        Command::Config(c) => config::run(g, c).await,
+        Command::System(c) => system::run(g, c).await,
+        Command::Run(a) => return run::run(g, a).await,
+        Command::Containers(c) => containers::run(g, c).await,
+        Command::Tasks(c) => return tasks::run(g, c).await,
+        Command::Events(a) => events::run(g, a).await,
+    };
+    r.map(|()| 0)
 }
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Aligned columns for people.
-    Table,
-    /// JSON for programs.
-    Json,
-}
-
-/// Runs berthctl with `args` (argv including argv[0]); returns the process exit code.
+/// Runs berthctl with `args` (argv including `argv[0]`); returns the process exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
     // Like other command-line tools, end quietly when the reader of our output goes away
     // (`berthctl plugins ls | head`) instead of panicking on EPIPE.
@@ -117,186 +124,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("berthctl: error: {}", ClientError::Runtime(e));
-            return 1;
-        }
-    };
-    if let Command::System(command) = &args.command {
-        let timeout = Duration::from_secs(args.timeout);
-        return match rt.block_on(crate::system::run(command, &args.init_address, timeout)) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("berthctl: error: {e}");
-                1
-            }
-        };
-    }
-    if matches!(
-        args.command,
-        Command::Run(_) | Command::Containers(_) | Command::Tasks(_) | Command::Events { .. }
-    ) {
-        let timeout = Duration::from_secs(args.timeout);
-        let (address, ns) = (args.address.clone(), args.namespace.clone());
-        let r = rt.block_on(async move {
-            match args.command {
-                Command::Run(a) => crate::tasks::run(&address, &ns, timeout, a).await,
-                Command::Containers(c) => {
-                    crate::tasks::containers(&address, &ns, timeout, c).await
-                }
-                Command::Tasks(c) => crate::tasks::tasks(&address, &ns, timeout, c).await,
-                Command::Events { topics } => {
-                    crate::tasks::events(&address, timeout, topics).await
-                }
-                _ => unreachable!("matched above"),
-            }
-        });
-        return match r {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("berthctl: error: {e}");
-                1
-            }
-        };
-    }
-    match rt.block_on(run(args)) {
-        Ok(()) => 0,
+        .map_err(Error::Runtime)
+        .and_then(|rt| rt.block_on(dispatch(&args.globals, args.command)));
+    match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("berthctl: error: {e}");
-            1
+            e.exit_code()
         }
-    }
-}
-
-async fn run(args: Args) -> Result<(), storage::Error> {
-    let timeout = Duration::from_secs(args.timeout);
-    let connect = || Client::connect(&args.address, timeout);
-    match args.command {
-        Command::Snapshots(s) => {
-            crate::snapshots::run(&args.address, Duration::from_secs(args.timeout), s).await?
-        }
-        Command::Version => {
-            println!("Client:");
-            println!("  Version:  {}", berth_api::version::VERSION);
-            println!("  Revision: {}", berth_api::version::REVISION);
-            let (v, r) = connect().await?.version().await?;
-            println!();
-            println!("Server:");
-            println!("  Version:  {v}");
-            println!("  Revision: {r}");
-        }
-        Command::Plugins(PluginsCommand::Ls {
-            filter,
-            format,
-            quiet,
-        }) => {
-            let plugins = connect().await?.plugins(filter).await?;
-            if quiet {
-                for p in &plugins {
-                    println!("{}.{}", p.type_, p.id);
-                }
-            } else if format == Format::Json {
-                let v: Vec<_> = plugins.iter().map(plugin_json).collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("json of plain values")
-                );
-            } else {
-                print!("{}", plugins_table(&plugins));
-            }
-        }
-        Command::Storage(c) => storage::run(&args.address, timeout, &args.namespace, c).await?,
-        Command::Hosts(c) => hosts::run_hosts(&args.address, timeout, c).await?,
-        Command::Config(c) => hosts::run_config(&args.address, timeout, c).await?,
-        Command::System(_) => unreachable!("system verbs are handled before connecting to berthd"),
-        Command::Run(_) | Command::Containers(_) | Command::Tasks(_) | Command::Events { .. } => {
-            unreachable!("container verbs are handled before")
-        }
-    }
-    Ok(())
-}
-
-fn status_name(p: &Plugin) -> &'static str {
-    match p.status.enum_value() {
-        Ok(PluginStatus::OK) => "ok",
-        Ok(PluginStatus::SKIPPED) => "skipped",
-        Ok(PluginStatus::ERROR) => "error",
-        Err(_) => "unknown",
-    }
-}
-
-fn plugin_json(p: &Plugin) -> serde_json::Value {
-    serde_json::json!({
-        "type": p.type_,
-        "id": p.id,
-        "status": status_name(p),
-        "reason": p.reason,
-        "requires": p.requires,
-        "exports": p.exports.iter().collect::<std::collections::BTreeMap<_, _>>(),
-    })
-}
-
-/// A left-aligned table with two spaces between columns.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let n = cells.len();
-        let mut l = String::new();
-        for (i, c) in cells.into_iter().enumerate() {
-            l.push_str(c);
-            if i + 1 < n {
-                l.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-    out
-}
-
-fn plugins_table(plugins: &[Plugin]) -> String {
-    let rows: Vec<Vec<String>> = plugins
-        .iter()
-        .map(|p| {
-            vec![
-                p.type_.clone(),
-                p.id.clone(),
-                status_name(p).to_string(),
-                p.reason.clone(),
-            ]
-        })
-        .collect();
-    table(&["TYPE", "ID", "STATUS", "REASON"], &rows)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_aligns_columns() {
-        let t = table(
-            &["TYPE", "ID"],
-            &[vec!["berth.service.v1".into(), "version".into()]],
-        );
-        assert_eq!(t, "TYPE              ID\nberth.service.v1  version\n");
     }
 }

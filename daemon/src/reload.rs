@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use berth_engine::config::{Config, LogLevel};
 use berth_engine::metadata::gc::Schedule;
 use berth_engine::remotes::config::{LiveRegistry, RegistryConfig, RegistryConfigError, PLUGIN};
-use berth_engine::storage_api::{Storage, StorageError, GC_PLUGIN};
+use berth_engine::store::{OpenError, Store, GC_PLUGIN};
 
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum ReloadError {
     Registry(#[from] RegistryConfigError),
     /// The collector's section is invalid.
     #[error(transparent)]
-    Gc(#[from] StorageError),
+    Gc(#[from] OpenError),
 }
 
 /// What a reload changed.
@@ -55,7 +55,7 @@ pub type SetLevelFn = Box<dyn Fn(LogLevel) + Send + Sync>;
 
 /// The collector's scheduler task, restarted when its schedule changes.
 pub struct GcTask {
-    storage: Arc<Storage>,
+    storage: Arc<Store>,
     root: PathBuf,
     schedule: Schedule,
     task: tokio::task::JoinHandle<()>,
@@ -63,7 +63,7 @@ pub struct GcTask {
 
 impl GcTask {
     /// Spawns the scheduler with the schedule `storage` was opened with.
-    pub fn spawn(storage: Arc<Storage>, root: PathBuf) -> Self {
+    pub fn spawn(storage: Arc<Store>, root: PathBuf) -> Self {
         let schedule = storage.schedule.clone();
         let task = Self::start(&storage, &root, schedule.clone());
         Self {
@@ -74,11 +74,7 @@ impl GcTask {
         }
     }
 
-    fn start(
-        storage: &Storage,
-        root: &std::path::Path,
-        s: Schedule,
-    ) -> tokio::task::JoinHandle<()> {
+    fn start(storage: &Store, root: &std::path::Path, s: Schedule) -> tokio::task::JoinHandle<()> {
         tokio::spawn(berth_engine::metadata::gc::run_scheduler(
             s,
             root.to_path_buf(),
@@ -139,7 +135,7 @@ impl Reloader {
         let new = (self.load)().map_err(ReloadError::Load)?;
         // Check everything before changing anything.
         let registry = RegistryConfig::from_plugins(&new.plugins, &new.sources)?;
-        let schedule = berth_engine::storage_api::schedule(new.plugins.get(GC_PLUGIN))?;
+        let schedule = berth_engine::store::schedule(new.plugins.get(GC_PLUGIN))?;
 
         let mut report = ReloadReport {
             warnings: registry.warnings(),

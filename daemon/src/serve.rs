@@ -13,11 +13,22 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 use tracing_subscriber::{filter::LevelFilter, reload, Registry as Subscriber};
 
-use berth_api::proto::{introspection_ttrpc, version_ttrpc};
+use berth_api::proto::{
+    config_ttrpc, containers_ttrpc, content_ttrpc, events_ttrpc, gc_ttrpc, images_ttrpc,
+    introspection_ttrpc, leases_ttrpc, namespaces_ttrpc, pull_ttrpc, registry_ttrpc,
+    snapshots_ttrpc, tasks_ttrpc, transfer_ttrpc, version_ttrpc,
+};
 use berth_engine::config::{Config, ConfigError, LogLevel, DEFAULT_CONFIG_PATH};
 use berth_engine::plugins::{Registry, Status};
+use berth_engine::store::Store;
 
-use crate::services::{introspection::IntrospectionService, version::VersionService};
+use crate::services::{
+    config::ConfigService, containers::ContainersService, content::ContentService,
+    events::EventsService, gc::GcService, images::ImagesService,
+    introspection::IntrospectionService, leases::LeasesService, namespaces::NamespacesService,
+    pull::PullService, registry::RegistryService, snapshots::SnapshotsService, tasks::TasksService,
+    transfer::TransferService, version::VersionService,
+};
 
 pub use berth_api::EXIT_CONFIG;
 
@@ -60,8 +71,8 @@ pub enum DaemonError {
     },
     #[error("ttrpc server: {0}")]
     Server(#[source] ttrpc::Error),
-    #[error("storage: {}", berth_engine::metadata::chain(.0))]
-    Storage(Box<berth_engine::storage_api::StorageError>),
+    #[error("storage: {}", berth_api::errdefs::chain(.0))]
+    Storage(Box<berth_engine::store::OpenError>),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
@@ -69,7 +80,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Preload(#[from] berth_engine::preload::PreloadConfigError),
     #[error(transparent)]
-    Boot(#[from] berth_engine::tasks::boot::BootConfigError),
+    Boot(#[from] berth_engine::tasks::boot_containers::BootConfigError),
     #[error(transparent)]
     Runtimes(#[from] berth_engine::tasks::runtimes::RuntimesConfigError),
 }
@@ -244,8 +255,10 @@ async fn serve(
     }
     let live_registry = berth_engine::remotes::config::LiveRegistry::new(registry_cfg);
     let preload = berth_engine::preload::PreloadConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
-    let runtimes = berth_engine::tasks::runtimes::Runtimes::from_plugins(&cfg.plugins, &cfg.sources)?;
-    let boot = berth_engine::tasks::boot::BootConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
+    let runtimes =
+        berth_engine::tasks::runtimes::Runtimes::from_plugins(&cfg.plugins, &cfg.sources)?;
+    let boot =
+        berth_engine::tasks::boot_containers::BootConfig::from_plugins(&cfg.plugins, &cfg.sources)?;
     make_dir("root", &cfg.root, 0o711)?;
     make_dir("state", &cfg.state, 0o711)?;
     let socket = cfg.socket_path();
@@ -253,7 +266,7 @@ async fn serve(
     let mut registry = registry(&cfg);
     // Snapshotters first: interrupted unpacks are cleaned up, then the storage reconciles its
     // snapshot records against them and its collector sweeps through them.
-    let mut loaded = berth_engine::snapshots::service::load(&cfg.root, &mut registry);
+    let mut loaded = berth_engine::snapshots::set::load(&cfg.root, &mut registry);
     berth_engine::snapshots::zfs::register(&cfg.root, &cfg.plugins, &mut loaded, &mut registry);
     let snapshotters = Arc::new(loaded);
     for id in snapshotters.ids() {
@@ -267,18 +280,29 @@ async fn serve(
             }
         }
     }
-    let storage =
-        match berth_engine::storage_api::Storage::open_with(&cfg.root, &cfg.plugins, snapshotters.clone())
-        {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                let _ = std::fs::remove_file(&socket);
-                return Err(DaemonError::Storage(Box::new(e)));
-            }
-        };
+    let storage = match Store::open_with(&cfg.root, &cfg.plugins, snapshotters.clone()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(DaemonError::Storage(Box::new(e)));
+        }
+    };
     storage.register_plugins(&mut registry);
     let registry = Arc::new(registry);
-    let server = storage.register_services(ttrpc::r#async::Server::new());
+    let server = ttrpc::r#async::Server::new()
+        .register_service(namespaces_ttrpc::create_namespaces(Arc::new(
+            NamespacesService(storage.clone()),
+        )))
+        .register_service(images_ttrpc::create_images(Arc::new(ImagesService(
+            storage.clone(),
+        ))))
+        .register_service(leases_ttrpc::create_leases(Arc::new(LeasesService(
+            storage.clone(),
+        ))))
+        .register_service(content_ttrpc::create_content(Arc::new(ContentService(
+            storage.clone(),
+        ))))
+        .register_service(gc_ttrpc::create_gc(Arc::new(GcService(storage.clone()))));
     let gc_task = crate::reload::GcTask::spawn(storage.clone(), cfg.root.clone());
     let reloader = Arc::new(crate::reload::Reloader::new(
         cfg.clone(),
@@ -295,34 +319,32 @@ async fn serve(
         .register_service(introspection_ttrpc::create_introspection(Arc::new(
             IntrospectionService { registry },
         )))
-        .register_service(berth_api::proto::transfer_ttrpc::create_transfer(Arc::new(
-            berth_engine::transfer::Service {
-                storage: storage.clone(),
-                snapshotters: snapshotters.clone(),
-            },
-        )))
-        .register_service(berth_api::proto::registry_ttrpc::create_registry(Arc::new(
-            berth_engine::remotes::service::RegistryService(live_registry.clone()),
-        )))
-        .register_service(berth_api::proto::config_ttrpc::create_config(Arc::new(
-            crate::services::config::ConfigService(reloader.clone()),
-        )))
-        .register_service(berth_api::proto::pull_ttrpc::create_pull(Arc::new(
-            berth_engine::remotes::pull_service::PullService {
+        .register_service(transfer_ttrpc::create_transfer(Arc::new(TransferService {
+            storage: storage.clone(),
+            snapshotters: snapshotters.clone(),
+        })))
+        .register_service(registry_ttrpc::create_registry(Arc::new(RegistryService(
+            live_registry.clone(),
+        ))))
+        .register_service(config_ttrpc::create_config(Arc::new(ConfigService(
+            reloader.clone(),
+        ))))
+        .register_service(pull_ttrpc::create_pull(Arc::new(PullService(Arc::new(
+            berth_engine::remotes::pull::Puller {
                 storage: storage.clone(),
                 snapshotters: snapshotters.clone(),
                 registry: live_registry,
                 default_docker_config: cfg.root.join("registry").join("config.json"),
                 client: Default::default(),
             },
-        )))
-        .register_service(berth_api::proto::snapshots_ttrpc::create_snapshots(Arc::new(
-            berth_engine::snapshots::service::SnapshotsService {
+        )))))
+        .register_service(snapshots_ttrpc::create_snapshots(Arc::new(
+            SnapshotsService {
                 snapshotters: snapshotters.clone(),
             },
         )));
     // Containers and tasks: re-adopts the shims that outlived a previous berthd.
-    let tasks = berth_engine::tasks::service::Tasks::open(
+    let tasks = berth_engine::tasks::Tasks::open(
         storage.clone(),
         snapshotters.as_ref().clone(),
         &cfg.state,
@@ -331,15 +353,13 @@ async fn serve(
     tasks.set_runtimes(runtimes);
     let boot_tasks = tasks.clone();
     let mut server = server
-        .register_service(berth_api::proto::containers_ttrpc::create_containers(Arc::new(
-            berth_engine::tasks::service::ContainersService(tasks.clone()),
+        .register_service(containers_ttrpc::create_containers(Arc::new(
+            ContainersService(tasks.clone()),
         )))
-        .register_service(berth_api::proto::tasks_ttrpc::create_tasks(Arc::new(
-            berth_engine::tasks::service::TasksService(tasks.clone()),
-        )))
-        .register_service(berth_api::proto::events_ttrpc::create_events(Arc::new(
-            berth_engine::tasks::service::EventsService(tasks),
-        )));
+        .register_service(tasks_ttrpc::create_tasks(Arc::new(TasksService(
+            tasks.clone(),
+        ))))
+        .register_service(events_ttrpc::create_events(Arc::new(EventsService(tasks))));
     server.start().await.map_err(DaemonError::Server)?;
     info!(
         version = berth_api::version::VERSION,
@@ -355,7 +375,7 @@ async fn serve(
         });
     }
     // Boot containers: started (or re-adopted) once their images are there.
-    berth_engine::tasks::boot::spawn(boot_tasks, boot, &cfg.state);
+    berth_engine::tasks::boot_containers::spawn(boot_tasks, boot, &cfg.state);
 
     loop {
         tokio::select! {

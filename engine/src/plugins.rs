@@ -7,8 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use berth_api::proto::introspection as pb;
-
 /// Outcome of one plugin's initialisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -88,25 +86,6 @@ impl Registry {
     }
 }
 
-impl From<&Plugin> for pb::Plugin {
-    fn from(p: &Plugin) -> Self {
-        let (status, reason) = match &p.status {
-            Status::Ok => (pb::PluginStatus::OK, String::new()),
-            Status::Skipped(r) => (pb::PluginStatus::SKIPPED, r.clone()),
-            Status::Error(r) => (pb::PluginStatus::ERROR, r.clone()),
-        };
-        pb::Plugin {
-            type_: p.kind.clone(),
-            id: p.id.clone(),
-            requires: p.requires.clone(),
-            status: status.into(),
-            reason,
-            exports: p.exports.clone().into_iter().collect(),
-            ..Default::default()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,14 +106,5 @@ mod tests {
         assert_eq!(r.list(&[]).len(), 2);
         assert!("kind=x".parse::<Filter>().is_err());
         assert!("id==".parse::<Filter>().is_err());
-    }
-
-    #[test]
-    fn converts_status_and_reason() {
-        let mut r = Registry::default();
-        r.register("t", "i", Status::Error("boom".into()));
-        let p: pb::Plugin = r.list(&[])[0].into();
-        assert_eq!(p.status.enum_value(), Ok(pb::PluginStatus::ERROR));
-        assert_eq!(p.reason, "boom");
     }
 }

@@ -24,8 +24,8 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::images::Platform;
-use crate::snapshots::service::Snapshotters;
-use crate::storage_api::Storage;
+use crate::snapshots::Snapshotters;
+use crate::store::Store;
 
 /// The plugin section in berthd.toml.
 pub const PLUGIN: &str = "berth.preload.v1";
@@ -191,7 +191,7 @@ fn source_key(path: &Path) -> std::io::Result<String> {
 
 /// Imports every archive not imported yet. Blocking: run it on a blocking thread.
 pub fn run(
-    storage: &Storage,
+    storage: &Store,
     snapshotters: &Snapshotters,
     cfg: &PreloadConfig,
 ) -> Vec<ArchiveReport> {
@@ -214,7 +214,7 @@ pub fn run(
 }
 
 fn import_one(
-    storage: &Storage,
+    storage: &Store,
     snapshotters: &Snapshotters,
     cfg: &PreloadConfig,
     path: &Path,
@@ -234,10 +234,7 @@ fn import_one(
         &Platform::default(),
         cfg.unpack,
     )
-    .map_err(|e| match e {
-        ttrpc::Error::RpcStatus(s) => s.message,
-        other => other.to_string(),
-    })?;
+    .map_err(|e| berth_api::errdefs::chain(&e))?;
     let mut names = Vec::new();
     for image in imported {
         let mut record = storage
@@ -257,7 +254,7 @@ fn import_one(
 }
 
 /// Runs [`run`] and logs each archive's outcome (berthd calls this in the background).
-pub fn run_logged(storage: &Storage, snapshotters: &Snapshotters, cfg: &PreloadConfig) {
+pub fn run_logged(storage: &Store, snapshotters: &Snapshotters, cfg: &PreloadConfig) {
     let started = Instant::now();
     let reports = run(storage, snapshotters, cfg);
     for r in &reports {

@@ -6,12 +6,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use berth_layout::paths;
+
 use crate::definition::ImageDefinition;
 use crate::epoch::EpochSource;
 use crate::erofs;
 use crate::error::Error;
 use crate::fsutil::{self, io_err, AtomicFile};
-use crate::initramfs::{self, ROOT_IMAGE_PATH};
+use crate::initramfs;
 use crate::kernel::{self, Kernel};
 use crate::manifest::{self, Artefact, InitramfsInfo, Manifest, RootInfo, Sizes};
 use crate::modules::ModuleIndex;
@@ -89,7 +91,7 @@ fn preload_archives(
         };
         let demo = crate::demo::build(&cache_dir, opts.source_date_epoch)?;
         out.push(rootfs::Preload {
-            name: crate::demo::ARCHIVE_NAME.into(),
+            name: crate::demo::archive_name().into(),
             source: rootfs::PreloadSource::Bytes(demo.archive),
         });
     }
@@ -173,7 +175,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         // ZFS test images carry the snapshotter conformance suite, run in the guest against
         // a real pool (qemu-tests/tests/zfs.rs).
         root_tree.file(
-            crate::zfs::CONFORMANCE_PATH,
+            paths::in_tree(paths::SNAPSHOTTER_CONFORMANCE),
             0o755,
             opts.bin_dir.join("berth-snapshotter-conformance"),
         )?;
@@ -232,14 +234,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     // The initramfs temp file is complete; hash it before it is renamed.
     artefacts.insert(INITRAMFS.to_string(), artefact(initramfs_out.temp_path())?);
 
-    let is_module = |prefix: &'static str| move |p: &str| p.starts_with(prefix);
-    let root_modules_size = manifest::total_size(&root_files, is_module("/usr/lib/modules/"));
-    let initramfs_modules_size = manifest::total_size(&initramfs_files, is_module("/lib/modules/"));
+    let under =
+        |dir: &'static str| move |p: &str| p.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
+    let root_modules_size = manifest::total_size(&root_files, under(paths::ROOT_MODULES_DIR));
+    let initramfs_modules_size = manifest::total_size(&initramfs_files, under(paths::MODULES_DIR));
     let root_tree_size = manifest::total_size(&root_files, |_| true);
     let initramfs_userland = manifest::total_size(&initramfs_files, |p| {
-        !p.starts_with("/lib/modules/") && p != format!("/{ROOT_IMAGE_PATH}")
+        !under(paths::MODULES_DIR)(p) && p != paths::ROOT_IMAGE
     });
-    let preloaded_size = manifest::total_size(&root_files, is_module("/usr/share/berth/images/"));
+    let preloaded_size = manifest::total_size(&root_files, under(paths::PRELOAD_DIR));
     let sizes = Sizes {
         userland: root_tree_size - root_modules_size - preloaded_size + initramfs_userland,
         preloaded_images: preloaded_size,

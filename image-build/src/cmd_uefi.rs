@@ -149,11 +149,12 @@ pub fn disk(args: DiskArgs) -> Result<()> {
     let report = disk::build(&opts).context("building the disk image")?;
     println!(
         "built {} ({} bytes, sha256 {}): ESP {} MiB with slots a and b = UKI {version}, \
-BERTH_STATE {} MiB (grows on first boot){}",
+{} {} MiB (grows on first boot){}",
         opts.out.display(),
         report.size,
         report.sha256,
         report.esp_mib,
+        disk::STATE_LABEL,
         report.state_mib,
         if args.qcow2 { ", and disk.qcow2" } else { "" }
     );

@@ -269,9 +269,9 @@ impl fmt::Display for RootCompression {
 pub struct ModuleName(String);
 
 impl ModuleName {
-    /// The name with `-` normalised to `_`, as in `modules.dep` lookups.
+    /// The name normalised as in `modules.dep` lookups (`-` as `_`).
     pub fn normalized(&self) -> String {
-        self.0.replace('-', "_")
+        berth_layout::modules::module_name(&self.0)
     }
     /// The name as written.
     pub fn as_str(&self) -> &str {

@@ -16,14 +16,19 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use crate::deb::{self, DebError};
 use crate::fsutil;
 
 /// Debian package carrying the static busybox binary.
 pub const PACKAGE: &str = "busybox-static";
 /// Name of the demo image (an `io.containerd.image.name` annotation in the archive).
-pub const IMAGE_NAME: &str = "localhost/berth/busybox:latest";
+pub const IMAGE_NAME: &str = berth_layout::paths::DEMO_IMAGE;
+
 /// File name of the archive in the root image's preload directory.
-pub const ARCHIVE_NAME: &str = "00-demo-busybox.tar";
+pub fn archive_name() -> &'static str {
+    let path = berth_layout::paths::DEMO_ARCHIVE;
+    path.rsplit('/').next().unwrap_or(path)
+}
 
 /// busybox applets linked in `/bin`: enough for a shell, scripts and the tests' checks.
 const APPLETS: &[&str] = &[
@@ -102,19 +107,17 @@ fn busybox_binary(cache_dir: &Path) -> Result<(PathBuf, String), DemoError> {
         .prefix(".download-")
         .tempdir_in(&debs)
         .map_err(io_err("create a temporary directory in", &debs))?;
-    fsutil::run(
-        Command::new("apt-get")
-            .args(["download", "-qq", &format!("{PACKAGE}={version}")])
-            .current_dir(tmp.path()),
-    )?;
-    let deb = fs::read_dir(tmp.path())
-        .map_err(io_err("list", tmp.path()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .ok_or_else(|| DemoError::Package("no .deb after apt-get download".into()))?;
     let tree = tmp.path().join("tree");
-    fsutil::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
+    let downloaded = deb::download_and_extract(
+        &[format!("{PACKAGE}={version}")],
+        tmp.path(),
+        &tree,
+    )
+    .map_err(|err| match err {
+        DebError::NoDeb { .. } => DemoError::Package("no .deb after apt-get download".into()),
+        DebError::Fs(e) => e.into(),
+    })?;
+    let deb = &downloaded[0];
     let found = ["bin/busybox", "usr/bin/busybox"]
         .iter()
         .map(|p| tree.join(p))
@@ -123,7 +126,7 @@ fn busybox_binary(cache_dir: &Path) -> Result<(PathBuf, String), DemoError> {
     let staged = tmp.path().join("busybox");
     fs::rename(&found, &staged).map_err(io_err("move", &found))?;
     let _ = fs::remove_dir_all(&tree);
-    let _ = fs::remove_file(&deb);
+    let _ = fs::remove_file(deb);
     match fs::rename(tmp.path(), &entry) {
         Ok(()) => {
             let _ = tmp.keep();

@@ -26,18 +26,19 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use berth_layout::slots::{self, Entry};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil::{self, io_err, FsError};
 
 /// systemd-boot, from Debian's `systemd-boot-efi`.
 pub const DEFAULT_BOOT_MANAGER: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
-/// GPT label of the EFI system partition.
-pub const ESP_LABEL: &str = "BERTH_ESP";
+/// GPT label of the EFI system partition (init's `[boot] esp_label`).
+pub const ESP_LABEL: &str = berth_layout::labels::ESP;
 /// GPT label of the state partition (init's `[storage] label`).
-pub const STATE_LABEL: &str = "BERTH_STATE";
+pub const STATE_LABEL: &str = berth_layout::labels::STATE;
 /// Directory of the Type #2 entries (the slots) on the ESP.
-pub const SLOT_DIR: &str = "EFI/Linux";
+pub const SLOT_DIR: &str = slots::SLOT_DIR;
 /// systemd-boot's configuration: no menu (timeout 0), only our entries.
 pub const LOADER_CONF: &str =
     "timeout 0\neditor no\nauto-entries no\nauto-firmware no\nconsole-mode keep\n";
@@ -183,7 +184,7 @@ pub fn build(opts: &DiskOptions) -> Result<DiskReport, DiskError> {
                 "-F",
                 "32",
                 "-n",
-                "BERTH_ESP",
+                ESP_LABEL,
                 "-i",
                 volid,
                 "-C",
@@ -201,16 +202,32 @@ pub fn build(opts: &DiskOptions) -> Result<DiskReport, DiskError> {
             .args(&args[1..]);
         fsutil::run(&mut cmd).map(|_| ())
     };
+    let boot_dir = Path::new(slots::BOOT_MANAGER)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
     mtools(
-        &["mmd", "::EFI", "::EFI/BOOT", "::EFI/Linux", "::loader"],
+        &[
+            "mmd",
+            "::EFI",
+            &format!("::{boot_dir}"),
+            &format!("::{SLOT_DIR}"),
+            "::loader",
+        ],
         &[],
     )?;
     let loader_conf = work.path().join("loader.conf");
     std::fs::write(&loader_conf, LOADER_CONF).map_err(io_err("write", &loader_conf))?;
-    mtools(&["mcopy", "::EFI/BOOT/BOOTX64.EFI"], &[&opts.boot_manager])?;
+    mtools(
+        &["mcopy", &format!("::{}", slots::BOOT_MANAGER)],
+        &[&opts.boot_manager],
+    )?;
     mtools(&["mcopy", "::loader/loader.conf"], &[&loader_conf])?;
-    mtools(&["mcopy", "::EFI/Linux/berth-1-a.efi"], &[&opts.uki])?;
-    mtools(&["mcopy", "::EFI/Linux/berth-0-b.efi"], &[&opts.uki])?;
+    // The same UKI in both slots: slot a boots first, slot b is the fallback.
+    for (generation, slot) in slots::FIRST_ENTRIES {
+        let entry = Entry::name(generation, slot);
+        mtools(&["mcopy", &format!("::{SLOT_DIR}/{entry}")], &[&opts.uki])?;
+    }
 
     // The state partition: a small ext4, labelled like the partition (what init's mke2fs
     // would have made), so first boot only grows it.
@@ -349,7 +366,7 @@ mod tests {
         let print = fsutil::run(Command::new("sgdisk").arg("--print").arg(&raw)).unwrap();
         let text = String::from_utf8_lossy(&print.stdout);
         assert!(
-            text.contains("BERTH_ESP") && text.contains("BERTH_STATE"),
+            text.contains(ESP_LABEL) && text.contains(STATE_LABEL),
             "{text}"
         );
         let listing = fsutil::run(
@@ -358,7 +375,7 @@ mod tests {
                 .arg("-b")
                 .arg("-i")
                 .arg(format!("{}@@1M", raw.display()))
-                .arg("::EFI/Linux"),
+                .arg(format!("::{SLOT_DIR}")),
         )
         .unwrap();
         let text = String::from_utf8_lossy(&listing.stdout);

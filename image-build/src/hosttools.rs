@@ -2,7 +2,7 @@
 //! libraries they load, for the root image (`[root] host_tools`).
 //!
 //! berth itself is one static binary, but a few jobs belong to well-tested C tools that we do
-//! not rewrite: `mke2fs` and `e2fsck` for the state disk (and, with issue 7, `zpool`/`zfs`).
+//! not rewrite: `mke2fs` and `e2fsck` for the state disk, and `zpool`/`zfs` in ZFS images.
 //! They are taken from the host's installed Debian packages — the image records each
 //! package's name and version in `manifest.json` — and placed at their own paths under
 //! `/usr`. Their libraries are found with the dynamic loader's own `--list` mode (what

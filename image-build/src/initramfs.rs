@@ -11,11 +11,10 @@ use flate2::write::GzEncoder;
 use crate::cpio::{CpioError, CpioWriter};
 use crate::definition::InitramfsCompression;
 use crate::fsutil::FsError;
+use berth_layout::paths::{self, in_tree};
+
 use crate::modules::{ModuleIndex, ModuleSet, ModulesError};
 use crate::tree::{Node, Source, Tree, TreeError};
-
-/// Where the root image sits in the initramfs.
-pub const ROOT_IMAGE_PATH: &str = "berth/root.erofs";
 
 /// zstd level: 19 is the highest non-"ultra" level; decompression speed barely depends on it.
 const ZSTD_LEVEL: i32 = 19;
@@ -58,12 +57,16 @@ pub fn initramfs_tree(
     tree.file("init", 0o755, init)?;
     tree.dir("dev", 0o755)?;
     tree.char_device("dev/console", 0o600, 5, 1)?;
-    for dir in ["proc", "sys", "sysroot", "berth"] {
+    let image = Path::new(in_tree(paths::ROOT_IMAGE));
+    for dir in [Path::new("proc"), Path::new("sys"), Path::new("sysroot")]
+        .into_iter()
+        .chain(image.parent())
+    {
         tree.dir(dir, 0o755)?;
     }
-    let prefix = Path::new("lib/modules").join(index.release());
+    let prefix = Path::new(in_tree(paths::MODULES_DIR)).join(index.release());
     index.add_to_tree(modules, &mut tree, &prefix)?;
-    tree.file(ROOT_IMAGE_PATH, 0o644, root_image)?;
+    tree.file(image, 0o644, root_image)?;
     Ok(tree)
 }
 

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::deb::{self, DebError};
 use crate::fsutil::{self, io_err, FsError};
 
 /// The kernel could not be resolved or prepared.
@@ -222,22 +223,16 @@ fn prepare(
         .prefix(".download-")
         .tempdir_in(kernel_dir)
         .map_err(io_err("create a temporary directory in", kernel_dir))?;
-    fsutil::run(
-        Command::new("apt-get")
-            .args(["download", "-qq", &format!("{package}={version}")])
-            .current_dir(tmp.path()),
-    )?;
-    let deb = fs::read_dir(tmp.path())
-        .map_err(io_err("list", tmp.path()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .ok_or_else(|| KernelError::Layout {
-            what: format!("{package}*.deb after apt-get download"),
-            dir: tmp.path().to_path_buf(),
-        })?;
     let tree = tmp.path().join("tree");
-    fsutil::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
+    deb::download_and_extract(&[format!("{package}={version}")], tmp.path(), &tree).map_err(
+        |err| match err {
+            DebError::NoDeb { dir } => KernelError::Layout {
+                what: format!("{package}*.deb after apt-get download"),
+                dir,
+            },
+            DebError::Fs(e) => e.into(),
+        },
+    )?;
     let release = find_release(&tree)?;
     fsutil::run(Command::new("depmod").arg("-b").arg(&tree).arg(&release))?;
     fs::write(

@@ -15,6 +15,7 @@
 
 pub mod builder;
 pub mod cpio;
+pub mod deb;
 pub mod definition;
 pub mod demo;
 pub mod disk;

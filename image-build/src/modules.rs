@@ -5,10 +5,18 @@
 //! modules it carries, with depmod's relative paths, plus `modules.builtin` (so a loader can
 //! skip built-ins quietly) and the `modules.alias` lines of the modules it carries (for
 //! modalias coldplug).
+//!
+//! The index files are read with the parser PID 1 uses ([`berth_layout::modules`]), so the
+//! builder and init agree on every line. Where init skips a bad line and says so, the
+//! builder refuses the index ([`ModulesError::BadLine`]): the build host is where a damaged
+//! index can be fixed, and an image built from one would silently miss modules.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use berth_layout::modules::{self as layout, Aliases, Issue, PlanError};
+pub use berth_layout::modules::{module_name, DepEntry};
 
 use crate::definition::ModuleName;
 use crate::tree::{Tree, TreeError};
@@ -25,13 +33,17 @@ pub enum ModulesError {
         #[source]
         source: std::io::Error,
     },
-    /// A line of `modules.dep` is not `path: dep dep…`.
-    #[error("{}:{line}: not a modules.dep line", path.display())]
+    /// A line of `modules.dep` or `modules.alias` that PID 1 would skip
+    /// ([`berth_layout::modules`] says which lines those are).
+    #[error("{}:{}: {}: {:?}{}", path.display(), issue.line, issue.problem, issue.text,
+        if *more > 0 { format!(" (and {more} more bad lines)") } else { String::new() })]
     BadLine {
         /// The file.
         path: PathBuf,
-        /// 1-based line number.
-        line: usize,
+        /// The first bad line.
+        issue: Issue,
+        /// How many more there are.
+        more: usize,
     },
     /// A requested module is neither a loadable module nor built in.
     #[error("unknown kernel module `{module}` in `{key}` of {}: not in modules.dep or modules.builtin of kernel {release}", definition.display())]
@@ -50,23 +62,24 @@ pub enum ModulesError {
     DanglingDependency {
         /// The module that needs it.
         module: String,
-        /// The missing dependency's path.
+        /// The missing dependency.
         dep: String,
+    },
+    /// The dependencies loop back on themselves.
+    #[error("modules.dep: module `{0}` has a dependency cycle")]
+    Cycle(String),
+    /// A module to ship has an absolute path in `modules.dep`: there is no telling where it
+    /// lives on the build host or where it belongs in the image.
+    #[error("modules.dep lists `{module}` at the absolute path {path}; the image can only carry modules under the release directory")]
+    AbsolutePath {
+        /// The module.
+        module: String,
+        /// Its path as written.
+        path: String,
     },
     /// Adding files to the image tree failed.
     #[error(transparent)]
     Tree(#[from] TreeError),
-}
-
-/// One `modules.dep` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DepLine {
-    /// Normalised module name (`virtio_net`).
-    pub name: String,
-    /// Path relative to `lib/modules/<release>/`.
-    pub path: String,
-    /// Paths of its dependencies, as depmod lists them.
-    pub deps: Vec<String>,
 }
 
 /// The module index of one kernel release.
@@ -74,19 +87,16 @@ pub struct DepLine {
 pub struct ModuleIndex {
     dir: PathBuf,
     release: String,
-    lines: Vec<DepLine>,
-    by_name: HashMap<String, usize>,
-    by_path: HashMap<String, usize>,
+    index: layout::ModuleIndex,
     builtin_text: String,
-    builtin: BTreeSet<String>,
-    alias_text: String,
+    aliases: Aliases,
 }
 
 /// A resolved module closure, in `modules.dep` order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleSet {
-    /// The selected modules' lines.
-    pub lines: Vec<DepLine>,
+    /// The selected modules' entries.
+    pub lines: Vec<DepEntry>,
     /// Requested modules that are built into the kernel (nothing to ship).
     pub builtin: Vec<String>,
 }
@@ -98,16 +108,6 @@ impl ModuleSet {
         names.sort();
         names
     }
-}
-
-/// Normalised module name of a module path: basename without `.ko[.xz|.zst|.gz]`, `-`→`_`.
-pub fn module_name(path: &str) -> String {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    let stem = match base.find(".ko") {
-        Some(i) => &base[..i],
-        None => base,
-    };
-    stem.replace('-', "_")
 }
 
 impl ModuleIndex {
@@ -131,54 +131,25 @@ impl ModuleIndex {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut index = Self::parse(&dep, &builtin, &alias, &dir.join("modules.dep"))?;
+        let mut index = Self::parse(&dep, &builtin, &alias, dir)?;
         index.dir = dir.to_path_buf();
         index.release = release;
         Ok(index)
     }
 
-    /// Parses index texts; `dep_path` only names the file in errors.
-    pub fn parse(
-        dep: &str,
-        builtin: &str,
-        alias: &str,
-        dep_path: &Path,
-    ) -> Result<Self, ModulesError> {
-        let mut lines = Vec::new();
-        let mut by_name = HashMap::new();
-        let mut by_path = HashMap::new();
-        for (n, line) in dep.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let (path, deps) = line.split_once(':').ok_or(ModulesError::BadLine {
-                path: dep_path.to_path_buf(),
-                line: n + 1,
-            })?;
-            let path = path.trim().to_string();
-            let name = module_name(&path);
-            by_name.entry(name.clone()).or_insert(lines.len());
-            by_path.insert(path.clone(), lines.len());
-            lines.push(DepLine {
-                name,
-                path,
-                deps: deps.split_whitespace().map(str::to_string).collect(),
-            });
-        }
-        let builtin_set = builtin
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| module_name(l.trim()))
-            .collect();
+    /// Parses index texts; `dir` only names the files in errors. Any line PID 1 would skip
+    /// is an error here.
+    pub fn parse(dep: &str, builtin: &str, alias: &str, dir: &Path) -> Result<Self, ModulesError> {
+        let index = layout::ModuleIndex::parse(dep, builtin);
+        refuse_issues(&dir.join("modules.dep"), index.issues())?;
+        let aliases = Aliases::parse(alias);
+        refuse_issues(&dir.join("modules.alias"), &aliases.issues)?;
         Ok(Self {
             dir: PathBuf::new(),
             release: String::new(),
-            lines,
-            by_name,
-            by_path,
+            index,
             builtin_text: builtin.to_string(),
-            builtin: builtin_set,
-            alias_text: alias.to_string(),
+            aliases,
         })
     }
 
@@ -199,39 +170,32 @@ impl ModuleIndex {
         let mut builtin = Vec::new();
         for module in requested {
             let name = module.normalized();
-            let Some(&idx) = self.by_name.get(&name) else {
-                if self.builtin.contains(&name) {
-                    builtin.push(name);
-                    continue;
-                }
-                return Err(ModulesError::Unknown {
+            if self.index.get(&name).is_none() && self.index.is_builtin(&name) {
+                builtin.push(name);
+                continue;
+            }
+            let plan = self.index.plan(&[&name]).map_err(|err| match err {
+                PlanError::Unknown(_) => ModulesError::Unknown {
                     module: module.as_str().to_string(),
                     key: key.to_string(),
                     definition: definition.to_path_buf(),
                     release: self.release.clone(),
-                });
-            };
-            let mut stack = vec![idx];
-            while let Some(i) = stack.pop() {
-                if !selected.insert(i) {
-                    continue;
+                },
+                PlanError::MissingDependency { module, dep } => {
+                    ModulesError::DanglingDependency { module, dep }
                 }
-                for dep in &self.lines[i].deps {
-                    let &d =
-                        self.by_path
-                            .get(dep)
-                            .ok_or_else(|| ModulesError::DanglingDependency {
-                                module: self.lines[i].name.clone(),
-                                dep: dep.clone(),
-                            })?;
-                    stack.push(d);
-                }
-            }
+                PlanError::Cycle(module) => ModulesError::Cycle(module),
+            })?;
+            // Kernel (file) order, so the output does not depend on the request order.
+            selected.extend(plan.into_iter().map(|e| e.line));
         }
         Ok(ModuleSet {
-            lines: selected
-                .into_iter()
-                .map(|i| self.lines[i].clone())
+            lines: self
+                .index
+                .entries()
+                .iter()
+                .filter(|e| selected.contains(&e.line))
+                .cloned()
                 .collect(),
             builtin,
         })
@@ -239,33 +203,17 @@ impl ModuleIndex {
 
     /// A `modules.dep` listing exactly `set`, in the kernel's order.
     pub fn modules_dep(set: &ModuleSet) -> String {
-        let mut out = String::new();
-        for line in &set.lines {
-            out.push_str(&line.path);
-            out.push(':');
-            for dep in &line.deps {
-                out.push(' ');
-                out.push_str(dep);
-            }
-            out.push('\n');
-        }
-        out
+        layout::write_dep(&set.lines)
     }
 
     /// The `modules.alias` lines whose module is in `set`.
     pub fn modules_alias(&self, set: &ModuleSet) -> String {
         let names: BTreeSet<&str> = set.lines.iter().map(|l| l.name.as_str()).collect();
         let mut out = String::new();
-        for line in self.alias_text.lines() {
-            let mut words = line.split_whitespace();
-            if words.next() != Some("alias") {
-                continue;
-            }
-            if let Some(module) = words.nth(1) {
-                if names.contains(module.replace('-', "_").as_str()) {
-                    out.push_str(line);
-                    out.push('\n');
-                }
+        for alias in &self.aliases.entries {
+            if names.contains(alias.module.as_str()) {
+                out.push_str(&alias.text);
+                out.push('\n');
             }
         }
         out
@@ -281,7 +229,13 @@ impl ModuleIndex {
     ) -> Result<(), ModulesError> {
         tree.dir(prefix, 0o755)?;
         for line in &set.lines {
-            tree.file(prefix.join(&line.path), 0o644, self.dir.join(&line.path))?;
+            if Path::new(&line.path).is_absolute() {
+                return Err(ModulesError::AbsolutePath {
+                    module: line.name.clone(),
+                    path: line.path.clone(),
+                });
+            }
+            tree.file(prefix.join(&line.path), 0o644, line.file(&self.dir))?;
         }
         tree.bytes(prefix.join("modules.dep"), 0o644, Self::modules_dep(set))?;
         tree.bytes(prefix.join("modules.alias"), 0o644, self.modules_alias(set))?;
@@ -291,6 +245,18 @@ impl ModuleIndex {
             self.builtin_text.clone(),
         )?;
         Ok(())
+    }
+}
+
+/// The first issue of `file` as an error, if there is any.
+fn refuse_issues(file: &Path, issues: &[Issue]) -> Result<(), ModulesError> {
+    match issues.first() {
+        None => Ok(()),
+        Some(first) => Err(ModulesError::BadLine {
+            path: file.to_path_buf(),
+            issue: first.clone(),
+            more: issues.len() - 1,
+        }),
     }
 }
 
@@ -314,17 +280,69 @@ kernel/drivers/unused.ko:
 alias virtio:d00000001v* virtio_net\nalias fs-erofs erofs\nalias devname:loop-control loop\n";
 
     fn index() -> ModuleIndex {
-        ModuleIndex::parse(DEP, BUILTIN, ALIAS, Path::new("modules.dep")).unwrap()
+        ModuleIndex::parse(DEP, BUILTIN, ALIAS, Path::new("/lib/modules/6.1.0")).unwrap()
     }
 
     fn names(list: &[&str]) -> Vec<ModuleName> {
         list.iter().map(|&s| ModuleName::from(s)).collect()
     }
 
+    /// The builder's side of the bad-line rule: a line PID 1 would skip is an error naming
+    /// the file and line (the table of odd lines itself is `berth_layout::modules`'
+    /// `odd_lines`).
     #[test]
-    fn module_names_are_normalised() {
-        assert_eq!(module_name("kernel/a/virtio-net.ko.xz"), "virtio_net");
-        assert_eq!(module_name("kernel/a/loop.ko"), "loop");
+    fn bad_lines_are_refused() {
+        let dir = Path::new("/lib/modules/6.1.0");
+        let err = ModuleIndex::parse("a.ko:\ngarbage\nb.ko\n", "", "", dir).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/lib/modules/6.1.0/modules.dep:2: not `path: deps…`: \"garbage\" (and 1 more bad lines)"
+        );
+        let err = ModuleIndex::parse("a.ko:\na.ko.xz:\n", "", "", dir).unwrap_err();
+        assert!(
+            matches!(err, ModulesError::BadLine { ref issue, more: 0, .. } if issue.line == 2),
+            "{err}"
+        );
+        let err = ModuleIndex::parse("a.ko:\n", "", "alias a\n", dir).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/lib/modules/6.1.0/modules.alias:1: "),
+            "{err}"
+        );
+        // Blank lines, comments and compressed modules are fine.
+        let idx = ModuleIndex::parse("\n# c\na.ko.zst:  \n", "", "# header\n", dir).unwrap();
+        let set = idx.closure(&names(&["a"]), "k", Path::new("f")).unwrap();
+        assert_eq!(ModuleIndex::modules_dep(&set), "a.ko.zst:\n");
+    }
+
+    /// Debian's kernels (cached by earlier builds) have no line the shared rule skips.
+    #[test]
+    fn real_kernel_indexes_have_no_bad_lines() {
+        let Ok(kernels) = fs::read_dir("/var/cache/berth/kernel") else {
+            eprintln!("SKIP real_kernel_indexes_have_no_bad_lines: no kernel cache");
+            return;
+        };
+        for entry in kernels.filter_map(Result::ok) {
+            let Ok(releases) = fs::read_dir(entry.path().join("tree/lib/modules")) else {
+                continue;
+            };
+            for release in releases.filter_map(Result::ok) {
+                if release.path().join("modules.dep").is_file() {
+                    ModuleIndex::load(&release.path()).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn absolute_paths_are_not_shipped() {
+        let idx = ModuleIndex::parse("/opt/x.ko:\n", "", "", Path::new("/m")).unwrap();
+        let set = idx.closure(&names(&["x"]), "k", Path::new("f")).unwrap();
+        let mut tree = Tree::default();
+        let err = idx
+            .add_to_tree(&set, &mut tree, Path::new("lib/modules/r"))
+            .unwrap_err();
+        assert!(matches!(err, ModulesError::AbsolutePath { .. }), "{err}");
     }
 
     #[test]
@@ -402,7 +420,7 @@ alias virtio:d00000001v* virtio_net\nalias fs-erofs erofs\nalias devname:loop-co
 
     #[test]
     fn dangling_dependency_is_reported() {
-        let idx = ModuleIndex::parse("a.ko: b.ko\n", "", "", Path::new("modules.dep")).unwrap();
+        let idx = ModuleIndex::parse("a.ko: b.ko\n", "", "", Path::new("/m")).unwrap();
         let err = idx
             .closure(&names(&["a"]), "k", Path::new("f"))
             .unwrap_err();

@@ -7,18 +7,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::modules::{ModuleIndex, ModuleSet, ModulesError};
+use berth_layout::paths::{self, in_tree};
+use berth_layout::ports;
+
 use crate::tree::{Tree, TreeError};
 
-/// Where the test agent lives in test images.
-pub const TEST_AGENT_PATH: &str = "usr/libexec/berth/berth-test-agent";
-
-/// The `[[service]]` block appended to a test image's `init.toml`.
-pub const TEST_AGENT_SERVICE: &str = r#"
-[[service]]
-name = "test-agent"
-path = "/usr/libexec/berth/berth-test-agent"
-args = ["--port", "org.berth.test"]
-"#;
+/// The `[[service]]` block appended to a test image's `init.toml`: the test agent on its
+/// own virtio-serial port.
+pub fn test_agent_service() -> String {
+    format!(
+        "\n[[service]]\nname = \"test-agent\"\npath = \"{}\"\nargs = [\"--port\", \"{}\"]\n",
+        paths::TEST_AGENT,
+        ports::TEST
+    )
+}
 
 /// Mount points that exist (empty) in every root image.
 pub const MOUNT_POINTS: &[(&str, u32)] = &[
@@ -99,17 +101,14 @@ pub struct RootInputs<'a> {
     pub modules: &'a ModuleSet,
     /// Host programs to carry with their libraries (`[root] host_tools`).
     pub host_tools: &'a [String],
-    /// Image archives for [`PRELOAD_DIR`] (`[root] preload` and the demo image).
+    /// Image archives for [`paths::PRELOAD_DIR`] (`[root] preload` and the demo image).
     pub preload: &'a [Preload],
 }
-
-/// Where preloaded image archives go in the root image (berthd's default preload directory).
-pub const PRELOAD_DIR: &str = "usr/share/berth/images";
 
 /// One image archive to preload.
 #[derive(Debug, Clone)]
 pub struct Preload {
-    /// File name in [`PRELOAD_DIR`] (ends in `.tar`).
+    /// File name in [`paths::PRELOAD_DIR`] (ends in `.tar`).
     pub name: String,
     /// Its contents.
     pub source: PreloadSource,
@@ -160,7 +159,7 @@ pub fn root_tree(
     let init = binary(inputs.bin_dir, "berth-init")?;
     tree.file("usr/sbin/init", 0o755, init)?;
 
-    tree.dir("etc/berth", 0o755)?;
+    tree.dir(in_tree(paths::CONFIG_DIR), 0o755)?;
     tree.bytes("etc/os-release", 0o644, os_release(inputs.test))?;
     // The root is read-only: init writes the resolver configuration under /run
     // (docs/networking.md).
@@ -178,32 +177,40 @@ pub fn root_tree(
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
             }
-            text.push_str(TEST_AGENT_SERVICE);
+            text.push_str(&test_agent_service());
         }
         toml::from_str::<toml::Table>(&text).map_err(|source| RootfsError::InvalidConfig {
             path: path.clone(),
             source: Box::new(source),
         })?;
-        tree.bytes(Path::new("etc/berth").join(name), 0o644, text)?;
+        tree.bytes(
+            Path::new(in_tree(paths::CONFIG_DIR)).join(name),
+            0o644,
+            text,
+        )?;
     }
     let certs = inputs.config_dir.join("certs.d");
     if certs.is_dir() {
-        add_dir_recursive(&mut tree, &certs, Path::new("etc/berth/certs.d"))?;
+        add_dir_recursive(
+            &mut tree,
+            &certs,
+            &Path::new(in_tree(paths::CONFIG_DIR)).join("certs.d"),
+        )?;
     }
 
     if inputs.test {
         let agent = binary(inputs.bin_dir, "berth-test-agent")?;
-        tree.file(TEST_AGENT_PATH, 0o755, agent)?;
+        tree.file(in_tree(paths::TEST_AGENT), 0o755, agent)?;
     }
 
-    let prefix = Path::new("usr/lib/modules").join(inputs.index.release());
+    let prefix = Path::new(in_tree(paths::ROOT_MODULES_DIR)).join(inputs.index.release());
     inputs
         .index
         .add_to_tree(inputs.modules, &mut tree, &prefix)?;
     if !inputs.preload.is_empty() {
-        tree.dir(PRELOAD_DIR, 0o755)?;
+        tree.dir(in_tree(paths::PRELOAD_DIR), 0o755)?;
         for p in inputs.preload {
-            let dest = Path::new(PRELOAD_DIR).join(&p.name);
+            let dest = Path::new(in_tree(paths::PRELOAD_DIR)).join(&p.name);
             match &p.source {
                 PreloadSource::Bytes(data) => tree.bytes(dest, 0o644, data.clone())?,
                 PreloadSource::File(path) => tree.file(dest, 0o644, path.clone())?,
@@ -333,7 +340,7 @@ mod tests {
     #[test]
     fn test_tree_adds_agent_and_service() {
         let (_dir, tree) = fixture(true);
-        assert!(tree.contains(TEST_AGENT_PATH));
+        assert!(tree.contains(in_tree(paths::TEST_AGENT)));
         let init = tree
             .iter()
             .find(|(p, _)| *p == Path::new("etc/berth/init.toml"))

@@ -18,9 +18,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use object::pe::{ImageNtHeaders64, IMAGE_NT_OPTIONAL_HDR64_MAGIC};
-use object::read::pe::ImageNtHeaders;
-use object::LittleEndian as LE;
+use berth_layout::pe::{self, PeSections};
+use berth_layout::slots::{CMDLINE, INITRD, LINUX, OSREL, UKI_SECTIONS};
 
 use crate::fsutil::{self, io_err, FsError};
 
@@ -84,13 +83,8 @@ pub struct Placement {
     pub size: u64,
 }
 
-/// The os-release for `.osrel`: systemd-boot shows `PRETTY_NAME` and sorts by
-/// `VERSION_ID`; `berthctl system status` reports `IMAGE_VERSION` per slot.
-pub fn osrel(version: &str) -> String {
-    format!(
-        "NAME=berth\nID=berth\nPRETTY_NAME=\"berth {version}\"\nVERSION_ID={version}\nIMAGE_ID=berth\nIMAGE_VERSION={version}\n"
-    )
-}
+/// The os-release for `.osrel`, the one init reads a slot's version from.
+pub use berth_layout::slots::osrel;
 
 /// Where the appended sections go: from the end of the stub's last section (image base
 /// included), each at the next [`SECTION_ALIGN`] boundary.
@@ -106,59 +100,12 @@ pub fn place(end_of_stub: u64, sections: &[(&'static str, u64)]) -> Vec<Placemen
         .collect()
 }
 
-/// The section table of a PE32+ image: image base and (name, virtual address, virtual size).
-#[derive(Debug, Clone)]
-pub struct PeSections {
-    /// `ImageBase` from the optional header.
-    pub image_base: u64,
-    /// Sections in table order.
-    pub sections: Vec<(String, u64, u64)>,
-}
-
-impl PeSections {
-    /// Parses the headers of `data` (read from `path`, for errors).
-    pub fn parse(data: &[u8], path: &Path) -> Result<Self, UkiError> {
-        let not_pe = |reason: String| UkiError::NotPe {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let dos = object::pe::ImageDosHeader::parse(data).map_err(|e| not_pe(e.to_string()))?;
-        let mut offset = dos.nt_headers_offset().into();
-        let (nt, _) =
-            ImageNtHeaders64::parse(data, &mut offset).map_err(|e| not_pe(e.to_string()))?;
-        if nt.optional_header.magic.get(LE) != IMAGE_NT_OPTIONAL_HDR64_MAGIC {
-            return Err(not_pe("not PE32+".into()));
-        }
-        let table = nt
-            .sections(data, offset)
-            .map_err(|e| not_pe(e.to_string()))?;
-        let sections = table
-            .iter()
-            .map(|s| {
-                let name = String::from_utf8_lossy(s.raw_name()).into_owned();
-                (
-                    name,
-                    u64::from(s.virtual_address.get(LE)),
-                    u64::from(s.virtual_size.get(LE)),
-                )
-            })
-            .collect();
-        Ok(Self {
-            image_base: nt.optional_header.image_base.get(LE),
-            sections,
-        })
-    }
-
-    /// First address after the last section, image base included.
-    pub fn end(&self) -> u64 {
-        self.image_base
-            + self
-                .sections
-                .iter()
-                .map(|(_, va, size)| va + size)
-                .max()
-                .unwrap_or(0)
-    }
+/// The section table of the PE32+ image `data` (read from `path`, for errors).
+pub fn pe_sections(data: &[u8], path: &Path) -> Result<PeSections, UkiError> {
+    PeSections::parse(data).map_err(|e| UkiError::NotPe {
+        path: path.to_path_buf(),
+        reason: e.0,
+    })
 }
 
 /// Builds the UKI at `out` (written to a temporary name beside it, then renamed).
@@ -168,12 +115,12 @@ pub fn build(inputs: &UkiInputs, out: &Path) -> Result<Vec<Placement>, UkiError>
         return Err(UkiError::Cmdline(cmdline.to_string()));
     }
     let stub_data = std::fs::read(&inputs.stub).map_err(io_err("read", &inputs.stub))?;
-    let stub = PeSections::parse(&stub_data, &inputs.stub)?;
-    for (name, _, _) in &stub.sections {
-        if [".osrel", ".cmdline", ".initrd", ".linux"].contains(&name.as_str()) {
+    let stub = pe_sections(&stub_data, &inputs.stub)?;
+    for section in &stub.sections {
+        if UKI_SECTIONS.contains(&section.name.as_str()) {
             return Err(UkiError::SectionExists {
                 path: inputs.stub.clone(),
-                section: name.clone(),
+                section: section.name.clone(),
             });
         }
     }
@@ -191,10 +138,10 @@ pub fn build(inputs: &UkiInputs, out: &Path) -> Result<Vec<Placement>, UkiError>
         Ok(std::fs::metadata(p).map_err(io_err("stat", p))?.len())
     };
     let files: [(&'static str, &Path); 4] = [
-        (".osrel", &osrel_path),
-        (".cmdline", &cmdline_path),
-        (".initrd", &inputs.initrd),
-        (".linux", &inputs.vmlinuz),
+        (OSREL, &osrel_path),
+        (CMDLINE, &cmdline_path),
+        (INITRD, &inputs.initrd),
+        (LINUX, &inputs.vmlinuz),
     ];
     let mut sizes = Vec::new();
     for (name, path) in files {
@@ -274,24 +221,10 @@ pub fn pe_checksum(data: &[u8], checksum_offset: usize) -> u32 {
 
 /// Reads `.osrel` (or any named section's raw bytes, trimmed to its virtual size) from a PE.
 pub fn section_data(data: &[u8], name: &str, path: &Path) -> Result<Option<Vec<u8>>, UkiError> {
-    let not_pe = |reason: String| UkiError::NotPe {
+    pe::section_data(data, name).map_err(|e| UkiError::NotPe {
         path: path.to_path_buf(),
-        reason,
-    };
-    let dos = object::pe::ImageDosHeader::parse(data).map_err(|e| not_pe(e.to_string()))?;
-    let mut offset = dos.nt_headers_offset().into();
-    let (nt, _) = ImageNtHeaders64::parse(data, &mut offset).map_err(|e| not_pe(e.to_string()))?;
-    let table = nt
-        .sections(data, offset)
-        .map_err(|e| not_pe(e.to_string()))?;
-    for s in table.iter() {
-        if s.raw_name() == name.as_bytes() {
-            let bytes = s.pe_data(data).map_err(|e| not_pe(e.to_string()))?;
-            let len = (s.virtual_size.get(LE) as usize).min(bytes.len());
-            return Ok(Some(bytes[..len].to_vec()));
-        }
-    }
-    Ok(None)
+        reason: e.0,
+    })
 }
 
 /// Signs `uki` in place with `sbsign` (package `sbsigntool`) for UEFI Secure Boot, using
@@ -357,19 +290,12 @@ mod tests {
             );
             return;
         };
-        let pe = PeSections::parse(&data, stub).unwrap();
-        assert!(pe.sections.iter().any(|(n, _, _)| n == ".sdmagic"));
+        let pe = pe_sections(&data, stub).unwrap();
+        assert!(pe.sections.iter().any(|s| s.name == ".sdmagic"));
         assert!(pe.end() > 0x1000);
         let (_, checksum) = header_offsets(&data, stub).unwrap();
         let shipped = u32::from_le_bytes(data[checksum..checksum + 4].try_into().unwrap());
         assert_eq!(pe_checksum(&data, checksum), shipped);
-    }
-
-    #[test]
-    fn osrel_has_the_version_keys() {
-        let text = osrel("1.2.3");
-        assert!(text.contains("IMAGE_VERSION=1.2.3\n"));
-        assert!(text.contains("VERSION_ID=1.2.3\n"));
     }
 
     /// Two builds of the same inputs are byte-identical, the sections read back, and the
@@ -413,8 +339,12 @@ mod tests {
         assert_eq!(&da[stamp..stamp + 4], &1_700_000_000u32.to_le_bytes());
         let stored = u32::from_le_bytes(da[checksum..checksum + 4].try_into().unwrap());
         assert_eq!(pe_checksum(&da, checksum), stored);
-        let pe = PeSections::parse(&da, &a).unwrap();
-        let mut spans: Vec<(u64, u64)> = pe.sections.iter().map(|(_, va, sz)| (*va, *sz)).collect();
+        let pe = pe_sections(&da, &a).unwrap();
+        let mut spans: Vec<(u64, u64)> = pe
+            .sections
+            .iter()
+            .map(|s| (s.virtual_address, s.virtual_size))
+            .collect();
         spans.sort();
         for w in spans.windows(2) {
             assert!(w[0].0 + w[0].1 <= w[1].0, "sections overlap: {spans:?}");

@@ -26,6 +26,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::deb::{self, DebError};
 use crate::fsutil::{self, io_err, FsError};
 use crate::kernel::{self, Kernel};
 
@@ -36,9 +37,6 @@ pub const MODULES: &[&str] = &[
 
 /// The ZFS userland copied into ZFS images (from the build host's `zfsutils-linux`).
 pub const TOOLS: &[&str] = &["/usr/sbin/zpool", "/usr/sbin/zfs"];
-
-/// Where ZFS test images carry the static snapshotter conformance binary.
-pub const CONFORMANCE_PATH: &str = "usr/libexec/berth/berth-snapshotter-conformance";
 
 /// A berthd drop-in of ZFS test images (berthd.toml imports `/etc/berth/berthd.d/*.toml`):
 /// the zfs snapshotter on `tank/berth`. The QEMU scenario boots without that dataset (the
@@ -199,20 +197,20 @@ fn build(
     eprintln!(
         "berth-image: building ZFS {dkms_version} modules for {release} (dkms, several minutes; cached afterwards)"
     );
-    fsutil::run(
-        Command::new("apt-get")
-            .args(["download", "-qq"])
-            .arg(format!("{DKMS_PACKAGE}={dkms_version}"))
-            .arg(format!("{headers}={kernel_version}"))
-            .arg(format!("{common}={kernel_version}"))
-            .arg(format!("{kbuild}={kernel_version}"))
-            .current_dir(&debs),
-    )?;
     let src = tmp.path().join("src");
-    for deb in fs::read_dir(&debs).map_err(io_err("list", &debs))? {
-        let deb = deb.map_err(io_err("list", &debs))?.path();
-        fsutil::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&src))?;
-    }
+    let packages = [
+        format!("{DKMS_PACKAGE}={dkms_version}"),
+        format!("{headers}={kernel_version}"),
+        format!("{common}={kernel_version}"),
+        format!("{kbuild}={kernel_version}"),
+    ];
+    deb::download_and_extract(&packages, &debs, &src).map_err(|err| match err {
+        DebError::NoDeb { dir } => ZfsError::Layout {
+            what: format!("{DKMS_PACKAGE} and header .debs after apt-get download"),
+            dir,
+        },
+        DebError::Fs(e) => e.into(),
+    })?;
     let usr_src = src.join("usr/src");
     let headers_dir = usr_src.join(&headers);
     relocate_headers_makefile(&headers_dir, &usr_src)?;

@@ -5,13 +5,21 @@
 //! `SOURCE_DATE_EPOCH` must change the initramfs.
 //!
 //! The workspace's own static build is one side (in `make test` it was just built by
-//! `make static`, so it costs nothing here); the copy is the other, with its target directory
-//! inside the copy (kept between runs, so only the first run on a machine pays for a whole
-//! release build). Both build with their target directory under the checkout, so the one
-//! `--remap-path-prefix` of the checkout covers generated sources too, and with the same
-//! `BERTH_REVISION`. It runs in `make test` rather than in every quick edit loop, and it is a
-//! plain `#[test]`: it fails, never skips, when a prerequisite (cargo, mkfs.erofs, the kernel
-//! package via apt) is missing.
+//! `make static`); the copy is the other. Both use the workspace's target directory:
+//! build-static.sh names the checkout only in the flags of the workspace's own crates
+//! (RUSTC_WORKSPACE_WRAPPER), so every dependency is built once and shared, and the copy
+//! rebuilds exactly what lives in the checkout — every workspace crate and every link — which
+//! is what a different checkout path could change. Cargo gives a workspace crate the same unit
+//! hash in both checkouts (its metadata does not include the checkout path), so the copy's
+//! build would replace the workspace's artefacts in the shared directory and the workspace
+//! would have to be rebuilt after it: instead the workspace's own artefacts (every entry named
+//! `berth*`) are moved aside while the copy builds and moved back after, with the copy's
+//! removed ([`Stash`]), so the workspace's second build is a no-op and `make run` afterwards
+//! rebuilds nothing. Before, the copy had a target directory of its own and rebuilt all ~250
+//! crates: 1,000–1,200 s on a fresh machine.
+//! Both builds get the same `BERTH_REVISION`. It runs in `make test` rather than in every
+//! quick edit loop, and it is a plain `#[test]`: it fails, never skips, when a prerequisite
+//! (cargo, mkfs.erofs, the kernel package via apt) is missing.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -119,14 +127,19 @@ fn workspace_revision() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Runs the checkout's `scripts/build-static.sh` with the target directory under the checkout
-/// and copies the binaries out. Returns the copy's directory.
-fn build_static(checkout: &Path, revision: &str, keep: &Path) -> Result<PathBuf> {
+/// Runs the checkout's `scripts/build-static.sh` with `target_dir` and copies the binaries
+/// out. Returns the copy's directory.
+fn build_static(
+    checkout: &Path,
+    target_dir: &Path,
+    revision: &str,
+    keep: &Path,
+) -> Result<PathBuf> {
     let started = Instant::now();
     let out = Command::new("sh")
         .arg(checkout.join("scripts/build-static.sh"))
         .current_dir(checkout)
-        .env_remove("CARGO_TARGET_DIR")
+        .env("CARGO_TARGET_DIR", target_dir)
         .env("BERTH_REVISION", revision)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -176,6 +189,92 @@ fn build_static(checkout: &Path, revision: &str, keep: &Path) -> Result<PathBuf>
         bin_dir.display()
     );
     Ok(keep.to_path_buf())
+}
+
+/// The workspace's own artefacts in a shared target directory, moved aside while another
+/// checkout builds there: every entry whose name starts with `berth` or `libberth` (the
+/// workspace's crates; no dependency is named so) in the output directories of the release
+/// profile for the target and for the host (build scripts), and their `deps/`, `build/` and
+/// `.fingerprint/` subdirectories. Cargo writes new files for a unit it rebuilds and never
+/// touches a fresh unit's files, so moving them back (after removing what the other checkout
+/// built) restores the directory exactly, modification times included.
+struct Stash {
+    moved: Vec<(PathBuf, PathBuf)>,
+    dir: PathBuf,
+}
+
+impl Stash {
+    fn dirs(target_dir: &Path) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        for profile in [
+            target_dir.join("x86_64-unknown-linux-gnu/release"),
+            target_dir.join("release"),
+        ] {
+            for sub in ["", "deps", "build", ".fingerprint"] {
+                dirs.push(profile.join(sub));
+            }
+        }
+        dirs
+    }
+
+    fn ours(name: &std::ffi::OsStr) -> bool {
+        let name = name.to_string_lossy();
+        name.starts_with("berth") || name.starts_with("libberth")
+    }
+
+    /// Moves the workspace's artefacts of `target_dir` into `stash_dir`.
+    fn take(target_dir: &Path, stash_dir: &Path) -> Result<Self> {
+        if stash_dir.exists() {
+            fs::remove_dir_all(stash_dir)?;
+        }
+        let mut moved = Vec::new();
+        for (i, dir) in Self::dirs(target_dir).into_iter().enumerate() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            let aside = stash_dir.join(i.to_string());
+            fs::create_dir_all(&aside)?;
+            for entry in entries {
+                let entry = entry?;
+                if Self::ours(&entry.file_name()) {
+                    let to = aside.join(entry.file_name());
+                    fs::rename(entry.path(), &to)
+                        .with_context(|| format!("moving {} aside", entry.path().display()))?;
+                    moved.push((entry.path(), to));
+                }
+            }
+        }
+        Ok(Self {
+            moved,
+            dir: stash_dir.to_path_buf(),
+        })
+    }
+
+    /// Removes what was built meanwhile under the same names and moves the artefacts back.
+    fn restore(self, target_dir: &Path) -> Result<()> {
+        for dir in Self::dirs(target_dir) {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry?;
+                if Self::ours(&entry.file_name()) {
+                    let path = entry.path();
+                    if entry.file_type()?.is_dir() {
+                        fs::remove_dir_all(&path)?;
+                    } else {
+                        fs::remove_file(&path)?;
+                    }
+                }
+            }
+        }
+        for (original, aside) in &self.moved {
+            fs::rename(aside, original)
+                .with_context(|| format!("moving {} back", original.display()))?;
+        }
+        fs::remove_dir_all(&self.dir)?;
+        Ok(())
+    }
 }
 
 fn build_image(checkout: &Path, bin_dir: &Path, out: &Path, epoch: &str) -> Result<()> {
@@ -304,18 +403,31 @@ fn artefacts_are_identical_across_checkout_paths() -> Result<()> {
 
     let ws = workspace();
     let checkouts = [ws.as_path(), Path::new(CHECKOUT_B)];
+    // The workspace's target directory (as `make static` used it), shared by both builds.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ws.join("target"));
     let revision = workspace_revision();
     let mut bins = Vec::new();
     // The copy is taken first and the workspace built after it: the workspace's build then
     // sees the same sources unless someone edits them meanwhile (a difference would fail).
+    // The copy builds in the shared target directory with the workspace's own artefacts
+    // moved aside (see [`Stash`]); the workspace's build after it finds them fresh.
     copy_sources(&ws, checkouts[1])?;
-    for (i, checkout) in checkouts.iter().enumerate() {
-        bins.push(build_static(
-            checkout,
-            &revision,
-            &scratch.join(format!("bin-{i}")),
-        )?);
-    }
+    // A target directory the copy kept from earlier versions of this test is not used.
+    let _ = fs::remove_dir_all(checkouts[1].join("target"));
+    // Inside the target directory: the moves are renames on one file system.
+    let stash = Stash::take(&target_dir, &target_dir.join("repro-stash"))?;
+    let copy = build_static(checkouts[1], &target_dir, &revision, &scratch.join("bin-1"));
+    stash.restore(&target_dir)?;
+    let copy = copy?;
+    bins.push(build_static(
+        checkouts[0],
+        &target_dir,
+        &revision,
+        &scratch.join("bin-0"),
+    )?);
+    bins.push(copy);
 
     let mut compared = Vec::new();
     for entry in fs::read_dir(&bins[0])? {

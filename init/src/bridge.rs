@@ -339,14 +339,14 @@ mod tests {
     fn finds_ports_by_name() {
         let dir = tempfile::tempdir().unwrap();
         for (dev, name) in [
-            ("vport0p1", "org.berth.test"),
-            ("vport0p2", "org.berth.api"),
+            ("vport0p1", berth_layout::ports::TEST),
+            ("vport0p2", berth_layout::ports::API),
         ] {
             std::fs::create_dir(dir.path().join(dev)).unwrap();
             std::fs::write(dir.path().join(dev).join("name"), format!("{name}\n")).unwrap();
         }
         assert_eq!(
-            find_port(dir.path(), "org.berth.api").as_deref(),
+            find_port(dir.path(), berth_layout::ports::API).as_deref(),
             Some("vport0p2")
         );
         assert_eq!(find_port(dir.path(), "nope"), None);

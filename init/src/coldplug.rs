@@ -15,6 +15,8 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use crate::console::Console;
+use berth_layout::modules::Aliases;
+
 use crate::modules::{module_name, ModuleError, ModuleIndex, Outcome};
 
 /// Each module of a load with how it ended.
@@ -28,16 +30,13 @@ pub struct AliasTable {
 }
 
 impl AliasTable {
-    /// Parses `modules.alias` text (`alias <pattern> <module>` lines).
+    /// Parses `modules.alias` text (`alias <pattern> <module>` lines) with the builder's
+    /// parser ([`berth_layout::modules::Aliases`]); lines it skips are skipped here too.
     pub fn parse(text: &str) -> Self {
-        let entries = text
-            .lines()
-            .filter_map(|line| {
-                let mut words = line.split_whitespace();
-                (words.next()? == "alias").then_some(())?;
-                let pattern = glob::Pattern::new(words.next()?).ok()?;
-                Some((pattern, module_name(words.next()?)))
-            })
+        let entries = Aliases::parse(text)
+            .entries
+            .into_iter()
+            .filter_map(|a| Some((glob::Pattern::new(&a.pattern).ok()?, a.module)))
             .collect();
         Self { entries }
     }

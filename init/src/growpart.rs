@@ -10,7 +10,7 @@
 //! online to the new size.
 //!
 //! Only the partition carrying init's state label is ever resized, and only when it is the
-//! last partition on the disk: the label is the operator's consent (see [`crate::storage`]).
+//! last partition on the disk: the label is the operator's consent (see [`crate::state_disk`]).
 //!
 //! Written by hand: the edit is a few fields and two CRCs of UEFI §5.3, and the GPT crates
 //! rewrite whole tables (regenerating what they do not model) rather than doing this one
@@ -450,7 +450,7 @@ mod tests {
         // The wrong label is refused, and so is a partition that is not last.
         assert!(grow_gpt(&mut f, &path, 512, total, 2, "OTHER").is_err());
         assert!(grow_gpt(&mut f, &path, 512, total, 1, "ESP").is_err());
-        let g = grow_gpt(&mut f, &path, 512, total, 2, "BERTH_STATE")
+        let g = grow_gpt(&mut f, &path, 512, total, 2, berth_layout::labels::STATE)
             .unwrap()
             .unwrap();
         assert_eq!(g.old_last_lba, 2048 + 8 * 2048 + 16 * 2048 - 1);
@@ -471,7 +471,7 @@ mod tests {
             .open(&path)
             .unwrap();
         assert_eq!(
-            grow_gpt(&mut f, &path, 512, total, 2, "BERTH_STATE").unwrap(),
+            grow_gpt(&mut f, &path, 512, total, 2, berth_layout::labels::STATE).unwrap(),
             None
         );
     }

@@ -11,7 +11,6 @@
 //! [`power::finish`], and a panic in stage 2 leads to an orderly power-off or reboot
 //! (`[shutdown] on_fatal`).
 
-pub mod boot;
 pub mod bridge;
 pub mod cgroup;
 pub mod cmdline;
@@ -35,9 +34,10 @@ pub mod power_button;
 pub mod reaper;
 pub mod remote_config;
 pub mod rlimit;
+pub mod slots;
 pub mod stage1;
 pub mod stage2;
-pub mod storage;
+pub mod state_disk;
 pub mod supervisor;
 pub mod switch_root;
 pub mod sysctl;

@@ -1,11 +1,13 @@
-//! Kernel modules: `modules.dep` parsing and `finit_module(2)` loading in dependency order.
+//! Kernel modules: `finit_module(2)` loading in dependency order.
 //!
 //! There is no modprobe in the image. Modules are found through
-//! `/lib/modules/<release>/modules.dep` (written by `depmod`), and each module is loaded after
-//! everything it depends on. A module that is built into the kernel (`modules.builtin`) or
-//! already loaded (`EEXIST`) counts as success.
+//! `/lib/modules/<release>/modules.dep` (written by `berth-image`, read with the same parser
+//! it used: [`berth_layout::modules`]), and each module is loaded after everything it depends
+//! on. A module that is built into the kernel (`modules.builtin`) or already loaded
+//! (`EEXIST`) counts as success. Bad lines of the index are skipped and reported, never
+//! fatal: PID 1 loads what it can.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::CStr;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -61,71 +63,42 @@ pub enum Outcome {
     Builtin,
 }
 
-/// Normalised module name of a path or name: basename without `.ko[.xz|.zst|.gz]`, with
-/// `-` as `_` (the kernel treats them alike).
-pub fn module_name(path_or_name: &str) -> String {
-    let base = path_or_name.rsplit('/').next().unwrap_or(path_or_name);
-    let base = [".ko.xz", ".ko.zst", ".ko.gz", ".ko"]
-        .iter()
-        .find_map(|ext| base.strip_suffix(ext))
-        .unwrap_or(base);
-    base.replace('-', "_")
+pub use berth_layout::modules::{module_name, Issue};
+
+use berth_layout::modules::{self as layout, PlanError};
+
+impl From<PlanError> for ModuleError {
+    fn from(err: PlanError) -> Self {
+        match err {
+            PlanError::Unknown(name) | PlanError::MissingDependency { dep: name, .. } => {
+                Self::NotFound(name)
+            }
+            PlanError::Cycle(name) => Self::Cycle(name),
+        }
+    }
 }
 
-/// One `modules.dep` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Path as written in `modules.dep` (relative to the release directory, or absolute).
-    pub path: String,
-    /// Names of the modules it needs, as listed.
-    pub deps: Vec<String>,
-}
-
-/// The module index of one kernel release directory.
+/// The module index of one kernel release directory: `modules.dep` and `modules.builtin`
+/// read with the parser the image builder uses ([`berth_layout::modules`]), so both sides
+/// see the same entries. Bad lines are skipped, never fatal; [`ModuleIndex::issues`] lists
+/// them for the console.
 #[derive(Debug, Clone, Default)]
 pub struct ModuleIndex {
     dir: PathBuf,
-    /// Entries in file order, by normalised name.
-    entries: BTreeMap<String, Entry>,
+    index: layout::ModuleIndex,
+    /// Names in file order.
     order: Vec<String>,
-    builtin: HashSet<String>,
 }
 
 impl ModuleIndex {
     /// Parses `modules.dep` text (and `modules.builtin` text, if any) for modules under `dir`.
     pub fn parse(dir: &Path, modules_dep: &str, modules_builtin: &str) -> Self {
-        let mut index = Self {
+        let index = layout::ModuleIndex::parse(modules_dep, modules_builtin);
+        Self {
             dir: dir.to_path_buf(),
-            ..Self::default()
-        };
-        for line in modules_dep.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((path, deps)) = line.split_once(':') else {
-                continue;
-            };
-            let name = module_name(path.trim());
-            let deps = deps.split_whitespace().map(module_name).collect();
-            if !index.entries.contains_key(&name) {
-                index.order.push(name.clone());
-            }
-            index.entries.insert(
-                name,
-                Entry {
-                    path: path.trim().to_string(),
-                    deps,
-                },
-            );
+            order: index.entries().iter().map(|e| e.name.clone()).collect(),
+            index,
         }
-        index.builtin = modules_builtin
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(module_name)
-            .collect();
-        index
     }
 
     /// Reads `dir/modules.dep` and, when present, `dir/modules.builtin`.
@@ -141,7 +114,12 @@ impl ModuleIndex {
 
     /// Reads the index of the running kernel under `root` (e.g. `/` → `/lib/modules/<release>`).
     pub fn for_running_kernel(root: &Path) -> Result<Self, ModuleError> {
-        Self::read(&root.join("lib/modules").join(kernel_release()))
+        Self::read(&release_dir(root))
+    }
+
+    /// The lines of `modules.dep` that were skipped (see [`berth_layout::modules`]).
+    pub fn issues(&self) -> &[Issue] {
+        self.index.issues()
     }
 
     /// Every module in the index, in file order.
@@ -151,90 +129,50 @@ impl ModuleIndex {
 
     /// Whether `name` is compiled into the kernel.
     pub fn is_builtin(&self, name: &str) -> bool {
-        self.builtin.contains(&module_name(name))
+        self.index.is_builtin(name)
     }
 
-    /// The modules `name` depends on directly or indirectly, as `modules.dep` lists them
-    /// (empty for unknown or built-in modules).
-    pub fn deps(&self, name: &str) -> &[String] {
-        self.entries
-            .get(&module_name(name))
-            .map(|e| e.deps.as_slice())
-            .unwrap_or(&[])
+    /// The normalised names of the modules `name` depends on directly or indirectly, as
+    /// `modules.dep` lists them (empty for unknown or built-in modules).
+    pub fn deps(&self, name: &str) -> Vec<String> {
+        self.index
+            .get(name)
+            .map(|e| e.deps.iter().map(|d| module_name(d)).collect())
+            .unwrap_or_default()
     }
 
     /// The file of module `name`.
     pub fn file(&self, name: &str) -> Option<PathBuf> {
-        self.entries
-            .get(&module_name(name))
-            .map(|e| self.dir.join(&e.path))
+        self.index.get(name).map(|e| e.file(&self.dir))
     }
 
     /// Modules to load, dependencies first, for `names` (each once). A name that is built in
     /// and not in the index is left out; an unknown name is an error.
     pub fn plan<S: AsRef<str>>(&self, names: &[S]) -> Result<Vec<String>, ModuleError> {
-        let mut done = Vec::new();
-        let mut seen = HashSet::new();
-        for name in names {
-            let name = module_name(name.as_ref());
-            if !self.entries.contains_key(&name) {
-                if self.builtin.contains(&name) {
-                    continue;
-                }
-                return Err(ModuleError::NotFound(name));
-            }
-            self.visit(&name, &mut seen, &mut Vec::new(), &mut done)?;
-        }
-        Ok(done)
-    }
-
-    fn visit(
-        &self,
-        name: &str,
-        seen: &mut HashSet<String>,
-        stack: &mut Vec<String>,
-        done: &mut Vec<String>,
-    ) -> Result<(), ModuleError> {
-        if seen.contains(name) {
-            return Ok(());
-        }
-        if stack.iter().any(|n| n == name) {
-            return Err(ModuleError::Cycle(name.to_string()));
-        }
-        let Some(entry) = self.entries.get(name) else {
-            if self.builtin.contains(name) {
-                return Ok(());
-            }
-            return Err(ModuleError::NotFound(name.to_string()));
-        };
-        stack.push(name.to_string());
-        // modules.dep lists the deepest dependency last; visiting from the end keeps the
-        // order modprobe uses while the recursion guarantees correctness either way.
-        for dep in entry.deps.iter().rev() {
-            self.visit(dep, seen, stack, done)?;
-        }
-        stack.pop();
-        seen.insert(name.to_string());
-        done.push(name.to_string());
-        Ok(())
+        Ok(self
+            .index
+            .plan(names)?
+            .into_iter()
+            .map(|e| e.name.clone())
+            .collect())
     }
 
     /// Loads `name` (which must be in the index; its dependencies are not loaded here, see
     /// [`ModuleIndex::plan`]).
     pub fn load_one(&self, name: &str) -> Result<Outcome, ModuleError> {
         let name = module_name(name);
-        let Some(path) = self.file(&name) else {
+        let Some(entry) = self.index.get(&name) else {
             if self.is_builtin(&name) {
                 return Ok(Outcome::Builtin);
             }
             return Err(ModuleError::NotFound(name));
         };
+        let path = entry.file(&self.dir);
         let file = File::open(&path).map_err(|source| ModuleError::Open {
             path: path.clone(),
             source,
         })?;
-        let compressed = path.extension().is_some_and(|e| e != "ko");
-        match finit_module(&file, compressed) {
+        match finit_module(&file, entry.is_compressed()) {
             Ok(()) => Ok(Outcome::Loaded),
             Err(Errno::EEXIST) => Ok(Outcome::AlreadyLoaded),
             Err(errno) => Err(ModuleError::Load { name, errno }),
@@ -271,6 +209,25 @@ impl ModuleIndex {
             results.push((requested, result));
         }
         results
+    }
+}
+
+/// The running kernel's module directory under `root`: `<root>/lib/modules/<release>`.
+pub fn release_dir(root: &Path) -> PathBuf {
+    root.join(berth_layout::paths::in_tree(
+        berth_layout::paths::MODULES_DIR,
+    ))
+    .join(kernel_release())
+}
+
+/// Says the skipped lines of `dir/modules.dep` on the console (one warning each: depmod
+/// never writes such lines, so there are none or few). PID 1 goes on with the rest.
+pub fn report_issues(index: &ModuleIndex, console: crate::console::Console) {
+    for issue in index.issues() {
+        console.warn(&format!(
+            "modules: {}: {issue}; skipped",
+            index.dir.join("modules.dep").display()
+        ));
     }
 }
 
@@ -343,12 +300,19 @@ kernel/fs/foo-bar.ko.xz:
             .unwrap_or_else(|| panic!("{name} not in {plan:?}"))
     }
 
+    /// PID 1's side of the bad-line rule: the odd lines are skipped and listed, the good
+    /// ones load (the table of odd lines itself is `berth_layout::modules`' `odd_lines`).
     #[test]
-    fn names_are_normalised() {
-        assert_eq!(module_name("kernel/fs/erofs/erofs.ko"), "erofs");
-        assert_eq!(module_name("kernel/fs/foo-bar.ko.xz"), "foo_bar");
-        assert_eq!(module_name("virtio-pci"), "virtio_pci");
-        assert_eq!(module_name("loop"), "loop");
+    fn bad_lines_are_skipped_and_listed() {
+        let index = ModuleIndex::parse(
+            Path::new("/m"),
+            "a.ko: b.ko\nnot a line\nb.ko:\nb.ko.xz:\n",
+            "",
+        );
+        assert_eq!(index.all(), ["a", "b"]);
+        assert_eq!(index.plan(&["a"]).unwrap(), ["b", "a"]);
+        let lines: Vec<usize> = index.issues().iter().map(|i| i.line).collect();
+        assert_eq!(lines, [2, 4]);
     }
 
     #[test]
@@ -391,7 +355,9 @@ kernel/fs/foo-bar.ko.xz:
     }
 
     #[test]
-    fn cycles_are_detected() {
+    fn missing_dependencies_and_cycles() {
+        let index = ModuleIndex::parse(Path::new("/m"), "a.ko: gone.ko\n", "");
+        assert!(matches!(index.plan(&["a"]), Err(ModuleError::NotFound(n)) if n == "gone"));
         let index = ModuleIndex::parse(Path::new("/m"), "a.ko: b.ko\nb.ko: a.ko\n", "");
         assert!(matches!(index.plan(&["a"]), Err(ModuleError::Cycle(_))));
     }

@@ -110,7 +110,7 @@ const DEV: MountSpec = MountSpec {
 pub const STAGE1_MOUNTS: &[MountSpec] = &[PROC, SYS, DEV];
 
 /// Stage 2 (real root), in order (parents before children). `/var` is not here: it is the
-/// state disk or a tmpfs, decided by [`crate::storage`] once block devices are known.
+/// state disk or a tmpfs, decided by [`crate::state_disk`] once block devices are known.
 pub const STAGE2_MOUNTS: &[MountSpec] = &[
     PROC,
     SYS,

@@ -17,7 +17,7 @@ use crate::power::{self, PowerAction};
 use crate::switch_root::{self, SwitchRootError};
 
 /// The OS image inside the initramfs; its presence (as PID 1) means "stage 1".
-pub const ROOT_IMAGE: &str = "/berth/root.erofs";
+pub const ROOT_IMAGE: &str = berth_layout::paths::ROOT_IMAGE;
 /// Where the OS image is mounted before the switch.
 pub const SYSROOT: &str = "/sysroot";
 /// Stage 2's init in the new root.
@@ -71,6 +71,7 @@ fn try_run(console: Console) -> Result<std::convert::Infallible, Stage1Error> {
         console.debug(&format!("mounted {} on {}", spec.fstype, spec.target));
     }
     let index = ModuleIndex::for_running_kernel(Path::new("/"))?;
+    crate::modules::report_issues(&index, console);
     let plan = index.plan(index.all())?;
     for name in &plan {
         index.load_one(name)?;

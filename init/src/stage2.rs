@@ -88,7 +88,10 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     };
 
     let index = match ModuleIndex::for_running_kernel(Path::new("/")) {
-        Ok(index) => Some(index),
+        Ok(index) => {
+            crate::modules::report_issues(&index, console);
+            Some(index)
+        }
         Err(err) => {
             console.warn(&format!("modules: {err}"));
             None
@@ -117,7 +120,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
                 let started = Instant::now();
                 load_modules(&config, index.as_ref(), console);
                 if let Some(index) = index {
-                    let dir = Path::new("/lib/modules").join(crate::modules::kernel_release());
+                    let dir = crate::modules::release_dir(Path::new("/"));
                     let aliases = crate::coldplug::AliasTable::read(&dir);
                     let (devices, results) =
                         crate::coldplug::coldplug(&index, &aliases, Path::new("/sys/devices"));
@@ -186,9 +189,9 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         ));
     }
     let storage_started = Instant::now();
-    let _storage = crate::storage::setup(&config.storage, console);
+    let _storage = crate::state_disk::setup(&config.storage, console);
     // UEFI: firmware/loader/stub report, the ESP, blessing or rolling back a trial slot.
-    control.set_boot(crate::boot::start(&config.boot, control.logger, console));
+    control.set_slots(crate::slots::start(&config.boot, control.logger, console));
     console.debug(&format!(
         "storage: done in {} ms",
         storage_started.elapsed().as_millis()
@@ -209,7 +212,7 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         .time("zfs", || crate::zfs::setup(&config.zfs, console));
     // Network, then time, before the engine: berthd pulls from mirrors over TLS. After
     // storage and sysctls, so the node file's [network] and [time] and net.* sysctls apply.
-    let config_files = [config_path, Path::new(crate::storage::NODE_FILE)];
+    let config_files = [config_path, Path::new(crate::state_disk::NODE_FILE)];
     let network = control.timeline.time("network", || {
         let network = crate::net::stage(&config.network, &config_files, &cmdline, console);
         network.wait();
@@ -477,7 +480,7 @@ impl Latch {
 /// are reported here (the others were reported at the first load). Settings used before this
 /// point (console level, modules, storage itself) keep the first load's values.
 fn with_node_file(config_path: &Path, cmdline: &str, config: Config, console: Console) -> Config {
-    let node = Path::new(crate::storage::NODE_FILE);
+    let node = Path::new(crate::state_disk::NODE_FILE);
     if !node.exists() {
         return config;
     }

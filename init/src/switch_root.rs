@@ -38,7 +38,7 @@ pub enum SwitchRootError {
 pub const CARRIED_MOUNTS: &[&str] = &["/dev", "/proc", "/sys"];
 
 /// Switches to `new_root` (a mount point) and execs `init` there with `args` (argv after
-/// argv[0]). Returns only on failure.
+/// `argv[0]`). Returns only on failure.
 pub fn switch_root(
     new_root: &Path,
     init: &str,

@@ -206,7 +206,7 @@ fn bring_up(config: &ZfsConfig, sys_class_block: &Path) -> Result<PoolOutcome, Z
     let device = if config.label.is_empty() {
         None
     } else {
-        let found = crate::storage::find_labelled(sys_class_block, &config.label);
+        let found = crate::state_disk::find_labelled(sys_class_block, &config.label);
         match found.as_slice() {
             [] => None,
             [one] => Some(one.device.clone()),

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Name of the virtio-serial port the agent serves by default.
-pub const DEFAULT_PORT: &str = "org.berth.test";
+pub const DEFAULT_PORT: &str = berth_layout::ports::TEST;
 
 /// One request line: `{"id":N,"op":…,…}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

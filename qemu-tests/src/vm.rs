@@ -42,10 +42,10 @@ pub const KEEP_ENV: &str = "BERTH_KEEP_VM";
 const TAIL_LINES: usize = 40;
 
 /// Port names from `docs/architecture.md`.
-const API_PORT: &str = "org.berth.api";
-const TEST_PORT: &str = "org.berth.test";
+const API_PORT: &str = berth_layout::ports::API;
+const TEST_PORT: &str = berth_layout::ports::TEST;
 /// init's control API port (docs/control-api.md).
-const INIT_PORT: &str = "org.berth.init";
+const INIT_PORT: &str = berth_layout::ports::INIT;
 
 /// Configures a [`Vm`].
 #[derive(Debug, Clone)]

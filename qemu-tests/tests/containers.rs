@@ -21,7 +21,7 @@ use berth_qemu_tests::{AgentClient, Vm};
 
 const READY: &str = r"berth-init: berth ready";
 /// The demo image every default and test image preloads.
-const IMAGE: &str = "localhost/berth/busybox:latest";
+const IMAGE: &str = berth_layout::paths::DEMO_IMAGE;
 /// berthctl inside the guest (talks to berthd's socket directly).
 const CTL: &str = "/usr/bin/berthctl";
 /// Task directories of the default namespace.

@@ -13,7 +13,7 @@ use berth_qemu_tests::{Image, Vm};
 
 const READY: &str = r"berth-init: berth ready";
 /// The demo image every default and test image preloads (image-build/src/demo.rs).
-const DEMO_IMAGE: &str = "localhost/berth/busybox:latest";
+const DEMO_IMAGE: &str = berth_layout::paths::DEMO_IMAGE;
 /// The namespace this test stores its blobs in (the preloaded image is in `default`).
 const NS: &str = "ctest";
 /// Hang guard for one berthctl call over the bridge (a few MiB at TCG speed).

@@ -19,7 +19,7 @@ const READY: &str = r"berth-init: berth ready";
 /// Hang guard for restarts and shutdowns.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The agent binary in the test image; it also plays the stubborn service and the sleeper.
-const AGENT: &str = "/usr/libexec/berth/berth-test-agent";
+const AGENT: &str = berth_layout::paths::TEST_AGENT;
 /// Stop timeout of the stubborn service.
 const STUBBORN_TIMEOUT_SECS: u64 = 3;
 

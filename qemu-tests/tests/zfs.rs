@@ -41,12 +41,12 @@ use berth_qemu_tests::{Image, Vm};
 use registry::{busybox_layout, push_layout, start_registry, RegistryConfig};
 
 const READY: &str = r"berth-init: berth ready";
-const CONFORMANCE: &str = "/usr/libexec/berth/berth-snapshotter-conformance";
+const CONFORMANCE: &str = berth_layout::paths::SNAPSHOTTER_CONFORMANCE;
 const BERTHCTL: &str = "/usr/bin/berthctl";
 const ZFS: &str = "/usr/sbin/zfs";
 /// The demo image every image preloads (image-build/src/demo.rs).
-const DEMO_ARCHIVE: &str = "/usr/share/berth/images/00-demo-busybox.tar";
-const DEMO_IMAGE: &str = "localhost/berth/busybox:latest";
+const DEMO_ARCHIVE: &str = berth_layout::paths::DEMO_ARCHIVE;
+const DEMO_IMAGE: &str = berth_layout::paths::DEMO_IMAGE;
 /// Pulled from the host's registry through the mirror-only `_default` hosts.toml.
 const PULLED_IMAGE: &str = "docker.io/library/edge-app:v1";
 /// The registry as the guest sees it (a `guestfwd` to the host's loopback).

@@ -2,7 +2,6 @@
 //! and the benchmarks): running tools, a containerd instance of the test's own, and the
 //! benchmarks' image building and statistics.
 
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -4,11 +4,11 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use crate::client::{normalize_address, ClientError};
 use crate::proto::{
     content as cpb, content_ttrpc, gc as gpb, gc_ttrpc, images as ipb, images_ttrpc, leases as lpb,
     leases_ttrpc, namespaces as npb, namespaces_ttrpc,
 };
-use crate::client::{normalize_address, ClientError};
 
 use crate::MAX_CHUNK;
 

@@ -15,8 +15,8 @@ use anyhow::Result;
 use berth_engine::remotes::client::ClientOptions;
 use berth_engine::remotes::pull::PullOptions;
 use berth_engine::remotes::{Capabilities, RegistryHost, Scheme, TlsSettings};
-use berth_engine::snapshots::service::Snapshotters;
-use berth_engine::storage_api::Storage;
+use berth_engine::snapshots::Snapshotters;
+use berth_engine::store::Store;
 
 pub fn endpoint(scheme: Scheme, addr: &str) -> RegistryHost {
     RegistryHost {
@@ -35,15 +35,15 @@ pub fn endpoint(scheme: Scheme, addr: &str) -> RegistryHost {
 
 /// berthd's storage and snapshotters opened in-process on `root`.
 pub struct Engine {
-    pub storage: Arc<Storage>,
+    pub storage: Arc<Store>,
     pub snapshotters: Arc<Snapshotters>,
 }
 
 pub fn engine(root: &Path) -> Result<Engine> {
     std::fs::create_dir_all(root)?;
     let mut registry = berth_engine::plugins::Registry::default();
-    let snapshotters = Arc::new(berth_engine::snapshots::service::load(root, &mut registry));
-    let storage = Arc::new(Storage::open_with(
+    let snapshotters = Arc::new(berth_engine::snapshots::set::load(root, &mut registry));
+    let storage = Arc::new(Store::open_with(
         root,
         &BTreeMap::new(),
         snapshotters.clone(),

@@ -30,10 +30,10 @@ impl config_ttrpc::Config for ConfigService {
             }),
             Err(e) => {
                 error!("reload rejected, keeping the running configuration: {e}");
-                Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
-                    ttrpc::Code::FAILED_PRECONDITION,
+                Err(berth_api::errdefs::to_ttrpc(
+                    berth_api::errdefs::Kind::FailedPrecondition,
                     format!("reload rejected, keeping the running configuration: {e}"),
-                )))
+                ))
             }
         }
     }

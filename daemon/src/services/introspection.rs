@@ -7,7 +7,26 @@ use async_trait::async_trait;
 use ttrpc::r#async::TtrpcContext;
 
 use berth_api::proto::{introspection, introspection_ttrpc};
-use berth_engine::plugins::{Filter, Registry};
+use berth_engine::plugins::{Filter, Plugin, Registry, Status};
+
+/// The wire form of a plugin.
+fn plugin_pb(p: &Plugin) -> introspection::Plugin {
+    use introspection::PluginStatus;
+    let (status, reason) = match &p.status {
+        Status::Ok => (PluginStatus::OK, String::new()),
+        Status::Skipped(r) => (PluginStatus::SKIPPED, r.clone()),
+        Status::Error(r) => (PluginStatus::ERROR, r.clone()),
+    };
+    introspection::Plugin {
+        type_: p.kind.clone(),
+        id: p.id.clone(),
+        requires: p.requires.clone(),
+        status: status.into(),
+        reason,
+        exports: p.exports.clone().into_iter().collect(),
+        ..Default::default()
+    }
+}
 
 /// `berth.services.introspection.v1.Introspection`.
 pub struct IntrospectionService {
@@ -26,20 +45,32 @@ impl introspection_ttrpc::Introspection for IntrospectionService {
             .iter()
             .map(|f| f.parse::<Filter>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                ttrpc::Error::RpcStatus(ttrpc::get_status(
-                    ttrpc::Code::INVALID_ARGUMENT,
-                    e.to_string(),
-                ))
-            })?;
+            .map_err(|e| berth_api::errdefs::invalid(e.to_string()))?;
         Ok(introspection::PluginsResponse {
             plugins: self
                 .registry
                 .list(&filters)
                 .into_iter()
-                .map(Into::into)
+                .map(plugin_pb)
                 .collect(),
             ..Default::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_status_and_reason() {
+        let mut r = Registry::default();
+        r.register("t", "i", Status::Error("boom".into()));
+        let p = plugin_pb(r.list(&[])[0]);
+        assert_eq!(
+            p.status.enum_value(),
+            Ok(introspection::PluginStatus::ERROR)
+        );
+        assert_eq!(p.reason, "boom");
     }
 }

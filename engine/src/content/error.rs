@@ -1,10 +1,12 @@
 //! The content store's errors.
 //!
 //! Variants follow containerd's errdefs classes (not found, already exists, invalid argument,
-//! locked/unavailable) so the ttrpc service can map each to a precise code later.
+//! locked/unavailable), which [`Classify`] names for the services' status mapping.
 
 use std::io;
 use std::path::PathBuf;
+
+use berth_api::errdefs::{Classify, Kind};
 
 use super::digest::{Digest, DigestError};
 
@@ -94,6 +96,18 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { op, path, source }
+    }
+}
+
+impl Classify for Error {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::NotFound { .. } => Kind::NotFound,
+            Self::AlreadyExists { .. } => Kind::AlreadyExists,
+            Self::InvalidArgument(_) => Kind::InvalidArgument,
+            Self::Locked { .. } => Kind::Unavailable,
+            Self::Io { .. } => Kind::Internal,
+        }
     }
 }
 

@@ -19,7 +19,7 @@
 //! `layer-sha256:…`), so a pull interrupted by a crash or a dropped connection resumes at the
 //! ingest's offset instead of starting over. *Commit* turns an ingest into a blob.
 //!
-//! Labels and namespaces are not here: they belong to the metadata database (issue 4, later).
+//! Labels and namespaces are not here: they belong to the metadata database ([`crate::metadata`]).
 
 mod digest;
 mod error;

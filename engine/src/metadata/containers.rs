@@ -1,4 +1,4 @@
-//! Containers: the metadata a container is created from (issue 6 runs them).
+//! Containers: the metadata a container is created from (the task manager runs them).
 
 use std::time::SystemTime;
 

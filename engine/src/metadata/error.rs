@@ -1,9 +1,12 @@
 //! The metadata database's errors.
 //!
-//! Variants follow containerd's errdefs classes so each service maps them to one precise ttrpc
-//! code with [`Error::code`]; only a failure of the database itself is `INTERNAL`.
+//! Variants follow containerd's errdefs classes ([`Classify`]), so a service maps each to one
+//! precise status at its edge (`berth_api::errdefs::status`); only a failure of the database
+//! itself is [`Kind::Internal`].
 
 use std::path::PathBuf;
+
+use berth_api::errdefs::{Classify, Kind};
 
 /// A metadata error.
 #[derive(Debug, thiserror::Error)]
@@ -71,26 +74,21 @@ pub enum Error {
 /// Result alias for the metadata database.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl Error {
-    /// The ttrpc status code a service returns for this error.
-    pub fn code(&self) -> ttrpc::Code {
-        use ttrpc::Code;
+impl Classify for Error {
+    fn kind(&self) -> Kind {
         match self {
-            Self::NotFound { .. } => Code::NOT_FOUND,
-            Self::AlreadyExists { .. } => Code::ALREADY_EXISTS,
-            Self::InvalidArgument(_) => Code::INVALID_ARGUMENT,
-            Self::FailedPrecondition(_) | Self::SchemaTooNew { .. } => Code::FAILED_PRECONDITION,
-            Self::BadSchema { .. } | Self::Corrupt { .. } => Code::DATA_LOSS,
-            Self::Database { .. } | Self::Storage(_) => Code::INTERNAL,
-            Self::Content(e) => content_code(e),
+            Self::NotFound { .. } => Kind::NotFound,
+            Self::AlreadyExists { .. } => Kind::AlreadyExists,
+            Self::InvalidArgument(_) => Kind::InvalidArgument,
+            Self::FailedPrecondition(_) | Self::SchemaTooNew { .. } => Kind::FailedPrecondition,
+            Self::BadSchema { .. } | Self::Corrupt { .. } => Kind::DataLoss,
+            Self::Database { .. } | Self::Storage(_) => Kind::Internal,
+            Self::Content(e) => e.kind(),
         }
     }
+}
 
-    /// The error as a ttrpc status, the message including its causes.
-    pub fn to_ttrpc(&self) -> ttrpc::Error {
-        ttrpc::Error::RpcStatus(ttrpc::get_status(self.code(), chain(self)))
-    }
-
+impl Error {
     pub(crate) fn not_found(what: impl Into<String>) -> Self {
         Self::NotFound { what: what.into() }
     }
@@ -110,31 +108,6 @@ impl Error {
             other => other,
         }
     }
-}
-
-/// The ttrpc code for a content store error (shared with the Content service).
-pub fn content_code(e: &crate::content::Error) -> ttrpc::Code {
-    use crate::content::Error as C;
-    use ttrpc::Code;
-    match e {
-        C::NotFound { .. } => Code::NOT_FOUND,
-        C::AlreadyExists { .. } => Code::ALREADY_EXISTS,
-        C::InvalidArgument(_) => Code::INVALID_ARGUMENT,
-        C::Locked { .. } => Code::UNAVAILABLE,
-        C::Io { .. } => Code::INTERNAL,
-    }
-}
-
-/// `error: cause: cause`, as one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 macro_rules! storage_from {

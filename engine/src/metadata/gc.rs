@@ -30,10 +30,11 @@ use serde::Serialize;
 use super::leases::{delete_resources, resources_of};
 use super::schema;
 use super::{
-    chain, decode, Container, ContentRecord, Db, Image, Labels, Lease, LeaseResource, Result,
+    decode, Container, ContentRecord, Db, Image, Labels, Lease, LeaseResource, Result,
     SnapshotRecord,
 };
 use crate::content::{Digest, Manager};
+use berth_api::errdefs::chain;
 
 /// Label making a content or snapshot record a root.
 pub const LABEL_ROOT: &str = "containerd.io/gc.root";

@@ -50,7 +50,7 @@ use serde::Serialize;
 
 pub use containers::Containers;
 pub use content::ContentRecords;
-pub use error::{chain, content_code, Error, Result};
+pub use error::{Error, Result};
 pub use images::Images;
 pub use leases::Leases;
 pub use namespaces::Namespaces;
@@ -63,8 +63,9 @@ pub use snapshots::Snapshots;
 
 use crate::content::{Digest, Manager};
 
-/// The namespace used when a client names none (containerd's default).
-pub const DEFAULT_NAMESPACE: &str = "default";
+/// The namespace used when a client names none (containerd's default); the wire contract's
+/// fact, re-exported.
+pub use berth_api::keys::DEFAULT_NAMESPACE;
 
 /// The open metadata database.
 pub struct Db {

@@ -12,6 +12,7 @@ use super::gc::{self, SnapshotSweeper, SweepError};
 use super::schema::{self, META, VERSION_KEY, WRITE_COMPAT_KEY};
 use super::*;
 use crate::content::{Digest, Ingester, LocalStore, Manager};
+use berth_api::errdefs::{chain, Classify, Kind};
 
 fn db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
@@ -84,7 +85,7 @@ fn newer_schema_is_refused_and_left_unchanged() {
         msg.contains("schema version 99") && msg.contains(&format!("version {SCHEMA_VERSION}")),
         "{msg}"
     );
-    assert_eq!(err.code(), ttrpc::Code::FAILED_PRECONDITION);
+    assert_eq!(err.kind(), Kind::FailedPrecondition);
     assert!(
         msg.contains(&format!(
             "no copy saved before its migration ({}.schema-{SCHEMA_VERSION})",
@@ -388,9 +389,9 @@ fn namespaces_lifecycle_and_delete_refused_while_in_use() {
     let ns = db.namespaces();
     ns.create("team-a", labels(&[("owner", "x")])).unwrap();
     let e = ns.create("team-a", Labels::new()).unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::ALREADY_EXISTS, "{e}");
+    assert_eq!(e.kind(), Kind::AlreadyExists, "{e}");
     let e = ns.create("bad/name", Labels::new()).unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
+    assert_eq!(e.kind(), Kind::InvalidArgument, "{e}");
 
     let upd = ns
         .update("team-a", labels(&[("env", "ci")]), &["labels.env".into()])
@@ -403,7 +404,7 @@ fn namespaces_lifecycle_and_delete_refused_while_in_use() {
     let e = ns
         .update("team-a", Labels::new(), &["name".into()])
         .unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
+    assert_eq!(e.kind(), Kind::InvalidArgument, "{e}");
 
     // Creating an object creates its namespace.
     let d = Digest::of(b"x");
@@ -416,15 +417,12 @@ fn namespaces_lifecycle_and_delete_refused_while_in_use() {
     let names: Vec<String> = ns.list().unwrap().into_iter().map(|n| n.name).collect();
     assert_eq!(names, ["team-a", "team-b"]);
     let e = ns.delete("team-b").unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::FAILED_PRECONDITION);
+    assert_eq!(e.kind(), Kind::FailedPrecondition);
     assert!(e.to_string().contains("still holds images, leases"), "{e}");
     db.images().delete("team-b", "img").unwrap();
     db.leases().delete("team-b", "hold").unwrap();
     ns.delete("team-b").unwrap();
-    assert_eq!(
-        ns.delete("team-b").unwrap_err().code(),
-        ttrpc::Code::NOT_FOUND
-    );
+    assert_eq!(ns.delete("team-b").unwrap_err().kind(), Kind::NotFound);
     ns.delete("team-a").unwrap();
 }
 
@@ -437,15 +435,12 @@ fn images_are_validated_and_namespaced() {
         .create("default", Image::new("a:1", desc(d, 8), Labels::new()))
         .unwrap();
     assert_eq!(im.get("default", "a:1").unwrap(), a);
-    assert_eq!(
-        im.get("other", "a:1").unwrap_err().code(),
-        ttrpc::Code::NOT_FOUND
-    );
+    assert_eq!(im.get("other", "a:1").unwrap_err().kind(), Kind::NotFound);
     assert_eq!(
         im.create("default", Image::new("a:1", desc(d, 8), Labels::new()))
             .unwrap_err()
-            .code(),
-        ttrpc::Code::ALREADY_EXISTS
+            .kind(),
+        Kind::AlreadyExists
     );
     for bad in [
         Image::new("", desc(d, 8), Labels::new()),
@@ -460,7 +455,7 @@ fn images_are_validated_and_namespaced() {
         ),
     ] {
         let e = im.create("default", bad).unwrap_err();
-        assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
+        assert_eq!(e.kind(), Kind::InvalidArgument, "{e}");
     }
     let d2 = Digest::of(b"manifest2");
     let mut upd = Image::new("a:1", desc(d2, 9), labels(&[("k", "v")]));
@@ -482,7 +477,7 @@ fn images_are_validated_and_namespaced() {
     let e = im
         .update("default", only_labels, &["target".into()])
         .unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{e}");
+    assert_eq!(e.kind(), Kind::InvalidArgument, "{e}");
     let got = im.update("default", upd, &["target".into()]).unwrap();
     assert_eq!(got.target.digest, d2);
     assert!(got.updated_at >= got.created_at);
@@ -507,18 +502,15 @@ fn content_records_are_per_namespace() {
     assert_eq!(rec2.created_at, rec.created_at);
     assert_eq!(rec2.labels, labels(&[("x", "1"), ("y", "2")]));
     assert_eq!(
-        c.put_record("a", d, 5, Labels::new()).unwrap_err().code(),
-        ttrpc::Code::INVALID_ARGUMENT
+        c.put_record("a", d, 5, Labels::new()).unwrap_err().kind(),
+        Kind::InvalidArgument
     );
-    assert_eq!(c.get("b", &d).unwrap_err().code(), ttrpc::Code::NOT_FOUND);
+    assert_eq!(c.get("b", &d).unwrap_err().kind(), Kind::NotFound);
     assert!(c.list("b").unwrap().is_empty());
     c.put_record("b", d, 4, Labels::new()).unwrap();
     c.delete("a", &d).unwrap();
     assert_eq!(c.get("b", &d).unwrap().size, 4);
-    assert_eq!(
-        c.delete("a", &d).unwrap_err().code(),
-        ttrpc::Code::NOT_FOUND
-    );
+    assert_eq!(c.delete("a", &d).unwrap_err().kind(), Kind::NotFound);
     let u = c.update("b", &d, labels(&[("z", "3")]), &[]).unwrap();
     assert_eq!(u.labels, labels(&[("z", "3")]));
 }
@@ -539,7 +531,7 @@ fn snapshot_records_keep_parent_chains() {
             ),
         )
         .unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::NOT_FOUND, "{e}");
+    assert_eq!(e.kind(), Kind::NotFound, "{e}");
     s.create(
         "ns",
         SnapshotRecord::new("overlayfs", "base", "1", None, Labels::new()),
@@ -562,7 +554,7 @@ fn snapshot_records_keep_parent_chains() {
     )
     .unwrap();
     let e = s.delete("ns", "overlayfs", "base").unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::FAILED_PRECONDITION);
+    assert_eq!(e.kind(), Kind::FailedPrecondition);
     assert!(e.to_string().contains("children [\"child\"]"), "{e}");
     assert_eq!(s.list("ns", Some("overlayfs")).unwrap().len(), 2);
     assert_eq!(s.list("ns", None).unwrap().len(), 3);
@@ -596,7 +588,7 @@ fn containers_round_trip_their_spec() {
     let got = db.containers().get("default", "web-1").unwrap();
     assert_eq!(got.spec, c.spec);
     let e = db.containers().create("default", c.clone()).unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::ALREADY_EXISTS);
+    assert_eq!(e.kind(), Kind::AlreadyExists);
     let mut c2 = c.clone();
     c2.runtime = "io.containerd.runc.v1".into();
     c2.image = "other".into();
@@ -638,7 +630,7 @@ fn a_container_and_its_snapshot_record_are_stored_and_removed_together() {
         .containers()
         .create_with_snapshot("default", snap("app-2"), c.clone())
         .unwrap_err();
-    assert_eq!(e.code(), ttrpc::Code::ALREADY_EXISTS);
+    assert_eq!(e.kind(), Kind::AlreadyExists);
     assert!(db.snapshots().get("default", "overlayfs", "app-2").is_err());
 
     let (removed, record) = db
@@ -694,15 +686,15 @@ fn leases_hold_resources() {
     l.add_resource("default", "pull-1", &snap).unwrap();
     assert_eq!(l.resources("default", "pull-1").unwrap().len(), 3);
     assert_eq!(
-        l.add_resource("default", "nope", &snap).unwrap_err().code(),
-        ttrpc::Code::NOT_FOUND
+        l.add_resource("default", "nope", &snap).unwrap_err().kind(),
+        Kind::NotFound
     );
     l.delete_resource("default", "pull-1", &snap).unwrap();
     assert_eq!(
         l.delete_resource("default", "pull-1", &snap)
             .unwrap_err()
-            .code(),
-        ttrpc::Code::NOT_FOUND
+            .kind(),
+        Kind::NotFound
     );
     assert_eq!(
         LeaseResource::decode("snapshots/overlayfs", "k").unwrap(),

@@ -92,7 +92,10 @@ mod tests {
             let e = identifier("namespace", bad).unwrap_err();
             assert!(e.to_string().contains(want), "{bad}: {e}");
             assert!(e.to_string().starts_with("namespace name"), "{e}");
-            assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT);
+            assert_eq!(
+                berth_api::errdefs::Classify::kind(&e),
+                berth_api::errdefs::Kind::InvalidArgument
+            );
         }
     }
 

@@ -6,14 +6,16 @@
 //! the next one on transport errors and 4xx/5xx answers. Nothing here lists or caches
 //! endpoints across pulls: the hosts directory is read again on every resolve, so an edited
 //! `hosts.toml` applies to the next pull without a restart.
+//!
+//! [`resolve`] answers which endpoints a reference would use (the Registry service's core),
+//! and [`pull::Puller`] runs a pull with berthd's live settings (the Pull service's core).
 
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod hosts;
 pub mod pull;
-pub mod pull_service;
-pub mod service;
+pub mod resolve;
 pub mod tls;
 
 use std::path::PathBuf;

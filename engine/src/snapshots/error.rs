@@ -1,11 +1,13 @@
 //! The snapshotters' errors.
 //!
-//! Variants follow containerd's errdefs classes so the Snapshots ttrpc service maps each to a
-//! precise code ([`Error::ttrpc_code`]) instead of a blanket INTERNAL, as containerd's
+//! Variants follow containerd's errdefs classes ([`Classify`]) so the Snapshots service maps
+//! each to a precise status instead of a blanket INTERNAL, as containerd's
 //! `plugins/services/snapshots/service.go` does.
 
 use std::io;
 use std::path::PathBuf;
+
+use berth_api::errdefs::{Classify, Kind};
 
 /// A snapshotter error.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,9 @@ pub enum Error {
     /// The request itself is wrong (empty key, immutable field path, bad filter, bad label).
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
+    /// No snapshotter of this id is loaded (containerd answers INVALID_ARGUMENT too).
+    #[error("snapshotter {id:?} is not loaded (loaded: {})", loaded.join(", "))]
+    NotLoaded { id: String, loaded: Vec<String> },
     /// The snapshotter was closed.
     #[error("snapshotter is closed")]
     Closed,
@@ -77,24 +82,23 @@ pub enum Error {
 /// Result with a snapshot [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl Error {
-    /// The ttrpc code a service should answer with for this error.
-    pub fn ttrpc_code(&self) -> ttrpc::Code {
+impl Classify for Error {
+    fn kind(&self) -> Kind {
         match self {
-            Error::NotFound { .. } => ttrpc::Code::NOT_FOUND,
-            Error::AlreadyExists { .. } => ttrpc::Code::ALREADY_EXISTS,
+            Error::NotFound { .. } => Kind::NotFound,
+            Error::AlreadyExists { .. } => Kind::AlreadyExists,
             Error::FailedPrecondition { .. } | Error::SchemaTooNew { .. } => {
-                ttrpc::Code::FAILED_PRECONDITION
+                Kind::FailedPrecondition
             }
-            Error::InvalidArgument { .. } => ttrpc::Code::INVALID_ARGUMENT,
-            Error::Closed => ttrpc::Code::UNAVAILABLE,
-            Error::Corrupt { .. } => ttrpc::Code::DATA_LOSS,
-            Error::Db { .. } | Error::Io { .. } | Error::Mount(_) | Error::Zfs(_) => {
-                ttrpc::Code::INTERNAL
-            }
+            Error::InvalidArgument { .. } | Error::NotLoaded { .. } => Kind::InvalidArgument,
+            Error::Closed => Kind::Unavailable,
+            Error::Corrupt { .. } => Kind::DataLoss,
+            Error::Db { .. } | Error::Io { .. } | Error::Mount(_) | Error::Zfs(_) => Kind::Internal,
         }
     }
+}
 
+impl Error {
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })

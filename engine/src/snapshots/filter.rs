@@ -191,6 +191,7 @@ impl Clause {
 mod tests {
     use super::*;
     use crate::snapshots::Kind;
+    use berth_api::errdefs::{Classify, Kind as ErrKind};
     use std::time::UNIX_EPOCH;
 
     fn info(name: &str, kind: Kind, parent: &str, labels: &[(&str, &str)]) -> Info {
@@ -260,7 +261,7 @@ mod tests {
             "kind>=1",
         ] {
             let e = Filter::parse(&[f]).unwrap_err();
-            assert_eq!(e.ttrpc_code(), ttrpc::Code::INVALID_ARGUMENT, "{f}: {e}");
+            assert_eq!(e.kind(), ErrKind::InvalidArgument, "{f}: {e}");
             assert!(e.to_string().contains(&format!("{f:?}")), "{e}");
         }
     }

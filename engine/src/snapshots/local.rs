@@ -1,9 +1,9 @@
 //! What the directory-based snapshotters (overlayfs, native) share: the layout
 //! `<root>/metadata.redb` + `<root>/snapshots/<id>/`, and the crash-safe ordering of directory
-//! work around metadata transactions (see [`super::storage`]).
+//! work around metadata transactions (see [`super::metastore`]).
 //!
 //! ```text
-//! <root>/metadata.redb        records (storage::MetaStore)
+//! <root>/metadata.redb        records (metastore::MetaStore)
 //! <root>/snapshots/<id>/      one directory per snapshot, named by its id
 //! <root>/snapshots/new-*      being built (removed at open if a crash left it)
 //! <root>/snapshots/rm-*       being deleted (removed at open if a crash left it)
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::filter::Filter;
-use super::storage::{self, MetaStore, Snapshot};
+use super::metastore::{self, MetaStore, Snapshot};
 use super::{Error, Info, Kind, Labels, Result, Usage};
 
 const TEMP_PREFIX: &str = "new-";
@@ -42,7 +42,7 @@ impl Local {
     pub(crate) fn open(root: &Path) -> Result<Self> {
         let snaps = root.join("snapshots");
         fs::create_dir_all(&snaps).map_err(Error::io("create directory", &snaps))?;
-        let store = MetaStore::open(&root.join(storage::FILE_NAME))?;
+        let store = MetaStore::open(&root.join(metastore::FILE_NAME))?;
         let local = Local {
             root: root.to_path_buf(),
             store: RwLock::new(Some(Arc::new(store))),

@@ -26,9 +26,10 @@
 //!
 //! Implementations: [`overlay::Overlay`] (default, kernel overlayfs) and [`native::Native`]
 //! (copies the parent; works on any filesystem). Both keep their records in one transactional
-//! [`storage::MetaStore`], shared with any future implementation (ZFS). [`testsuite`] is the
-//! conformance suite every implementation must pass; [`mount`] mounts what a snapshotter
-//! returns.
+//! [`metastore::MetaStore`], shared with the `zfs` snapshotter. [`testsuite`] is the
+//! conformance suite every implementation must pass; `berth_api::mount` mounts what a
+//! snapshotter returns. [`set`] holds the snapshotters berthd loaded, and [`namespaced`] is
+//! the core of the Snapshots service: one snapshotter as a namespace sees it.
 //!
 //! The methods are synchronous on purpose: they do filesystem work (copies, directory walks,
 //! and for ZFS, calls to `zfs`), so berthd calls them through `spawn_blocking`. Implementations
@@ -38,10 +39,11 @@ mod error;
 pub mod filter;
 mod fsutil;
 mod local;
+pub mod metastore;
+pub mod namespaced;
 pub mod native;
 pub mod overlay;
-pub mod service;
-pub mod storage;
+pub mod set;
 pub mod sweeper;
 #[cfg(feature = "conformance")]
 pub mod testsuite;
@@ -54,6 +56,7 @@ use std::time::SystemTime;
 
 pub use error::{Error, Result};
 pub use fsutil::{copy_tree, disk_usage};
+pub use set::Snapshotters;
 
 /// A snapshot's labels: free-form `key → value` metadata (containerd uses them for GC
 /// references such as `containerd.io/gc.root`). Ordered so listings are stable.
@@ -138,8 +141,8 @@ pub use berth_api::mount::Mount;
 /// The snapshotter interface; see the module documentation for the vocabulary and lifecycle.
 ///
 /// Errors are [`Error`]s whose variant says what went wrong in containerd's classes
-/// (not found, already exists, failed precondition, invalid argument), so the ttrpc service can
-/// map them to precise codes with [`Error::ttrpc_code`].
+/// (not found, already exists, failed precondition, invalid argument), so the Snapshots service
+/// can map them to precise codes (`berth_api::errdefs::Classify`).
 pub trait Snapshotter: Send + Sync {
     /// The record of the snapshot named or keyed `key`. `NotFound` when there is none.
     fn stat(&self, key: &str) -> Result<Info>;

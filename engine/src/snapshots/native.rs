@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::local::Local;
-use super::storage::Snapshot;
+use super::metastore::Snapshot;
 use super::{copy_tree, Error, Info, Kind, Labels, Mount, Result};
 
 /// The native (copying) snapshotter rooted at one directory.
@@ -106,6 +106,7 @@ mod tests {
 mod concurrency {
     use super::*;
     use crate::snapshots::Snapshotter;
+    use berth_api::errdefs::{Classify, Kind as ErrKind};
     use std::sync::Arc;
 
     /// Many threads preparing, committing, viewing and removing at once on one snapshotter:
@@ -148,6 +149,6 @@ mod concurrency {
         let dirs = fs::read_dir(t.path().join("snapshots")).unwrap().count();
         assert_eq!(dirs, count);
         let e = n.remove("base").unwrap_err();
-        assert_eq!(e.ttrpc_code(), ttrpc::Code::FAILED_PRECONDITION);
+        assert_eq!(e.kind(), ErrKind::FailedPrecondition);
     }
 }

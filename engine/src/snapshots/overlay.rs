@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{chown, Gid, Uid};
 
 use super::local::Local;
-use super::storage::Snapshot;
+use super::metastore::Snapshot;
 use super::{Error, Info, Kind, Labels, Mount, Result};
 
 /// The overlayfs snapshotter rooted at one directory.
@@ -71,7 +71,8 @@ pub fn probe(root: &Path) -> Result<()> {
             format!("workdir={}", dir.join("work").display()),
         ],
     };
-    let r = berth_api::mount::MountGuard::mount(&[m], &dir.join("merged")).and_then(|g| g.unmount());
+    let r =
+        berth_api::mount::MountGuard::mount(&[m], &dir.join("merged")).and_then(|g| g.unmount());
     let _ = fs::remove_dir_all(&dir);
     Ok(r?)
 }
@@ -188,6 +189,7 @@ super::local::dir_snapshotter!(Overlay);
 mod tests {
     use super::*;
     use crate::snapshots::Snapshotter;
+    use berth_api::errdefs::{Classify, Kind as ErrKind};
 
     #[test]
     fn mounts_shapes_and_layout() {
@@ -233,8 +235,8 @@ mod tests {
         assert!(!v2[0].options.iter().any(|o| o.starts_with("upperdir=")));
         assert_eq!(o.mounts("v2").unwrap(), v2);
         assert_eq!(
-            o.mounts("A").unwrap_err().ttrpc_code(),
-            ttrpc::Code::FAILED_PRECONDITION
+            o.mounts("A").unwrap_err().kind(),
+            ErrKind::FailedPrecondition
         );
     }
 

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::metadata::gc::{SnapshotSweeper, SweepError};
-use crate::snapshots::service::Snapshotters;
+use crate::snapshots::Snapshotters;
 use crate::unpack::LABEL_SNAPSHOT_REF;
 
 impl SnapshotSweeper for Snapshotters {

@@ -6,7 +6,7 @@
 //! (containerd/zfs issues 70 and 71). Here:
 //!
 //! * Records (kind, parent, labels, usage at commit) live in the shared
-//!   [`MetaStore`](super::storage::MetaStore); the dataset of snapshot `id` is
+//!   [`MetaStore`](super::metastore::MetaStore); the dataset of snapshot `id` is
 //!   `<parent dataset>/<id>`. Every operation runs only commands that name its own datasets,
 //!   and a constant number of them (see [`Runner::count`]): prepare/view 1 (`zfs create` or
 //!   `zfs clone`, properties set in the same command), commit 1 (`zfs snapshot`), remove 1
@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::filter::Filter;
-use super::storage::{self, MetaStore, Snapshot};
+use super::metastore::{self, MetaStore, Snapshot};
 use super::{Error, Info, Kind, Labels, Mount, Result, Snapshotter, Usage};
 
 /// The plugin id (`io.containerd.snapshotter.v1.zfs`).
@@ -242,7 +242,7 @@ impl Zfs {
             .into());
         }
         std::fs::create_dir_all(root).map_err(Error::io("create directory", root))?;
-        let store = MetaStore::open(&root.join(storage::FILE_NAME))?;
+        let store = MetaStore::open(&root.join(metastore::FILE_NAME))?;
         let zfs = Zfs {
             dataset: cfg.dataset.clone(),
             runner: Runner::new(&cfg.zfs_path),
@@ -585,11 +585,11 @@ pub fn unavailable_reason(cfg: &ZfsConfig) -> Option<String> {
 pub fn register(
     root: &Path,
     plugins: &BTreeMap<String, toml::Value>,
-    out: &mut super::service::Snapshotters,
+    out: &mut super::Snapshotters,
     registry: &mut crate::plugins::Registry,
 ) {
     use crate::plugins::Status;
-    let dir = root.join(format!("{}.{PLUGIN_ID}", super::service::PLUGIN_TYPE));
+    let dir = root.join(format!("{}.{PLUGIN_ID}", super::set::PLUGIN_TYPE));
     let (status, dataset) = match ZfsConfig::from_plugins(plugins) {
         Err(e) => (Status::Error(e.to_string()), String::new()),
         Ok(cfg) => {
@@ -612,7 +612,7 @@ pub fn register(
             (status, cfg.dataset)
         }
     };
-    let p = registry.register(super::service::PLUGIN_TYPE, PLUGIN_ID, status);
+    let p = registry.register(super::set::PLUGIN_TYPE, PLUGIN_ID, status);
     p.exports.insert("root".into(), dir.display().to_string());
     if !dataset.is_empty() {
         p.exports.insert("dataset".into(), dataset);

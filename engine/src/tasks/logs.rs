@@ -103,7 +103,7 @@ where
         if !dir.exists() {
             return Ok(());
         }
-        if super::shim::read_exit(dir).is_some() {
+        if super::shim::exits::read_exit(dir).is_some() {
             after_exit += 1;
             if after_exit > DRAIN_POLLS {
                 return Ok(());
@@ -157,7 +157,7 @@ mod tests {
                 std::fs::rename(dir.join("log"), dir.join("log.1")).unwrap();
                 std::fs::write(dir.join("log"), "c\n").unwrap();
                 tokio::time::sleep(Duration::from_millis(150)).await;
-                super::super::shim::write_exit(&dir, &Default::default()).unwrap();
+                super::super::shim::exits::write_exit(&dir, &Default::default()).unwrap();
             })
         };
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

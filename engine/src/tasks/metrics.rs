@@ -8,11 +8,71 @@
 //! `blkio.throttle.*` per device). A task whose cgroup is in neither gets an error saying
 //! which hierarchies were looked at.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use super::Error;
-use berth_api::proto::tasks as tpb;
+
+/// The statistics of a task's cgroup (the Tasks.Metrics message's figures).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    pub container_id: String,
+    /// When they were read.
+    pub timestamp: SystemTime,
+    /// 2 or 1: which hierarchy the figures come from.
+    pub cgroup_version: u32,
+    /// The task's cgroup, relative to the hierarchy's root.
+    pub cgroup_path: String,
+    pub memory: MemoryStats,
+    pub cpu: CpuStats,
+    pub pids: PidsStats,
+    pub io: Vec<IoStats>,
+}
+
+/// Memory of the cgroup, in bytes (0: not available).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// v2 memory.current (v1 memory.usage_in_bytes).
+    pub usage: u64,
+    /// v2 memory.peak (v1 memory.max_usage_in_bytes).
+    pub peak: u64,
+    /// The limit; 0 when unlimited.
+    pub limit: u64,
+    /// A selection of memory.stat (the hierarchy's own key names) and the OOM counters as
+    /// `oom` and `oom_kill`.
+    pub stat: BTreeMap<String, u64>,
+}
+
+/// CPU time of the cgroup, in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuStats {
+    pub usage_usec: u64,
+    pub user_usec: u64,
+    pub system_usec: u64,
+    pub nr_periods: u64,
+    pub nr_throttled: u64,
+    pub throttled_usec: u64,
+}
+
+/// Processes of the cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PidsStats {
+    pub current: u64,
+    /// 0 when unlimited.
+    pub limit: u64,
+}
+
+/// One block device's I/O.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoStats {
+    pub major: u64,
+    pub minor: u64,
+    pub rbytes: u64,
+    pub wbytes: u64,
+    pub rios: u64,
+    pub wios: u64,
+}
 
 /// Keys of `memory.stat` worth a look (v2 names).
 const V2_MEMORY_KEYS: &[&str] = &[
@@ -47,14 +107,18 @@ const V1_MEMORY_KEYS: &[&str] = &[
 const USER_HZ: u64 = 100;
 
 /// Reads the statistics of the task of container `id` in namespace `ns`.
-pub fn read(root: &Path, ns: &str, id: &str) -> Result<tpb::MetricsResponse, Error> {
+pub fn read(root: &Path, ns: &str, id: &str) -> Result<Metrics, Error> {
     let rel = super::spec::cgroup_path(ns, id);
     let rel = rel.trim_start_matches('/');
-    let mut m = tpb::MetricsResponse {
+    let mut m = Metrics {
         container_id: id.to_owned(),
-        timestamp: crate::storage_api::nanos(std::time::SystemTime::now()),
+        timestamp: SystemTime::now(),
+        cgroup_version: 0,
         cgroup_path: format!("/{rel}"),
-        ..Default::default()
+        memory: MemoryStats::default(),
+        cpu: CpuStats::default(),
+        pids: PidsStats::default(),
+        io: Vec::new(),
     };
     if root.join("cgroup.controllers").exists() {
         let dir = root.join(rel);
@@ -126,10 +190,10 @@ fn flat_keyed(path: &Path) -> HashMap<String, u64> {
         .collect()
 }
 
-fn v2(dir: &Path, m: &mut tpb::MetricsResponse) {
+fn v2(dir: &Path, m: &mut Metrics) {
     let stat = flat_keyed(&dir.join("memory.stat"));
     let events = flat_keyed(&dir.join("memory.events"));
-    let mut mem = tpb::MemoryStats {
+    let mut mem = MemoryStats {
         usage: read_u64(&dir.join("memory.current")),
         peak: read_u64(&dir.join("memory.peak")),
         limit: read_limit(&dir.join("memory.max")),
@@ -144,37 +208,33 @@ fn v2(dir: &Path, m: &mut tpb::MetricsResponse) {
         mem.stat
             .insert(k.to_owned(), events.get(k).copied().unwrap_or(0));
     }
-    m.memory = Some(mem).into();
+    m.memory = mem;
     let cpu = flat_keyed(&dir.join("cpu.stat"));
     let g = |k: &str| cpu.get(k).copied().unwrap_or(0);
-    m.cpu = Some(tpb::CpuStats {
+    m.cpu = CpuStats {
         usage_usec: g("usage_usec"),
         user_usec: g("user_usec"),
         system_usec: g("system_usec"),
         nr_periods: g("nr_periods"),
         nr_throttled: g("nr_throttled"),
         throttled_usec: g("throttled_usec"),
-        ..Default::default()
-    })
-    .into();
-    m.pids = Some(tpb::PidsStats {
+    };
+    m.pids = PidsStats {
         current: read_u64(&dir.join("pids.current")),
         limit: read_limit(&dir.join("pids.max")),
-        ..Default::default()
-    })
-    .into();
+    };
     m.io = parse_io_stat(&std::fs::read_to_string(dir.join("io.stat")).unwrap_or_default());
 }
 
 /// `io.stat`: `MAJ:MIN rbytes=… wbytes=… rios=… wios=… dbytes=… dios=…` per device.
-fn parse_io_stat(text: &str) -> Vec<tpb::IoStats> {
+fn parse_io_stat(text: &str) -> Vec<IoStats> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut f = line.split_whitespace();
         let Some((major, minor)) = f.next().and_then(dev) else {
             continue;
         };
-        let mut s = tpb::IoStats {
+        let mut s = IoStats {
             major,
             minor,
             ..Default::default()
@@ -202,17 +262,10 @@ fn dev(s: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-fn v1_read(
-    memory: &Path,
-    cpu: &Path,
-    cpuacct: &Path,
-    pids: &Path,
-    blkio: &Path,
-    m: &mut tpb::MetricsResponse,
-) {
+fn v1_read(memory: &Path, cpu: &Path, cpuacct: &Path, pids: &Path, blkio: &Path, m: &mut Metrics) {
     let stat = flat_keyed(&memory.join("memory.stat"));
     let oom = flat_keyed(&memory.join("memory.oom_control"));
-    let mut mem = tpb::MemoryStats {
+    let mut mem = MemoryStats {
         usage: read_u64(&memory.join("memory.usage_in_bytes")),
         peak: read_u64(&memory.join("memory.max_usage_in_bytes")),
         limit: read_limit(&memory.join("memory.limit_in_bytes")),
@@ -227,26 +280,22 @@ fn v1_read(
         "oom_kill".to_owned(),
         oom.get("oom_kill").copied().unwrap_or(0),
     );
-    m.memory = Some(mem).into();
+    m.memory = mem;
     let acct = flat_keyed(&cpuacct.join("cpuacct.stat"));
     let throttle = flat_keyed(&cpu.join("cpu.stat"));
     let tick_usec = 1_000_000 / USER_HZ;
-    m.cpu = Some(tpb::CpuStats {
+    m.cpu = CpuStats {
         usage_usec: read_u64(&cpuacct.join("cpuacct.usage")) / 1000,
         user_usec: acct.get("user").copied().unwrap_or(0) * tick_usec,
         system_usec: acct.get("system").copied().unwrap_or(0) * tick_usec,
         nr_periods: throttle.get("nr_periods").copied().unwrap_or(0),
         nr_throttled: throttle.get("nr_throttled").copied().unwrap_or(0),
         throttled_usec: throttle.get("throttled_time").copied().unwrap_or(0) / 1000,
-        ..Default::default()
-    })
-    .into();
-    m.pids = Some(tpb::PidsStats {
+    };
+    m.pids = PidsStats {
         current: read_u64(&pids.join("pids.current")),
         limit: read_limit(&pids.join("pids.max")),
-        ..Default::default()
-    })
-    .into();
+    };
     m.io = parse_blkio(
         &std::fs::read_to_string(blkio.join("blkio.throttle.io_service_bytes")).unwrap_or_default(),
         &std::fs::read_to_string(blkio.join("blkio.throttle.io_serviced")).unwrap_or_default(),
@@ -254,8 +303,8 @@ fn v1_read(
 }
 
 /// v1 `blkio.throttle.io_service_bytes` and `io_serviced`: `MAJ:MIN Read|Write|… N` lines.
-fn parse_blkio(bytes: &str, ios: &str) -> Vec<tpb::IoStats> {
-    let mut devs: std::collections::BTreeMap<(u64, u64), tpb::IoStats> = Default::default();
+fn parse_blkio(bytes: &str, ios: &str) -> Vec<IoStats> {
+    let mut devs: std::collections::BTreeMap<(u64, u64), IoStats> = Default::default();
     for (text, counts) in [(bytes, false), (ios, true)] {
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -264,7 +313,7 @@ fn parse_blkio(bytes: &str, ios: &str) -> Vec<tpb::IoStats> {
                 continue;
             };
             let v: u64 = v.parse().unwrap_or(0);
-            let s = devs.entry((major, minor)).or_insert_with(|| tpb::IoStats {
+            let s = devs.entry((major, minor)).or_insert_with(|| IoStats {
                 major,
                 minor,
                 ..Default::default()

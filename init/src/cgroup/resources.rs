@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use berth_layout::size::{parse_limit, parse_size};
 use serde::{Deserialize, Serialize};
 
 /// A value as written in TOML: an integer or a string. Sizes and limits accept both.
@@ -18,8 +19,8 @@ enum Raw {
     Str(String),
 }
 
-/// A size in bytes: an integer, or a string with a binary suffix `K`, `M`, `G`, `T`
-/// (`"512M"` = 512 MiB; an optional trailing `i`/`iB`/`B` is accepted: `"512MiB"`).
+/// A size in bytes: an integer, or a string in berth's one size grammar
+/// ([`berth_layout::size`]: `"512M"` = 512 MiB, `"512MiB"`, `"1Gi"`; binary multiples).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "Raw", into = "u64")]
 pub struct Size(pub u64);
@@ -37,32 +38,9 @@ impl TryFrom<Raw> for Size {
             Raw::Int(n) => u64::try_from(n)
                 .map(Size)
                 .map_err(|_| format!("invalid size {n}: must not be negative")),
-            Raw::Str(s) => parse_size(&s).map(Size),
+            Raw::Str(s) => parse_size(&s).map(Size).map_err(|e| e.to_string()),
         }
     }
-}
-
-/// Parses `"1048576"`, `"64K"`, `"512M"`, `"2G"`, `"1T"` (binary multiples; `KiB`, `MB` … too).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let bad =
-        || format!("invalid size {text:?}: expected bytes, or a number with a K, M, G or T suffix");
-    let t = text.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, suffix) = t.split_at(digits_end);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let suffix = suffix.trim();
-    let unit = suffix.trim_end_matches('B').trim_end_matches('i');
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" if suffix.is_empty() || suffix == "B" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 /// A limit that may be absent: `"max"` (no limit) or a value.
@@ -92,7 +70,10 @@ impl TryFrom<Raw> for MemoryMax {
     type Error = String;
     fn try_from(raw: Raw) -> Result<Self, String> {
         match raw {
-            Raw::Str(s) if s.trim() == "max" => Ok(Self(Max::Max)),
+            Raw::Str(s) => match parse_limit(&s).map_err(|e| e.to_string())? {
+                None => Ok(Self(Max::Max)),
+                Some(bytes) => Ok(Self(Max::Value(bytes))),
+            },
             other => Size::try_from(other).map(|s| Self(Max::Value(s.0))),
         }
     }
@@ -281,21 +262,26 @@ mod tests {
             .map_err(|e| e.message().to_string())
     }
 
+    /// The grammar itself is tested in `berth_layout::size`; here: both TOML forms, `max`
+    /// where a limit may be absent, and the message init reports.
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("64K"), Ok(64 << 10));
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("2g"), Ok(2 << 30));
-        assert_eq!(parse_size("1T"), Ok(1 << 40));
-        assert_eq!(parse_size("10B"), Ok(10));
-        assert!(parse_size("12Q").unwrap_err().contains("\"12Q\""));
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999T")
+        let r = parse(
+            "[resources]\nmemory_min = \"512MiB\"\nmemory_low = 1024\nmemory_max = \"1Gi\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.memory_min, Some(Size(512 << 20)));
+        assert_eq!(r.memory_low, Some(Size(1024)));
+        assert_eq!(r.memory_max, Some(MemoryMax(Max::Value(1 << 30))));
+        assert!(parse("[resources]\nmemory_min = \"max\"\n").is_err());
+        assert!(parse("[resources]\nmemory_min = -1\n")
             .unwrap_err()
-            .contains("too large"));
+            .contains("must not be negative"));
+        assert!(parse("[resources]\nmemory_max = \"12Q\"\n")
+            .unwrap_err()
+            .contains(
+                "invalid size \"12Q\": expected bytes, or a number with a K, M, G or T suffix"
+            ));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::log::Logger;
 /// Where the API listens.
 pub const SOCKET: &str = "/run/berth/init.sock";
 /// The virtio-serial port bridged to [`SOCKET`].
-pub const BRIDGE_PORT: &str = "org.berth.init";
+pub const BRIDGE_PORT: &str = berth_layout::ports::INIT;
 
 /// One supervised service as the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub struct Control {
     /// Where to report.
     pub console: Console,
     services: OnceLock<Arc<dyn ServiceControl>>,
-    boot: OnceLock<Arc<crate::boot::Boot>>,
+    slots: OnceLock<Arc<crate::slots::Slots>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -97,18 +97,18 @@ impl Control {
             logger,
             console,
             services: OnceLock::new(),
-            boot: OnceLock::new(),
+            slots: OnceLock::new(),
         }
     }
 
-    /// Plugs in the UEFI boot state (slots, upgrades), once.
-    pub fn set_boot(&self, boot: Arc<crate::boot::Boot>) {
-        let _ = self.boot.set(boot);
+    /// Plugs in the A/B slot state (this boot, the slots, upgrades), once.
+    pub fn set_slots(&self, slots: Arc<crate::slots::Slots>) {
+        let _ = self.slots.set(slots);
     }
 
-    /// The UEFI boot state, once the boot stage ran.
-    pub fn boot(&self) -> Option<&Arc<crate::boot::Boot>> {
-        self.boot.get()
+    /// The A/B slot state, once the boot stage ran.
+    pub fn slots(&self) -> Option<&Arc<crate::slots::Slots>> {
+        self.slots.get()
     }
 
     /// Plugs in the supervisor's side (once).

@@ -194,7 +194,7 @@ pub fn own_rss_bytes() -> Option<u64> {
 }
 
 /// The boot section of Status.
-fn boot_info(boot: &crate::boot::Boot) -> system::BootInfo {
+fn boot_info(boot: &crate::slots::Slots) -> system::BootInfo {
     let state = boot.state();
     system::BootInfo {
         uefi: !state.loader.is_empty() || state.esp.is_some(),
@@ -204,7 +204,7 @@ fn boot_info(boot: &crate::boot::Boot) -> system::BootInfo {
         selected: state.selected.clone(),
         outcome: state.outcome.clone(),
         slots: boot
-            .slots()
+            .list()
             .into_iter()
             .map(|s| system::BootSlot {
                 file: s.entry.file.clone(),
@@ -223,8 +223,8 @@ fn boot_info(boot: &crate::boot::Boot) -> system::BootInfo {
 
 /// Upgrade errors as ttrpc codes: the caller's mistakes are INVALID_ARGUMENT or
 /// FAILED_PRECONDITION, the ESP's failures INTERNAL.
-fn upgrade_err(err: crate::boot::upgrade::UpgradeError) -> ttrpc::Error {
-    use crate::boot::upgrade::UpgradeError as E;
+fn upgrade_err(err: crate::slots::upgrade::UpgradeError) -> ttrpc::Error {
+    use crate::slots::upgrade::UpgradeError as E;
     let code = match &err {
         E::NoEsp | E::NoUpload => ttrpc::Code::FAILED_PRECONDITION,
         E::Offset { .. } | E::Size { .. } | E::Digest { .. } | E::NotUki(_) => {
@@ -236,8 +236,8 @@ fn upgrade_err(err: crate::boot::upgrade::UpgradeError) -> ttrpc::Error {
 }
 
 impl SystemService {
-    fn boot(&self) -> ttrpc::Result<&std::sync::Arc<crate::boot::Boot>> {
-        self.control.boot().ok_or_else(|| {
+    fn slots(&self) -> ttrpc::Result<&std::sync::Arc<crate::slots::Slots>> {
+        self.control.slots().ok_or_else(|| {
             status_err(
                 ttrpc::Code::FAILED_PRECONDITION,
                 "the boot stage has not run yet; try again once the node is up",
@@ -315,7 +315,7 @@ impl system_ttrpc::System for SystemService {
             init_rss_bytes: own_rss_bytes().unwrap_or(0),
             log_bytes: log_bytes as u64,
             log_dropped,
-            boot: protobuf::MessageField::from_option(c.boot().map(|b| boot_info(b))),
+            boot: protobuf::MessageField::from_option(c.slots().map(|b| boot_info(b))),
             ..Default::default()
         })
     }
@@ -325,7 +325,7 @@ impl system_ttrpc::System for SystemService {
         _ctx: &TtrpcContext,
         req: system::UpgradeBeginRequest,
     ) -> ttrpc::Result<system::UpgradeBeginResponse> {
-        let boot = self.boot()?;
+        let boot = self.slots()?;
         boot.upgrade_begin(req.size, &req.sha256)
             .map_err(upgrade_err)?;
         self.control.console.info(&format!(
@@ -340,7 +340,7 @@ impl system_ttrpc::System for SystemService {
         _ctx: &TtrpcContext,
         req: system::UpgradeWriteRequest,
     ) -> ttrpc::Result<system::UpgradeWriteResponse> {
-        self.boot()?
+        self.slots()?
             .upgrade_write(req.offset, &req.data)
             .map_err(upgrade_err)?;
         Ok(system::UpgradeWriteResponse::default())
@@ -351,7 +351,7 @@ impl system_ttrpc::System for SystemService {
         _ctx: &TtrpcContext,
         _req: system::UpgradeCommitRequest,
     ) -> ttrpc::Result<system::UpgradeCommitResponse> {
-        let done = self.boot()?.upgrade_commit().map_err(upgrade_err)?;
+        let done = self.slots()?.upgrade_commit().map_err(upgrade_err)?;
         self.control.console.notice(&format!(
             "boot: upgrade installed in slot {} as {} (version {}); it is tried once at the next boot",
             done.slot, done.file, done.version

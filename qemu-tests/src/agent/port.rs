@@ -64,17 +64,20 @@ mod tests {
         let sys = tmp.path().join("sys");
         let dev = tmp.path().join("dev");
         for (dir, name) in [
-            ("vport1p1", "org.berth.api"),
-            ("vport1p2", "org.berth.test"),
+            ("vport1p1", berth_layout::ports::API),
+            ("vport1p2", berth_layout::ports::TEST),
         ] {
             fs::create_dir_all(sys.join(dir)).unwrap();
             fs::write(sys.join(dir).join("name"), format!("{name}\n")).unwrap();
         }
         fs::create_dir_all(&dev).unwrap();
-        assert_eq!(find_port_in(&sys, &dev, "org.berth.test").unwrap(), None);
+        assert_eq!(
+            find_port_in(&sys, &dev, berth_layout::ports::TEST).unwrap(),
+            None
+        );
         fs::write(dev.join("vport1p2"), b"").unwrap();
         assert_eq!(
-            find_port_in(&sys, &dev, "org.berth.test").unwrap(),
+            find_port_in(&sys, &dev, berth_layout::ports::TEST).unwrap(),
             Some(dev.join("vport1p2"))
         );
         assert_eq!(find_port_in(&sys, &dev, "org.other").unwrap(), None);

@@ -76,11 +76,8 @@ mod tests {
         add("1", "init", b"/sbin/init\0");
         add("42", "berthd", b"/usr/bin/berthd\0--config\0x\0");
         add("7", "berth", b"/usr/bin/berthd\0");
-        add(
-            "9",
-            "berth-test-agen",
-            b"/usr/libexec/berth/berth-test-agent\0",
-        );
+        let agent = format!("{}\0", berth_layout::paths::TEST_AGENT);
+        add("9", "berth-test-agen", agent.as_bytes());
         add("self", "x", b"");
         assert_eq!(pidof_in(tmp.path(), "berthd", 9).unwrap().pids, vec![7, 42]);
         assert_eq!(

@@ -7,12 +7,18 @@ use std::process::ExitCode;
 
 use berth_qemu_tests::{agent, protocol};
 
-const USAGE: &str = "usage: berth-test-agent [--port NAME]\n\
+/// The usage text, with the default port.
+fn usage() -> String {
+    format!(
+        "usage: berth-test-agent [--port NAME]\n\
        berth-test-agent --ignore-sigterm | --sleep | --spawn-sleeper\n\
-Serves the berth test agent protocol on the virtio-serial port NAME (default org.berth.test).\n\
+Serves the berth test agent protocol on the virtio-serial port NAME (default {}).\n\
 --ignore-sigterm: ignore SIGTERM and sleep (a service that will not stop politely)\n\
 --sleep: sleep in a new session until killed\n\
---spawn-sleeper: start a detached `--sleep` process, print its pid and exit";
+--spawn-sleeper: start a detached `--sleep` process, print its pid and exit",
+        protocol::DEFAULT_PORT
+    )
+}
 
 fn main() -> ExitCode {
     let mut port = protocol::DEFAULT_PORT.to_string();
@@ -38,7 +44,7 @@ fn main() -> ExitCode {
                 };
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{}", usage());
                 return ExitCode::SUCCESS;
             }
             "-V" | "--version" => {
@@ -68,6 +74,6 @@ fn hold(result: std::io::Result<std::convert::Infallible>) -> ExitCode {
 }
 
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("berth-test-agent: {message}\n{USAGE}");
+    eprintln!("berth-test-agent: {message}\n{}", usage());
     ExitCode::from(2)
 }

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use super::fstest::{self, chown, dir, file, link, remove_all, rename, Op};
 use super::{CaseFn, Ctx, Fail};
 use crate::snapshots::{Error, Info, Kind, Labels, Result as SnapResult};
+use berth_api::errdefs::{Classify, Kind as ErrKind};
 
 type R = std::result::Result<(), Fail>;
 
@@ -90,20 +91,20 @@ fn ensure(cond: bool, msg: impl FnOnce() -> String) -> R {
     }
 }
 
-/// The result must be an error with the given ttrpc code.
+/// The result must be an error of the given class.
 fn expect_code<T: std::fmt::Debug>(
     r: SnapResult<T>,
-    code: ttrpc::Code,
+    code: ErrKind,
     what: &str,
 ) -> std::result::Result<Error, Fail> {
     match r {
         Ok(v) => Err(Fail::Failed(format!(
-            "{what}: succeeded ({v:?}), expected {code:?}"
+            "{what}: succeeded ({v:?}), expected {code}"
         ))),
-        Err(e) if e.ttrpc_code() == code => Ok(e),
+        Err(e) if e.kind() == code => Ok(e),
         Err(e) => Err(Fail::Failed(format!(
-            "{what}: expected {code:?}, got {:?}: {e}",
-            e.ttrpc_code()
+            "{what}: expected {code}, got {:?}: {e}",
+            e.kind()
         ))),
     }
 }
@@ -313,7 +314,7 @@ fn prepare_view_failing(ctx: &mut Ctx<'_>) -> R {
         .ctx("prepare newlayer")?;
     expect_code(
         ctx.sn.view("newlayer", "snapA", labels()),
-        ttrpc::Code::ALREADY_EXISTS,
+        ErrKind::AlreadyExists,
         "view with a prepared key",
     )?;
     ctx.sn
@@ -321,7 +322,7 @@ fn prepare_view_failing(ctx: &mut Ctx<'_>) -> R {
         .ctx("prepare prepLayer")?;
     expect_code(
         ctx.sn.prepare("prepLayer", "snapA", labels()),
-        ttrpc::Code::ALREADY_EXISTS,
+        ErrKind::AlreadyExists,
         "second prepare",
     )?;
     ctx.sn
@@ -329,7 +330,7 @@ fn prepare_view_failing(ctx: &mut Ctx<'_>) -> R {
         .ctx("view viewLayer")?;
     expect_code(
         ctx.sn.view("viewLayer", "snapA", labels()),
-        ttrpc::Code::ALREADY_EXISTS,
+        ErrKind::AlreadyExists,
         "second view",
     )?;
     Ok(())
@@ -420,7 +421,7 @@ fn update(ctx: &mut Ctx<'_>) -> R {
         st5.parent = "doesnotexist".into();
         expect_code(
             ctx.sn.update(&st5, &["parent"]),
-            ttrpc::Code::INVALID_ARGUMENT,
+            ErrKind::InvalidArgument,
             "update of parent",
         )?;
     }
@@ -618,7 +619,7 @@ fn remove_intermediate(ctx: &mut Ctx<'_>) -> R {
         .ctx("prepare top")?;
     expect_code(
         sn.remove("committed-inter"),
-        ttrpc::Code::FAILED_PRECONDITION,
+        ErrKind::FailedPrecondition,
         "removing the intermediate layer",
     )?;
     sn.remove("toplayer").ctx("remove top")?;
@@ -811,20 +812,20 @@ fn commit_twice(ctx: &mut Ctx<'_>) -> R {
     sn.commit("A", "k", labels()).ctx("commit")?;
     expect_code(
         sn.commit("A2", "k", labels()),
-        ttrpc::Code::NOT_FOUND,
+        ErrKind::NotFound,
         "committing a key a second time",
     )?;
     sn.prepare("k2", "", labels()).ctx("prepare k2")?;
     expect_code(
         sn.commit("A", "k2", labels()),
-        ttrpc::Code::ALREADY_EXISTS,
+        ErrKind::AlreadyExists,
         "committing onto a taken name",
     )?;
     stat_is(ctx, "k2", Kind::Active, "")?;
     ctx.sn.view("v", "A", labels()).ctx("view")?;
     expect_code(
         ctx.sn.commit("V", "v", labels()),
-        ttrpc::Code::FAILED_PRECONDITION,
+        ErrKind::FailedPrecondition,
         "committing a view",
     )?;
     Ok(())
@@ -837,7 +838,7 @@ fn remove_with_children(ctx: &mut Ctx<'_>) -> R {
     sn.view("v", "P", labels()).ctx("view")?;
     let e = expect_code(
         sn.remove("P"),
-        ttrpc::Code::FAILED_PRECONDITION,
+        ErrKind::FailedPrecondition,
         "removing the parent of a view",
     )?;
     ensure(e.to_string().contains("remove"), || {
@@ -847,71 +848,71 @@ fn remove_with_children(ctx: &mut Ctx<'_>) -> R {
     sn.prepare("a", "P", labels()).ctx("prepare child")?;
     expect_code(
         sn.remove("P"),
-        ttrpc::Code::FAILED_PRECONDITION,
+        ErrKind::FailedPrecondition,
         "removing the parent of an active snapshot",
     )?;
     sn.commit("C", "a", labels()).ctx("commit child")?;
     expect_code(
         sn.remove("P"),
-        ttrpc::Code::FAILED_PRECONDITION,
+        ErrKind::FailedPrecondition,
         "removing the parent of a committed snapshot",
     )?;
     sn.remove("C").ctx("remove child")?;
     sn.remove("P").ctx("remove parent")?;
-    expect_code(sn.stat("P"), ttrpc::Code::NOT_FOUND, "stat after remove").map(|_| ())
+    expect_code(sn.stat("P"), ErrKind::NotFound, "stat after remove").map(|_| ())
 }
 
 fn error_codes(ctx: &mut Ctx<'_>) -> R {
-    use ttrpc::Code;
+    use berth_api::errdefs::Kind as Code;
     let sn = &ctx.sn;
-    expect_code(sn.stat("missing"), Code::NOT_FOUND, "stat missing")?;
+    expect_code(sn.stat("missing"), Code::NotFound, "stat missing")?;
     expect_code(
         sn.prepare("x", "missing", labels()),
-        Code::NOT_FOUND,
+        Code::NotFound,
         "prepare on a missing parent",
     )?;
     expect_code(
         sn.view("x", "missing", labels()),
-        Code::NOT_FOUND,
+        Code::NotFound,
         "view on a missing parent",
     )?;
     sn.prepare("act", "", labels()).ctx("prepare")?;
     expect_code(
         sn.prepare("y", "act", labels()),
-        Code::INVALID_ARGUMENT,
+        Code::InvalidArgument,
         "prepare on an active parent",
     )?;
     sn.view("vv", "", labels()).ctx("view")?;
     expect_code(
         sn.view("z", "vv", labels()),
-        Code::INVALID_ARGUMENT,
+        Code::InvalidArgument,
         "view on a view parent",
     )?;
     expect_code(
         sn.prepare("", "", labels()),
-        Code::INVALID_ARGUMENT,
+        Code::InvalidArgument,
         "prepare with an empty key",
     )?;
-    expect_code(sn.remove("missing"), Code::NOT_FOUND, "remove missing")?;
-    expect_code(sn.mounts("missing"), Code::NOT_FOUND, "mounts missing")?;
-    expect_code(sn.usage("missing"), Code::NOT_FOUND, "usage missing")?;
+    expect_code(sn.remove("missing"), Code::NotFound, "remove missing")?;
+    expect_code(sn.mounts("missing"), Code::NotFound, "mounts missing")?;
+    expect_code(sn.usage("missing"), Code::NotFound, "usage missing")?;
     expect_code(
         sn.commit("n", "missing", labels()),
-        Code::NOT_FOUND,
+        Code::NotFound,
         "commit missing",
     )?;
     let mut info = sn.stat("act").ctx("stat")?;
     info.name = "missing".into();
-    expect_code(sn.update(&info, &[]), Code::NOT_FOUND, "update missing")?;
+    expect_code(sn.update(&info, &[]), Code::NotFound, "update missing")?;
     expect_code(
         sn.walk(&["kind=active"], &mut |_| Ok(())),
-        Code::INVALID_ARGUMENT,
+        Code::InvalidArgument,
         "walk with a bad filter",
     )?;
     let big = lbl(&[("k", &"x".repeat(crate::snapshots::MAX_LABEL_SIZE))]);
     expect_code(
         sn.prepare("big", "", big),
-        Code::INVALID_ARGUMENT,
+        Code::InvalidArgument,
         "prepare with an oversized label",
     )?;
     // Nothing half-created by the failures.

@@ -21,8 +21,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_api::mount::MountGuard;
 use super::{Mount, Result, Snapshotter};
+use berth_api::mount::MountGuard;
 
 /// Builds a snapshotter rooted at the given (existing, empty or previously used) directory.
 /// The suite calls it again on the same root to check that state survives a reopen.

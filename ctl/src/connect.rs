@@ -1,0 +1,181 @@
+//! The one way berthctl reaches its servers: every connection is made by
+//! [`berth_api::client::connect`] (the address normalised, connecting bounded by `--timeout`),
+//! directly or through the clients berth-api builds on it ([`Client`], [`StorageClient`]).
+//!
+//! - [`client`] and [`storage`]: berth-api's clients of Version/Introspection and of the
+//!   storage services (Namespaces, Content, Images, Leases, GC);
+//! - [`Berthd`]: one connection to berthd for the services berth-api has no client of
+//!   (Snapshots, Containers, Tasks, Events, Pull, Transfer, Registry, Config), with the
+//!   contexts (namespace, deadline) and the call bounding every verb uses;
+//! - [`Init`]: berth-init's control API (System), at `--init-address`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use berth_api::client::{bounded, connect, normalize_address, Client, ClientError, StorageClient};
+use berth_api::proto::{
+    config_ttrpc::ConfigClient, containers_ttrpc::ContainersClient, events_ttrpc::EventsClient,
+    pull_ttrpc::PullClient, registry_ttrpc::RegistryClient, snapshots_ttrpc::SnapshotsClient,
+    system_ttrpc::SystemClient, tasks_ttrpc::TasksClient, transfer_ttrpc::TransferClient,
+};
+use ttrpc::context::Context;
+
+use crate::error::Error;
+use crate::globals::Globals;
+
+/// berthd's Version and Introspection services.
+pub async fn client(g: &Globals) -> Result<Client, Error> {
+    Ok(Client::connect(&g.address, g.timeout()).await?)
+}
+
+/// berthd's storage services, in the namespace of `-n`.
+pub async fn storage(g: &Globals) -> Result<StorageClient, Error> {
+    Ok(StorageClient::connect(&g.address, g.timeout(), &g.namespace).await?)
+}
+
+/// One connection to berthd, in one namespace.
+pub struct Berthd {
+    inner: ttrpc::r#async::Client,
+    address: String,
+    namespace: String,
+    timeout: Duration,
+}
+
+impl Berthd {
+    /// Connects to berthd at `--address`; calls name the namespace of `-n`.
+    pub async fn connect(g: &Globals) -> Result<Self, Error> {
+        Ok(Self {
+            inner: connect(&g.address, g.timeout()).await?,
+            address: normalize_address(&g.address),
+            namespace: g.namespace.clone(),
+            timeout: g.timeout(),
+        })
+    }
+
+    /// `--timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A context with the namespace and the `--timeout` deadline.
+    pub fn ctx(&self) -> Context {
+        self.ctx_for(self.timeout)
+    }
+
+    /// A context with the `--timeout` deadline and no namespace, for the services that are
+    /// not namespaced (Registry, Config): `-n` means nothing to them.
+    pub fn plain_ctx(&self) -> Context {
+        ttrpc::context::with_timeout(self.timeout.as_nanos().min(i64::MAX as u128) as i64)
+    }
+
+    /// A context with the namespace and a deadline of `timeout` (steps that take longer than
+    /// a plain call: creating a container or a task).
+    pub fn ctx_for(&self, timeout: Duration) -> Context {
+        berth_api::keys::context(&self.namespace, timeout)
+    }
+
+    /// A context with the namespace and no deadline, for calls that last as long as their
+    /// data or their process does (pulls, imports, waits, logs).
+    pub fn stream_ctx(&self) -> Context {
+        let mut ctx = self.ctx();
+        ctx.timeout_nano = 0;
+        ctx
+    }
+
+    /// Awaits one call named `method` for at most `--timeout` (berth-api's bounding and
+    /// errors).
+    pub async fn bounded<T>(
+        &self,
+        method: &'static str,
+        fut: impl Future<Output = ttrpc::Result<T>>,
+    ) -> Result<T, Error> {
+        Ok(bounded(&self.address, self.timeout, method, fut).await?)
+    }
+
+    /// The Snapshots service.
+    pub fn snapshots(&self) -> SnapshotsClient {
+        SnapshotsClient::new(self.inner.clone())
+    }
+
+    /// The Containers service.
+    pub fn containers(&self) -> ContainersClient {
+        ContainersClient::new(self.inner.clone())
+    }
+
+    /// The Tasks service.
+    pub fn tasks(&self) -> TasksClient {
+        TasksClient::new(self.inner.clone())
+    }
+
+    /// The Events service.
+    pub fn events(&self) -> EventsClient {
+        EventsClient::new(self.inner.clone())
+    }
+
+    /// The Pull service.
+    pub fn pull(&self) -> PullClient {
+        PullClient::new(self.inner.clone())
+    }
+
+    /// The Transfer service (import, export, views).
+    pub fn transfer(&self) -> TransferClient {
+        TransferClient::new(self.inner.clone())
+    }
+
+    /// The Registry service (hosts resolution).
+    pub fn registry(&self) -> RegistryClient {
+        RegistryClient::new(self.inner.clone())
+    }
+
+    /// The Config service.
+    pub fn config(&self) -> ConfigClient {
+        ConfigClient::new(self.inner.clone())
+    }
+}
+
+/// A connection to berth-init's control API; its errors name berth-init.
+pub struct Init {
+    /// The System service.
+    pub client: SystemClient,
+    address: String,
+    timeout: Duration,
+}
+
+impl Init {
+    /// Connects to berth-init at `--init-address`.
+    pub async fn connect(g: &Globals) -> Result<Self, Error> {
+        let inner = connect(&g.init_address, g.timeout())
+            .await
+            .map_err(Error::init)?;
+        Ok(Self {
+            client: SystemClient::new(inner),
+            address: normalize_address(&g.init_address),
+            timeout: g.timeout(),
+        })
+    }
+
+    /// A context with the `--timeout` deadline.
+    pub fn ctx(&self) -> Context {
+        ttrpc::context::with_timeout(self.timeout.as_nanos().min(i64::MAX as u128) as i64)
+    }
+
+    /// Awaits one call named `method` for at most `--timeout`.
+    pub async fn call<T>(
+        &self,
+        method: &'static str,
+        fut: impl Future<Output = ttrpc::Result<T>>,
+    ) -> Result<T, Error> {
+        bounded(&self.address, self.timeout, method, fut)
+            .await
+            .map_err(Error::init)
+    }
+
+    /// A failure of the stream of `method`, after it started.
+    pub fn stream_error(&self, method: &'static str, source: ttrpc::Error) -> Error {
+        Error::init(ClientError::Call {
+            address: self.address.clone(),
+            method,
+            source,
+        })
+    }
+}

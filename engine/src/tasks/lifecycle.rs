@@ -1,0 +1,309 @@
+//! A task's life through its shim: create (mount the rootfs, write the bundle, start the
+//! shim), start, kill, pause and resume, state, delete. Each operation that changes the task
+//! publishes its event (`/tasks/create`, `/tasks/start`, `/tasks/paused`, `/tasks/resumed`,
+//! `/tasks/delete`).
+//!
+//! Task creation mounts the snapshot on `<state>/shims/<ns>/<id>/rootfs`, resolves the user in
+//! that rootfs, checks bind mount kinds, writes `config.json`, starts the shim and connects to
+//! its socket. Delete asks the shim to delete the container and exit; berthd then unmounts
+//! the rootfs and removes the directory.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_api::proto::shim as spb;
+
+use super::launch::{check_binds, connect, shim_err, start_shim};
+use super::manager::Task;
+use super::shim::exits::read_exit;
+use super::{spec, Error, ExitRecord, ProcessState, Status, Tasks};
+
+/// Where a process's stdio goes: FIFO paths of the client, or empty (stdin from /dev/null,
+/// output only to the container's log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskIo {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn ctx(secs: i64) -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(secs * 1_000_000_000)
+}
+
+impl Tasks {
+    /// Creates the task of container `id` in `ns` with stdio `io`; returns its init's pid.
+    pub async fn create_task(
+        self: &Arc<Self>,
+        ns: &str,
+        id: &str,
+        io: &TaskIo,
+    ) -> Result<u32, Error> {
+        let key = (ns.to_owned(), id.to_owned());
+        if self.tasks.lock().expect("tasks lock").contains_key(&key) {
+            return Err(Error::AlreadyExists(format!(
+                "task {id:?} in namespace {ns:?}"
+            )));
+        }
+        let c = self.db().containers().get(ns, id)?;
+        // The executor's cgroup move waits a grace period; start it now (cgroup_gp.rs).
+        super::cgroup_gp::prefetch();
+        let dir = self.task_dir(ns, id);
+        let rootfs = dir.join("rootfs");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&rootfs)
+            .map_err(|source| Error::Io {
+                what: format!("create {}", rootfs.display()),
+                source,
+            })?;
+        let mut mounted = false;
+        let result = async {
+            if !c.snapshot_key.is_empty() {
+                let srec = self
+                    .db()
+                    .snapshots()
+                    .get(ns, &c.snapshotter, &c.snapshot_key)?;
+                let sn = self.snapshotters.lookup(&c.snapshotter).ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "snapshotter {:?} is not loaded",
+                        c.snapshotter
+                    ))
+                })?;
+                let mounts = sn
+                    .mounts(&srec.backend_key)
+                    .map_err(|source| Error::Snapshot {
+                        key: srec.backend_key.clone(),
+                        source: Box::new(source),
+                    })?;
+                berth_api::mount::mount_all(&mounts, &rootfs).map_err(|source| {
+                    Error::Snapshot {
+                        key: srec.backend_key.clone(),
+                        source: Box::new(source.into()),
+                    }
+                })?;
+                mounted = true;
+            }
+            let spec_bytes = spec::resolve_user(&c.spec, &rootfs)?;
+            check_binds(&spec::parse(&spec_bytes)?, &rootfs)?;
+            std::fs::write(dir.join("config.json"), &spec_bytes).map_err(|source| Error::Io {
+                what: "write config.json".into(),
+                source,
+            })?;
+            let (name, handler) = self
+                .runtimes
+                .read()
+                .expect("runtimes lock")
+                .get(&c.runtime)?;
+            let binary = match handler {
+                super::runtimes::Handler::Builtin => None,
+                super::runtimes::Handler::External { binary } => {
+                    super::runtimes::check_binary(&name, &binary)?;
+                    Some(binary)
+                }
+            };
+            let pid = start_shim(ns, id, &dir, io, binary.as_deref()).await?;
+            let shim = connect(&dir).await?;
+            Ok::<_, Error>((pid, shim))
+        }
+        .await;
+        match result {
+            Ok((pid, shim)) => {
+                self.tasks.lock().expect("tasks lock").insert(
+                    key,
+                    Task {
+                        dir,
+                        shim: Some(shim.clone()),
+                    },
+                );
+                self.watch_exit(ns, id, shim);
+                self.publish(
+                    ns,
+                    "/tasks/create",
+                    serde_json::json!({"container_id": id, "pid": pid}),
+                );
+                Ok(pid)
+            }
+            Err(e) => {
+                if mounted {
+                    let _ = berth_api::mount::unmount_all(&rootfs);
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                // A create the executor gave up on may have made the cgroups already.
+                super::shim::executor::remove_cgroups(ns, id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the created task `id`; returns its init's pid.
+    pub async fn start_task(&self, ns: &str, id: &str) -> Result<u32, Error> {
+        let out = self
+            .shim(ns, id)?
+            .start(ctx(30), &spb::StartRequest::default())
+            .await
+            .map_err(|e| shim_err(id, e))?;
+        self.publish(
+            ns,
+            "/tasks/start",
+            serde_json::json!({"container_id": id, "pid": out.pid}),
+        );
+        Ok(out.pid)
+    }
+
+    /// Sends `signal` to process `exec_id` (`""`: the init) of task `id`, or to every
+    /// process of the container (`all`).
+    pub async fn kill(
+        &self,
+        ns: &str,
+        id: &str,
+        exec_id: &str,
+        signal: u32,
+        all: bool,
+    ) -> Result<(), Error> {
+        self.shim(ns, id)?
+            .kill(
+                ctx(10),
+                &spb::KillRequest {
+                    exec_id: exec_id.to_owned(),
+                    signal,
+                    all,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| shim_err(id, e))?;
+        Ok(())
+    }
+
+    /// Pauses (`pause`) or resumes task `id` through its shim, then publishes the event.
+    pub async fn freeze(&self, ns: &str, id: &str, pause: bool) -> Result<(), Error> {
+        let s = self.shim(ns, id)?;
+        let done = if pause {
+            s.pause(ctx(10), &spb::Empty::default()).await
+        } else {
+            s.resume(ctx(10), &spb::Empty::default()).await
+        };
+        done.map_err(|e| shim_err(id, e))?;
+        let topic = if pause {
+            "/tasks/paused"
+        } else {
+            "/tasks/resumed"
+        };
+        self.publish(ns, topic, serde_json::json!({"container_id": id}));
+        Ok(())
+    }
+
+    /// The pids in task `id`'s container.
+    pub async fn pids(&self, ns: &str, id: &str) -> Result<Vec<u32>, Error> {
+        let out = self
+            .shim(ns, id)?
+            .pids(ctx(10), &spb::PidsRequest::default())
+            .await
+            .map_err(|e| shim_err(id, e))?;
+        Ok(out.pids)
+    }
+
+    /// Deletes task `id`: the shim deletes the container and exits; berthd unmounts the
+    /// rootfs and removes the directory. Returns the init's exit (zeros when none is known)
+    /// and publishes `/tasks/delete`.
+    pub async fn delete_task(&self, ns: &str, id: &str) -> Result<ExitRecord, Error> {
+        let t = self.task(ns, id)?;
+        let mut exit = ExitRecord::default();
+        match &t.shim {
+            Some(s) => {
+                let d = s
+                    .delete(ctx(30), &spb::DeleteRequest::default())
+                    .await
+                    .map_err(|e| shim_err(id, e))?;
+                let p = d.process.into_option().unwrap_or_default();
+                exit = ExitRecord {
+                    pid: p.pid,
+                    exit_status: p.exit_status,
+                    exited_at: p.exited_at,
+                };
+            }
+            None => {
+                if let Some(e) = read_exit(&t.dir) {
+                    exit = e;
+                }
+            }
+        }
+        let rootfs = t.dir.join("rootfs");
+        if let Err(e) = berth_api::mount::unmount_all(&rootfs) {
+            tracing::warn!(container = id, "cannot unmount the rootfs: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&t.dir);
+        super::shim::executor::remove_cgroups(ns, id);
+        self.tasks
+            .lock()
+            .expect("tasks lock")
+            .remove(&(ns.to_owned(), id.to_owned()));
+        self.publish(
+            ns,
+            "/tasks/delete",
+            serde_json::json!({"container_id": id, "pid": exit.pid,
+                "exit_status": exit.exit_status}),
+        );
+        Ok(exit)
+    }
+
+    /// The state of process `exec_id` (`""`: the init) of task `id`. A shim that does not
+    /// answer leaves the status unknown — or, for the init, the recorded exit.
+    pub async fn process(&self, ns: &str, id: &str, exec_id: &str) -> Result<ProcessState, Error> {
+        let t = self.task(ns, id)?;
+        let recorded = |t: &Task| {
+            read_exit(&t.dir)
+                .filter(|_| exec_id.is_empty())
+                .map(|e| ProcessState::exited(&e))
+        };
+        let Some(s) = &t.shim else {
+            return Ok(recorded(&t).unwrap_or_else(ProcessState::unknown));
+        };
+        let req = spb::StateRequest {
+            exec_id: exec_id.to_owned(),
+            ..Default::default()
+        };
+        match s.state(ctx(5), &req).await {
+            Ok(st) => {
+                let sp = st.process.into_option().unwrap_or_default();
+                Ok(ProcessState {
+                    pid: sp.pid,
+                    status: Status::parse(&sp.status),
+                    exit_status: sp.exit_status,
+                    exited_at: sp.exited_at,
+                })
+            }
+            Err(ttrpc::Error::RpcStatus(s)) if s.code() == ttrpc::Code::NOT_FOUND => {
+                Err(Error::NotFound(s.message().to_owned()))
+            }
+            Err(_) => Ok(recorded(&t).unwrap_or_else(ProcessState::unknown)),
+        }
+    }
+
+    /// The init processes of `ns`'s tasks, by container id (tasks whose state cannot be read
+    /// are left out).
+    pub async fn processes(&self, ns: &str) -> Vec<(String, ProcessState)> {
+        let mut out = Vec::new();
+        for id in self.ids(ns) {
+            if let Ok(p) = self.process(ns, &id, "").await {
+                out.push((id, p));
+            }
+        }
+        out
+    }
+
+    /// The cgroup statistics of task `id`.
+    pub fn metrics(&self, ns: &str, id: &str) -> Result<super::metrics::Metrics, Error> {
+        self.task(ns, id)?;
+        super::metrics::read(Path::new("/sys/fs/cgroup"), ns, id)
+    }
+
+    /// The directory of task `id` holding its output (`log`, `log.1`), for
+    /// [`super::logs::stored`] and [`super::logs::follow`].
+    pub fn log_dir(&self, ns: &str, id: &str) -> Result<PathBuf, Error> {
+        Ok(self.task(ns, id)?.dir)
+    }
+}

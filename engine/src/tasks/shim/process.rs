@@ -1,0 +1,447 @@
+//! The shim's state machine: the container's init and exec'd processes, their states and
+//! exits, and the operations the shim API offers on them (state, start, kill, wait, exec,
+//! pids, pause/resume, delete) as core calls. The ttrpc adapter in `berth-daemon` maps the
+//! shim API onto these.
+//!
+//! The shim is the child subreaper: [`Shim::reap`] collects every exited child, records the
+//! init's exit durably ([`super::exits`]) before any waiter is told, and hands the exit codes
+//! of helper processes (exec helpers, external runtime calls) back to whoever runs them.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::sync::watch;
+
+use super::args::ServeArgs;
+use super::executor::{builtin_create, place_in_cgroup, remove_cgroups, Executor};
+use super::exits::{write_exit, ExitRecord};
+use super::io::{io_err, stdio, Log};
+use crate::tasks::{exit_code, Error, ExecProcess, ProcessState, Status};
+
+/// A process the shim owns.
+#[derive(Debug, Clone)]
+pub(super) struct Proc {
+    pub(super) pid: u32,
+    pub(super) status: Status,
+    pub(super) exit: Option<ExitRecord>,
+}
+
+impl Proc {
+    fn state(&self) -> ProcessState {
+        ProcessState {
+            pid: self.pid,
+            status: self.status,
+            exit_status: self.exit.map_or(0, |e| e.exit_status),
+            exited_at: self.exit.map_or(0, |e| e.exited_at),
+        }
+    }
+}
+
+pub(super) struct State {
+    pub(super) init: Proc,
+    pub(super) execs: HashMap<String, Proc>,
+    /// Exec helpers being waited for: pid → where their status goes.
+    pub(super) helpers: HashMap<u32, std::sync::mpsc::Sender<i32>>,
+    /// Exits of pids not known yet (an exec process may exit before the helper's report).
+    pub(super) early: HashMap<u32, ExitRecord>,
+    pub(super) container: Executor,
+}
+
+/// One container's shim: its processes, its log and its directory.
+pub struct Shim {
+    pub(super) ns: String,
+    pub(super) id: String,
+    pub(super) dir: PathBuf,
+    pub(super) state: Mutex<State>,
+    /// Bumped on every process change; waiters watch it.
+    pub(super) changed: watch::Sender<u64>,
+    pub(super) log: Arc<Mutex<Log>>,
+}
+
+/// Output copier threads of the init, kept until the shim exits.
+pub type Copiers = Vec<std::thread::JoinHandle<()>>;
+
+fn nanos_now() -> i64 {
+    berth_api::time::nanos(SystemTime::now())
+}
+
+/// Sets up the shim process (its own log on stderr, child subreaper, its cgroup) and creates
+/// the container of `a` with its stdio. Must run before any other thread than the output
+/// copiers exists: libcontainer clones the calling process.
+pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
+    let dir = a.dir.clone();
+    // The shim's own log: stderr (berthd only reads stdout).
+    let shim_log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("shim.log"))
+        .map_err(io_err("open shim.log"))?;
+    nix::unistd::dup2(shim_log.as_raw_fd(), 2).map_err(|e| Error::Io {
+        what: "redirect stderr to shim.log".into(),
+        source: e.into(),
+    })?;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::Io {
+        what: "become child subreaper".into(),
+        source: e.into(),
+    })?;
+    place_in_cgroup(&a.namespace, &a.id);
+    let log = Arc::new(Mutex::new(Log::open(dir.join("log"))));
+    let mut copiers = Vec::new();
+    let io = stdio(&a.stdin, &a.stdout, &a.stderr, &log, &mut copiers)?;
+    // The copier threads above only block on reads, FIFO opens and the log lock; the
+    // executor's clone() copies no lock they hold mid-operation into the child except the
+    // log's mutex, which the child never touches.
+    std::fs::create_dir_all(dir.join("runtime")).map_err(io_err("create runtime/"))?;
+    let (pid, container) = match &a.runtime_binary {
+        Some(binary) => {
+            let r = crate::tasks::runc::Runc {
+                binary: binary.clone(),
+                dir: dir.clone(),
+                id: a.id.clone(),
+            };
+            let pid = r.create(io.stdin, io.stdout, io.stderr)?;
+            (pid, Executor::External(r))
+        }
+        None => builtin_create(a, &dir, io)?,
+    };
+    let (changed, _) = watch::channel(0u64);
+    let shim = Arc::new(Shim {
+        ns: a.namespace.clone(),
+        id: a.id.clone(),
+        dir,
+        state: Mutex::new(State {
+            init: Proc {
+                pid,
+                status: Status::Created,
+                exit: None,
+            },
+            execs: HashMap::new(),
+            helpers: HashMap::new(),
+            early: HashMap::new(),
+            container,
+        }),
+        changed,
+        log,
+    });
+    Ok((shim, copiers))
+}
+
+/// Runs `cmd` as a registered helper and returns its exit code and stderr: it is spawned
+/// under the state lock and entered in the helper registry, so the reaper (which collects
+/// every child of this subreaper) hands its status back instead of swallowing it. Blocking.
+pub(super) fn run_helper(
+    shim: &Shim,
+    cmd: &mut std::process::Command,
+) -> Result<(i32, String), Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut s = shim.state.lock().expect("state lock");
+    let mut child = cmd
+        .spawn()
+        .map_err(io_err(format!("run {:?}", cmd.get_program())))?;
+    s.helpers.insert(child.id(), tx);
+    drop(s);
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    let code = rx
+        .recv_timeout(Duration::from_secs(60))
+        .map_err(|_| Error::Executor(format!("{:?} did not finish in 60 s", cmd.get_program())))?;
+    Ok((code, err))
+}
+
+impl Shim {
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The shim's directory (bundle, socket, logs, exit record).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The init's pid.
+    pub fn init_pid(&self) -> u32 {
+        self.state.lock().expect("state lock").init.pid
+    }
+
+    /// Collects every exited child: records the init's exit durably, then tells the waiters.
+    pub fn reap(&self) {
+        loop {
+            let st = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(s) => s,
+            };
+            let Some(pid) = st.pid().map(|p| p.as_raw() as u32) else {
+                continue;
+            };
+            let Some(code) = exit_code(st) else { continue };
+            let rec = ExitRecord {
+                pid,
+                exit_status: code,
+                exited_at: nanos_now(),
+            };
+            let mut s = self.state.lock().expect("state lock");
+            if let Some(tx) = s.helpers.remove(&pid) {
+                let _ = tx.send(code as i32);
+            } else if s.init.pid == pid {
+                if let Err(e) = write_exit(&self.dir, &rec) {
+                    tracing::error!("cannot record the exit status durably: {e}");
+                }
+                s.init.status = Status::Stopped;
+                s.init.exit = Some(rec);
+                tracing::info!(pid, status = code, "container init exited");
+            } else if let Some(p) = s.execs.values_mut().find(|p| p.pid == pid) {
+                p.status = Status::Stopped;
+                p.exit = Some(rec);
+            } else {
+                s.early.insert(pid, rec);
+            }
+            drop(s);
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn proc(&self, exec_id: &str) -> Result<Proc, Error> {
+        let s = self.state.lock().expect("state lock");
+        if exec_id.is_empty() {
+            Ok(s.init.clone())
+        } else {
+            s.execs.get(exec_id).cloned().ok_or_else(|| {
+                Error::NotFound(format!("exec {exec_id:?} of container {:?}", self.id))
+            })
+        }
+    }
+
+    /// Process `exec_id` (`""`: the init), and every exec'd process by exec id.
+    pub fn state(
+        &self,
+        exec_id: &str,
+    ) -> Result<(ProcessState, Vec<(String, ProcessState)>), Error> {
+        let p = self.proc(exec_id)?;
+        let s = self.state.lock().expect("state lock");
+        let execs = s
+            .execs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.state()))
+            .collect();
+        Ok((p.state(), execs))
+    }
+
+    /// Runs the external runtime with `args` and the container id (through the helper
+    /// registry, off the async thread); a failure carries the runtime's own message.
+    async fn external(
+        self: &Arc<Self>,
+        r: crate::tasks::runc::Runc,
+        args: &[&str],
+    ) -> Result<(), Error> {
+        let shim = self.clone();
+        let verb = args.join(" ");
+        let mut cmd = r.command(args);
+        let offset = r.log_offset();
+        let (code, err) = tokio::task::spawn_blocking(move || run_helper(&shim, &mut cmd))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        if code != 0 {
+            return Err(Error::Internal(format!(
+                "{} {verb}: {}",
+                r.binary.display(),
+                r.errors_since(offset, &format!("exit status {code}: {err}"))
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts the created init; returns its pid. The built-in executor works under the
+    /// lock; an external runtime runs off it (the reaper needs the lock to hand the runtime's
+    /// exit status back).
+    pub async fn start(self: &Arc<Self>) -> Result<u32, Error> {
+        let external = {
+            let mut s = self.state.lock().expect("state lock");
+            if s.init.status != Status::Created {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {:?} is {}, not created",
+                    self.id, s.init.status
+                )));
+            }
+            match &mut s.container {
+                Executor::Builtin(c) => {
+                    c.start().map_err(|e| {
+                        Error::Internal(format!("start: {}", berth_api::errdefs::chain(&e)))
+                    })?;
+                    None
+                }
+                Executor::External(r) => Some(r.clone()),
+            }
+        };
+        if let Some(r) = external {
+            self.external(r, &["start"]).await?;
+        }
+        let mut s = self.state.lock().expect("state lock");
+        if s.init.status == Status::Created {
+            s.init.status = Status::Running;
+        }
+        Ok(s.init.pid)
+    }
+
+    /// Pauses (`freeze`) or resumes the container: running ⇄ paused.
+    pub async fn freeze(self: &Arc<Self>, freeze: bool) -> Result<(), Error> {
+        let (verb, from, to) = if freeze {
+            ("pause", Status::Running, Status::Paused)
+        } else {
+            ("resume", Status::Paused, Status::Running)
+        };
+        let external = {
+            let mut s = self.state.lock().expect("state lock");
+            if s.init.status != from {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {:?} is {}, not {from}",
+                    self.id, s.init.status
+                )));
+            }
+            match &mut s.container {
+                Executor::Builtin(c) => {
+                    let r = if freeze { c.pause() } else { c.resume() };
+                    r.map_err(|e| {
+                        Error::Internal(format!("{verb}: {}", berth_api::errdefs::chain(&e)))
+                    })?;
+                    None
+                }
+                Executor::External(r) => Some(r.clone()),
+            }
+        };
+        if let Some(r) = external {
+            self.external(r, &[verb]).await?;
+        }
+        self.state.lock().expect("state lock").init.status = to;
+        Ok(())
+    }
+
+    /// Sends signal number `signal` to process `exec_id` (`""`: the init), or to every
+    /// process in the container's cgroup (`all`).
+    pub fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), Error> {
+        let sig = Signal::try_from(signal as i32)
+            .map_err(|_| Error::InvalidArgument(format!("signal {signal}")))?;
+        let p = self.proc(exec_id)?;
+        if p.status == Status::Stopped {
+            return Err(Error::NotFound(format!(
+                "process {} of container {:?} has exited",
+                p.pid, self.id
+            )));
+        }
+        let targets = if all { self.pids() } else { vec![p.pid] };
+        for pid in targets {
+            if let Err(e) = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig) {
+                if e != nix::errno::Errno::ESRCH {
+                    return Err(Error::Internal(format!("kill {pid}: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until process `exec_id` (`""`: the init) has exited.
+    pub async fn wait(&self, exec_id: &str) -> Result<ProcessState, Error> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            let p = self.proc(exec_id)?;
+            if p.status == Status::Stopped {
+                return Ok(p.state());
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::Unavailable("shim shutting down".into()));
+            }
+        }
+    }
+
+    /// Starts process `p` in the running container; returns its pid.
+    pub async fn exec(self: &Arc<Self>, p: ExecProcess) -> Result<u32, Error> {
+        if p.exec_id.is_empty() || p.args.is_empty() {
+            return Err(Error::InvalidArgument(
+                "exec needs an exec id and a command".into(),
+            ));
+        }
+        {
+            let s = self.state.lock().expect("state lock");
+            if s.execs.contains_key(&p.exec_id) {
+                return Err(Error::AlreadyExists(format!(
+                    "exec {:?} of container {:?}",
+                    p.exec_id, self.id
+                )));
+            }
+            if s.init.status != Status::Running {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {:?} is {}, not running",
+                    self.id, s.init.status
+                )));
+            }
+        }
+        let shim = self.clone();
+        tokio::task::spawn_blocking(move || super::exec::spawn_exec(&shim, p))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Pids in the container's cgroup.
+    pub fn pids(&self) -> Vec<u32> {
+        let rel = crate::tasks::spec::cgroup_path(&self.ns, &self.id);
+        let rel = rel.trim_start_matches('/');
+        for base in [
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/memory",
+        ] {
+            if let Ok(s) = std::fs::read_to_string(Path::new(base).join(rel).join("cgroup.procs")) {
+                return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// Deletes the container (refused while it runs) and its cgroups; returns the init's
+    /// final state. The shim exits after answering.
+    pub async fn delete(self: &Arc<Self>) -> Result<ProcessState, Error> {
+        let external = {
+            let mut s = self.state.lock().expect("state lock");
+            if s.init.status == Status::Running || s.init.status == Status::Paused {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {:?} is {}: kill it first",
+                    self.id, s.init.status
+                )));
+            }
+            if s.init.status == Status::Created {
+                // Never started: end the waiting init.
+                let _ = nix::sys::signal::kill(Pid::from_raw(s.init.pid as i32), Signal::SIGKILL);
+            }
+            match &mut s.container {
+                Executor::Builtin(c) => {
+                    if let Err(e) = c.delete(true) {
+                        tracing::warn!("executor delete: {}", berth_api::errdefs::chain(&e));
+                    }
+                    None
+                }
+                Executor::External(r) => Some(r.clone()),
+            }
+        };
+        if let Some(r) = external {
+            if let Err(e) = self.external(r, &["delete", "--force"]).await {
+                tracing::warn!("runtime delete: {}", berth_api::errdefs::chain(&e));
+            }
+        }
+        remove_cgroups(&self.ns, &self.id);
+        Ok(self.state.lock().expect("state lock").init.state())
+    }
+}
