@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use super::args::ServeArgs;
-use super::io::{io_err, Stdio};
+use super::io::io_err;
 use crate::tasks::Error;
 
 /// Environment variable marking a shim that already runs from its read-only binary.
@@ -176,11 +176,13 @@ pub(super) enum Executor {
 }
 
 /// Creates the container with libcontainer (it clones this process: no thread may hold a
-/// lock the child needs).
+/// lock the child needs), with the init's stdio, or a terminal whose master goes to
+/// `console`.
 pub(super) fn builtin_create(
     a: &ServeArgs,
     dir: &Path,
-    io: Stdio,
+    [stdin, stdout, stderr]: [std::os::fd::OwnedFd; 3],
+    console: Option<&Path>,
 ) -> Result<(u32, Executor), Error> {
     let container = libcontainer::container::builder::ContainerBuilder::new(
         a.id.clone(),
@@ -189,9 +191,10 @@ pub(super) fn builtin_create(
     .with_executor(DefaultSigpipe)
     .with_root_path(dir.join("runtime"))
     .map_err(|e| Error::Executor(e.to_string()))?
-    .with_stdin(io.stdin)
-    .with_stdout(io.stdout)
-    .with_stderr(io.stderr)
+    .with_stdin(stdin)
+    .with_stdout(stdout)
+    .with_stderr(stderr)
+    .with_console_socket(console)
     .as_init(dir)
     .with_systemd(false)
     .with_detach(true)
