@@ -450,3 +450,106 @@ fn interactive_terminals_through_a_pty() {
         text(&out.stderr)
     );
 }
+
+/// The remote API (mutual TLS, the listener in-process in front of this berthd, an operator
+/// certificate): a container run from an image with stdin, its end, stdout, stderr and the
+/// exit status through berth-api's client, and a tty refused plainly — the same stream as on
+/// the local socket, relayed frame by frame by the listener.
+#[test]
+fn through_the_remote_api() {
+    let Some(env) = Env::new() else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use berth_api::client::stdio::{attach, AttachOptions};
+        use berth_api::proto::{containers as cpb, containers_ttrpc, tasks as pb, tasks_ttrpc};
+        use berth_remote::pki::{Ca, Validity};
+        use berth_remote::tls::{server_config, Credentials};
+        use berth_remote::{Backends, DenyList, Limits, Listener, ListenerConfig, Live};
+        let v = Validity::days(1);
+        let ca = Ca::create("stdio test fleet", v).unwrap();
+        let lo = ["127.0.0.1".parse().unwrap()];
+        let node = ca.issue_node("node-a", &["node-a".into()], &lo, v).unwrap();
+        let op = ca
+            .issue_client("otto", berth_remote::roles::Role::Operator, v)
+            .unwrap();
+        let creds = |who: &berth_remote::pki::Issued| {
+            Credentials::from_pem(ca.cert_pem(), &who.cert_pem, &who.key_pem).unwrap()
+        };
+        let live = Live {
+            tls: server_config(&creds(&node)).unwrap(),
+            deny: DenyList::default(),
+        };
+        let cfg = ListenerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            backends: Backends {
+                berthd: env.socket(),
+                init: env.dir.path().join("no-init.sock"),
+            },
+            limits: Limits::default(),
+        };
+        let listener = Listener::bind(cfg, live).await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(listener.serve(std::future::pending()));
+        let c = berth_remote::client::connect(&addr, "node-a", &creds(&op), WAIT)
+            .await
+            .unwrap();
+        let ctx = || berth_api::keys::context("default", Duration::ZERO);
+        let create = cpb::CreateContainerRequest {
+            container: Some(cpb::Container {
+                id: "remote1".into(),
+                image: "busybox".into(),
+                ..Default::default()
+            })
+            .into(),
+            options: Some(cpb::RunOptions {
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "cat; echo done >&2; exit 6".into(),
+                ],
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        containers_ttrpc::ContainersClient::new(c.clone())
+            .create(ctx(), &create)
+            .await
+            .unwrap();
+        let tasks = tasks_ttrpc::TasksClient::new(c);
+        let req = pb::CreateTaskRequest {
+            container_id: "remote1".into(),
+            stdin: true,
+            ..Default::default()
+        };
+        tasks.create(ctx(), &req).await.unwrap();
+        let e = attach(&tasks, ctx(), AttachOptions::new("remote1").tty(true, None))
+            .await
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("has no terminal"), "{e}");
+        let s = attach(&tasks, ctx(), AttachOptions::new("remote1").stdin(true))
+            .await
+            .unwrap();
+        let start = pb::StartRequest {
+            container_id: "remote1".into(),
+            ..Default::default()
+        };
+        tasks.start(ctx(), &start).await.unwrap();
+        let t = Instant::now();
+        let input: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+        let got = s.collect(Some(input.clone())).await.unwrap();
+        println!("1 MiB through cat over the remote API: {:?}", t.elapsed());
+        assert_eq!(got.exit, Some(6));
+        assert!(
+            got.stdout == input,
+            "stdout differs ({} bytes)",
+            got.stdout.len()
+        );
+        assert_eq!(text(&got.stderr), "done\n");
+    });
+}

@@ -141,7 +141,8 @@ pub async fn run(g: &Globals, a: RunArgs) -> Result<i32, Error> {
             .delete(berthd.ctx(), &delete_container())
             .await;
     } else if result.is_err() {
-        // A task that could not be created leaves no container behind either.
+        // A task that could not be created (or started: `run_task` deleted it) leaves no
+        // container behind either; one that ran keeps it (its task refuses the delete).
         let _ = berthd
             .containers()
             .delete(berthd.ctx(), &delete_container())
@@ -179,13 +180,27 @@ async fn run_task(berthd: &Berthd, id: &str, a: &RunArgs) -> Result<i32, Error> 
     let opts = AttachOptions::new(id)
         .stdin(a.interactive)
         .tty(a.tty, window_size());
-    let session = attach(&tasks, berthd.stream_ctx(), opts)
-        .await
-        .map_err(Error::call("attach"))?;
-    tasks
-        .start(berthd.ctx(), &start)
-        .await
-        .map_err(Error::call("start task"))?;
+    let started = async {
+        let session = attach(&tasks, berthd.stream_ctx(), opts)
+            .await
+            .map_err(Error::call("attach"))?;
+        tasks
+            .start(berthd.ctx(), &start)
+            .await
+            .map_err(Error::call("start task"))?;
+        Ok::<_, Error>(session)
+    };
+    let session = match started.await {
+        Ok(s) => s,
+        Err(e) => {
+            let req = tpb::DeleteTaskRequest {
+                container_id: id.to_owned(),
+                ..Default::default()
+            };
+            let _ = tasks.delete(berthd.ctx(), &req).await;
+            return Err(e);
+        }
+    };
     let t = Target {
         berthd,
         container_id: id,

@@ -19,8 +19,8 @@ use crate::globals::Globals;
 #[derive(Debug, clap::Args)]
 pub struct AttachArgs {
     /// An exec'd process of the task instead of its init.
-    #[arg(long, default_value = "")]
-    exec_id: String,
+    #[arg(long)]
+    exec_id: Option<String>,
     /// Attach our stdin to the process's (it must have been started with -i).
     #[arg(long, short = 'i')]
     interactive: bool,
@@ -34,8 +34,9 @@ pub struct AttachArgs {
 pub async fn run(g: &Globals, a: AttachArgs) -> Result<i32, Error> {
     check_tty(a.interactive, a.tty)?;
     let berthd = Berthd::connect(g).await?;
+    let exec_id = a.exec_id.unwrap_or_default();
     let opts = AttachOptions::new(&a.id)
-        .exec(&a.exec_id)
+        .exec(&exec_id)
         .stdin(a.interactive)
         .tty(a.tty, window_size());
     let session = attach(&berthd.tasks(), berthd.stream_ctx(), opts)
@@ -44,7 +45,7 @@ pub async fn run(g: &Globals, a: AttachArgs) -> Result<i32, Error> {
     let t = Target {
         berthd: &berthd,
         container_id: &a.id,
-        exec_id: &a.exec_id,
+        exec_id: &exec_id,
     };
     let raw = a.tty && a.interactive && stdin_is_tty();
     Ok(

@@ -141,6 +141,16 @@ impl Output {
         Self::finish_if_done(&mut s);
     }
 
+    /// Ends the hub at once with `rec`, whatever its copiers do: for a process that never
+    /// ran (an exec whose start failed, perhaps before its copiers existed).
+    pub fn abort(&self, rec: ExitRecord) {
+        let mut s = self.lock();
+        s.exit.get_or_insert(rec);
+        s.wake = None;
+        s.finished = true;
+        s.clients.clear();
+    }
+
     /// The recorded exit, if the process exited.
     pub fn exit(&self) -> Option<ExitRecord> {
         self.lock().exit

@@ -525,7 +525,7 @@ impl Shim {
             .and_then(|r| r);
         if r.is_err() {
             self.state.lock().expect("state lock").execs.remove(exec_id);
-            io.output.set_exit(ExitRecord {
+            io.output.abort(ExitRecord {
                 pid: 0,
                 exit_status: 255,
                 exited_at: nanos_now(),
