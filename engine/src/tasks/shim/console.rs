@@ -147,10 +147,8 @@ mod tests {
             ws_ypixel: 0,
         };
         // SAFETY: TIOCGWINSZ writes one `winsize` through the valid pointer.
-        assert_eq!(
-            unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) },
-            0
-        );
+        let r = unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+        assert_eq!(r, 0);
         assert_eq!((ws.ws_col, ws.ws_row), (91, 17));
     }
 }
