@@ -92,11 +92,17 @@ impl Env {
         out
     }
 
-    fn restart_berthd(&mut self) {
-        let d = self.d.take().unwrap();
-        nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
-        drop(d);
+    /// Stops berthd with `sig` (returns how long it took to exit) and starts it again.
+    fn restart_berthd(&mut self, sig: nix::sys::signal::Signal) -> Duration {
+        let mut d = self.d.take().unwrap();
+        let t = Instant::now();
+        nix::sys::signal::kill(d.pid(), sig).unwrap();
+        d.child.wait().unwrap();
+        let took = t.elapsed();
+        // Reaped: its Drop must not signal a pid that may be someone else's by now.
+        std::mem::forget(d);
         self.d = Some(start_berthd(self.dir.path()));
+        took
     }
 }
 
@@ -335,12 +341,33 @@ fn attach_detach_and_restart() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    env.restart_berthd();
+    env.restart_berthd(nix::sys::signal::Signal::SIGKILL);
     let out = during.wait_with_output().unwrap();
     assert_ne!(
         out.status.code(),
         Some(0),
         "an attach across a berthd restart ends with an error"
+    );
+    // A berthd stopped with SIGTERM ends its attaches at once, saying why (ttrpc alone
+    // would hold the stop 10 s for each open stream).
+    let during = env
+        .cmd(&["tasks", "attach", "tick"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let took = env.restart_berthd(nix::sys::signal::Signal::SIGTERM);
+    println!("berthd SIGTERM with an attach open: exited in {took:?}");
+    let out = during.wait_with_output().unwrap();
+    assert!(
+        text(&out.stderr).contains("berthd is stopping; the process goes on"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "berthd took {took:?} to stop"
     );
     let (mut after, got) = attach(&env);
     assert!(text(&got).contains("tick"));

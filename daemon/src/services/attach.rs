@@ -9,6 +9,8 @@
 //! goes back to the client as is); a client that closes its side (detach) has that close
 //! forwarded, and the shim then ends the stream. A client whose connection is gone is noticed
 //! at the next message berthd cannot deliver; berthd then closes its side towards the shim.
+//! When berthd stops, every relay ends at once with UNAVAILABLE (ttrpc would otherwise wait
+//! 10 s for them before letting berthd exit).
 
 use berth_api::proto::stdio as pb;
 use berth_engine::tasks::exec::ShimAttach;
@@ -25,12 +27,13 @@ fn lost(e: ttrpc::Error) -> ttrpc::Error {
 }
 
 /// Relays between the client (`tx`, `rx`, whose `open` was `first`) and `shim` until the
-/// shim ends the stream.
+/// shim ends the stream, or berthd stops (`stopping` turns true).
 pub async fn relay(
     first: pb::AttachRequest,
     tx: SSSender<pb::AttachResponse>,
     mut rx: SSReceiver<pb::AttachRequest>,
     shim: ShimAttach,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> ttrpc::Result<()> {
     let (to_shim, mut from_shim) = shim.split();
     to_shim.send(&first).await.map_err(lost)?;
@@ -60,10 +63,20 @@ pub async fn relay(
             }
         }
     };
-    tokio::pin!(up, down);
+    let stop = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    tokio::pin!(up, down, stop);
     let result = tokio::select! {
         r = &mut down => r,
-        () = &mut up => down.await,
+        () = &mut up => tokio::select! {
+            r = &mut down => r,
+            () = &mut stop => Ok(()),
+        },
+        () = &mut stop => Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
+            ttrpc::Code::UNAVAILABLE,
+            "berthd is stopping; the process goes on (attach again once berthd is back)",
+        ))),
     };
     // Whatever ended it, the shim must forget this client (a no-op when already closed).
     let _ = closer.close_send().await;

@@ -314,7 +314,7 @@ impl tasks_ttrpc::Tasks for TasksService {
             .attach(&ns, &open.container_id)
             .await
             .map_err(status)?;
-        super::attach::relay(first, tx, rx, shim).await
+        super::attach::relay(first, tx, rx, shim, self.0.stopping()).await
     }
 
     async fn get(&self, ctx: &TtrpcContext, r: tpb::GetRequest) -> ttrpc::Result<tpb::GetResponse> {
