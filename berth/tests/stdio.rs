@@ -278,24 +278,30 @@ fn attach_detach_and_restart() {
     let status = second.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(env.ok(&["tasks", "ls"]).contains("running"));
-    // A client that never reads and then dies does not wedge a chatty container.
+    // A client that stops reading slows a chatty container down (backpressure: nothing is
+    // dropped), and once it dies the container goes on (it never wedges it).
     env.ok(&["run", "-d", "--name", "yes", "busybox", "busybox", "yes"]);
+    let log_size = |env: &Env| {
+        let d = env.dir.path().join("state/shims/default/yes");
+        let len = |f: &str| std::fs::metadata(d.join(f)).map_or(0, |m| m.len());
+        len("log") + len("log.1")
+    };
     let mut stalled = env
         .cmd(&["tasks", "attach", "yes"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = log_size(&env);
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        log_size(&env),
+        held,
+        "a client that does not read holds the output back"
+    );
     stalled.kill().unwrap();
     stalled.wait().unwrap();
-    let log_size = |env: &Env| {
-        std::fs::metadata(env.dir.path().join("state/shims/default/yes/log")).map_or(0, |m| m.len())
-    };
-    let (mut a, _) = attach(&env);
-    let _ = a.kill();
-    let _ = a.wait();
-    let before = log_size(&env);
-    wait_until("the chatty container goes on", || log_size(&env) != before);
+    wait_until("the chatty container goes on", || log_size(&env) != held);
     // Refusals that name the cause.
     let out = env.ctl(&["tasks", "attach", "-t", "tick"]);
     assert!(
