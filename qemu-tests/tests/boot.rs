@@ -10,9 +10,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use berth_qemu_tests::berthctl;
 use berth_qemu_tests::image::VariantBuilder;
 use berth_qemu_tests::vm::{line_uptime, BOOT_TIMEOUT};
 use berth_qemu_tests::{Image, Vm};
+use berth_test_support::pty::Pty;
 
 /// Init's readiness line (`[<uptime>] berth-init: berth ready …`).
 const READY: &str = r"berth-init: berth ready";
@@ -156,6 +158,79 @@ fn berthctl_reaches_berthd_through_the_bridge() -> Result<()> {
         lines.next().is_some(),
         format!("no plugin rows in:\n{}", plugins.stdout),
     )?;
+    container_stdio_through_the_bridge(&mut vm)
+}
+
+/// Hang guard for one container run through the bridge.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Container stdio through the bridge (issue 16): output, stdin and its end, a terminal and
+/// the exit status travel over the API connection (`Tasks.Attach`); a path on the host
+/// would mean nothing to the guest (the output used to be lost without a word).
+fn container_stdio_through_the_bridge(vm: &mut Vm) -> Result<()> {
+    let image = berth_layout::paths::DEMO_IMAGE;
+    let started = Instant::now();
+    // The demo image is imported in the background after berthd starts.
+    berth_qemu_tests::wait::wait_until_ok(
+        "the demo image to be imported",
+        RUN_TIMEOUT,
+        Duration::from_millis(200),
+        || match vm.berthctl(&["images", "ls", "-q"], CTL_TIMEOUT) {
+            Ok(ls) if ls.stdout.lines().any(|l| l == image) => Ok(()),
+            Ok(ls) => Err(format!("not yet: {}", ls.combined())),
+            Err(e) => Err(e.to_string()),
+        },
+    )?;
+    let out = vm.berthctl(&["run", "--rm", image, "echo", "hi"], RUN_TIMEOUT)?;
+    println!(
+        "run --rm {image} echo hi through the bridge: {:.3} s",
+        out.elapsed.as_secs_f64()
+    );
+    vm.check(
+        out.stdout == "hi\n" && out.status.success(),
+        format!("run --rm echo hi: {out:?}"),
+    )?;
+    let out = berthctl::run_fed(
+        &vm.api_address(),
+        &["run", "-i", "--rm", image, "sh", "-c", "cat; exit 4"],
+        b"through the bridge\n",
+        RUN_TIMEOUT,
+    )?;
+    println!(
+        "run -i (stdin, then its end): {:.3} s",
+        out.elapsed.as_secs_f64()
+    );
+    vm.check(
+        out.stdout == "through the bridge\n" && out.status.code() == Some(4),
+        format!("run -i cat: {out:?}"),
+    )?;
+    // An interactive shell, driven through a real pty on the host.
+    let t = Instant::now();
+    let mut cmd = std::process::Command::new(berthctl::path()?);
+    cmd.arg("--address")
+        .arg(vm.api_address())
+        .args(["run", "-it", "--rm", image, "sh"]);
+    let mut pty = Pty::spawn(cmd, 100, 30)?;
+    let at = pty.expect(0, "# ", RUN_TIMEOUT);
+    pty.write("echo $((6*7)); stty size\r");
+    let _ = pty.expect(at, "30 100", RUN_TIMEOUT);
+    pty.write("exit 3\r");
+    let status = pty.wait(RUN_TIMEOUT);
+    println!(
+        "run -it session through the bridge: {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
+    vm.check(
+        status.code() == Some(3) && pty.screen().contains("42"),
+        format!(
+            "run -it: {status:?}, the terminal showed {:?}",
+            pty.screen()
+        ),
+    )?;
+    println!(
+        "container stdio through the bridge: {:.1} s in all",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -128,6 +128,8 @@ pub const TABLE: &[Row] = &[
     ("tasks.v1.Tasks", "Resume", O),
     ("tasks.v1.Tasks", "Metrics", R),
     ("tasks.v1.Tasks", "Logs", R),
+    // A process's stdio, stdin included: writes into a container.
+    ("tasks.v1.Tasks", "Attach", O),
     ("transfer.v1.Transfer", "Import", O),
     ("transfer.v1.Transfer", "Export", O),
     ("transfer.v1.Transfer", "View", O),
@@ -141,6 +143,7 @@ pub const TABLE: &[Row] = &[
     ("berth.shim.v1.Shim", "Pause", L),
     ("berth.shim.v1.Shim", "Resume", L),
     ("berth.shim.v1.Shim", "Delete", L),
+    ("berth.shim.v1.Shim", "Attach", L),
 ];
 
 /// The fully qualified service of a row.

@@ -5,9 +5,11 @@
 //!   and berthd/berthctl as child processes of a test ([`bin`] finds them);
 //! - [`host`]: running host tools, a containerd of the test's own (the differential oracle and
 //!   benchmark peer), statistics for benchmarks;
-//! - [`registry`]: a real `docker-registry` on loopback and pushes to it with skopeo.
+//! - [`registry`]: a real `docker-registry` on loopback and pushes to it with skopeo;
+//! - [`pty`]: a program driven through a real pseudo-terminal (`berthctl run -it`).
 
 pub mod host;
+pub mod pty;
 pub mod registry;
 pub mod support;
 
