@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use berth_qemu_tests::checks::Checks;
 use berth_qemu_tests::image::VariantBuilder;
 use berth_qemu_tests::vm::{line_uptime, BOOT_TIMEOUT};
 use berth_qemu_tests::{Image, Vm};
@@ -80,9 +81,33 @@ fn check_clean_power_off(vm: &mut Vm, status: std::process::ExitStatus) -> Resul
     Ok(())
 }
 
+/// One boot of the test image serves every check that leaves the node as it found it (or
+/// recovers), in this order; the first measures the boot, SIGTERM to init ends it. Each check
+/// is reported with its duration (`berth_qemu_tests::checks`).
 #[test]
-fn boots_to_ready_and_answers_version() -> Result<()> {
-    let mut vm = boot_test_image("ready")?;
+fn one_boot_ready_bridge_agent_restart_then_sigterm() -> Result<()> {
+    let mut vm = boot_test_image("boot")?;
+    let mut checks = Checks::new();
+    checks.run("boots to ready and answers Version", || {
+        ready_and_version(&mut vm)
+    });
+    checks.run("berthctl reaches berthd through the bridge", || {
+        berthctl_reaches_berthd_through_the_bridge(&mut vm)
+    });
+    checks.run("the test agent acts inside the guest", || {
+        test_agent_acts_inside_the_guest(&mut vm)
+    });
+    checks.run("berthd killed is restarted", || {
+        berthd_killed_is_restarted(&mut vm)
+    });
+    checks.run("SIGTERM to init powers off cleanly", || {
+        sigterm_to_init_powers_off_cleanly(&mut vm)
+    });
+    Ok(checks.finish()?)
+}
+
+/// Boot to ready, measured from QEMU's start: the console line and the first Version reply.
+fn ready_and_version(vm: &mut Vm) -> Result<()> {
     // Poll the API and the console together; each berthctl attempt is cut after 0.5 s (a
     // request the bridge received before berthd listened is dropped), which bounds the error.
     let mut ready_seen = None;
@@ -115,11 +140,7 @@ fn boots_to_ready_and_answers_version() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn berthctl_reaches_berthd_through_the_bridge() -> Result<()> {
-    let mut vm = boot_test_image("berthctl")?;
-    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
-
+fn berthctl_reaches_berthd_through_the_bridge(vm: &mut Vm) -> Result<()> {
     let version = vm.berthctl_ok(&["version"], CTL_TIMEOUT)?;
     println!(
         "berthctl version ({:.3} s):\n{}",
@@ -159,10 +180,7 @@ fn berthctl_reaches_berthd_through_the_bridge() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn sigterm_to_init_powers_off_cleanly() -> Result<()> {
-    let mut vm = boot_test_image("poweroff")?;
-    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+fn sigterm_to_init_powers_off_cleanly(vm: &mut Vm) -> Result<()> {
     let mut agent = vm.agent()?;
     let asked = Instant::now();
     match agent.kill(1, libc::SIGTERM) {
@@ -175,7 +193,7 @@ fn sigterm_to_init_powers_off_cleanly() -> Result<()> {
         "SIGTERM to pid 1 -> QEMU exit: {:.3} s",
         asked.elapsed().as_secs_f64()
     );
-    check_clean_power_off(&mut vm, status)
+    check_clean_power_off(vm, status)
 }
 
 #[test]
@@ -236,10 +254,7 @@ fn acpi_power_button_powers_off_cleanly() -> Result<()> {
     check_clean_power_off(&mut vm, status)
 }
 
-#[test]
-fn berthd_killed_is_restarted() -> Result<()> {
-    let mut vm = boot_test_image("restart")?;
-    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+fn berthd_killed_is_restarted(vm: &mut Vm) -> Result<()> {
     let mut agent = vm.agent()?;
     let pids = agent.pidof("berthd")?;
     let &[old] = pids.as_slice() else {
@@ -260,7 +275,7 @@ fn berthd_killed_is_restarted() -> Result<()> {
         },
     )?;
     let restarted = killed.elapsed();
-    first_version(&mut vm, ACTION_TIMEOUT)?;
+    first_version(vm, ACTION_TIMEOUT)?;
     println!(
         "berthd pid {old} killed; pid {new} after {:.3} s, answering Version after {:.3} s",
         restarted.as_secs_f64(),
@@ -269,10 +284,7 @@ fn berthd_killed_is_restarted() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn test_agent_acts_inside_the_guest() -> Result<()> {
-    let mut vm = boot_test_image("agent")?;
-    vm.wait_for_line(READY, BOOT_TIMEOUT)?;
+fn test_agent_acts_inside_the_guest(vm: &mut Vm) -> Result<()> {
     let mut agent = vm.agent()?;
 
     // run: a program from the image, talking to berthd directly (no bridge involved).

@@ -208,9 +208,11 @@ fn nic_no_driver_can_bind_is_named_once_and_not_waited_for() -> Result<()> {
         .find(|l| l.contains("berth-init: boot stages: "))
         .unwrap_or_default()
         .to_string();
-    println!("{named}
+    println!(
+        "{named}
 {ready}
-{summary}");
+{summary}"
+    );
     if let Some(uptime) = line_uptime(&ready) {
         println!(
             "kernel uptime at `berth ready` with an e1000: {uptime:.3} s; network stage: {}",

@@ -268,9 +268,8 @@ impl Network {
             return nics.len();
         }
         let aliases = crate::coldplug::AliasTable::read(&self.shared.env.modules);
-        let (drivable, orphans) = pci::split_drivable(nics, |modalias| {
-            !aliases.lookup(modalias).is_empty()
-        });
+        let (drivable, orphans) =
+            pci::split_drivable(nics, |modalias| !aliases.lookup(modalias).is_empty());
         if let Some(line) = pci::orphans_line(&orphans) {
             self.shared.console.warn(&line);
         }
@@ -806,5 +805,4 @@ mod tests {
             ]
         );
     }
-
 }

@@ -110,9 +110,27 @@ mod tests {
     #[test]
     fn network_devices_are_found_by_class_with_their_ids() {
         let dir = tempfile::tempdir().unwrap();
-        device(dir.path(), "0000:00:04.0", "0x020000", ("8086", "100e"), false);
-        device(dir.path(), "0000:00:03.0", "0x010000", ("1af4", "1001"), true);
-        device(dir.path(), "0000:00:02.0", "0x020000", ("1af4", "1000"), true);
+        device(
+            dir.path(),
+            "0000:00:04.0",
+            "0x020000",
+            ("8086", "100e"),
+            false,
+        );
+        device(
+            dir.path(),
+            "0000:00:03.0",
+            "0x010000",
+            ("1af4", "1001"),
+            true,
+        );
+        device(
+            dir.path(),
+            "0000:00:02.0",
+            "0x020000",
+            ("1af4", "1000"),
+            true,
+        );
         let nics = network_devices(dir.path());
         let ids: Vec<(&str, &str, bool)> = nics
             .iter()
@@ -133,10 +151,28 @@ mod tests {
     fn unbound_devices_without_a_module_are_orphans() {
         let dir = tempfile::tempdir().unwrap();
         // virtio-net, driver still loading (module in the image); e1000, no module.
-        device(dir.path(), "0000:00:02.0", "0x020000", ("1af4", "1000"), false);
-        device(dir.path(), "0000:00:03.0", "0x020000", ("8086", "100e"), false);
+        device(
+            dir.path(),
+            "0000:00:02.0",
+            "0x020000",
+            ("1af4", "1000"),
+            false,
+        );
+        device(
+            dir.path(),
+            "0000:00:03.0",
+            "0x020000",
+            ("8086", "100e"),
+            false,
+        );
         // A built-in driver already bound: drivable whatever the table says.
-        device(dir.path(), "0000:00:05.0", "0x020000", ("10ec", "8139"), true);
+        device(
+            dir.path(),
+            "0000:00:05.0",
+            "0x020000",
+            ("10ec", "8139"),
+            true,
+        );
         let aliases = crate::coldplug::AliasTable::parse(
             "alias pci:v00001AF4d00001000sv*sd*bc*sc*i* virtio_pci\n",
         );
