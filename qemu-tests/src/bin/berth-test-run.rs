@@ -1,5 +1,6 @@
-//! berth-test-run: runs the QEMU scenarios on parallel lanes with a summary table (`make test`).
-//! Everything lives in [`berth_qemu_tests::runner`]; this only parses arguments.
+//! berth-test-run: runs test binaries (by default the QEMU scenarios) on parallel lanes with a
+//! summary table (`make test`). Everything lives in [`berth_qemu_tests::runner`]; this only
+//! parses arguments.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,15 +8,17 @@ use std::time::Duration;
 use berth_qemu_tests::runner::{self, cargo::Ignored, Options};
 
 const USAGE: &str = "usage: berth-test-run [--lanes N] [--ignored | --include-ignored] \
-[--guard-secs S] [-p PACKAGE]... [--list] [FILTER]...
-Builds the test binaries of PACKAGE (default berth-qemu-tests) with cargo and runs every test
-whose `binary::test` name contains a FILTER (all without filters) as its own process, N at a
-time (default: $BERTH_TEST_LANES, else the number of CPUs); tests holding the same exclusive
-host resource never overlap (qemu-tests/src/runner/exclusive.rs). --list prints the plan.";
+[--guard-secs S] [-p PACKAGE | --workspace | --exclude PACKAGE]... [--per-binary] [--list] \
+[FILTER]...
+Builds the test binaries of the packages (default -p berth-qemu-tests) with cargo and runs every
+test whose `binary::test` name contains a FILTER (all without filters) as its own process, N at
+a time (default: $BERTH_TEST_LANES, else the number of CPUs); tests holding the same exclusive
+host resource never overlap (qemu-tests/src/runner/exclusive.rs). --per-binary runs each test
+binary whole instead, as `cargo test` does. --list prints the plan.";
 
 fn main() -> ExitCode {
     let mut options = Options::default();
-    let mut packages = Vec::new();
+    let mut selection: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -34,7 +37,16 @@ fn main() -> ExitCode {
                     .map(|s| options.guard = Duration::from_secs(s))
                     .map_err(|e| format!("--guard-secs {v}: {e}"))
             }),
-            "-p" | "--package" => value("-p").map(|p| packages.push(p)),
+            "-p" | "--package" => value("-p").map(|p| selection.extend(["-p".into(), p])),
+            "--exclude" => value("--exclude").map(|p| selection.extend(["--exclude".into(), p])),
+            "--workspace" => {
+                selection.push(arg.clone());
+                Ok(())
+            }
+            "--per-binary" => {
+                options.per_binary = true;
+                Ok(())
+            }
             "--ignored" => {
                 options.ignored = Ignored::Only;
                 Ok(())
@@ -58,8 +70,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if !packages.is_empty() {
-        options.packages = packages;
+    if !selection.is_empty() {
+        options.packages = selection;
     }
     match runner::run(&options) {
         Ok(true) => ExitCode::SUCCESS,

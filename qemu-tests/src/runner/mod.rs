@@ -67,8 +67,11 @@ pub enum RunnerError {
 /// What to run, how.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Cargo packages whose tests run (`-p`).
+    /// What cargo builds: `-p <package>`, `--workspace`, `--exclude <package>` arguments.
     pub packages: Vec<String>,
+    /// One job per test binary (its tests in one process, as `cargo test` runs them) instead
+    /// of one per integration test.
+    pub per_binary: bool,
     /// Lanes: tests running at once.
     pub lanes: usize,
     /// Ignored tests: skipped, only, or included.
@@ -100,7 +103,8 @@ impl Default for Options {
                     .unwrap_or(1)
             });
         Self {
-            packages: vec!["berth-qemu-tests".into()],
+            packages: vec!["-p".into(), "berth-qemu-tests".into()],
+            per_binary: false,
             lanes: lanes.max(1),
             ignored: Ignored::Skip,
             filters: Vec::new(),
@@ -132,7 +136,7 @@ const UNKNOWN_ESTIMATE: f64 = 30.0;
 /// One test process to run.
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// `binary::test` or `binary (unit tests)`.
+    /// `binary::test`, `<package> <binary> (unit tests)` or `<package> tests/<binary>.rs`.
     pub name: String,
     /// The test binary.
     pub exe: PathBuf,
@@ -161,7 +165,7 @@ pub fn plan(
     for bin in binaries {
         let tests = cargo::list_tests(bin, options.ignored)?;
         match bin.kind {
-            Kind::Integration => {
+            Kind::Integration if !options.per_binary => {
                 for test in tests {
                     let name = format!("{}::{test}", bin.name);
                     if !selected(&name) {
@@ -188,13 +192,19 @@ pub fn plan(
                     });
                 }
             }
-            Kind::Unit => {
-                let name = format!("{} (unit tests)", bin.name);
+            _ => {
+                let name = match bin.kind {
+                    Kind::Unit => format!("{} {} (unit tests)", bin.package, bin.name),
+                    Kind::Integration => format!("{} tests/{}.rs", bin.package, bin.name),
+                };
                 if tests.is_empty() || !selected(&name) {
                     continue;
                 }
                 jobs.push(Job {
-                    estimate: history.get(&name).copied().unwrap_or(1.0),
+                    estimate: history.get(&name).copied().unwrap_or(match bin.kind {
+                        Kind::Unit => 1.0,
+                        Kind::Integration => UNKNOWN_ESTIMATE,
+                    }),
                     name,
                     exe: bin.exe.clone(),
                     args: options
@@ -512,7 +522,7 @@ mod tests {
 
     #[test]
     fn log_names_are_plain() {
-        assert_eq!(log_name("lib (unit tests)"), "lib__unit_tests_.log");
+        assert_eq!(log_name("p lib (unit tests)"), "p_lib__unit_tests_.log");
         assert_eq!(log_name("boot::a_b"), "boot__a_b.log");
     }
 
