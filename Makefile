@@ -53,8 +53,8 @@ test-cri: deps static ## The CRI host tests with critest (builds critest: minute
 test-uefi: deps static image-test ## Only the UEFI disk scenario (4 boots: growth, A/B upgrade, rollback; ~95 s).
 	$(CARGO) run -q -p berth-qemu-tests --bin berth-test-run -- uefi::
 
-test-zfs: deps static image-test-zfs ## The ZFS scenarios: the one in `make test`, then the whole conformance suite (docs/zfs.md).
-	$(CARGO) test -p berth-qemu-tests --test zfs -- --include-ignored --test-threads=1 --nocapture zfs_pool zfs_full
+test-zfs: deps static image-test-zfs ## The ZFS scenarios side by side: pool, snapshotter and container run; the whole conformance suite (docs/zfs.md).
+	$(CARGO) run -q -p berth-qemu-tests --bin berth-test-run -- --include-ignored zfs::zfs_pool zfs::zfs_full
 
 .PHONY: bench
 bench: deps static image-test-zfs ## Benchmarks against containerd (root, ratios): import+unpack, registry pull+unpack, run --rm true; ZFS Prepare+Commit with 10/100/1000 snapshots (QEMU).

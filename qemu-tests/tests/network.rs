@@ -737,7 +737,7 @@ fn lease_is_renewed_then_rebound_on_a_tap_device() -> Result<()> {
     )?;
     // Power-off sends RELEASE (`[network] release_on_shutdown`) before the services stop.
     vm.powerdown()?;
-    vm.wait_exit(std::time::Duration::from_secs(60))?;
+    vm.wait_exit(std::time::Duration::from_secs(180))?;
     print_line(&vm, "released");
     let log = || std::fs::read_to_string(net.dir.path().join("log")).unwrap_or_default();
     let released = log()

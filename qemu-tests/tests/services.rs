@@ -18,7 +18,7 @@ use berth_qemu_tests::{AgentClient, Image, Vm};
 /// Init's readiness line.
 const READY: &str = r"berth-init: berth ready";
 /// Hang guard for restarts and shutdowns.
-const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
+const ACTION_TIMEOUT: Duration = Duration::from_secs(180);
 /// The agent binary in the test image; it also plays the stubborn service and the sleeper.
 const AGENT: &str = berth_layout::paths::TEST_AGENT;
 /// Stop timeout of the stubborn service.

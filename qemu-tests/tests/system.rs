@@ -19,9 +19,11 @@ use berth_qemu_tests::{Image, Vm};
 /// Init's readiness line.
 const READY: &str = r"berth-init: berth ready";
 /// Hang guard for one berthctl call over the bridge.
-const CTL_TIMEOUT: Duration = Duration::from_secs(10);
+const CTL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Hang guard for a reboot and for a forwarded message.
-const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
+const ACTION_TIMEOUT: Duration = Duration::from_secs(180);
+/// Hang guard for the DHCP lease on QEMU's user network after `berth ready`.
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Stage 2's stages (init/src/stage2.rs), all finished once the node is ready and idle.
 const STAGES: [&str; 12] = [
     "kernel+initramfs",
@@ -401,7 +403,7 @@ fn syslog_is_forwarded_to_a_host_listener_over_udp() -> Result<()> {
         .spawn()?;
     boot_ready(&mut vm)?;
     // The guest gets its address from init's networking (DHCP on QEMU's user network).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + ROUTE_TIMEOUT;
     let mut routed = guest_has_route(&mut vm)?;
     while !routed && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
@@ -409,7 +411,10 @@ fn syslog_is_forwarded_to_a_host_listener_over_udp() -> Result<()> {
     }
     vm.check(
         routed,
-        "the guest has no IPv4 route 30 s after ready (DHCP on QEMU's user network failed)",
+        format!(
+            "the guest has no IPv4 route {} s after ready (DHCP on QEMU's user network failed)",
+            ROUTE_TIMEOUT.as_secs()
+        ),
     )?;
     let mut agent = vm.agent()?;
     let marker = format!("forwarded {}", std::process::id());

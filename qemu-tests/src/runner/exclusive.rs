@@ -10,35 +10,75 @@
 //! own directories from the read-only kernel and package cache that `make image-test` filled.
 //! A scenario that needs a fixed host port, a fixed name (namespace, bridge, tap, `/tmp`
 //! path), host-wide iptables rules or the whole machine must be listed here with the reason.
+//!
+//! Besides the table, two rules by kind of job: every scenario claims the release binaries
+//! (shared), and host test binaries run one at a time ([`claims_of`]).
 
-/// A scenario (matched by `binary::test` prefix) and the host resource it holds exclusively.
+use super::schedule::Claim;
+
+/// A test (matched by name prefix) and the host resource it holds exclusively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exclusive {
-    /// `binary::test`, or a prefix of it (`binary::` for a whole file).
+    /// A job name or a prefix of one: `binary::test` for a scenario (`binary::` for a whole
+    /// file), `<package> tests/<binary>.rs` for a host test binary.
     pub test: &'static str,
-    /// The resource; scenarios naming the same resource never overlap.
+    /// The resource; jobs claiming the same resource never overlap.
     pub resource: &'static str,
     /// Why it cannot be shared.
     pub why: &'static str,
 }
 
-/// The table.
-pub const EXCLUSIVE: &[Exclusive] = &[Exclusive {
-    test: "network::resolves_a_name_only_the_host_resolver_knows",
-    resource: "127.0.0.1:53",
-    why: "dnsmasq answers the guest's DNS on the host's port 53 (the user network forwards \
-          the guest's queries to .2 only on that port)",
-}];
+/// The static binaries in `target/x86_64-unknown-linux-gnu/release` (berthctl, berth-image):
+/// every scenario uses them (shared claim).
+pub const RELEASE_BINARIES: &str = "the release binaries";
 
-/// The resources `test` (`binary::test`) holds.
-pub fn resources_of(test: &str) -> Vec<&'static str> {
-    let mut out: Vec<&'static str> = EXCLUSIVE
+/// Host test binaries run one at a time, as `cargo test` runs them: some share fixed names
+/// (cgroups, scratch paths) with each other, and several use both cores themselves.
+pub const HOST_TEST_BINARIES: &str = "host test binaries";
+
+/// The table.
+pub const EXCLUSIVE: &[Exclusive] = &[
+    Exclusive {
+        test: "network::resolves_a_name_only_the_host_resolver_knows",
+        resource: "127.0.0.1:53",
+        why: "dnsmasq answers the guest's DNS on the host's port 53 (the user network forwards \
+              the guest's queries to .2 only on that port)",
+    },
+    Exclusive {
+        test: "berth-image tests/reproducible.rs",
+        resource: RELEASE_BINARIES,
+        why: "moves the workspace's release artefacts aside while its second checkout builds \
+              in the same target directory (its `Stash`), so berthctl and berth-image are \
+              missing meanwhile; its cargo build keeps both cores busy anyway",
+    },
+];
+
+/// What a job is, for the claims every job of its kind makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// One QEMU scenario (one test of an integration test binary).
+    Scenario,
+    /// A whole test binary (host tests; unit tests).
+    Binary,
+}
+
+/// Everything job `name` claims: its rows of [`EXCLUSIVE`] (exclusive), and by kind
+/// [`RELEASE_BINARIES`] (scenarios, shared) or [`HOST_TEST_BINARIES`] (whole binaries,
+/// exclusive).
+pub fn claims_of(name: &str, kind: JobKind) -> Vec<Claim> {
+    let mut out: Vec<Claim> = EXCLUSIVE
         .iter()
-        .filter(|e| test.starts_with(e.test))
-        .map(|e| e.resource)
+        .filter(|e| name.starts_with(e.test))
+        .map(|e| Claim::exclusive(e.resource))
         .collect();
-    out.sort_unstable();
-    out.dedup();
+    let by_kind = match kind {
+        JobKind::Scenario => Claim::shared(RELEASE_BINARIES),
+        JobKind::Binary => Claim::exclusive(HOST_TEST_BINARIES),
+    };
+    if !out.iter().any(|c| c.resource == by_kind.resource) {
+        out.push(by_kind);
+    }
+    out.sort();
     out
 }
 
@@ -47,18 +87,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefixes_select_tests() {
+    fn claims_come_from_the_table_and_the_kind() {
+        let names = |claims: Vec<Claim>| {
+            claims
+                .into_iter()
+                .map(|c| format!("{}{}", c.resource, if c.exclusive { "" } else { "?" }))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            resources_of("network::resolves_a_name_only_the_host_resolver_knows"),
-            ["127.0.0.1:53"]
+            names(claims_of(
+                "network::resolves_a_name_only_the_host_resolver_knows",
+                JobKind::Scenario
+            )),
+            ["127.0.0.1:53", "the release binaries?"]
         );
-        assert!(resources_of("network::dhcp_on_a_random_user_network").is_empty());
+        assert_eq!(
+            names(claims_of(
+                "network::dhcp_on_a_random_user_network",
+                JobKind::Scenario
+            )),
+            ["the release binaries?"]
+        );
+        assert_eq!(
+            names(claims_of(
+                "berth-image tests/reproducible.rs",
+                JobKind::Binary
+            )),
+            ["host test binaries", "the release binaries"]
+        );
+        assert_eq!(
+            names(claims_of("berth tests/storage.rs", JobKind::Binary)),
+            ["host test binaries"]
+        );
     }
 
     #[test]
     fn every_entry_says_why() {
         for e in EXCLUSIVE {
-            assert!(e.test.contains("::"), "{e:?}: name binary::test");
+            assert!(e.test.contains("::") || e.test.contains(" tests/"), "{e:?}");
             assert!(!e.resource.is_empty() && e.why.len() > 20, "{e:?}");
         }
     }

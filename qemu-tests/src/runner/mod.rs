@@ -84,10 +84,12 @@ pub struct Options {
     pub list: bool,
 }
 
-/// The outer hang guard: the longest scenario takes about 4 minutes on this project's 2-core
-/// machines under TCG (the UEFI scenario's four boots, `containers` with its variant build);
-/// a host 3x slower needs 12, and a hang is caught well inside CI's 90 minutes.
-pub const DEFAULT_GUARD: Duration = Duration::from_secs(30 * 60);
+/// The outer hang guard, above every scenario's own guards: the longest scenario in `make test`
+/// takes about 4 minutes on this project's 2-core machines under TCG (the UEFI scenario's four
+/// boots, `containers` with its variant build), the whole ZFS conformance suite of `make
+/// test-zfs` 6–8 (its own guard: 45 minutes), so a host 3x slower still passes, and a hang in
+/// `make test` is still caught inside CI's 90 minutes.
+pub const DEFAULT_GUARD: Duration = Duration::from_secs(60 * 60);
 
 /// Environment variable for the number of lanes.
 pub const LANES_ENV: &str = "BERTH_TEST_LANES";
@@ -146,8 +148,8 @@ pub struct Job {
     pub dir: PathBuf,
     /// The package (for `CARGO_PKG_NAME`).
     pub package: String,
-    /// Exclusive resources (see [`exclusive`]).
-    pub resources: Vec<String>,
+    /// What it holds while it runs (see [`exclusive`]).
+    pub claims: Vec<schedule::Claim>,
     /// Expected duration, seconds (ordering only).
     pub estimate: f64,
 }
@@ -179,10 +181,7 @@ pub fn plan(
                     ];
                     args.extend(options.ignored.flag().map(String::from));
                     jobs.push(Job {
-                        resources: exclusive::resources_of(&name)
-                            .into_iter()
-                            .map(String::from)
-                            .collect(),
+                        claims: exclusive::claims_of(&name, exclusive::JobKind::Scenario),
                         estimate: estimate(&name, history),
                         name,
                         exe: bin.exe.clone(),
@@ -200,11 +199,12 @@ pub fn plan(
                 if tests.is_empty() || !selected(&name) {
                     continue;
                 }
+                let claims = exclusive::claims_of(&name, exclusive::JobKind::Binary);
                 jobs.push(Job {
-                    estimate: history.get(&name).copied().unwrap_or(match bin.kind {
-                        Kind::Unit => 1.0,
-                        Kind::Integration => UNKNOWN_ESTIMATE,
-                    }),
+                    estimate: match bin.kind {
+                        Kind::Unit => history.get(&name).copied().unwrap_or(1.0),
+                        Kind::Integration => estimate(&name, history),
+                    },
                     name,
                     exe: bin.exe.clone(),
                     args: options
@@ -215,7 +215,7 @@ pub fn plan(
                         .collect(),
                     dir: bin.package_dir.clone(),
                     package: bin.package.clone(),
-                    resources: Vec::new(),
+                    claims,
                 });
             }
         }
@@ -290,14 +290,10 @@ pub fn run(options: &Options) -> Result<bool, RunnerError> {
         for &i in &order {
             let j = &jobs[i];
             println!(
-                "  ~{:>5.0} s  {}{}",
+                "  ~{:>5.0} s  {}  [{}]",
                 j.estimate,
                 j.name,
-                if j.resources.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [exclusive: {}]", j.resources.join(", "))
-                }
+                describe_claims(&j.claims)
             );
         }
         return Ok(true);
@@ -314,14 +310,15 @@ pub fn run(options: &Options) -> Result<bool, RunnerError> {
         options.lanes,
         logs.display()
     );
-    let exclusive_jobs: Vec<&Job> = jobs.iter().filter(|j| !j.resources.is_empty()).collect();
-    for j in &exclusive_jobs {
-        println!("  exclusive: {} holds {}", j.name, j.resources.join(", "));
+    for e in exclusive::EXCLUSIVE {
+        for j in jobs.iter().filter(|j| j.name.starts_with(e.test)) {
+            println!("  exclusive: {} holds {} alone", j.name, e.resource);
+        }
     }
 
     let mut scheduler = schedule::Scheduler::new(
         options.lanes,
-        jobs.iter().map(|j| j.resources.clone()).collect(),
+        jobs.iter().map(|j| j.claims.clone()).collect(),
         order,
     );
     let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
@@ -473,6 +470,21 @@ pub fn run(options: &Options) -> Result<bool, RunnerError> {
         let _ = std::fs::write(&history_path, text + "\n");
     }
     Ok(!interrupted && table.iter().all(|o| o.verdict.ok()))
+}
+
+/// `a (alone), b (shared)`.
+fn describe_claims(claims: &[schedule::Claim]) -> String {
+    claims
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({})",
+                c.resource,
+                if c.exclusive { "alone" } else { "shared" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn describe(verdict: &Verdict) -> String {

@@ -1,20 +1,51 @@
 //! Which job starts next, on which lane: pure policy, no processes.
 //!
 //! Jobs start longest first (by their estimate: the last run's duration, else a hint) so the
-//! lanes finish close together, and a job starts only when no running job holds one of its
-//! exclusive resources; a blocked job waits while later ones go ahead.
+//! lanes finish close together. A job claims resources, each shared or exclusive: it starts
+//! only when no running job holds one of them exclusively and, for an exclusive claim, nobody
+//! holds it at all. A blocked job waits while later ones go ahead, except later ones that
+//! claim what it waits for (so an exclusive claim is not starved by a stream of shared ones).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A resource a job holds while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Claim {
+    /// The resource's name.
+    pub resource: String,
+    /// Alone (true) or alongside other shared holders (false).
+    pub exclusive: bool,
+}
+
+impl Claim {
+    /// An exclusive claim.
+    pub fn exclusive(resource: &str) -> Self {
+        Self {
+            resource: resource.into(),
+            exclusive: true,
+        }
+    }
+
+    /// A shared claim.
+    pub fn shared(resource: &str) -> Self {
+        Self {
+            resource: resource.into(),
+            exclusive: false,
+        }
+    }
+}
 
 /// The scheduler's state over jobs `0..n`.
 #[derive(Debug)]
 pub struct Scheduler {
     /// Jobs not started yet, in start order.
     pending: Vec<usize>,
-    /// Resources each job holds while it runs.
-    resources: Vec<Vec<String>>,
-    /// Resources held by running jobs.
-    held: BTreeSet<String>,
+    /// What each job claims while it runs.
+    claims: Vec<Vec<Claim>>,
+    /// Resources held exclusively by a running job.
+    exclusive: BTreeSet<String>,
+    /// Resources held shared, with the number of holders.
+    shared: BTreeMap<String, usize>,
     /// Lanes (1-based) with nothing running.
     free: BTreeSet<usize>,
 }
@@ -27,35 +58,64 @@ pub fn start_order(estimates: &[f64]) -> Vec<usize> {
 }
 
 impl Scheduler {
-    /// `lanes` lanes (at least one); `resources[i]` are job `i`'s exclusive resources; jobs
-    /// start in `order` as far as resources allow.
-    pub fn new(lanes: usize, resources: Vec<Vec<String>>, order: Vec<usize>) -> Self {
+    /// `lanes` lanes (at least one); `claims[i]` is what job `i` holds while it runs; jobs
+    /// start in `order` as far as the claims allow.
+    pub fn new(lanes: usize, claims: Vec<Vec<Claim>>, order: Vec<usize>) -> Self {
         Self {
             pending: order,
-            resources,
-            held: BTreeSet::new(),
+            claims,
+            exclusive: BTreeSet::new(),
+            shared: BTreeMap::new(),
             free: (1..=lanes.max(1)).collect(),
         }
     }
 
-    /// The next job to start and its lane, if a lane is free and a pending job's resources
-    /// are all free. The job's resources are held until [`Scheduler::finished`].
+    fn free_for(&self, claim: &Claim) -> bool {
+        !self.exclusive.contains(&claim.resource)
+            && (!claim.exclusive || !self.shared.contains_key(&claim.resource))
+    }
+
+    /// The next job to start and its lane, if a lane is free and a pending job's claims can
+    /// be granted. They are held until [`Scheduler::finished`].
     pub fn start_next(&mut self) -> Option<(usize, usize)> {
         let lane = *self.free.first()?;
-        let position = self
-            .pending
-            .iter()
-            .position(|&job| self.resources[job].iter().all(|r| !self.held.contains(r)))?;
-        let job = self.pending.remove(position);
-        self.held.extend(self.resources[job].iter().cloned());
+        // Resources earlier blocked jobs wait for: later jobs must not take them.
+        let mut waited_for: BTreeSet<&str> = BTreeSet::new();
+        let mut position = None;
+        for (p, &job) in self.pending.iter().enumerate() {
+            let claims = &self.claims[job];
+            if claims
+                .iter()
+                .all(|c| self.free_for(c) && !waited_for.contains(c.resource.as_str()))
+            {
+                position = Some(p);
+                break;
+            }
+            waited_for.extend(claims.iter().map(|c| c.resource.as_str()));
+        }
+        let job = self.pending.remove(position?);
+        for c in &self.claims[job] {
+            if c.exclusive {
+                self.exclusive.insert(c.resource.clone());
+            } else {
+                *self.shared.entry(c.resource.clone()).or_default() += 1;
+            }
+        }
         self.free.remove(&lane);
         Some((job, lane))
     }
 
     /// Job `job` on `lane` ended: its lane and resources are free again.
     pub fn finished(&mut self, job: usize, lane: usize) {
-        for r in &self.resources[job] {
-            self.held.remove(r);
+        for c in &self.claims[job] {
+            if c.exclusive {
+                self.exclusive.remove(&c.resource);
+            } else if let Some(n) = self.shared.get_mut(&c.resource) {
+                *n -= 1;
+                if *n == 0 {
+                    self.shared.remove(&c.resource);
+                }
+            }
         }
         self.free.insert(lane);
     }
@@ -75,9 +135,17 @@ impl Scheduler {
 mod tests {
     use super::*;
 
-    fn res(list: &[&[&str]]) -> Vec<Vec<String>> {
+    /// Claims from `name` (exclusive) and `name?` (shared).
+    fn res(list: &[&[&str]]) -> Vec<Vec<Claim>> {
         list.iter()
-            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|s| match s.strip_suffix('?') {
+                        Some(name) => Claim::shared(name),
+                        None => Claim::exclusive(s),
+                    })
+                    .collect()
+            })
             .collect()
     }
 
@@ -114,6 +182,26 @@ mod tests {
         assert_eq!(s.start_next(), None);
         s.finished(1, 1);
         assert_eq!(s.start_next(), Some((3, 1)));
+    }
+
+    #[test]
+    fn shared_claims_overlap_and_exclude_the_exclusive_one_without_starving_it() {
+        let mut s = Scheduler::new(
+            2,
+            res(&[&["bins?"], &["bins"], &["bins?"], &[]]),
+            vec![0, 1, 2, 3],
+        );
+        assert_eq!(s.start_next(), Some((0, 1)));
+        // Job 1 wants `bins` alone: it waits, and job 2 (shared `bins`) may not overtake it;
+        // job 3 claims nothing and goes ahead.
+        assert_eq!(s.start_next(), Some((3, 2)));
+        s.finished(3, 2);
+        assert_eq!(s.start_next(), None);
+        s.finished(0, 1);
+        assert_eq!(s.start_next(), Some((1, 1)));
+        assert_eq!(s.start_next(), None, "2 waits for the exclusive holder");
+        s.finished(1, 1);
+        assert_eq!(s.start_next(), Some((2, 1)));
     }
 
     #[test]
