@@ -5,7 +5,8 @@
 #   proc-macros and build scripts (which run on the build host) dynamic.
 # - `--remap-path-prefix` rewrites CARGO_HOME and the target directory to fixed names for every
 #   crate, and the checkout to `/berth` for the workspace's own crates only (through
-#   scripts/rustc-workspace-wrapper.sh, cargo's RUSTC_WORKSPACE_WRAPPER): the same sources give
+#   scripts/rustc-wrapper/berth-rustc-workspace-wrapper, cargo's RUSTC_WORKSPACE_WRAPPER, named
+#   without its directory so its path does not enter the units' hashes): the same sources give
 #   byte-identical binaries from any checkout path, and dependencies are built with flags that
 #   do not name the checkout, so checkouts sharing a target directory share their builds.
 # - The release profile in the root Cargo.toml does thin LTO and strips.
@@ -33,7 +34,8 @@ flags="-C target-feature=+crt-static"
 flags="$flags --remap-path-prefix=$cargo_home=/cargo"
 flags="$flags --remap-path-prefix=$target_dir=/target"
 export BERTH_REMAP_CHECKOUT=$checkout BERTH_REMAP_TARGET=$target_dir
-export RUSTC_WORKSPACE_WRAPPER=$checkout/scripts/rustc-workspace-wrapper.sh
+PATH=$checkout/scripts/rustc-wrapper:$PATH
+export RUSTC_WORKSPACE_WRAPPER=berth-rustc-workspace-wrapper
 
 # Our flags, not whatever the environment carries (CARGO_ENCODED_RUSTFLAGS would win).
 unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
