@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # `make test` once the static binaries and the images are built: builds every test binary,
-# runs the host tests (each test binary whole and one at a time, as `cargo test` does) and the
-# doc tests, then the QEMU scenarios side by side on the machine's cores (berth-test-run,
-# qemu-tests/src/runner/). Each step is timed (scripts/timed.sh) and the step table printed at
-# the end, whatever failed; every step runs even after an earlier one failed, except that
-# nothing runs without a test build.
+# then runs them all with berth-test-run (qemu-tests/src/runner/): each QEMU scenario as a job
+# of its own and every host test binary whole (as `cargo test` runs it), side by side on the
+# machine's cores as far as the host resources they claim allow (host test binaries one at a
+# time, the reproducibility test alone), then the doc tests. Each step is timed
+# (scripts/timed.sh) and the step table printed at the end, whatever failed.
 #
-# Usage: scripts/test.sh    Environment: CARGO (default cargo), BERTH_TEST_LANES (QEMU lanes).
+# Usage: scripts/test.sh    Environment: CARGO (default cargo), BERTH_TEST_LANES (jobs at once).
 set -u
 cd "$(dirname "$0")/.."
 cargo=${CARGO:-cargo}
-runner=("$cargo" run -q -p berth-qemu-tests --bin berth-test-run --)
 status=0
 step() {
     scripts/timed.sh "$@" || status=1
@@ -18,9 +17,8 @@ step() {
 
 step "test build" "$cargo" test --workspace --no-run
 if [ "$status" = 0 ]; then
-    step "host tests" "${runner[@]}" --workspace --exclude berth-qemu-tests --per-binary --lanes 1
-    step "doc tests" "$cargo" test --workspace --exclude berth-qemu-tests --doc
-    step "QEMU scenarios" "${runner[@]}"
+    step "tests" "$cargo" run -q -p berth-qemu-tests --bin berth-test-run -- --workspace
+    step "doc tests" "$cargo" test --workspace --doc
 fi
 scripts/timed.sh --report
 exit "$status"

@@ -8,13 +8,14 @@ use std::time::Duration;
 use berth_qemu_tests::runner::{self, cargo::Ignored, Options};
 
 const USAGE: &str = "usage: berth-test-run [--lanes N] [--ignored | --include-ignored] \
-[--guard-secs S] [-p PACKAGE | --workspace | --exclude PACKAGE]... [--per-binary] [--list] \
-[FILTER]...
-Builds the test binaries of the packages (default -p berth-qemu-tests) with cargo and runs every
-test whose `binary::test` name contains a FILTER (all without filters) as its own process, N at
-a time (default: $BERTH_TEST_LANES, else the number of CPUs); tests holding the same exclusive
-host resource never overlap (qemu-tests/src/runner/exclusive.rs). --per-binary runs each test
-binary whole instead, as `cargo test` does. --list prints the plan.";
+[--guard-secs S] [-p PACKAGE | --workspace | --exclude PACKAGE]... [--scenarios PACKAGE] \
+[--list] [FILTER]...
+Builds the test binaries of the packages (default -p berth-qemu-tests) with cargo and runs them,
+N jobs at a time (default: $BERTH_TEST_LANES, else the number of CPUs): each integration test
+of the scenarios package (default berth-qemu-tests) as a job of its own, every other test
+binary whole, as `cargo test` does; only jobs whose name contains a FILTER (all without
+filters). Jobs claiming the same host resource never overlap
+(qemu-tests/src/runner/exclusive.rs). --list prints the plan.";
 
 fn main() -> ExitCode {
     let mut options = Options::default();
@@ -43,10 +44,7 @@ fn main() -> ExitCode {
                 selection.push(arg.clone());
                 Ok(())
             }
-            "--per-binary" => {
-                options.per_binary = true;
-                Ok(())
-            }
+            "--scenarios" => value("--scenarios").map(|p| options.scenarios = p),
             "--ignored" => {
                 options.ignored = Ignored::Only;
                 Ok(())

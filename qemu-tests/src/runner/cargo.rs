@@ -34,7 +34,8 @@ pub struct TestBinary {
     pub package: String,
 }
 
-/// Builds the test binaries of `packages` and returns them in cargo's order.
+/// Builds the test binaries of `packages` (cargo's own arguments: `-p NAME`, `--workspace`,
+/// `--exclude NAME`) and returns them in cargo's order.
 pub fn build(cargo: &OsString, packages: &[String]) -> Result<Vec<TestBinary>, RunnerError> {
     let mut command = Command::new(cargo);
     command.args([
@@ -42,9 +43,7 @@ pub fn build(cargo: &OsString, packages: &[String]) -> Result<Vec<TestBinary>, R
         "--no-run",
         "--message-format=json-render-diagnostics",
     ]);
-    for p in packages {
-        command.args(["-p", p]);
-    }
+    command.args(packages);
     let line = crate::process::command_line(&command);
     let output = command
         .stdin(Stdio::null())
@@ -61,6 +60,19 @@ pub fn build(cargo: &OsString, packages: &[String]) -> Result<Vec<TestBinary>, R
         });
     }
     Ok(parse_artifacts(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The package's name in a cargo package id: "path+file:///…/qemu-tests#berth-qemu-tests@0.1.0",
+/// or "path+file:///…/berth#0.1.0" when the directory has the package's name, or the older
+/// "name 0.1.0 (source)".
+fn package_name(id: &str) -> String {
+    match id.rsplit_once('#') {
+        Some((url, fragment)) => match fragment.split_once('@') {
+            Some((name, _)) => name.to_string(),
+            None => url.rsplit('/').next().unwrap_or(url).to_string(),
+        },
+        None => id.split(' ').next().unwrap_or(id).to_string(),
+    }
 }
 
 /// The test executables in cargo's JSON messages.
@@ -91,13 +103,7 @@ pub fn parse_artifacts(json_lines: &str) -> Vec<TestBinary> {
         };
         let manifest = PathBuf::from(msg["manifest_path"].as_str().unwrap_or_default());
         let package_dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
-        // package_id: "path+file:///…/qemu-tests#berth-qemu-tests@0.1.0" (or older forms).
-        let id = msg["package_id"].as_str().unwrap_or_default();
-        let package = id
-            .rsplit_once('#')
-            .map(|(_, p)| p.split('@').next().unwrap_or(p))
-            .unwrap_or_else(|| id.split(' ').next().unwrap_or(id))
-            .to_string();
+        let package = package_name(msg["package_id"].as_str().unwrap_or_default());
         out.push(TestBinary {
             name,
             kind,
@@ -185,6 +191,9 @@ mod tests {
 
     #[test]
     fn artifacts_name_binaries_by_kind() {
+        assert_eq!(package_name("path+file:///w/berth#0.1.0"), "berth");
+        assert_eq!(package_name("path+file:///w/engine#berth-engine@0.1.0"), "berth-engine");
+        assert_eq!(package_name("regex 1.0 (registry+https://x)"), "regex");
         let json = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/qemu-tests#berth-qemu-tests@0.1.0","manifest_path":"/w/qemu-tests/Cargo.toml","target":{"kind":["test"],"name":"network"},"profile":{"test":true},"executable":"/t/debug/deps/network-abc"}
 {"reason":"compiler-artifact","package_id":"path+file:///w/qemu-tests#berth-qemu-tests@0.1.0","manifest_path":"/w/qemu-tests/Cargo.toml","target":{"kind":["lib"],"name":"berth_qemu_tests"},"profile":{"test":true},"executable":"/t/debug/deps/berth_qemu_tests-1"}
 {"reason":"compiler-artifact","package_id":"path+file:///w/qemu-tests#berth-qemu-tests@0.1.0","manifest_path":"/w/qemu-tests/Cargo.toml","target":{"kind":["bin"],"name":"berth-test-agent"},"profile":{"test":true},"executable":"/t/debug/deps/berth_test_agent-2"}

@@ -1,4 +1,5 @@
-//! `berth-test-run`: runs the QEMU scenarios side by side within the machine's cores.
+//! `berth-test-run`: runs the QEMU scenarios (and, in `make test`, the host test binaries) side
+//! by side within the machine's cores.
 //!
 //! A TCG guest keeps about one host core busy, and most scenarios share nothing on the host
 //! (see [`exclusive`]), so on 2 cores two scenarios at a time take about half the wall time
@@ -69,9 +70,9 @@ pub enum RunnerError {
 pub struct Options {
     /// What cargo builds: `-p <package>`, `--workspace`, `--exclude <package>` arguments.
     pub packages: Vec<String>,
-    /// One job per test binary (its tests in one process, as `cargo test` runs them) instead
-    /// of one per integration test.
-    pub per_binary: bool,
+    /// The package whose integration tests are scenarios: one job per test. Every other test
+    /// binary is one job (its tests in one process, as `cargo test` runs them).
+    pub scenarios: String,
     /// Lanes: tests running at once.
     pub lanes: usize,
     /// Ignored tests: skipped, only, or included.
@@ -91,6 +92,9 @@ pub struct Options {
 /// `make test` is still caught inside CI's 90 minutes.
 pub const DEFAULT_GUARD: Duration = Duration::from_secs(60 * 60);
 
+/// The package of the QEMU scenarios.
+pub const SCENARIOS_PACKAGE: &str = "berth-qemu-tests";
+
 /// Environment variable for the number of lanes.
 pub const LANES_ENV: &str = "BERTH_TEST_LANES";
 
@@ -105,8 +109,8 @@ impl Default for Options {
                     .unwrap_or(1)
             });
         Self {
-            packages: vec!["-p".into(), "berth-qemu-tests".into()],
-            per_binary: false,
+            packages: vec!["-p".into(), SCENARIOS_PACKAGE.into()],
+            scenarios: SCENARIOS_PACKAGE.into(),
             lanes: lanes.max(1),
             ignored: Ignored::Skip,
             filters: Vec::new(),
@@ -120,6 +124,9 @@ impl Default for Options {
 /// long scenarios start first so the lanes end together. Measured on 2 busy cores under TCG;
 /// only the order matters.
 const FIRST_RUN_ESTIMATES: &[(&str, f64)] = &[
+    ("berth-image tests/reproducible.rs", 600.0),
+    ("berth tests/crash_safety.rs", 90.0),
+    ("berth-engine tests/snapshotters.rs", 60.0),
     ("containers::", 200.0),
     ("uefi::", 150.0),
     ("services::", 120.0),
@@ -167,7 +174,7 @@ pub fn plan(
     for bin in binaries {
         let tests = cargo::list_tests(bin, options.ignored)?;
         match bin.kind {
-            Kind::Integration if !options.per_binary => {
+            Kind::Integration if bin.package == options.scenarios => {
                 for test in tests {
                     let name = format!("{}::{test}", bin.name);
                     if !selected(&name) {
