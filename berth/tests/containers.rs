@@ -311,6 +311,34 @@ fn the_same_name_again_right_after_run_rm() {
     }
 }
 
+/// An image not unpacked for the container's snapshotter (imported for another one here; the
+/// demo image whose unpack is still running after boot is the same case) is unpacked by the
+/// create, as `ctr run` does; it used to fail with `snapshot … not found`.
+#[test]
+fn run_unpacks_an_image_for_another_snapshotter() {
+    let Some(env) = setup() else { return };
+    let out = env.ctl(&[
+        "run",
+        "--rm",
+        "--snapshotter",
+        "native",
+        "busybox",
+        "echo",
+        "native",
+    ]);
+    assert!(
+        out.status.success() && text(&out.stdout).trim() == "native",
+        "run on native: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let snapshots = env.ok(&["snapshots", "--snapshotter", "native", "ls"]);
+    assert!(
+        snapshots.lines().count() > 1,
+        "no committed snapshots in native after the run:\n{snapshots}"
+    );
+}
+
 #[test]
 fn failed_creates_leave_the_name_free() {
     let Some(env) = setup() else { return };

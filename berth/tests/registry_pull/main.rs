@@ -11,9 +11,9 @@
 //! module's job). Durations are printed, never asserted.
 
 use berth_test_support::host;
+mod auth;
 #[path = "../registry/mod.rs"]
 mod registry;
-mod auth;
 use berth_test_support::support;
 
 use std::collections::BTreeMap;

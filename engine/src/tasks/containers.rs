@@ -111,8 +111,8 @@ impl Tasks {
             .expect("runtimes lock")
             .get(&c.runtime)?;
         // The image: its config for the spec, its top snapshot for the rootfs.
-        let (config, chain) = if c.image.is_empty() {
-            (None, None)
+        let (config, chain, resolved) = if c.image.is_empty() {
+            (None, None, None)
         } else {
             let image = self.db().images().get(ns, &c.image)?;
             let target = crate::images::descriptor(
@@ -132,7 +132,11 @@ impl Tasks {
                     berth_api::errdefs::chain(&e)
                 ))
             })?;
-            (Some(resolved.config.clone()), resolved.top_chain_id())
+            (
+                Some(resolved.config.clone()),
+                resolved.top_chain_id(),
+                Some(resolved),
+            )
         };
         let spec_bytes = if !c.spec.is_empty() {
             spec::parse(&c.spec)?;
@@ -185,6 +189,31 @@ impl Tasks {
             let sn = self.snapshotters.lookup(&snapshotter).ok_or_else(|| {
                 Error::InvalidSpec(format!("snapshotter {snapshotter:?} is not loaded"))
             })?;
+            // An image not unpacked for this snapshotter yet (pulled for another one, or
+            // still being unpacked by its import: the demo image just after boot) is
+            // unpacked here, as `ctr run` does; a concurrent unpack of the same chain is
+            // harmless (the second commit yields to the first).
+            let top = crate::unpack::backend_name(ns, chain);
+            let unpacked =
+                matches!(sn.stat(&top), Ok(info) if info.kind == crate::snapshots::Kind::Committed);
+            if let (false, Some(resolved)) = (unpacked, &resolved) {
+                crate::unpack::unpack(
+                    self.db(),
+                    &self.storage.content,
+                    ns,
+                    &snapshotter,
+                    sn.as_ref(),
+                    resolved,
+                    None,
+                )
+                .map_err(|e| {
+                    Error::FailedPrecondition(format!(
+                        "image {:?}: unpacking it for snapshotter {snapshotter:?}: {}",
+                        c.image,
+                        berth_api::errdefs::chain(&e)
+                    ))
+                })?;
+            }
             let backend = format!("{ns}/{}", c.id);
             let _guard = self.db().resource_guard();
             sn.prepare(

@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn artifacts_name_binaries_by_kind() {
         assert_eq!(package_name("path+file:///w/berth#0.1.0"), "berth");
-        assert_eq!(package_name("path+file:///w/engine#berth-engine@0.1.0"), "berth-engine");
+        assert_eq!(
+            package_name("path+file:///w/engine#berth-engine@0.1.0"),
+            "berth-engine"
+        );
         assert_eq!(package_name("regex 1.0 (registry+https://x)"), "regex");
         let json = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/qemu-tests#berth-qemu-tests@0.1.0","manifest_path":"/w/qemu-tests/Cargo.toml","target":{"kind":["test"],"name":"network"},"profile":{"test":true},"executable":"/t/debug/deps/network-abc"}
 {"reason":"compiler-artifact","package_id":"path+file:///w/qemu-tests#berth-qemu-tests@0.1.0","manifest_path":"/w/qemu-tests/Cargo.toml","target":{"kind":["lib"],"name":"berth_qemu_tests"},"profile":{"test":true},"executable":"/t/debug/deps/berth_qemu_tests-1"}
