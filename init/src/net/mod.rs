@@ -13,6 +13,7 @@
 pub mod config;
 pub mod dhcp;
 pub mod dhcp_socket;
+pub mod dhcp_wire;
 pub mod link;
 pub mod netlink;
 pub mod pci;
