@@ -546,7 +546,7 @@ impl Network {
                     Ok(()) => {
                         *send_errors = 0;
                         if console.level() >= crate::console::Level::Debug {
-                            let kind = msg.opts().msg_type();
+                            let kind = msg.options.message_type();
                             console
                                 .debug(&format!("network: {name}: DHCP {kind:?} sent ({dest:?})"));
                         }
