@@ -259,7 +259,7 @@ fn renew_then_rebind_then_release() {
             for action in actions {
                 match action {
                     Action::Send(msg, dest) => {
-                        let kind = format!("{:?}", msg.opts().msg_type());
+                        let kind = format!("{:?}", msg.options.message_type());
                         // Unicast to a vanished server may fail to route: that is the point.
                         let _ = socket.send(&msg, dest);
                         let _ = tx.send(Event::Sent(client.state(), dest, kind));

@@ -3,8 +3,8 @@
 //! [`Client`] takes the clock and packets in and gives [`Action`]s out (send this packet,
 //! configure this lease, drop this lease), so every transition is unit-tested without a
 //! network; `dhcp_socket.rs` moves the packets and `manager.rs` applies the leases.
-//! Packets are `dhcproto`'s; the state machine is ours (no maintained crate offers a
-//! client state machine that leaves the I/O to the caller).
+//! Packets are `dhcp_wire`'s (hand-written: see there why); the state machine is ours (no
+//! maintained crate offers a client state machine that leaves the I/O to the caller).
 //!
 //! States: INIT → SELECTING (DISCOVER broadcast, first OFFER wins) → REQUESTING (REQUEST
 //! broadcast) → BOUND → at T1 RENEWING (REQUEST unicast to the server) → at T2 REBINDING
@@ -15,7 +15,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
+use super::dhcp_wire::{code, Message, MessageType, Opcode};
 
 /// First retransmission delay in SELECTING and REQUESTING.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(2);
@@ -228,21 +228,21 @@ impl Client {
 
     /// A packet arrived on the interface (any packet: foreign ones are ignored).
     pub fn on_packet(&mut self, msg: &Message, now: Instant) -> Vec<Action> {
-        if msg.opcode() != Opcode::BootReply
-            || msg.xid() != self.xid
-            || msg.chaddr().get(..6) != Some(&self.mac[..])
+        if msg.op != Opcode::BootReply
+            || msg.xid != self.xid
+            || msg.hardware_address().get(..6) != Some(&self.mac[..])
         {
             return Vec::new();
         }
-        let Some(kind) = msg.opts().msg_type() else {
+        let Some(kind) = msg.options.message_type() else {
             return Vec::new();
         };
         match (self.state, kind) {
             (State::Selecting, MessageType::Offer) => {
-                let Some(server) = server_id(msg) else {
+                let Some(server) = msg.options.server_id() else {
                     return Vec::new();
                 };
-                let address = msg.yiaddr();
+                let address = msg.yiaddr;
                 if address.is_unspecified() {
                     return Vec::new();
                 }
@@ -294,8 +294,7 @@ impl Client {
         if let Some(lease) = self.lease.take() {
             self.xid = next_random(&mut self.rng) as u32;
             let mut msg = self.message(MessageType::Release, Some(lease.address));
-            msg.opts_mut()
-                .insert(DhcpOption::ServerIdentifier(lease.server));
+            msg.options.set_server_id(lease.server);
             actions.push(Action::Send(
                 Box::new(msg),
                 Destination::Unicast(lease.server),
@@ -338,10 +337,10 @@ impl Client {
     ) -> Action {
         let mut msg = self.message(MessageType::Request, ciaddr);
         if let Some(ip) = requested {
-            msg.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
+            msg.options.set_requested_ip(ip);
         }
         if let Some(ip) = server {
-            msg.opts_mut().insert(DhcpOption::ServerIdentifier(ip));
+            msg.options.set_server_id(ip);
         }
         self.add_request_options(&mut msg);
         Action::Send(Box::new(msg), dest)
@@ -349,34 +348,31 @@ impl Client {
 
     fn message(&self, kind: MessageType, ciaddr: Option<Ipv4Addr>) -> Message {
         let unspecified = Ipv4Addr::UNSPECIFIED;
-        let mut msg = new_request(self.xid, ciaddr.unwrap_or(unspecified), &self.mac);
+        let mut msg = Message::request(self.xid, ciaddr.unwrap_or(unspecified), &self.mac);
         // Without an address we cannot receive a unicast reply: ask for broadcast.
-        if ciaddr.is_none() {
-            msg.set_flags(Flags::default().set_broadcast());
-        }
-        msg.opts_mut().insert(DhcpOption::MessageType(kind));
+        msg.set_broadcast(ciaddr.is_none());
+        msg.options.set_message_type(kind);
         if let Some(id) = &self.client_id {
-            msg.opts_mut()
-                .insert(DhcpOption::ClientIdentifier(id.clone()));
+            msg.options.set_client_id(id.clone());
         }
         msg
     }
 
     fn add_request_options(&self, msg: &mut Message) {
-        msg.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
-            OptionCode::SubnetMask,
-            OptionCode::Router,
-            OptionCode::DomainNameServer,
-            OptionCode::Hostname,
-            OptionCode::DomainName,
-            OptionCode::InterfaceMtu,
-            OptionCode::NtpServers,
-            OptionCode::AddressLeaseTime,
-            OptionCode::Renewal,
-            OptionCode::Rebinding,
-        ]));
+        msg.options.set_parameter_request_list(&[
+            code::SUBNET_MASK,
+            code::ROUTER,
+            code::DNS_SERVERS,
+            code::HOSTNAME,
+            code::DOMAIN_NAME,
+            code::INTERFACE_MTU,
+            code::NTP_SERVERS,
+            code::LEASE_TIME,
+            code::RENEWAL_TIME,
+            code::REBINDING_TIME,
+        ]);
         if let Some(name) = &self.hostname {
-            msg.opts_mut().insert(DhcpOption::Hostname(name.clone()));
+            msg.options.set_hostname(name);
         }
     }
 
@@ -390,25 +386,6 @@ impl Client {
     }
 }
 
-/// An empty BOOTREQUEST with `xid`, `ciaddr` and hardware address `mac`.
-///
-/// Not `Message::new_with_id`: dhcproto's constructors go through `Message::default()`,
-/// which draws a random xid with `rand::random()`; that seeds from `getrandom(2)`, which
-/// blocks until the kernel's entropy pool is initialised — at early boot in a VM without an
-/// entropy source, for many seconds (seen under QEMU TCG: no DISCOVER ever left). Decoding a
-/// fixed template draws nothing.
-pub fn new_request(xid: u32, ciaddr: Ipv4Addr, mac: &[u8; 6]) -> Message {
-    use dhcproto::{Decodable, Decoder};
-    // op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr (16),
-    // sname (64), fname (128): 236 bytes; then the magic cookie and the END option.
-    let mut bytes = vec![0u8; 236];
-    bytes[..4].copy_from_slice(&[1, 1, 6, 0]);
-    bytes.extend_from_slice(&[99, 130, 83, 99, 255]);
-    let mut msg = Message::decode(&mut Decoder::new(&bytes)).expect("the fixed template decodes");
-    msg.set_xid(xid).set_ciaddr(ciaddr).set_chaddr(mac);
-    msg
-}
-
 /// RFC 2131 §4.4.5: wait half the time left until `until`, at least [`MIN_RENEW_RETRY`],
 /// but never past `until`.
 fn retry_until(now: Instant, until: Instant) -> Duration {
@@ -418,62 +395,50 @@ fn retry_until(now: Instant, until: Instant) -> Duration {
         .min(left.max(Duration::from_millis(100)))
 }
 
-fn server_id(msg: &Message) -> Option<Ipv4Addr> {
-    match msg.opts().get(OptionCode::ServerIdentifier) {
-        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
-        _ => None,
-    }
-}
-
 /// Reads a lease out of an ACK. `fallback_server` is used when a renewal ACK lacks option 54.
 fn lease_from_ack(
     msg: &Message,
     start: Instant,
     fallback_server: Option<Ipv4Addr>,
 ) -> Option<Lease> {
-    let address = msg.yiaddr();
+    let address = msg.yiaddr;
     if address.is_unspecified() {
         return None;
     }
-    let server = server_id(msg).or(fallback_server)?;
-    let opts = msg.opts();
+    let opts = &msg.options;
+    let server = opts.server_id().or(fallback_server)?;
+    let lease_time = opts
+        .lease_time()
+        .map_or(DEFAULT_LEASE, |s| Duration::from_secs(u64::from(s)));
     let mut lease = Lease {
         address,
-        prefix: class_prefix(address),
+        prefix: opts
+            .subnet_mask()
+            .and_then(mask_prefix)
+            .unwrap_or_else(|| class_prefix(address)),
         server,
-        routers: Vec::new(),
-        dns: Vec::new(),
-        domain: None,
-        hostname: None,
-        mtu: None,
-        ntp: Vec::new(),
-        lease_time: DEFAULT_LEASE,
+        routers: opts.routers().unwrap_or_default(),
+        dns: opts.dns_servers().unwrap_or_default(),
+        domain: opts
+            .domain_name()
+            .filter(|d| !d.is_empty())
+            .map(str::to_string),
+        hostname: opts
+            .hostname()
+            .filter(|h| !h.is_empty())
+            .map(str::to_string),
+        mtu: opts.mtu(),
+        ntp: opts.ntp_servers().unwrap_or_default(),
+        lease_time,
         t1: Duration::ZERO,
         t2: Duration::ZERO,
         start,
     };
-    let (mut t1, mut t2) = (None, None);
-    for (_, opt) in opts.iter() {
-        match opt {
-            DhcpOption::SubnetMask(mask) => {
-                if let Some(prefix) = mask_prefix(*mask) {
-                    lease.prefix = prefix;
-                }
-            }
-            DhcpOption::Router(r) => lease.routers = r.clone(),
-            DhcpOption::DomainNameServer(d) => lease.dns = d.clone(),
-            DhcpOption::DomainName(d) => lease.domain = Some(d.clone()).filter(|d| !d.is_empty()),
-            DhcpOption::Hostname(h) => lease.hostname = Some(h.clone()).filter(|h| !h.is_empty()),
-            DhcpOption::InterfaceMtu(m) => lease.mtu = Some(*m),
-            DhcpOption::NtpServers(n) => lease.ntp = n.clone(),
-            DhcpOption::AddressLeaseTime(s) => {
-                lease.lease_time = Duration::from_secs(u64::from(*s))
-            }
-            DhcpOption::Renewal(s) => t1 = Some(Duration::from_secs(u64::from(*s))),
-            DhcpOption::Rebinding(s) => t2 = Some(Duration::from_secs(u64::from(*s))),
-            _ => {}
-        }
-    }
+    let secs = |s: u32| Duration::from_secs(u64::from(s));
+    let (t1, t2) = (
+        opts.renewal_time().map(secs),
+        opts.rebinding_time().map(secs),
+    );
     // Defaults of RFC 2131 §4.4.5, and T1 ≤ T2 ≤ lease whatever the server says.
     lease.t2 = t2.unwrap_or(lease.lease_time * 7 / 8).min(lease.lease_time);
     lease.t1 = t1.unwrap_or(lease.lease_time / 2).min(lease.t2);
@@ -509,6 +474,7 @@ fn next_random(state: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::dhcp_wire::Options;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -524,34 +490,34 @@ mod tests {
             .collect()
     }
 
-    fn reply(to: &Message, kind: MessageType, server: Ipv4Addr, extra: &[DhcpOption]) -> Message {
-        let mut msg = Message::new_with_id(
-            to.xid(),
-            Ipv4Addr::UNSPECIFIED,
-            ADDR,
-            server,
-            Ipv4Addr::UNSPECIFIED,
-            &MAC,
-        );
-        msg.set_opcode(Opcode::BootReply);
-        msg.opts_mut().insert(DhcpOption::MessageType(kind));
-        msg.opts_mut().insert(DhcpOption::ServerIdentifier(server));
-        for opt in extra {
-            msg.opts_mut().insert(opt.clone());
-        }
-        msg
+    /// A reply to `to` offering or granting [`ADDR`], with `extra` options set on it.
+    fn reply(
+        to: &Message,
+        kind: MessageType,
+        server: Ipv4Addr,
+        extra: impl FnOnce(&mut Options),
+    ) -> Message {
+        let mut msg = Message::request(to.xid, Ipv4Addr::UNSPECIFIED, &MAC);
+        msg.op = Opcode::BootReply;
+        msg.yiaddr = ADDR;
+        msg.siaddr = server;
+        msg.options.set_message_type(kind);
+        msg.options.set_server_id(server);
+        extra(&mut msg.options);
+        // What the client gets has been through the wire.
+        Message::decode(&msg.encode()).unwrap()
     }
 
-    fn ack_options() -> Vec<DhcpOption> {
-        vec![
-            DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
-            DhcpOption::Router(vec![SERVER]),
-            DhcpOption::DomainNameServer(vec![Ipv4Addr::new(10, 0, 2, 3)]),
-            DhcpOption::DomainName("example.test".into()),
-            DhcpOption::InterfaceMtu(1400),
-            DhcpOption::NtpServers(vec![SERVER]),
-            DhcpOption::AddressLeaseTime(120),
-        ]
+    fn no_options(_: &mut Options) {}
+
+    fn ack_options(o: &mut Options) {
+        o.set_subnet_mask(Ipv4Addr::new(255, 255, 255, 0));
+        o.set_routers(&[SERVER]);
+        o.set_dns_servers(&[Ipv4Addr::new(10, 0, 2, 3)]);
+        o.set_domain_name("example.test");
+        o.set_mtu(1400);
+        o.set_ntp_servers(&[SERVER]);
+        o.set_lease_time(120);
     }
 
     /// Runs a client to BOUND at `t0`; returns it and the last REQUEST.
@@ -560,24 +526,18 @@ mod tests {
         let a = c.on_timeout(t0);
         let (discover, dest) = sent(&a)[0];
         assert_eq!(dest, Destination::Broadcast);
-        assert_eq!(discover.opts().msg_type(), Some(MessageType::Discover));
-        assert!(discover.flags().broadcast());
-        let offer = reply(discover, MessageType::Offer, SERVER, &[]);
+        assert_eq!(discover.options.message_type(), Some(MessageType::Discover));
+        assert!(discover.broadcast());
+        let offer = reply(discover, MessageType::Offer, SERVER, no_options);
         let a = c.on_packet(&offer, t0 + Duration::from_millis(10));
         let (request, dest) = sent(&a)[0];
         assert_eq!(dest, Destination::Broadcast);
-        assert_eq!(request.opts().msg_type(), Some(MessageType::Request));
-        assert_eq!(request.xid(), discover.xid());
-        assert_eq!(
-            request.opts().get(OptionCode::RequestedIpAddress),
-            Some(&DhcpOption::RequestedIpAddress(ADDR))
-        );
-        assert_eq!(
-            request.opts().get(OptionCode::ServerIdentifier),
-            Some(&DhcpOption::ServerIdentifier(SERVER))
-        );
+        assert_eq!(request.options.message_type(), Some(MessageType::Request));
+        assert_eq!(request.xid, discover.xid);
+        assert_eq!(request.options.requested_ip(), Some(ADDR));
+        assert_eq!(request.options.server_id(), Some(SERVER));
         assert_eq!(c.state(), State::Requesting);
-        let ack = reply(request, MessageType::Ack, SERVER, &ack_options());
+        let ack = reply(request, MessageType::Ack, SERVER, ack_options);
         let a = c.on_packet(&ack, t0 + Duration::from_millis(20));
         assert_eq!(c.state(), State::Bound);
         match &a[..] {
@@ -619,9 +579,10 @@ mod tests {
         assert_eq!(c.state(), State::Renewing);
         let (renew, dest) = sent(&a)[0];
         assert_eq!(dest, Destination::Unicast(SERVER));
-        assert_eq!(renew.ciaddr(), ADDR);
-        assert!(renew.opts().get(OptionCode::ServerIdentifier).is_none());
-        assert!(renew.opts().get(OptionCode::RequestedIpAddress).is_none());
+        assert_eq!(renew.ciaddr, ADDR);
+        assert!(!renew.broadcast(), "ciaddr set: replies can be unicast");
+        assert!(renew.options.server_id().is_none());
+        assert!(renew.options.requested_ip().is_none());
         // Retransmissions stay unicast and never go past T2.
         let next = c.deadline().unwrap();
         assert!(
@@ -632,8 +593,8 @@ mod tests {
         let a = c.on_timeout(next);
         assert_eq!(sent(&a)[0].1, Destination::Unicast(SERVER));
         assert_eq!(
-            sent(&a)[0].0.xid(),
-            renew.xid(),
+            sent(&a)[0].0.xid,
+            renew.xid,
             "same transaction while renewing"
         );
         // T2: broadcast.
@@ -641,11 +602,14 @@ mod tests {
         assert_eq!(c.state(), State::Rebinding);
         let (rebind, dest) = sent(&a)[0];
         assert_eq!(dest, Destination::Broadcast);
-        assert_eq!(rebind.ciaddr(), ADDR);
+        assert_eq!(rebind.ciaddr, ADDR);
         // Expiry: the address goes and a DISCOVER goes out.
         let a = c.on_timeout(start + Duration::from_secs(120));
         assert!(matches!(&a[0], Action::Deconfigure(l) if l.address == ADDR));
-        assert_eq!(sent(&a)[0].0.opts().msg_type(), Some(MessageType::Discover));
+        assert_eq!(
+            sent(&a)[0].0.options.message_type(),
+            Some(MessageType::Discover)
+        );
         assert_eq!(c.state(), State::Selecting);
         assert!(c.lease().is_none());
     }
@@ -657,7 +621,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(61);
         let a = c.on_timeout(t1);
         let (renew, _) = sent(&a)[0];
-        let ack = reply(renew, MessageType::Ack, SERVER, &ack_options());
+        let ack = reply(renew, MessageType::Ack, SERVER, ack_options);
         let a = c.on_packet(&ack, t1 + Duration::from_millis(5));
         assert!(
             matches!(&a[..], [Action::Configure { renewed: true, .. }]),
@@ -675,7 +639,7 @@ mod tests {
         let a = c.on_timeout(t0 + Duration::from_secs(106));
         let (rebind, _) = sent(&a)[0];
         let other = Ipv4Addr::new(10, 0, 2, 4);
-        let ack = reply(rebind, MessageType::Ack, other, &ack_options());
+        let ack = reply(rebind, MessageType::Ack, other, ack_options);
         let a = c.on_packet(&ack, t0 + Duration::from_secs(107));
         assert!(
             matches!(&a[..], [Action::Configure { renewed: true, lease }] if lease.server == other),
@@ -692,10 +656,13 @@ mod tests {
         let mut c = bound(t0);
         let a = c.on_timeout(t0 + Duration::from_secs(61));
         let (renew, _) = sent(&a)[0];
-        let nak = reply(renew, MessageType::Nak, SERVER, &[]);
+        let nak = reply(renew, MessageType::Nak, SERVER, no_options);
         let a = c.on_packet(&nak, t0 + Duration::from_secs(62));
         assert!(matches!(&a[0], Action::Deconfigure(_)));
-        assert_eq!(sent(&a)[0].0.opts().msg_type(), Some(MessageType::Discover));
+        assert_eq!(
+            sent(&a)[0].0.options.message_type(),
+            Some(MessageType::Discover)
+        );
         assert_eq!(c.state(), State::Selecting);
     }
 
@@ -705,13 +672,13 @@ mod tests {
         let mut c = Client::new(MAC, 1, t0);
         let a = c.on_timeout(t0);
         let (discover, _) = sent(&a)[0];
-        let mut wrong_xid = reply(discover, MessageType::Offer, SERVER, &[]);
-        wrong_xid.set_xid(discover.xid().wrapping_add(1));
+        let mut wrong_xid = reply(discover, MessageType::Offer, SERVER, no_options);
+        wrong_xid.xid = discover.xid.wrapping_add(1);
         assert!(c.on_packet(&wrong_xid, t0).is_empty());
-        let mut wrong_mac = reply(discover, MessageType::Offer, SERVER, &[]);
-        wrong_mac.set_chaddr(&[1, 2, 3, 4, 5, 6]);
+        let mut wrong_mac = reply(discover, MessageType::Offer, SERVER, no_options);
+        wrong_mac.chaddr[..6].copy_from_slice(&[1, 2, 3, 4, 5, 6]);
         assert!(c.on_packet(&wrong_mac, t0).is_empty());
-        let ack_in_selecting = reply(discover, MessageType::Ack, SERVER, &ack_options());
+        let ack_in_selecting = reply(discover, MessageType::Ack, SERVER, ack_options);
         assert!(c.on_packet(&ack_in_selecting, t0).is_empty());
         assert_eq!(c.state(), State::Selecting);
     }
@@ -723,7 +690,10 @@ mod tests {
         let mut delays = Vec::new();
         for _ in 0..9 {
             let a = c.on_timeout(now);
-            assert_eq!(sent(&a)[0].0.opts().msg_type(), Some(MessageType::Discover));
+            assert_eq!(
+                sent(&a)[0].0.options.message_type(),
+                Some(MessageType::Discover)
+            );
             let next = c.deadline().unwrap();
             delays.push((next - now).as_secs_f64());
             now = next;
@@ -742,16 +712,22 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Client::new(MAC, 9, t0);
         let a = c.on_timeout(t0);
-        let offer = reply(sent(&a)[0].0, MessageType::Offer, SERVER, &[]);
+        let offer = reply(sent(&a)[0].0, MessageType::Offer, SERVER, no_options);
         c.on_packet(&offer, t0);
         let mut now = t0;
         for _ in 1..MAX_REQUESTS {
             now = c.deadline().unwrap();
             let a = c.on_timeout(now);
-            assert_eq!(sent(&a)[0].0.opts().msg_type(), Some(MessageType::Request));
+            assert_eq!(
+                sent(&a)[0].0.options.message_type(),
+                Some(MessageType::Request)
+            );
         }
         let a = c.on_timeout(c.deadline().unwrap());
-        assert_eq!(sent(&a)[0].0.opts().msg_type(), Some(MessageType::Discover));
+        assert_eq!(
+            sent(&a)[0].0.options.message_type(),
+            Some(MessageType::Discover)
+        );
         assert!(now > t0);
     }
 
@@ -760,9 +736,9 @@ mod tests {
         let mut c = bound(Instant::now());
         let a = c.release();
         let (release, dest) = sent(&a)[0];
-        assert_eq!(release.opts().msg_type(), Some(MessageType::Release));
+        assert_eq!(release.options.message_type(), Some(MessageType::Release));
         assert_eq!(dest, Destination::Unicast(SERVER));
-        assert_eq!(release.ciaddr(), ADDR);
+        assert_eq!(release.ciaddr, ADDR);
         assert!(matches!(a.last(), Some(Action::Deconfigure(_))));
         assert_eq!(c.deadline(), None);
     }
@@ -770,17 +746,11 @@ mod tests {
     #[test]
     fn lease_times_default_and_are_clamped() {
         let t0 = Instant::now();
-        let mut ack = Message::new_with_id(
-            1,
-            Ipv4Addr::UNSPECIFIED,
-            ADDR,
-            SERVER,
-            Ipv4Addr::UNSPECIFIED,
-            &MAC,
-        );
-        ack.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
-        ack.opts_mut().insert(DhcpOption::AddressLeaseTime(100));
-        ack.opts_mut().insert(DhcpOption::Renewal(500));
+        let mut ack = Message::request(1, Ipv4Addr::UNSPECIFIED, &MAC);
+        ack.yiaddr = ADDR;
+        ack.options.set_server_id(SERVER);
+        ack.options.set_lease_time(100);
+        ack.options.set_renewal_time(500);
         let lease = lease_from_ack(&ack, t0, None).unwrap();
         assert_eq!(lease.t2, Duration::from_millis(87_500));
         assert_eq!(lease.t1, lease.t2);
@@ -789,12 +759,12 @@ mod tests {
 
     #[test]
     fn requests_are_built_without_randomness() {
-        let msg = new_request(0xdead_beef, ADDR, &MAC);
-        assert_eq!(msg.xid(), 0xdead_beef);
-        assert_eq!(msg.ciaddr(), ADDR);
-        assert_eq!(msg.opcode(), Opcode::BootRequest);
-        assert_eq!(msg.chaddr(), &MAC[..]);
-        assert!(msg.opts().msg_type().is_none());
+        let msg = Message::request(0xdead_beef, ADDR, &MAC);
+        assert_eq!(msg.xid, 0xdead_beef);
+        assert_eq!(msg.ciaddr, ADDR);
+        assert_eq!(msg.op, Opcode::BootRequest);
+        assert_eq!(msg.hardware_address(), &MAC[..]);
+        assert!(msg.options.message_type().is_none());
     }
 
     #[test]
@@ -806,13 +776,21 @@ mod tests {
     }
 
     #[test]
-    fn packets_round_trip_through_dhcproto() {
-        use dhcproto::{Decodable, Decoder, Encodable};
-        let mut c = Client::new(MAC, 5, Instant::now());
+    fn packets_round_trip_through_the_wire_format() {
+        let mut c = Client::new(MAC, 5, Instant::now())
+            .with_client_id(vec![1, 0x52, 0x54, 0, 0x12, 0x34, 0x56])
+            .with_hostname(Some("guest".into()));
         let a = c.on_timeout(Instant::now());
-        let bytes = sent(&a)[0].0.to_vec().unwrap();
-        let back = Message::decode(&mut Decoder::new(&bytes)).unwrap();
-        assert_eq!(back.opts().msg_type(), Some(MessageType::Discover));
-        assert_eq!(&back.chaddr()[..6], &MAC);
+        let discover = sent(&a)[0].0;
+        let back = Message::decode(&discover.encode()).unwrap();
+        assert_eq!(&back, discover);
+        assert_eq!(back.options.message_type(), Some(MessageType::Discover));
+        assert_eq!(back.options.hostname(), Some("guest"));
+        assert_eq!(back.options.client_id().map(<[u8]>::len), Some(7));
+        assert_eq!(
+            back.options.parameter_request_list().map(<[u8]>::len),
+            Some(10)
+        );
+        assert_eq!(back.hardware_address(), &MAC);
     }
 }

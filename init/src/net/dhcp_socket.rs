@@ -14,12 +14,11 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
-use dhcproto::v4::Message;
-use dhcproto::{Decodable, Decoder, Encodable};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::dhcp::Destination;
+use super::dhcp_wire::Message;
 
 /// DHCP client port.
 const CLIENT_PORT: u16 = 68;
@@ -38,9 +37,6 @@ pub enum SocketError {
         #[source]
         source: std::io::Error,
     },
-    /// A packet could not be encoded.
-    #[error("cannot encode a DHCP packet: {0}")]
-    Encode(String),
 }
 
 fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> SocketError {
@@ -121,9 +117,7 @@ impl DhcpSocket {
 
     /// Sends `msg`.
     pub fn send(&self, msg: &Message, dest: Destination) -> Result<(), SocketError> {
-        let payload = msg
-            .to_vec()
-            .map_err(|e| SocketError::Encode(e.to_string()))?;
+        let payload = msg.encode();
         match dest {
             Destination::Unicast(server) => {
                 let (_, sock) = self.udp.as_ref().ok_or_else(|| SocketError::Io {
@@ -138,7 +132,7 @@ impl DhcpSocket {
             }
             Destination::Broadcast => {
                 let frame = ipv4_udp(
-                    msg.ciaddr(),
+                    msg.ciaddr,
                     Ipv4Addr::BROADCAST,
                     CLIENT_PORT,
                     SERVER_PORT,
@@ -228,8 +222,10 @@ impl DhcpSocket {
     }
 }
 
+/// Malformed packets are dropped like foreign ones: anyone on the link can send them, and
+/// the client retransmits until a good reply comes.
 fn decode(bytes: &[u8]) -> Option<Message> {
-    Message::decode(&mut Decoder::new(bytes)).ok()
+    Message::decode(bytes).ok()
 }
 
 fn sockaddr_ll(ifindex: u32, protocol_be: u16, broadcast: Option<[u8; 6]>) -> libc::sockaddr_ll {

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod dhcp;
 pub mod dhcp_socket;
+pub mod dhcp_wire;
 pub mod link;
 pub mod netlink;
 pub mod pci;
@@ -545,7 +546,7 @@ impl Network {
                     Ok(()) => {
                         *send_errors = 0;
                         if console.level() >= crate::console::Level::Debug {
-                            let kind = msg.opts().msg_type();
+                            let kind = msg.options.message_type();
                             console
                                 .debug(&format!("network: {name}: DHCP {kind:?} sent ({dest:?})"));
                         }
