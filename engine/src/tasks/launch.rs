@@ -1,5 +1,5 @@
 //! Starting a container's shim and talking to it: the engine is a ttrpc client of each shim
-//! (its socket `shim.sock` in the task's directory). Also the bind-mount check done before a
+//! (its socket `<state>/s/<hash>`, [`super::shim_socket`]). Also the bind-mount check done before a
 //! shim is started, and the mapping of a shim's answers onto task errors.
 
 use std::path::Path;
@@ -82,8 +82,7 @@ pub(super) fn check_binds(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> Resu
     Ok(())
 }
 
-pub(super) async fn connect(dir: &Path) -> Result<shim_ttrpc::ShimClient, Error> {
-    let sock = dir.join("shim.sock");
+pub(super) async fn connect(sock: &Path) -> Result<shim_ttrpc::ShimClient, Error> {
     let addr = format!("unix://{}", sock.display());
     // A stale socket file of a dead shim refuses the connection at once.
     std::os::unix::net::UnixStream::connect(&sock).map_err(|source| Error::Io {
@@ -93,7 +92,7 @@ pub(super) async fn connect(dir: &Path) -> Result<shim_ttrpc::ShimClient, Error>
     let c = ttrpc::r#async::Client::connect(&addr)
         .await
         .map_err(|e| Error::Shim {
-            id: dir.display().to_string(),
+            id: sock.display().to_string(),
             reason: format!("connect: {e}"),
         })?;
     Ok(shim_ttrpc::ShimClient::new(c))
@@ -104,6 +103,7 @@ pub(super) async fn start_shim(
     ns: &str,
     id: &str,
     dir: &Path,
+    socket: &Path,
     io: &TaskIo,
     runtime_binary: Option<&Path>,
 ) -> Result<u32, Error> {
@@ -115,6 +115,7 @@ pub(super) async fn start_shim(
         io,
         runtime_binary,
     ));
+    cmd.arg("--socket").arg(socket);
     cmd.current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

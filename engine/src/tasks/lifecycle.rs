@@ -104,8 +104,18 @@ impl Tasks {
                     Some(binary)
                 }
             };
-            let pid = start_shim(ns, id, &dir, io, binary.as_deref()).await?;
-            let shim = connect(&dir).await?;
+            let sock = self.shim_socket(ns, id);
+            let sock_dir = super::shim_socket::dir(&self.state_dir);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&sock_dir)
+                .map_err(|source| Error::Io {
+                    what: format!("create {}", sock_dir.display()),
+                    source,
+                })?;
+            let pid = start_shim(ns, id, &dir, &sock, io, binary.as_deref()).await?;
+            let shim = connect(&sock).await?;
             Ok::<_, Error>((pid, shim))
         }
         .await;
@@ -230,6 +240,10 @@ impl Tasks {
                     exit = e;
                 }
             }
+        }
+        if t.shim.is_none() {
+            // A dead shim cannot remove its socket file; a live one does after answering.
+            let _ = std::fs::remove_file(self.shim_socket(ns, id));
         }
         let rootfs = t.dir.join("rootfs");
         if let Err(e) = berth_api::mount::unmount_all(&rootfs) {

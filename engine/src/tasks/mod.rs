@@ -9,9 +9,11 @@
 //!
 //! Layout under berthd's state dir: `shims/<namespace>/<id>/` is a container's bundle
 //! (`config.json`, `rootfs/` with the snapshot mounted on it) and its shim's home:
-//! `shim.sock` (ttrpc), `shim.log` (the shim's own log), `log` (the container's output,
+//! `shim.log` (the shim's own log), `log` (the container's output,
 //! size-capped with one rotation), `exit` (the init's exit status, written and fsynced before
-//! anyone is told) and `runtime/` (libcontainer's state). See docs/containers.md.
+//! anyone is told) and `runtime/` (libcontainer's state). The shim's ttrpc socket is
+//! `s/<hash>` ([`shim_socket`]: a short path whatever the id's length). See
+//! docs/containers.md.
 
 pub mod adopt;
 pub mod boot_containers;
@@ -28,6 +30,7 @@ pub mod oom;
 pub mod runc;
 pub mod runtimes;
 pub mod shim;
+pub mod shim_socket;
 pub mod spec;
 pub mod wait;
 

@@ -48,6 +48,19 @@ pub struct ServeArgs {
     /// libcontainer executor).
     #[arg(long)]
     pub runtime_binary: Option<PathBuf>,
+    /// The socket to serve the shim API on (absent: `<dir>/shim.sock`, the layout before
+    /// hashed socket names, see `tasks::shim_socket`).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The socket the shim serves on.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| crate::tasks::shim_socket::legacy(&self.dir))
+    }
 }
 
 #[derive(Debug, clap::Args)]
