@@ -142,7 +142,11 @@ impl Tasks {
                 }
                 let _ = std::fs::remove_dir_all(&dir);
                 // A create the executor gave up on may have made the cgroups already.
-                super::shim::executor::remove_cgroups(ns, id);
+                super::shim::executor::remove_cgroups(
+                    ns,
+                    id,
+                    &super::cgroups::of_spec(&c.spec, ns, id),
+                );
                 Err(e)
             }
         }
@@ -245,12 +249,13 @@ impl Tasks {
             // A dead shim cannot remove its socket file; a live one does after answering.
             let _ = std::fs::remove_file(self.shim_socket(ns, id));
         }
+        let cgroup = super::cgroups::of_bundle(&t.dir, ns, id);
         let rootfs = t.dir.join("rootfs");
         if let Err(e) = berth_api::mount::unmount_all(&rootfs) {
             tracing::warn!(container = id, "cannot unmount the rootfs: {e}");
         }
         let _ = std::fs::remove_dir_all(&t.dir);
-        super::shim::executor::remove_cgroups(ns, id);
+        super::shim::executor::remove_cgroups(ns, id, &cgroup);
         self.tasks
             .lock()
             .expect("tasks lock")
@@ -311,8 +316,9 @@ impl Tasks {
 
     /// The cgroup statistics of task `id`.
     pub fn metrics(&self, ns: &str, id: &str) -> Result<super::metrics::Metrics, Error> {
-        self.task(ns, id)?;
-        super::metrics::read(Path::new("/sys/fs/cgroup"), ns, id)
+        let t = self.task(ns, id)?;
+        let cgroup = super::cgroups::of_bundle(&t.dir, ns, id);
+        super::metrics::read(Path::new("/sys/fs/cgroup"), id, &cgroup)
     }
 
     /// The directory of task `id` holding its output (`log`, `log.1`), for

@@ -18,6 +18,7 @@
 pub mod adopt;
 pub mod boot_containers;
 mod cgroup_gp;
+pub mod cgroups;
 pub mod containers;
 pub mod events;
 pub mod exec;

@@ -152,9 +152,10 @@ pub struct Options {
     pub cwd: String,
 }
 
-/// The cgroup of a container's processes (the shim goes next to it, in `…/shim`).
+/// The cgroup of a container's processes (the shim goes next to it, in `…/shim`); a spec
+/// given whole may name another ([`super::cgroups`]).
 pub fn cgroup_path(ns: &str, id: &str) -> String {
-    format!("/containers.slice/{ns}-{id}/init")
+    super::cgroups::default_path(ns, id)
 }
 
 fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {

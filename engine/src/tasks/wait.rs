@@ -32,7 +32,8 @@ impl Tasks {
                 .await
             {
                 let p = w.process.into_option().unwrap_or_default();
-                if let Some(n) = super::oom::container_oom_kills(&ns, &id).filter(|n| *n > 0) {
+                let cgroup = super::cgroups::of_bundle(&t.task_dir(&ns, &id), &ns, &id);
+                if let Some(n) = super::oom::container_oom_kills(&cgroup).filter(|n| *n > 0) {
                     t.publish(
                         &ns,
                         "/tasks/oom",

