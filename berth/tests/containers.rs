@@ -559,6 +559,17 @@ fn containers_survive_a_killed_berthd() {
     for i in 2..5 {
         assert_eq!(rows[&name_of(i)][2], "running", "{ls}");
     }
+    // Their rootfs snapshots are still recorded (the restart's reconciliation once dropped
+    // every container's snapshot record: it had no snapshot.ref label).
+    let snaps = env.ok(&["snapshots", "ls"]);
+    for i in 0..5 {
+        assert!(
+            snaps
+                .lines()
+                .any(|l| l.starts_with(&format!("{} ", name_of(i)))),
+            "{snaps}"
+        );
+    }
     // The re-adopted ones still work.
     for name in ["s2", long.as_str()] {
         let out = env.ctl(&["tasks", "exec", name, "echo", "alive"]);
