@@ -216,3 +216,89 @@ fn the_specs_cgroup_parent_is_honoured() {
     assert!(left.is_empty(), "container cgroups left: {left:?}");
     assert!(own_left.is_empty(), "berthd's cgroups left: {own_left:?}");
 }
+
+/// Whether any process is in a cgroup whose path contains `needle`.
+fn processes_in(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(c) = std::fs::read_to_string(e.path().join("cgroup")) {
+            if c.contains(needle) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// A shim that fails after the executor created the container (here: its socket path is
+/// taken) ends the waiting init itself; one that dies there (failpoint `shim.after_create`,
+/// SIGKILL) leaves it to berthd, which kills what is in the container's cgroup. Either way
+/// no process, cgroup or mount is left, and the task can be created again.
+#[test]
+fn a_failed_task_start_leaves_no_init_behind() {
+    let Some(mut env) = setup() else { return };
+    env.create("fs", &["sleep", "1000"], |_| {});
+    let sock =
+        berth_engine::tasks::shim_socket::path(&env.dir.path().join("state"), "default", "fs");
+    std::fs::create_dir_all(sock.join("blocker")).unwrap();
+    let req = || tpb::CreateTaskRequest {
+        container_id: "fs".into(),
+        ..Default::default()
+    };
+    let e = env.create_task(req()).unwrap_err().to_string();
+    println!("task create with the socket path taken: {e}");
+    assert!(e.contains("listen"), "{e}");
+    let check = |what: &str| {
+        let procs = processes_in("containers.slice/default-fs/");
+        assert!(
+            procs.is_empty(),
+            "{what}: processes left in the container's cgroup: {procs:?}"
+        );
+        let dirs = cgroup_dirs("containers.slice/default-fs");
+        assert!(dirs.is_empty(), "{what}: cgroups left: {dirs:?}");
+        let bundle = env.dir.path().join("state/shims/default/fs");
+        assert!(!bundle.exists(), "{what}: bundle left");
+    };
+    check("socket taken");
+    std::fs::remove_dir_all(&sock).unwrap();
+
+    // The same through a shim killed after the create: berthd cleans up.
+    let socket = env.socket();
+    drop(env.d.take());
+    env.d = Some(
+        support::try_start_berthd_with(env.dir.path(), &[("BERTH_FAILPOINT", "shim.after_create")])
+            .unwrap(),
+    );
+    assert_eq!(socket, env.socket());
+    let inner = env
+        .rt
+        .block_on(berth_api::client::connect(
+            &socket.display().to_string(),
+            Duration::from_secs(10),
+        ))
+        .unwrap();
+    env.tasks = tasks_ttrpc::TasksClient::new(inner);
+    let e = env.create_task(req()).unwrap_err().to_string();
+    println!("task create with the shim killed after the executor: {e}");
+    check("shim killed");
+
+    drop(env.d.take());
+    env.d = Some(start_berthd(env.dir.path()));
+    let inner = env
+        .rt
+        .block_on(berth_api::client::connect(
+            &socket.display().to_string(),
+            Duration::from_secs(10),
+        ))
+        .unwrap();
+    env.tasks = tasks_ttrpc::TasksClient::new(inner);
+    env.create_task(req()).unwrap();
+    env.start("fs").unwrap();
+    env.ctl(&["tasks", "kill", "-s", "KILL", "fs"]);
+    env.wait("fs");
+    env.ctl(&["tasks", "rm", "fs"]);
+}

@@ -36,7 +36,16 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         ShimCommand::Serve(a) => {
             let result = match shim::launch(&a) {
                 Ok(Launched::Parent) => return 0,
-                Ok(Launched::Shim(shim, copiers)) => serve(shim, copiers, a.socket_path()),
+                Ok(Launched::Shim(shim, copiers)) => {
+                    berth_engine::failpoint::hit("shim.after_create");
+                    let r = serve(shim.clone(), copiers, a.socket_path());
+                    if r.is_err() {
+                        // The container exists and its init waits for a start no one can
+                        // ask for now: end it before reporting.
+                        shim.abort();
+                    }
+                    r
+                }
                 Err(e) => Err(e),
             };
             match result {

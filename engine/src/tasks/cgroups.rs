@@ -39,6 +39,58 @@ pub fn of_bundle(bundle: &Path, ns: &str, id: &str) -> String {
         .unwrap_or_else(|_| default_path(ns, id))
 }
 
+/// SIGKILLs every process in cgroup `cgroup` (v2: `cgroup.kill` where the kernel has it,
+/// else each pid of `cgroup.procs`; v1: each pid in any hierarchy's copy) and waits up to
+/// two seconds for it to empty. For a task whose shim failed after the executor created the
+/// container: its init waits for a start that will never come. Returns whether it emptied.
+pub fn kill_all(cgroup: &str) -> bool {
+    use nix::sys::signal::{kill, Signal};
+    let rel = cgroup.trim_start_matches('/');
+    if rel.is_empty() {
+        return true;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(rel)];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        dirs.extend(rd.flatten().map(|e| e.path().join(rel)));
+    }
+    dirs.retain(|d| d.join("cgroup.procs").exists());
+    let pids = || -> Vec<i32> {
+        let mut v: Vec<i32> = dirs
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let left = pids();
+        if left.is_empty() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(cgroup, ?left, "processes survive SIGKILL");
+            return false;
+        }
+        let via_kill_file = dirs
+            .iter()
+            .any(|d| std::fs::write(d.join("cgroup.kill"), "1").is_ok());
+        if !via_kill_file {
+            for p in left {
+                let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Removes the container's cgroup `cgroup` (v2, or its copy in every v1 hierarchy) and
 /// berthd's own `containers.slice/<ns>-<id>` with the shim's `shim` under it, best effort: a
 /// cgroup that still has processes stays. Parents the container's cgroup was created under

@@ -137,16 +137,22 @@ impl Tasks {
                 Ok(pid)
             }
             Err(e) => {
+                // A shim that failed after the executor created the container (its socket, its
+                // report, a timeout) leaves the container's init waiting for a start that
+                // never comes, in its cgroups: kill whatever is there before removing them.
+                // The shim ends its own child first when it can (berth_daemon::shim).
+                let cgroup = super::cgroups::of_spec(&c.spec, ns, id);
+                let _ = tokio::task::spawn_blocking({
+                    let cgroup = cgroup.clone();
+                    move || super::cgroups::kill_all(&cgroup)
+                })
+                .await;
                 if mounted {
                     let _ = berth_api::mount::unmount_all(&rootfs);
                 }
                 let _ = std::fs::remove_dir_all(&dir);
-                // A create the executor gave up on may have made the cgroups already.
-                super::shim::executor::remove_cgroups(
-                    ns,
-                    id,
-                    &super::cgroups::of_spec(&c.spec, ns, id),
-                );
+                let _ = std::fs::remove_file(self.shim_socket(ns, id));
+                super::shim::executor::remove_cgroups(ns, id, &cgroup);
                 Err(e)
             }
         }

@@ -411,6 +411,21 @@ impl Shim {
         Vec::new()
     }
 
+    /// Ends a container the shim cannot serve (its socket or server failed after the
+    /// executor created it): SIGKILLs the init, reaps it, deletes the executor's state and
+    /// the cgroups. Blocking; the shim exits after it.
+    pub fn abort(&self) {
+        let pid = self.init_pid();
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(pid as i32), None);
+        if let Executor::Builtin(c) = &mut self.state.lock().expect("state lock").container {
+            let _ = c.delete(true);
+        }
+        let cgroup = crate::tasks::cgroups::of_bundle(&self.dir, &self.ns, &self.id);
+        crate::tasks::cgroups::kill_all(&cgroup);
+        remove_cgroups(&self.ns, &self.id, &cgroup);
+    }
+
     /// Deletes the container (refused while it runs) and its cgroups; returns the init's
     /// final state. The shim exits after answering.
     pub async fn delete(self: &Arc<Self>) -> Result<ProcessState, Error> {
