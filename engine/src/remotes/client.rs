@@ -113,6 +113,23 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// Whether this is a manifest every endpoint tried answered `404` for: the image (or
+    /// tag) does not exist there, as opposed to a registry that could not be reached.
+    pub fn manifest_not_found(&self) -> bool {
+        match self {
+            ClientError::AllFailed { what, attempts } => {
+                what.starts_with("manifest ")
+                    && !attempts.is_empty()
+                    && attempts.iter().all(|a| {
+                        matches!(a, ClientError::Attempt { reason, .. } if reason.starts_with("404"))
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
 fn list(attempts: &[ClientError]) -> String {
     attempts
         .iter()
