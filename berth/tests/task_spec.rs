@@ -76,7 +76,6 @@ impl Env {
         self.rt.block_on(self.tasks.wait(ctx(), &r)).unwrap()
     }
 
-    #[allow(dead_code)]
     fn get(&self, id: &str) -> tpb::Process {
         let r = tpb::GetRequest {
             container_id: id.to_owned(),
@@ -301,4 +300,41 @@ fn a_failed_task_start_leaves_no_init_behind() {
     env.ctl(&["tasks", "kill", "-s", "KILL", "fs"]);
     env.wait("fs");
     env.ctl(&["tasks", "rm", "fs"]);
+}
+
+/// A container killed by the OOM killer: its exit says so through Wait and Get (CRI's
+/// `reason = OOMKilled`), one that exits by itself does not.
+#[test]
+fn the_oom_killer_is_on_the_exit() {
+    let Some(env) = setup() else { return };
+    // The shell doubles a string until the 8 MiB limit stops it.
+    env.create(
+        "oom",
+        &["sh", "-c", "a=x; while true; do a=$a$a; done"],
+        |v| {
+            v["linux"]["resources"]["memory"] =
+                serde_json::json!({"limit": 8 << 20, "swap": 8 << 20});
+        },
+    );
+    env.create("fine", &["sh", "-c", "exit 3"], |_| {});
+    for id in ["oom", "fine"] {
+        env.create_task(tpb::CreateTaskRequest {
+            container_id: id.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        env.start(id).unwrap();
+    }
+    let w = env.wait("oom");
+    println!("oom: exit {} oom_killed {}", w.exit_status, w.oom_killed);
+    assert_eq!(w.exit_status, 137);
+    assert!(w.oom_killed);
+    let p = env.get("oom");
+    assert_eq!((p.status.as_str(), p.oom_killed), ("stopped", true));
+    let w = env.wait("fine");
+    assert_eq!((w.exit_status, w.oom_killed), (3, false));
+    assert!(!env.get("fine").oom_killed);
+    for id in ["oom", "fine"] {
+        env.ctl(&["tasks", "rm", id]);
+    }
 }

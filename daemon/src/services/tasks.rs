@@ -28,6 +28,7 @@ fn process_pb(container_id: &str, exec_id: &str, p: ProcessState) -> tpb::Proces
         status: p.status.as_str().to_owned(),
         exit_status: p.exit_status,
         exited_at: p.exited_at,
+        oom_killed: p.oom_killed,
         ..Default::default()
     }
 }
@@ -144,6 +145,7 @@ impl tasks_ttrpc::Tasks for TasksService {
         Ok(tpb::WaitResponse {
             exit_status: e.exit_status,
             exited_at: e.exited_at,
+            oom_killed: e.oom_killed,
             ..Default::default()
         })
     }

@@ -27,6 +27,7 @@ fn state_pb(exec_id: &str, p: ProcessState) -> pb::ProcessState {
         status: p.status.as_str().to_owned(),
         exit_status: p.exit_status,
         exited_at: p.exited_at,
+        oom_killed: p.oom_killed,
         ..Default::default()
     }
 }

@@ -243,6 +243,7 @@ impl Tasks {
                     pid: p.pid,
                     exit_status: p.exit_status,
                     exited_at: p.exited_at,
+                    oom_kills: u64::from(p.oom_killed),
                 };
             }
             None => {
@@ -299,6 +300,7 @@ impl Tasks {
                     status: Status::parse(&sp.status),
                     exit_status: sp.exit_status,
                     exited_at: sp.exited_at,
+                    oom_killed: sp.oom_killed,
                 })
             }
             Err(ttrpc::Error::RpcStatus(s)) if s.code() == ttrpc::Code::NOT_FOUND => {

@@ -183,6 +183,9 @@ pub struct ProcessState {
     pub exit_status: u32,
     /// Unix nanoseconds of the exit (0: not exited).
     pub exited_at: i64,
+    /// The kernel's OOM killer killed processes of the container before its init exited
+    /// (the init only; CRI's `reason = OOMKilled`).
+    pub oom_killed: bool,
 }
 
 impl ProcessState {
@@ -193,6 +196,7 @@ impl ProcessState {
             status: Status::Unknown,
             exit_status: 0,
             exited_at: 0,
+            oom_killed: false,
         }
     }
 
@@ -203,6 +207,7 @@ impl ProcessState {
             status: Status::Stopped,
             exit_status: e.exit_status,
             exited_at: e.exited_at,
+            oom_killed: e.oom_kills > 0,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! OOM kills of a container, from its cgroup v2 `memory.events`.
 //!
-//! The kernel counts every OOM kill inside a cgroup in `memory.events` (`oom_kill N`). berthd
-//! reads the container's counter when the task's init exits, before the cgroup is removed,
-//! and publishes `/tasks/oom` ahead of `/tasks/exit` when it is non-zero: the exit (137 for
-//! the usual SIGKILL) then comes with its cause. containerd's shim watches the file with
+//! The kernel counts every OOM kill inside a cgroup in `memory.events` (`oom_kill N`; v1:
+//! `memory.oom_control`). The shim reads the container's counter when the init exits, before
+//! anything can remove the cgroup, and records it with the exit (`ExitRecord::oom_kills`):
+//! Tasks.Wait and Tasks.Get then carry `oom_killed` (CRI's `reason = OOMKilled` is a read,
+//! not an event race), and berthd publishes `/tasks/oom` ahead of `/tasks/exit`: the exit
+//! (137 for the usual SIGKILL) comes with its cause. containerd's shim watches the file with
 //! inotify instead and also reports kills of processes other than the init while the
 //! container runs; berth reports those only when the container exits.
 

@@ -40,6 +40,7 @@ impl Proc {
             status: self.status,
             exit_status: self.exit.map_or(0, |e| e.exit_status),
             exited_at: self.exit.map_or(0, |e| e.exited_at),
+            oom_killed: self.exit.is_some_and(|e| e.oom_kills > 0),
         }
     }
 }
@@ -189,15 +190,20 @@ impl Shim {
                 continue;
             };
             let Some(code) = exit_code(st) else { continue };
-            let rec = ExitRecord {
+            let mut rec = ExitRecord {
                 pid,
                 exit_status: code,
                 exited_at: nanos_now(),
+                oom_kills: 0,
             };
             let mut s = self.state.lock().expect("state lock");
             if let Some(tx) = s.helpers.remove(&pid) {
                 let _ = tx.send(code as i32);
             } else if s.init.pid == pid {
+                // Read now, while the cgroup exists: the record says whether the OOM killer
+                // was part of this end (crate::tasks::oom).
+                let cgroup = crate::tasks::cgroups::of_bundle(&self.dir, &self.ns, &self.id);
+                rec.oom_kills = crate::tasks::oom::container_oom_kills(&cgroup).unwrap_or(0);
                 if let Err(e) = write_exit(&self.dir, &rec) {
                     tracing::error!("cannot record the exit status durably: {e}");
                 }
