@@ -156,7 +156,6 @@ fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
     v.into_iter().filter(|p| p.is_dir()).collect()
 }
 
-#[allow(dead_code)]
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -337,4 +336,114 @@ fn the_oom_killer_is_on_the_exit() {
     for id in ["oom", "fine"] {
         env.ctl(&["tasks", "rm", id]);
     }
+}
+
+/// The init's output in kubelet's CRI format at the task's log path, partial last line
+/// included; kubelet's rotation (rename, then ReopenContainerLog → Tasks.ReopenLog) moves
+/// the next lines to a new file; a task without a log path has nothing to reopen.
+#[test]
+fn the_cri_log_and_its_reopening() {
+    let Some(env) = setup() else { return };
+    let logs = env.dir.path().join("pods/p1");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = logs.join("short.log");
+    env.create(
+        "short",
+        &["sh", "-c", "echo one; echo two >&2; echo; echo -n three"],
+        |_| {},
+    );
+    env.create_task(tpb::CreateTaskRequest {
+        container_id: "short".into(),
+        log_path: log.display().to_string(),
+        ..Default::default()
+    })
+    .unwrap();
+    env.start("short").unwrap();
+    env.wait("short");
+    let parse = |path: &Path| -> Vec<(String, String, String)> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(4, ' ').collect();
+                assert!(f[0].ends_with('Z') && f[0].contains('T'), "{l}");
+                (
+                    f[1].to_owned(),
+                    f[2].to_owned(),
+                    f.get(3).unwrap_or(&"").to_string(),
+                )
+            })
+            .collect()
+    };
+    wait_until("the last line", || parse(&log).len() == 4);
+    let mut got = parse(&log);
+    println!("{}", std::fs::read_to_string(&log).unwrap());
+    // stdout and stderr are copied by two threads: order within a stream only.
+    got.sort();
+    let want = [
+        ("stderr", "F", "two"),
+        ("stdout", "F", ""),
+        ("stdout", "F", "one"),
+        ("stdout", "F", "three"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    env.ctl(&["tasks", "rm", "short"]);
+
+    let log = logs.join("counter.log");
+    env.create(
+        "counter",
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done",
+        ],
+        |_| {},
+    );
+    env.create_task(tpb::CreateTaskRequest {
+        container_id: "counter".into(),
+        log_path: log.display().to_string(),
+        ..Default::default()
+    })
+    .unwrap();
+    env.start("counter").unwrap();
+    wait_until("a few lines", || parse(&log).len() >= 3);
+    let rotated = logs.join("counter.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let r = tpb::ReopenLogRequest {
+        container_id: "counter".into(),
+        ..Default::default()
+    };
+    env.rt.block_on(env.tasks.reopen_log(ctx(), &r)).unwrap();
+    wait_until("lines in the new file", || parse(&log).len() >= 3);
+    // No gap across the rotation: the counter goes on from the old file to the new.
+    let old: Vec<u64> = parse(&rotated)
+        .iter()
+        .map(|e| e.2.parse().unwrap())
+        .collect();
+    let new: Vec<u64> = parse(&log).iter().map(|e| e.2.parse().unwrap()).collect();
+    assert_eq!(new[0], old.last().unwrap() + 1, "{old:?} {new:?}");
+    env.ctl(&["tasks", "kill", "-s", "KILL", "counter"]);
+    env.wait("counter");
+    env.ctl(&["tasks", "rm", "counter"]);
+
+    env.create("nolog", &["sleep", "1000"], |_| {});
+    env.create_task(tpb::CreateTaskRequest {
+        container_id: "nolog".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let r = tpb::ReopenLogRequest {
+        container_id: "nolog".into(),
+        ..Default::default()
+    };
+    let e = env
+        .rt
+        .block_on(env.tasks.reopen_log(ctx(), &r))
+        .unwrap_err();
+    assert!(e.to_string().contains("FAILED_PRECONDITION"), "{e}");
+    env.ctl(&["tasks", "kill", "-s", "KILL", "nolog"]);
 }

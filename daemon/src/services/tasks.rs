@@ -93,9 +93,12 @@ impl tasks_ttrpc::Tasks for TasksService {
             stdout: r.stdout,
             stderr: r.stderr,
         };
+        let opts = berth_engine::tasks::TaskOptions {
+            log_path: (!r.log_path.is_empty()).then(|| r.log_path.clone().into()),
+        };
         let pid = self
             .0
-            .create_task(&ns, &r.container_id, &io)
+            .create_task_with(&ns, &r.container_id, &io, &opts)
             .await
             .map_err(status)?;
         Ok(tpb::CreateTaskResponse {
@@ -295,6 +298,19 @@ impl tasks_ttrpc::Tasks for TasksService {
         })
         .await
         .map_err(status)
+    }
+
+    async fn reopen_log(
+        &self,
+        ctx: &TtrpcContext,
+        r: tpb::ReopenLogRequest,
+    ) -> ttrpc::Result<tpb::Empty> {
+        let ns = namespace(ctx)?;
+        self.0
+            .reopen_log(&ns, &r.container_id)
+            .await
+            .map_err(status)?;
+        Ok(tpb::Empty::default())
     }
 
     async fn get(&self, ctx: &TtrpcContext, r: tpb::GetRequest) -> ttrpc::Result<tpb::GetResponse> {

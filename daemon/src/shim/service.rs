@@ -110,6 +110,11 @@ impl shim_ttrpc::Shim for ShimService {
         Ok(pb::Empty::default())
     }
 
+    async fn reopen_log(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
+        self.shim.reopen_log().map_err(status)?;
+        Ok(pb::Empty::default())
+    }
+
     async fn delete(
         &self,
         _: &TtrpcContext,

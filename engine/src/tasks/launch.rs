@@ -105,6 +105,7 @@ pub(super) async fn start_shim(
     dir: &Path,
     socket: &Path,
     io: &TaskIo,
+    cri_log: Option<&Path>,
     runtime_binary: Option<&Path>,
 ) -> Result<u32, Error> {
     let mut cmd = super::shim::executor::sealed_command(dir)?;
@@ -116,6 +117,9 @@ pub(super) async fn start_shim(
         runtime_binary,
     ));
     cmd.arg("--socket").arg(socket);
+    if let Some(p) = cri_log {
+        cmd.arg("--cri-log").arg(p);
+    }
     cmd.current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

@@ -28,6 +28,14 @@ pub struct TaskIo {
     pub stderr: String,
 }
 
+/// What a task is created with besides its stdio.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskOptions {
+    /// Where the shim also writes the init's output in kubelet's CRI log format (absolute;
+    /// see [`super::shim::cri_log`]); `None`: not at all.
+    pub log_path: Option<PathBuf>,
+}
+
 fn ctx(secs: i64) -> ttrpc::context::Context {
     ttrpc::context::with_timeout(secs * 1_000_000_000)
 }
@@ -40,6 +48,26 @@ impl Tasks {
         id: &str,
         io: &TaskIo,
     ) -> Result<u32, Error> {
+        self.create_task_with(ns, id, io, &TaskOptions::default())
+            .await
+    }
+
+    /// [`Tasks::create_task`] with `opts` (a CRI log path).
+    pub async fn create_task_with(
+        self: &Arc<Self>,
+        ns: &str,
+        id: &str,
+        io: &TaskIo,
+        opts: &TaskOptions,
+    ) -> Result<u32, Error> {
+        if let Some(p) = &opts.log_path {
+            if !p.is_absolute() {
+                return Err(Error::InvalidArgument(format!(
+                    "log path {}: must be absolute",
+                    p.display()
+                )));
+            }
+        }
         let key = (ns.to_owned(), id.to_owned());
         if self.tasks.lock().expect("tasks lock").contains_key(&key) {
             return Err(Error::AlreadyExists(format!(
@@ -114,7 +142,16 @@ impl Tasks {
                     what: format!("create {}", sock_dir.display()),
                     source,
                 })?;
-            let pid = start_shim(ns, id, &dir, &sock, io, binary.as_deref()).await?;
+            let pid = start_shim(
+                ns,
+                id,
+                &dir,
+                &sock,
+                io,
+                opts.log_path.as_deref(),
+                binary.as_deref(),
+            )
+            .await?;
             let shim = connect(&sock).await?;
             Ok::<_, Error>((pid, shim))
         }
@@ -274,6 +311,15 @@ impl Tasks {
                 "exit_status": exit.exit_status}),
         );
         Ok(exit)
+    }
+
+    /// Opens task `id`'s CRI log again (kubelet renamed it to rotate it).
+    pub async fn reopen_log(&self, ns: &str, id: &str) -> Result<(), Error> {
+        self.shim(ns, id)?
+            .reopen_log(ctx(10), &spb::Empty::default())
+            .await
+            .map_err(|e| shim_err(id, e))?;
+        Ok(())
     }
 
     /// The state of process `exec_id` (`""`: the init) of task `id`. A shim that does not

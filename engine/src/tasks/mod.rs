@@ -43,7 +43,7 @@ use berth_api::errdefs::{Classify, Kind};
 pub use containers::{NewContainer, RunOptions};
 pub use events::Event;
 pub use exec::ExecProcess;
-pub use lifecycle::TaskIo;
+pub use lifecycle::{TaskIo, TaskOptions};
 pub use manager::Tasks;
 pub use shim::exits::ExitRecord;
 

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// hashed socket names, see `tasks::shim_socket`).
     #[arg(long)]
     pub socket: Option<PathBuf>,
+    /// Also write the init's output in kubelet's CRI log format to this file
+    /// (`tasks::shim::cri_log`).
+    #[arg(long)]
+    pub cri_log: Option<PathBuf>,
 }
 
 impl ServeArgs {

@@ -41,6 +41,7 @@ pub(super) fn spawn_exec(shim: &Arc<Shim>, r: ExecProcess) -> Result<u32, Error>
         &r.io.stdout,
         &r.io.stderr,
         &shim.log,
+        None,
         &mut copiers,
     )?;
     let external = match &shim.state.lock().expect("state lock").container {

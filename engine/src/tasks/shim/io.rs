@@ -95,9 +95,19 @@ impl Log {
     }
 }
 
-/// Copies `from` into the log and, when given, the FIFO; returns when `from` ends.
-fn copy_out(from: OwnedFd, fifo: String, log: Arc<Mutex<Log>>) -> std::thread::JoinHandle<()> {
+/// The CRI log a copier also feeds (the init's output only), and which stream it copies.
+pub(super) type CriOut = Option<(Arc<super::cri_log::CriLog>, super::cri_log::Stream)>;
+
+/// Copies `from` into the log, the CRI log and the FIFO (each when given); returns when
+/// `from` ends.
+fn copy_out(
+    from: OwnedFd,
+    fifo: String,
+    log: Arc<Mutex<Log>>,
+    cri: CriOut,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        let mut cri = cri.map(|(l, s)| (l, super::cri_log::Lines::new(s)));
         let mut from = File::from(from);
         let mut to = if fifo.is_empty() {
             None
@@ -111,11 +121,17 @@ fn copy_out(from: OwnedFd, fifo: String, log: Arc<Mutex<Log>>) -> std::thread::J
                 Ok(n) => n,
             };
             log.lock().expect("log lock").write(&buf[..n]);
+            if let Some((l, lines)) = &mut cri {
+                lines.feed(l, &buf[..n]);
+            }
             if let Some(t) = &mut to {
                 if t.write_all(&buf[..n]).is_err() {
                     to = None; // the reader went away; keep logging
                 }
             }
+        }
+        if let Some((l, lines)) = &mut cri {
+            lines.finish(l);
         }
     })
 }
@@ -147,8 +163,10 @@ pub(super) fn stdio(
     stdout: &str,
     stderr: &str,
     log: &Arc<Mutex<Log>>,
+    cri: Option<&Arc<super::cri_log::CriLog>>,
     copiers: &mut Vec<std::thread::JoinHandle<()>>,
 ) -> Result<Stdio, Error> {
+    use super::cri_log::Stream;
     let child_in: OwnedFd = if stdin.is_empty() {
         File::open("/dev/null")
             .map_err(io_err("open /dev/null"))?
@@ -160,8 +178,18 @@ pub(super) fn stdio(
     };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    copiers.push(copy_out(out_r, stdout.to_owned(), log.clone()));
-    copiers.push(copy_out(err_r, stderr.to_owned(), log.clone()));
+    copiers.push(copy_out(
+        out_r,
+        stdout.to_owned(),
+        log.clone(),
+        cri.map(|c| (c.clone(), Stream::Stdout)),
+    ));
+    copiers.push(copy_out(
+        err_r,
+        stderr.to_owned(),
+        log.clone(),
+        cri.map(|c| (c.clone(), Stream::Stderr)),
+    ));
     Ok(Stdio {
         stdin: child_in,
         stdout: out_w,

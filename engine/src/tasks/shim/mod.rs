@@ -30,6 +30,7 @@
 //! [`Shim`] it returns.
 
 pub mod args;
+pub mod cri_log;
 pub mod exec;
 pub mod executor;
 pub mod exits;

@@ -64,6 +64,8 @@ pub struct Shim {
     /// Bumped on every process change; waiters watch it.
     pub(super) changed: watch::Sender<u64>,
     pub(super) log: Arc<Mutex<Log>>,
+    /// The init's output in CRI's format, when berthd gave a log path.
+    pub(super) cri_log: Option<Arc<super::cri_log::CriLog>>,
 }
 
 /// Output copier threads of the init, kept until the shim exits.
@@ -99,8 +101,22 @@ pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
     })?;
     place_in_cgroup(&a.namespace, &a.id);
     let log = Arc::new(Mutex::new(Log::open(dir.join("log"))));
+    let cri_log = match &a.cri_log {
+        Some(p) => Some(Arc::new(
+            super::cri_log::CriLog::open(p)
+                .map_err(io_err(format!("open the CRI log {}", p.display())))?,
+        )),
+        None => None,
+    };
     let mut copiers = Vec::new();
-    let io = stdio(&a.stdin, &a.stdout, &a.stderr, &log, &mut copiers)?;
+    let io = stdio(
+        &a.stdin,
+        &a.stdout,
+        &a.stderr,
+        &log,
+        cri_log.as_ref(),
+        &mut copiers,
+    )?;
     // The copier threads above only block on reads, FIFO opens and the log lock; the
     // executor's clone() copies no lock they hold mid-operation into the child except the
     // log's mutex, which the child never touches.
@@ -135,6 +151,7 @@ pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
         }),
         changed,
         log,
+        cri_log,
     });
     Ok((shim, copiers))
 }
@@ -415,6 +432,20 @@ impl Shim {
             }
         }
         Vec::new()
+    }
+
+    /// Opens the CRI log's path again (kubelet rotated the file by renaming it); a task
+    /// without a CRI log has nothing to reopen.
+    pub fn reopen_log(&self) -> Result<(), Error> {
+        match &self.cri_log {
+            Some(l) => l
+                .reopen()
+                .map_err(io_err(format!("reopen the CRI log {}", l.path().display()))),
+            None => Err(Error::FailedPrecondition(format!(
+                "container {:?} has no CRI log (its task was created without a log path)",
+                self.id
+            ))),
+        }
     }
 
     /// Ends a container the shim cannot serve (its socket or server failed after the
