@@ -21,6 +21,7 @@ pub mod keys;
 pub mod methods;
 pub mod mount;
 pub mod proto;
+pub mod seccomp;
 pub mod time;
 pub mod version;
 
