@@ -16,6 +16,7 @@
 
 pub mod address;
 pub mod client;
+pub mod defaults;
 pub mod errdefs;
 pub mod keys;
 pub mod methods;

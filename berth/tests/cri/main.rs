@@ -9,6 +9,7 @@
 
 mod critest;
 mod env;
+mod walk_containers;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::Value;
 
-use berth_test_support::registry::{busybox_layout, push_layout};
+use berth_test_support::registry::{busybox_layout_full, push_layout};
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -64,7 +65,7 @@ fn crictl_walkthrough() -> Result<()> {
         return Ok(());
     };
     let t0 = Instant::now();
-    let layout = busybox_layout(&env.path("busybox"))?;
+    let layout = busybox_layout_full(&env.path("busybox"))?;
     push_layout(
         &layout,
         "v1",
@@ -140,17 +141,24 @@ fn crictl_walkthrough() -> Result<()> {
 
     // A pod sandbox with its network from CNI.
     let pod = env.path("pod.json");
+    let logs = env.path("pod-logs");
+    // A cgroupfs parent as kubelet gives one: the pod's cgroups are made under it.
+    let parent = format!("/berth-walk-{}/podwalk", std::process::id());
     std::fs::write(
         &pod,
-        r#"{"metadata": {"name": "walk", "namespace": "default", "uid": "walk-uid-1", "attempt": 0},
-            "hostname": "walk-pod", "log_directory": "/tmp", "labels": {"app": "walk"},
-            "linux": {"sysctls": {"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "80"}}}"#,
+        format!(
+            r#"{{"metadata": {{"name": "walk", "namespace": "default", "uid": "walk-uid-1", "attempt": 0}},
+            "hostname": "walk-pod", "log_directory": "{}", "labels": {{"app": "walk"}},
+            "linux": {{"cgroup_parent": "{parent}",
+                       "sysctls": {{"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "80"}}}}}}"#,
+            logs.display()
+        ),
     )?;
     let sid = env
         .crictl_ok(&["runp", pod.to_str().unwrap()])
         .trim()
         .to_owned();
-    assert_eq!(sid.len(), 32, "{sid}");
+    assert_eq!(sid.len(), 64, "{sid}");
     let pods = env.crictl_ok(&["pods"]);
     println!("{pods}");
     assert!(
@@ -212,6 +220,8 @@ fn crictl_walkthrough() -> Result<()> {
     assert_eq!(again["status"]["labels"]["app"], "walk", "{again}");
     assert_eq!(env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim(), sid);
 
+    let container_cgroup = walk_containers::walk(&mut env, &sid, &pod, &logs, &parent)?;
+
     // Stop (twice: it is idempotent), remove.
     env.crictl_ok(&["stopp", &sid]);
     env.crictl_ok(&["stopp", &sid]);
@@ -247,6 +257,21 @@ fn crictl_walkthrough() -> Result<()> {
     assert!(env.berthctl(&["images", "ls", "-q"]).trim().is_empty());
     let cgroups: Vec<_> = glob_cgroups(&format!("k8s.io-{sid}"));
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    // The sandbox's and the container's cgroups under the pod's parent are gone; the parent
+    // itself is kubelet's (here the test's) to remove.
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![root.to_owned()];
+    hierarchies.extend(std::fs::read_dir(root)?.flatten().map(|e| e.path()));
+    for h in &hierarchies {
+        for c in [format!("{parent}/{sid}"), container_cgroup.clone()] {
+            let p = h.join(c.trim_start_matches('/'));
+            assert!(!p.exists(), "cgroup left: {}", p.display());
+        }
+    }
+    for h in &hierarchies {
+        let _ = std::fs::remove_dir(h.join(parent.trim_start_matches('/')));
+        let _ = std::fs::remove_dir(h.join(parent.trim_start_matches('/')).parent().unwrap());
+    }
     println!("walkthrough: {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
 }

@@ -85,7 +85,7 @@ pub(super) fn check_binds(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> Resu
 pub(super) async fn connect(sock: &Path) -> Result<shim_ttrpc::ShimClient, Error> {
     let addr = format!("unix://{}", sock.display());
     // A stale socket file of a dead shim refuses the connection at once.
-    std::os::unix::net::UnixStream::connect(&sock).map_err(|source| Error::Io {
+    std::os::unix::net::UnixStream::connect(sock).map_err(|source| Error::Io {
         what: format!("connect to {}", sock.display()),
         source,
     })?;

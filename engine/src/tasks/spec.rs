@@ -25,49 +25,15 @@ pub const USER_ANNOTATION: &str = "io.berth.user";
 /// PATH when the image sets none (containerd's default).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// containerd's default capability set, without `CAP_MKNOD`: berth's executor does not
-/// install the cgroup v2 device filter (an eBPF program, which would need libbpf), so on a
-/// cgroup v2 host nothing but the missing capability stops a container from creating and
-/// opening a block device node.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// containerd's default capability set, without `CAP_MKNOD` (see
+/// [`berth_api::defaults::CAPS`]).
+pub const DEFAULT_CAPS: &[&str] = berth_api::defaults::CAPS;
 
 /// containerd's masked paths.
-pub const MASKED_PATHS: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
+pub const MASKED_PATHS: &[&str] = berth_api::defaults::MASKED_PATHS;
 
 /// containerd's read-only paths.
-pub const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+pub const READONLY_PATHS: &[&str] = berth_api::defaults::READONLY_PATHS;
 
 /// System calls the default seccomp profile refuses with EPERM: berth's one list, in
 /// [`berth_api::seccomp`] (where it comes from and why a deny list).
