@@ -378,5 +378,60 @@ fn a_failed_runp_releases_everything() -> Result<()> {
     assert_ne!(held.ino(), mine.ino());
     env.crictl_ok(&["rmp", "-f", &sid]);
     assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
+
+    // kubelet retrying a RunPodSandbox whose first call is still in CNI (a plugin that takes
+    // 3 s): the retry is refused at once with the sandbox being made named, the first
+    // finishes, and the next retry gets that same sandbox — nothing wedges the name.
+    let slow = bin.join("slow-bridge");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] && sleep 3\nexec /usr/lib/cni/bridge \"$@\"\n",
+    )?;
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755))?;
+    let slow_net = env.path("net.d/00-slow.conflist");
+    std::fs::write(
+        &slow_net,
+        format!(
+            r#"{{"cniVersion": "1.0.0", "name": "slow", "plugins": [
+                {{"type": "slow-bridge", "bridge": "berthslow0", "isGateway": true,
+                  "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "10.97.0.0/24"}}]], "dataDir": "{}"}}}}]}}"#,
+            env.path("leases").display()
+        ),
+    )?;
+    std::fs::write(
+        &pod,
+        r#"{"metadata": {"name": "slow", "namespace": "default", "uid": "slow-uid", "attempt": 0}, "linux": {}}"#,
+    )?;
+    let first = {
+        let (bin, cfg, pod) = (env.crictl_bin.clone(), env.path("crictl.yaml"), pod.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new(bin)
+                .arg("--config")
+                .arg(cfg)
+                .arg("runp")
+                .arg(pod)
+                .output()
+                .expect("run crictl")
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let t = Instant::now();
+    let retry = env.crictl(&["runp", pod.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&retry.stderr).into_owned();
+    println!(
+        "retry while the first is in CNI ({:.2}s): {}",
+        t.elapsed().as_secs_f64(),
+        err.lines().last().unwrap_or_default()
+    );
+    assert!(!retry.status.success());
+    assert!(err.contains("AlreadyExists") && err.contains("still creating"), "{err}");
+    let out = first.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim(), sid);
+    env.crictl_ok(&["rmp", "-f", &sid]);
+    std::fs::remove_file(&slow_net)?;
+    assert!(leases(&env.path("leases")).is_empty());
+    assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
     Ok(())
 }
