@@ -5,8 +5,10 @@
 //!   and berthd/berthctl as child processes of a test ([`bin`] finds them);
 //! - [`host`]: running host tools, a containerd of the test's own (the differential oracle and
 //!   benchmark peer), statistics for benchmarks;
-//! - [`registry`]: a real `docker-registry` on loopback and pushes to it with skopeo.
+//! - [`registry`]: a real `docker-registry` on loopback and pushes to it with skopeo;
+//! - [`cri_images`]: local equivalents of the public images critest hard-codes.
 
+pub mod cri_images;
 pub mod host;
 pub mod registry;
 pub mod support;

@@ -424,9 +424,16 @@ fn a_failed_runp_releases_everything() -> Result<()> {
         err.lines().last().unwrap_or_default()
     );
     assert!(!retry.status.success());
-    assert!(err.contains("AlreadyExists") && err.contains("still creating"), "{err}");
+    assert!(
+        err.contains("AlreadyExists") && err.contains("still creating"),
+        "{err}"
+    );
     let out = first.join().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim(), sid);
     env.crictl_ok(&["rmp", "-f", &sid]);
