@@ -59,6 +59,9 @@ enum Extra {
     None,
     Nginx { port: u16 },
     NoNewPrivs,
+    /// A user whose primary group is predefined in the image's /etc/group
+    /// (`test-image-predefined-group`: uid 1000, gid 50000).
+    PredefinedGroup,
 }
 
 fn specs() -> Vec<Spec> {
@@ -126,6 +129,14 @@ fn specs() -> Vec<Spec> {
             extra: Extra::Nginx { port: 12003 },
         },
         Spec {
+            refs: vec![s("test-image-predefined-group:latest")],
+            user: "1000",
+            env: "IMG=predefined-group",
+            cmd: vec!["/bin/sh"],
+            entrypoint: vec![],
+            extra: Extra::PredefinedGroup,
+        },
+        Spec {
             refs: vec![format!("{E2E}/nonewprivs:1.3")],
             user: "",
             env: "IMG=nonewprivs",
@@ -158,20 +169,7 @@ fn nginx_files(rootfs: &Path, port: u16) -> Result<()> {
         bin.is_file(),
         "/usr/sbin/nginx missing (Debian nginx-core, scripts/install-deps.sh)"
     );
-    std::fs::create_dir_all(rootfs.join("usr/sbin"))?;
-    std::fs::copy(bin, rootfs.join("usr/sbin/nginx"))?;
-    for lib in libraries(bin)? {
-        let real = std::fs::canonicalize(&lib)?;
-        let dest = rootfs.join(lib.strip_prefix("/")?);
-        std::fs::create_dir_all(dest.parent().unwrap())?;
-        std::fs::copy(real, dest)?;
-    }
-    let loader = rootfs.join("lib64");
-    std::fs::create_dir_all(&loader)?;
-    std::fs::copy(
-        std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2")?,
-        loader.join("ld-linux-x86-64.so.2"),
-    )?;
+    copy_with_libraries(bin, rootfs, bin)?;
     for d in [
         "etc/nginx",
         "var/log/nginx",
@@ -221,10 +219,104 @@ fn nonewprivs_files(rootfs: &Path, work: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Copies `program` and the shared libraries the loader maps for it (and the loader) into
+/// `rootfs`, at their host paths.
+fn copy_with_libraries(program: &Path, rootfs: &Path, dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(rootfs.join(dest.parent().unwrap().strip_prefix("/")?))?;
+    let target = rootfs.join(dest.strip_prefix("/")?);
+    let _ = std::fs::remove_file(&target);
+    std::fs::copy(program, &target)?;
+    for lib in libraries(program)? {
+        let real = std::fs::canonicalize(&lib)?;
+        let d = rootfs.join(lib.strip_prefix("/")?);
+        std::fs::create_dir_all(d.parent().unwrap())?;
+        std::fs::copy(real, d)?;
+    }
+    std::fs::create_dir_all(rootfs.join("lib64"))?;
+    std::fs::copy(
+        std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2")?,
+        rootfs.join("lib64/ld-linux-x86-64.so.2"),
+    )?;
+    Ok(())
+}
+
+/// Debian's dynamically linked `busybox` (package `busybox`, which conflicts with the
+/// installed `busybox-static`): fetched once with `apt-get download` into the cache.
+/// The static build is a "standalone shell" (it runs its applets without looking at `PATH`),
+/// so `sh -c ls` never meets a masked `/bin/ls` and critest's MaskedPaths spec could not
+/// see the mask; the e2e image's busybox, like this one, executes `/bin/ls`.
+fn dynamic_busybox() -> Result<PathBuf> {
+    let cache = PathBuf::from(
+        std::env::var("BERTH_CACHE_DIR").unwrap_or_else(|_| "/var/cache/berth".into()),
+    )
+    .join("debs/busybox");
+    let bin = cache.join("x/bin/busybox");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&cache)?;
+    run(Command::new("apt-get")
+        .args(["download", "busybox"])
+        .current_dir(&cache))?;
+    let deb = std::fs::read_dir(&cache)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("apt-get download busybox left no .deb")?;
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(cache.join("x")))?;
+    ensure!(bin.is_file(), "{} missing after dpkg -x", bin.display());
+    Ok(bin)
+}
+
+/// The base every image starts from: busybox with every applet, made dynamic (see
+/// [`dynamic_busybox`]), plus `pgrep` and `ipcs`, which Debian's busybox builds lack and
+/// the specs run (as small scripts over /proc).
+fn base_layout(work: &Path) -> Result<PathBuf> {
+    let layout = busybox_layout_full(&work.join("base"))?;
+    let image = format!("{}:v1", layout.display());
+    let bundle = work.join("base-bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle))?;
+    let rootfs = bundle.join("rootfs");
+    copy_with_libraries(&dynamic_busybox()?, &rootfs, Path::new("/bin/busybox"))?;
+    let scripts = [
+        (
+            "pgrep",
+            "#!/bin/sh
+# pgrep NAME: pids whose comm is NAME (exit 1 when none).
+found=1
+for d in /proc/[0-9]*; do
+  [ "$(cat $d/comm 2>/dev/null)" = "$1" ] && { echo "${d#/proc/}"; found=0; }
+done
+exit $found
+",
+        ),
+        (
+            "ipcs",
+            "#!/bin/sh
+# ipcs [-m]: the shared memory segments of this IPC namespace.
+echo '------ Shared Memory Segments --------'
+cat /proc/sysvipc/shm
+",
+        ),
+    ];
+    for (name, text) in scripts {
+        let p = rootfs.join("bin").join(name);
+        let _ = std::fs::remove_file(&p);
+        std::fs::write(&p, text)?;
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle))?;
+    Ok(layout)
+}
+
 /// Builds every image and pushes it to `registry` (`host:port`, plain HTTP), from inside
 /// `netns` when given. Returns the references pushed.
 pub fn push_all(work: &Path, registry: &str, netns: Option<&str>) -> Result<Vec<String>> {
-    let layout = busybox_layout_full(&work.join("base"))?;
+    let layout = base_layout(work)?;
     let image = |tag: &str| format!("{}:{tag}", layout.display());
     let mut pushed = Vec::new();
     for (n, spec) in specs().into_iter().enumerate() {
@@ -261,6 +353,17 @@ pub fn push_all(work: &Path, registry: &str, netns: Option<&str>) -> Result<Vec<
             match spec.extra {
                 Extra::Nginx { port } => nginx_files(&rootfs, port)?,
                 Extra::NoNewPrivs => nonewprivs_files(&rootfs, work)?,
+                Extra::PredefinedGroup => {
+                    use std::io::Write;
+                    let mut p = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(rootfs.join("etc/passwd"))?;
+                    writeln!(p, "user-defined-in-image:x:1000:50000::/home:/bin/sh")?;
+                    let mut g = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(rootfs.join("etc/group"))?;
+                    writeln!(g, "group-defined-in-image:x:50000:user-defined-in-image")?;
+                }
                 Extra::None => {}
             }
             run(Command::new("umoci")

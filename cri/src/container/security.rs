@@ -48,7 +48,15 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Vec<St
     use berth_api::defaults::{ALL_CAPS, CAPS};
     let all = |s: &[String]| s.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
     let mut caps: Vec<String> = if privileged || all(add) {
-        ALL_CAPS.iter().map(|c| c.to_string()).collect()
+        // Every capability this process may grant (containerd's `cap.Current()`): a node
+        // whose bounding set lacks one cannot hand it to a container either.
+        let bounding = own_bounding_set();
+        ALL_CAPS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bounding.is_none_or(|b| b & (1u64 << i) != 0))
+            .map(|(_, c)| c.to_string())
+            .collect()
     } else {
         CAPS.iter().map(|c| c.to_string()).collect()
     };
@@ -66,6 +74,14 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Vec<St
         caps.retain(|c| *c != n);
     }
     caps
+}
+
+/// This process's capability bounding set (`CapBnd` of `/proc/self/status`), bit n being
+/// capability n ([`berth_api::defaults::ALL_CAPS`] is in that order).
+fn own_bounding_set() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = s.lines().find_map(|l| l.strip_prefix("CapBnd:"))?.trim();
+    u64::from_str_radix(hex, 16).ok()
 }
 
 /// The OCI seccomp object of berth's default policy for a container with `caps`.
@@ -295,13 +311,17 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let c = capabilities(false, &s(&["NET_ADMIN"]), &s(&["NET_RAW"]));
         assert!(c.contains(&"CAP_NET_ADMIN".into()) && !c.contains(&"CAP_NET_RAW".into()));
-        assert_eq!(capabilities(false, &s(&["ALL"]), &[]).len(), 41);
+        let bounding = own_bounding_set().unwrap().count_ones() as usize;
+        assert_eq!(
+            capabilities(false, &s(&["ALL"]), &[]).len(),
+            bounding.min(41)
+        );
         assert!(capabilities(false, &[], &s(&["ALL"])).is_empty());
         assert_eq!(
             capabilities(false, &s(&["CHOWN"]), &s(&["ALL"])),
             ["CAP_CHOWN"]
         );
-        assert_eq!(capabilities(true, &[], &[]).len(), 41);
+        assert_eq!(capabilities(true, &[], &[]).len(), bounding.min(41));
     }
 
     #[test]

@@ -350,8 +350,13 @@ pub fn build(i: &Input<'_>) -> Result<Vec<u8>> {
         "env": env(c, image, &hostname),
         "cwd": cwd,
         "capabilities": {"bounding": sec.caps, "effective": sec.caps, "permitted": sec.caps},
-        "noNewPrivileges": sec.no_new_privs,
     });
+    // Only when set: libcontainer 0.7 loads seccomp late (after dropping capabilities, which
+    // then fails) whenever the field is present, false included; absent, it loads it while
+    // still privileged, as runc does without no_new_privs.
+    if sec.no_new_privs {
+        process["noNewPrivileges"] = json!(true);
+    }
     if oom != 0 {
         process["oomScoreAdj"] = json!(oom);
     }
