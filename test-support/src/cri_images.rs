@@ -57,7 +57,9 @@ struct Spec {
 
 enum Extra {
     None,
-    Nginx { port: u16 },
+    Nginx {
+        port: u16,
+    },
     NoNewPrivs,
     /// A user whose primary group is predefined in the image's /etc/group
     /// (`test-image-predefined-group`: uid 1000, gid 50000).
@@ -263,7 +265,10 @@ fn dynamic_busybox() -> Result<PathBuf> {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .context("apt-get download busybox left no .deb")?;
-    run(Command::new("dpkg").arg("-x").arg(&deb).arg(cache.join("x")))?;
+    run(Command::new("dpkg")
+        .arg("-x")
+        .arg(&deb)
+        .arg(cache.join("x")))?;
     ensure!(bin.is_file(), "{} missing after dpkg -x", bin.display());
     Ok(bin)
 }
@@ -283,22 +288,22 @@ fn base_layout(work: &Path) -> Result<PathBuf> {
     let scripts = [
         (
             "pgrep",
-            "#!/bin/sh
+            r#"#!/bin/sh
 # pgrep NAME: pids whose comm is NAME (exit 1 when none).
 found=1
 for d in /proc/[0-9]*; do
   [ "$(cat $d/comm 2>/dev/null)" = "$1" ] && { echo "${d#/proc/}"; found=0; }
 done
 exit $found
-",
+"#,
         ),
         (
             "ipcs",
-            "#!/bin/sh
+            r#"#!/bin/sh
 # ipcs [-m]: the shared memory segments of this IPC namespace.
 echo '------ Shared Memory Segments --------'
 cat /proc/sysvipc/shm
-",
+"#,
         ),
     ];
     for (name, text) in scripts {
