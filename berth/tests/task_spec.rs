@@ -2,7 +2,8 @@
 //! root on the host: the spec's cgroup (kubelet's parent) honoured by the executor, the pids
 //! listing, metrics and cleanup; a task start that fails after the executor created the
 //! container leaves nothing behind; the CRI log format and its reopening; the OOM flag on
-//! the exit. Skipped with a printed reason when not root or without busybox.
+//! the exit; a bidirectional volume's mounts reach the host. Skipped with a printed reason
+//! when not root or without busybox.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -446,4 +447,57 @@ fn the_cri_log_and_its_reopening() {
         .unwrap_err();
     assert!(e.to_string().contains("FAILED_PRECONDITION"), "{e}");
     env.ctl(&["tasks", "kill", "-s", "KILL", "nolog"]);
+}
+
+/// kubelet's `Bidirectional` mount propagation (CSI drivers; critest's "rshared" spec): a
+/// mount the container makes under an `rshared` volume reaches the node. The shim seals
+/// its binary in a mount namespace of its own (a slave of the host's) and returns to
+/// berthd's before creating the container; a container cloned from the slave copy could not
+/// propagate anything back.
+#[test]
+fn a_bidirectional_volume_propagates_to_the_host() {
+    let Some(env) = setup() else { return };
+    let vol = env.dir.path().join("vol");
+    std::fs::create_dir_all(vol.join("inner")).unwrap();
+    let v = vol.display().to_string();
+    // A shared mount on the host side (the test host's `/` may be private).
+    berth_test_support::host::run(std::process::Command::new("mount").args(["--bind", &v, &v]))
+        .unwrap();
+    berth_test_support::host::run(std::process::Command::new("mount").args(["--make-shared", &v]))
+        .unwrap();
+    env.create(
+        "bidi",
+        &[
+            "sh",
+            "-c",
+            "mount -t tmpfs bidi /vol/inner && touch /vol/inner/made && sleep 1000",
+        ],
+        |s| {
+            s["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                "destination": "/vol", "type": "bind", "source": v,
+                "options": ["rbind", "rshared", "rw"]
+            }));
+            // libcontainer's "shared" is recursive (it refuses runc's "rshared").
+            s["linux"]["rootfsPropagation"] = serde_json::json!("shared");
+            let caps = serde_json::json!(["CAP_SYS_ADMIN"]);
+            for set in ["bounding", "effective", "permitted"] {
+                s["process"]["capabilities"][set] = caps.clone();
+            }
+            s["linux"].as_object_mut().unwrap().remove("seccomp");
+        },
+    );
+    env.create_task(tpb::CreateTaskRequest {
+        container_id: "bidi".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    env.start("bidi").unwrap();
+    let made = vol.join("inner/made");
+    wait_until("the container's mount on the host", || made.exists());
+    env.ctl(&["tasks", "kill", "-s", "KILL", "bidi"]);
+    env.wait("bidi");
+    env.ctl(&["tasks", "rm", "bidi"]);
+    let _ =
+        berth_test_support::host::run(std::process::Command::new("umount").arg(vol.join("inner")));
+    let _ = berth_test_support::host::run(std::process::Command::new("umount").arg(&v));
 }
