@@ -341,6 +341,16 @@ pub fn build(i: &Input<'_>) -> Result<Vec<u8>> {
     if let Some(s) = &sec.seccomp {
         linux["seccomp"] = s.clone();
     }
+    // A bidirectional volume needs the container's mounts to be shared, or what it mounts
+    // there never reaches the node (containerd does the same with runc's "rshared";
+    // libcontainer 0.7 knows only "shared", which it applies recursively, and refuses
+    // "rshared").
+    if c.mounts
+        .iter()
+        .any(|m| m.propagation == MountPropagation::PropagationBidirectional as i32)
+    {
+        linux["rootfsPropagation"] = json!("shared");
+    }
     // No rlimits: the container inherits the node's (berthd's) limits, as containerd's CRI
     // containers inherit containerd's; raising a hard limit would need CAP_SYS_RESOURCE.
     let mut process = json!({
