@@ -48,7 +48,7 @@ async fn drain(rx: tokio::net::unix::pipe::Receiver) -> Vec<u8> {
 impl Containers {
     /// ExecSync of `cmd` in container `id`, bounded by `timeout` seconds (0: none).
     pub async fn exec_sync(
-        &self,
+        self: &std::sync::Arc<Self>,
         id: &str,
         cmd: Vec<String>,
         timeout: i64,
@@ -72,9 +72,18 @@ impl Containers {
             what: format!("create {}", dir.display()),
             source,
         })?;
-        let result = self.exec_in(&r.id, &exec_id, cmd, &dir, timeout).await;
-        let _ = std::fs::remove_dir_all(&dir);
-        result
+        // On a task of its own: kubelet's deadline is the same as the command's, and when the
+        // client gives up first the request's future is dropped — the timeout's SIGKILL must
+        // still happen.
+        let me = self.clone();
+        let id = r.id.clone();
+        tokio::spawn(async move {
+            let result = me.exec_in(&id, &exec_id, cmd, &dir, timeout).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        })
+        .await
+        .map_err(|e| Error::Corrupt(format!("ExecSync task: {e}")))?
     }
 
     async fn exec_in(
