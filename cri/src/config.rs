@@ -51,9 +51,6 @@ pub struct Config {
     /// `hostname`, bind-mounted into its containers; FIFOs of ExecSync): a tmpfs. Nothing
     /// here is state: every file is written again from berthd's records when missing.
     pub state_dir: PathBuf,
-    /// The streaming server (Exec, Attach, PortForward URLs kubelet hands to clients):
-    /// `host:port`, TCP. Port 0 picks a free port at start.
-    pub stream_address: String,
     /// CNI settings.
     pub cni: CniConfig,
 }
@@ -104,7 +101,6 @@ impl Default for Config {
             berthd_timeout: Duration::from_secs(30),
             snapshotter: String::new(),
             state_dir: PathBuf::from("/run/berth/cri"),
-            stream_address: "127.0.0.1:0".to_owned(),
             cni: CniConfig::default(),
         }
     }
