@@ -20,6 +20,7 @@ const PROTOS: &[&str] = &[
     "proto/berth/services/config/v1/config.proto",
     "proto/berth/services/pull/v1/pull.proto",
     "proto/berth/services/containers/v1/containers.proto",
+    "proto/berth/stdio/v1/stdio.proto",
     "proto/berth/services/tasks/v1/tasks.proto",
     "proto/berth/shim/v1/shim.proto",
     "proto/berth/services/events/v1/events.proto",

@@ -5,13 +5,16 @@
 #   proc-macros and build scripts (which run on the build host) dynamic.
 # - `--remap-path-prefix` rewrites CARGO_HOME and the target directory to fixed names for every
 #   crate, and the checkout to `/berth` for the workspace's own crates only (through
-#   scripts/rustc-workspace-wrapper.sh, cargo's RUSTC_WORKSPACE_WRAPPER): the same sources give
+#   scripts/rustc-wrapper/berth-rustc-workspace-wrapper, cargo's RUSTC_WORKSPACE_WRAPPER, named
+#   without its directory so its path does not enter the units' hashes): the same sources give
 #   byte-identical binaries from any checkout path, and dependencies are built with flags that
 #   do not name the checkout, so checkouts sharing a target directory share their builds.
 # - The release profile in the root Cargo.toml does thin LTO and strips.
 #
 # Usage: scripts/build-static.sh [extra cargo args...]
-# Honours CARGO_TARGET_DIR and CARGO_HOME. Prints the directory holding the binaries.
+# Honours CARGO_TARGET_DIR and CARGO_HOME, and BERTH_STATIC_BINS: the binaries to build
+# (default all five below; the reproducibility test's second checkout builds only the
+# image's, `berth berth-init`). Prints the directory holding the binaries.
 set -eu
 
 TARGET=x86_64-unknown-linux-gnu
@@ -31,10 +34,20 @@ flags="-C target-feature=+crt-static"
 flags="$flags --remap-path-prefix=$cargo_home=/cargo"
 flags="$flags --remap-path-prefix=$target_dir=/target"
 export BERTH_REMAP_CHECKOUT=$checkout BERTH_REMAP_TARGET=$target_dir
-export RUSTC_WORKSPACE_WRAPPER=$checkout/scripts/rustc-workspace-wrapper.sh
+PATH=$checkout/scripts/rustc-wrapper:$PATH
+export RUSTC_WORKSPACE_WRAPPER=berth-rustc-workspace-wrapper
 
 # Our flags, not whatever the environment carries (CARGO_ENCODED_RUSTFLAGS would win).
 unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
+# The same environment whoever starts the build: cargo sets CARGO_MANIFEST_DIR, CARGO_PKG_*
+# and friends for the processes it runs (a test, `cargo run`), and a build script's
+# `rerun-if-env-changed` compares cargo's own environment. ring's build script (through
+# cc-rs) watches CARGO_MANIFEST_DIR and CARGO_PKG_NAME, so a build started from a test (the
+# reproducibility test's) re-ran it, rebuilt ring, rustls and reqwest and relinked every
+# binary, and the next `make static` or `make run` did it all again.
+for var in $(env | sed -n 's/^\(CARGO_PKG_[A-Z_]*\|CARGO_MANIFEST_[A-Z_]*\|CARGO_CRATE_NAME\|CARGO_BIN_NAME\|CARGO_PRIMARY_PACKAGE\|CARGO_TARGET_TMPDIR\|CARGO_RUSTC_CURRENT_DIR\|OUT_DIR\)=.*/\1/p'); do
+    unset "$var"
+done
 # RUSTFLAGS is split on whitespace, so a remapped path must not contain any.
 for p in "$checkout" "$cargo_home" "$target_dir"; do
     case $p in
@@ -54,9 +67,16 @@ export BERTH_REVISION
 # The binaries images and tests need. berthd and berthctl are the multi-call `berth` under
 # another name (it dispatches on argv[0]): links to it rather than two more LTO links of the
 # whole engine, which cost minutes on two cores.
+# Whichever binaries are asked for, every workspace member is selected (no -p), so each
+# dependency is built with the same features and a binary is the same whether or not the
+# others are built with it.
+bins=
+for bin in ${BERTH_STATIC_BINS:-berth berth-init berth-image berth-test-agent berth-snapshotter-conformance}; do
+    bins="$bins --bin $bin"
+done
+# shellcheck disable=SC2086 # $bins is a list of arguments
 RUSTFLAGS="$flags" cargo build --release --locked --target "$TARGET" \
-    --bin berth --bin berth-init --bin berth-image --bin berth-test-agent \
-    --bin berth-snapshotter-conformance --features berth-engine/conformance "$@"
+    $bins --features berth-engine/conformance "$@"
 
 bin_dir=$target_dir/$TARGET/release
 for applet in berthd berthctl; do

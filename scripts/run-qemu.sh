@@ -7,6 +7,8 @@
 # is exposed at out/run/api.sock, init's control port org.berth.init at out/run/init.sock (and the test agent port at out/run/test.sock for test
 # images). QEMU runs under TCG (KVM hangs on our machines), with -nographic: the serial
 # console and QEMU's monitor share the terminal; Ctrl-a x quits, Ctrl-a c toggles the monitor.
+# The guest gets a virtio NIC on QEMU's user network (DHCP, host loopback at 10.0.2.2): without
+# `-nic` QEMU adds an e1000, which the image's cloud kernel has no driver for.
 # Environment: BERTH_RUN_DIR (default out/run), BERTH_QEMU_MEM (MiB, default 512), QEMU_EXTRA.
 set -eu
 
@@ -26,6 +28,7 @@ mkdir -p "$run_dir"
 rm -f "$run_dir/api.sock" "$run_dir/init.sock" "$run_dir/test.sock"
 
 set -- -accel tcg -nographic -no-reboot -m "$mem" \
+    -nic user,model=virtio-net-pci \
     -kernel "$image/vmlinuz" -initrd "$image/initramfs.img" -append "$(cat "$image/cmdline")" \
     -device virtio-serial-pci,id=vser0 \
     -chardev "socket,id=api,path=$run_dir/api.sock,server=on,wait=off" \

@@ -11,6 +11,8 @@
 //!   and ttrpc status codes, used by every service and every client;
 //! - [`keys`]: the ttrpc metadata keys carrying the namespace and the lease, and the one rule
 //!   reading them;
+//! - [`stdio`]: the constants of container stdio over the API (windows, chunk sizes), whose
+//!   client end is [`client::stdio`];
 //! - [`time`], [`mount`] (the snapshot `Mount` type and mounting it), [`version`], and the
 //!   default socket addresses in [`address`].
 
@@ -23,6 +25,7 @@ pub mod methods;
 pub mod mount;
 pub mod proto;
 pub mod seccomp;
+pub mod stdio;
 pub mod time;
 pub mod version;
 

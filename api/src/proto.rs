@@ -37,6 +37,7 @@ generated!(pull, pull_ttrpc);
 generated!(
     containers,
     containers_ttrpc,
+    stdio,
     tasks,
     tasks_ttrpc,
     shim,

@@ -1523,6 +1523,15 @@ fn outputs_against_a_real_berthd() {
     c.case("tasks_ls", &["tasks", "ls", "-n", ns]);
     c.case("tasks_ps", &["tasks", "ps", "-n", ns, "golden"]);
     c.case("tasks_ps_missing", &["tasks", "ps", "-n", ns, "nope"]);
+    // Stdio over the API: the refusals (a live attach has no fixed output to record).
+    c.case(
+        "tasks_attach_missing",
+        &["tasks", "attach", "-n", ns, "nope"],
+    );
+    c.case(
+        "tasks_attach_no_tty",
+        &["tasks", "attach", "-n", ns, "-t", "golden"],
+    );
     // Which statistics there are depends on the host's cgroup version (v1 or v2 names):
     // one pair of golden files per version, and a version with none yet is skipped.
     let m: serde_json::Value =

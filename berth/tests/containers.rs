@@ -205,11 +205,12 @@ fn run_exec_exit_codes_and_signals() {
     stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "got TERM\n");
     assert_eq!(child.wait().unwrap().code(), Some(42));
-    // stdin passes through.
+    // stdin passes through with -i (without, the container's stdin is /dev/null:
+    // berth/tests/stdio.rs).
     let mut child = Command::new(env!("CARGO_BIN_EXE_berthctl"))
         .arg("--address")
         .arg(env.socket())
-        .args(["run", "--rm", "busybox", "cat"])
+        .args(["run", "-i", "--rm", "busybox", "cat"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -105,9 +105,14 @@ async fn call(c: &Client, m: &Method, metadata: &HashMap<String, Vec<String>>) -
         Err(e) => return answer(Err::<(), _>(e)),
     };
     if m.client_stream {
-        // The first message (empty), then the end of the client's half. A server that
-        // refuses the call answers at once and may close the stream before these go out: its
-        // answer is what counts, so a failed send is not one.
+        // A server that refuses the call from its metadata answers at once and forgets the
+        // stream; a message sent after that gets a second answer ("Stream is no longer
+        // active") that can overtake the first. So wait for an early refusal first.
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(500), stream.recv()).await {
+            return answer(r);
+        }
+        // The first message (empty), then the end of the client's half, for a server that
+        // reads the stream before it judges the call.
         let _ = stream.send(Vec::new()).await;
         if !m.server_stream {
             let _ = stream.close_send().await;

@@ -48,7 +48,7 @@ pub struct Config {
     /// Snapshotter images are unpacked into ("": berthd's default).
     pub snapshotter: String,
     /// Files berth-cri derives from the records (a pod's `resolv.conf`, `hosts`,
-    /// `hostname`, bind-mounted into its containers; FIFOs of ExecSync): a tmpfs. Nothing
+    /// `hostname`, bind-mounted into its containers): a tmpfs. Nothing
     /// here is state: every file is written again from berthd's records when missing.
     pub state_dir: PathBuf,
     /// CNI settings.

@@ -352,6 +352,7 @@ async fn serve(
     .await;
     tasks.set_runtimes(runtimes);
     let boot_tasks = tasks.clone();
+    let streams = tasks.clone();
     let mut server = server
         .register_service(containers_ttrpc::create_containers(Arc::new(
             ContainersService(tasks.clone()),
@@ -386,6 +387,7 @@ async fn serve(
         }
     }
     reloader.shutdown().await;
+    streams.stop_streams();
     server.shutdown().await.map_err(DaemonError::Server)?;
     snapshotters.close_all();
     let _ = std::fs::remove_file(&socket);

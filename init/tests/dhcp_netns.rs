@@ -423,6 +423,7 @@ fn network_stage_gets_a_lease() {
     let env = berth_init::net::Env {
         resolv_conf: resolv.clone(),
         set_hostname: false,
+        modules: sysfs.join("no-modules"),
         sysfs,
     };
     let client_ns = ns.client.clone();

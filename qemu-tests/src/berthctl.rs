@@ -37,6 +37,18 @@ pub fn run(address: &Path, args: &[&str], timeout: Duration) -> Result<CommandOu
     process::run(command, timeout)
 }
 
+/// Like [`run`], with `input` on berthctl's stdin (then its end): `run -i`.
+pub fn run_fed(
+    address: &Path,
+    args: &[&str],
+    input: &[u8],
+    timeout: Duration,
+) -> Result<CommandOutput> {
+    let mut command = Command::new(path()?);
+    command.arg("--address").arg(address).args(args);
+    process::run_fed(command, Some(input), timeout)
+}
+
 /// Like [`run`], but a non-zero exit is an error carrying the output.
 pub fn run_ok(address: &Path, args: &[&str], timeout: Duration) -> Result<CommandOutput> {
     let mut command = Command::new(path()?);

@@ -19,7 +19,7 @@ use crate::protocol::{
 };
 
 /// Default time allowed for one request (a `run` gets its own timeout plus this).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A connection to the guest's test agent.
 pub struct AgentClient {
@@ -126,7 +126,7 @@ impl AgentClient {
 
     /// Runs a program in the guest with the default 30 s timeout.
     pub fn run(&mut self, argv: &[&str]) -> Result<RunOutput> {
-        self.run_with(argv, None, Duration::from_secs(30))
+        self.run_with(argv, None, REQUEST_TIMEOUT)
     }
 
     /// Runs a program in the guest with extra environment and a timeout.

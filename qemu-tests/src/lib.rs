@@ -8,11 +8,14 @@
 //!   [`client::AgentClient`] and the API socket for `berthctl`; [`wait_until`] and
 //!   [`Vm::wait_for_line`] are the hang guards scenarios are written with.
 //!
+//! [`runner`] is `berth-test-run`, which runs the scenarios side by side (`make test`).
+//!
 //! Scenarios (`tests/*.rs`) report durations with `println!` and never assert on them beyond
 //! generous hang guards: timings on 2 cores under TCG are noisy.
 
 pub mod agent;
 pub mod berthctl;
+pub mod checks;
 pub mod client;
 pub mod error;
 pub mod http;
@@ -20,6 +23,7 @@ pub mod image;
 pub mod process;
 pub mod protocol;
 pub mod qmp;
+pub mod runner;
 pub mod vm;
 pub mod wait;
 

@@ -45,15 +45,34 @@ pub fn command_line(command: &Command) -> String {
 }
 
 /// Runs `command` with stdin closed, capturing its output; kills it after `timeout`.
-pub fn run(mut command: Command, timeout: Duration) -> Result<CommandOutput> {
+pub fn run(command: Command, timeout: Duration) -> Result<CommandOutput> {
+    run_fed(command, None, timeout)
+}
+
+/// Like [`run`], with `input` on the command's stdin (then its end) when given.
+pub fn run_fed(
+    mut command: Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<CommandOutput> {
     let line = command_line(&command);
     let started = Instant::now();
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(Error::io(format!("cannot start {line}")))?;
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_vec();
+        thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+    }
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());
     let status = loop {

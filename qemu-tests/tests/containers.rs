@@ -27,7 +27,7 @@ const CTL: &str = "/usr/bin/berthctl";
 /// Task directories of the default namespace.
 const SHIMS: &str = "/run/berth/shims/default";
 /// Hang guard for waits on containers.
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_secs(360);
 /// Init waits this long before restarting a dead berthd.
 const BERTHD_RESTART_DELAY_MS: u64 = 6000;
 
@@ -51,7 +51,7 @@ fn ctl(agent: &mut AgentClient, args: &[&str]) -> Result<RunOutput> {
     let mut argv = vec![CTL];
     argv.extend_from_slice(args);
     agent
-        .run_with(&argv, None, Duration::from_secs(90))
+        .run_with(&argv, None, Duration::from_secs(270))
         .with_context(|| format!("berthctl {args:?} in the guest"))
 }
 
@@ -93,7 +93,10 @@ fn task(agent: &mut AgentClient, id: &str) -> Result<Option<(u64, String, u64)>>
 /// berthd's records in init's log ring.
 fn berthd_log(vm: &Vm) -> Result<String> {
     Ok(vm
-        .berthctl_system(&["log", "-l", "0", "-s", "berthd"], Duration::from_secs(60))?
+        .berthctl_system(
+            &["log", "-l", "0", "-s", "berthd"],
+            Duration::from_secs(180),
+        )?
         .stdout)
 }
 

@@ -17,7 +17,7 @@ const DEMO_IMAGE: &str = berth_layout::paths::DEMO_IMAGE;
 /// The namespace this test stores its blobs in (the preloaded image is in `default`).
 const NS: &str = "ctest";
 /// Hang guard for one berthctl call over the bridge (a few MiB at TCG speed).
-const CTL_TIMEOUT: Duration = Duration::from_secs(60);
+const CTL_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn mib_per_s(bytes: usize, d: Duration) -> String {
     format!(

@@ -165,7 +165,7 @@ fn diskless_node_boots_over_ipxe_and_applies_ip_and_fetched_config() -> Result<(
     )?;
 
     // The boot timeline (with the berth.config stage) and init's RSS after the fetch.
-    let status = vm.berthctl_system(&["status"], Duration::from_secs(30))?;
+    let status = vm.berthctl_system(&["status"], Duration::from_secs(90))?;
     let summary = status.stdout.lines().next().unwrap_or_default().to_string();
     println!("{summary}");
     let stage = status

@@ -1,7 +1,7 @@
 //! Services, cgroups, sysctls, rlimits and the orderly shutdown of berth-init, checked from
 //! inside the guest through the test agent (`docs/init-services.md`).
 //!
-//! Every scenario boots a variant of the test image whose `init.toml` sets sysctls (one of
+//! One boot of a variant of the test image whose `init.toml` sets sysctls (one of
 //! them misspelled), rlimits, reservations and limits for berthd's cgroup, and an extra
 //! service that ignores SIGTERM. Needs `make static image-test`; run one at a time:
 //! `cargo test -p berth-qemu-tests --test services -- --test-threads=1 --nocapture`.
@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use berth_qemu_tests::checks::Checks;
 use berth_qemu_tests::image::{Variant, VariantBuilder};
 use berth_qemu_tests::vm::BOOT_TIMEOUT;
 use berth_qemu_tests::{AgentClient, Image, Vm};
@@ -17,7 +18,7 @@ use berth_qemu_tests::{AgentClient, Image, Vm};
 /// Init's readiness line.
 const READY: &str = r"berth-init: berth ready";
 /// Hang guard for restarts and shutdowns.
-const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
+const ACTION_TIMEOUT: Duration = Duration::from_secs(180);
 /// The agent binary in the test image; it also plays the stubborn service and the sleeper.
 const AGENT: &str = berth_layout::paths::TEST_AGENT;
 /// Stop timeout of the stubborn service.
@@ -105,10 +106,29 @@ fn limits_line(limits: &str, what: &str) -> Option<String> {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// One build and one boot of the variant: the read-only checks first, then berthd killed
+/// through its cgroup (init restarts it), then the power-off that ends the VM
+/// (`berth_qemu_tests::checks`).
 #[test]
-fn cgroup_tree_sysctls_and_rlimits_match_the_config() -> Result<()> {
+fn one_boot_cgroups_config_killed_cgroup_then_stop_timeout() -> Result<()> {
     let variant = variant()?;
-    let mut vm = boot("svc-tree", &variant.image)?;
+    let mut vm = boot("services", &variant.image)?;
+    let mut checks = Checks::new();
+    checks.run("cgroup tree, sysctls and rlimits match the config", || {
+        cgroup_tree_sysctls_and_rlimits_match_the_config(&mut vm)
+    });
+    checks.run(
+        "killing berthd's cgroup leaves containers.slice running",
+        || killing_berthds_cgroup_leaves_containers_slice_running(&mut vm),
+    );
+    checks.run(
+        "a service ignoring SIGTERM is killed after its stop timeout",
+        || a_service_ignoring_sigterm_is_killed_after_its_stop_timeout(&mut vm),
+    );
+    Ok(checks.finish()?)
+}
+
+fn cgroup_tree_sysctls_and_rlimits_match_the_config(vm: &mut Vm) -> Result<()> {
     let mut agent = vm.agent()?;
     let mut checks: Vec<(String, String, String)> = Vec::new();
     let mut expect = |what: &str, got: String, want: &str| {
@@ -282,10 +302,7 @@ fn cgroup_tree_sysctls_and_rlimits_match_the_config() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_service_ignoring_sigterm_is_killed_after_its_stop_timeout() -> Result<()> {
-    let variant = variant()?;
-    let mut vm = boot("svc-stubborn", &variant.image)?;
+fn a_service_ignoring_sigterm_is_killed_after_its_stop_timeout(vm: &mut Vm) -> Result<()> {
     let mut agent = vm.agent()?;
     let mut stubborn = None;
     for pid in agent.pidof("berth-test-agent")? {
@@ -360,10 +377,7 @@ fn a_service_ignoring_sigterm_is_killed_after_its_stop_timeout() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn killing_berthds_cgroup_leaves_containers_slice_running() -> Result<()> {
-    let variant = variant()?;
-    let mut vm = boot("svc-containers", &variant.image)?;
+fn killing_berthds_cgroup_leaves_containers_slice_running(vm: &mut Vm) -> Result<()> {
     let mut agent = vm.agent()?;
 
     // A long-running process, moved into a cgroup of the delegated slice the way berthd

@@ -14,7 +14,7 @@ use berth_qemu_tests::{Image, Vm};
 use sha2::{Digest, Sha256};
 
 const READY: &str = r"berth-init: berth ready";
-const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
+const POWEROFF_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A scratch directory removed on drop (also when the test fails).
 struct Scratch(PathBuf);

@@ -53,8 +53,13 @@ const PULLED_IMAGE: &str = "docker.io/library/edge-app:v1";
 const MIRROR: &str = "10.0.2.2:5000";
 /// Cases left to `make test-zfs`: 128 prepare+commit+mount rounds of slow `zfs` commands.
 const SLOW_CASES: &str = "128LayersMount";
-/// Hang guard for each in-guest run (TCG is slow; durations are printed, not asserted).
+/// Hang guard for each in-guest run (TCG is slow; durations are printed, not asserted): the
+/// quick subset takes ~3 min here, so 3x that and more.
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+/// Hang guard for the whole conformance suite (128LayersMount: 128 rounds of `zfs` commands),
+/// about 6–8 min on this project's machines: 900 s killed it on a host ~2.4x slower (issue 21),
+/// so 3x of the loaded figure.
+const FULL_SUITE_TIMEOUT: Duration = Duration::from_secs(2700);
 /// `$BERTH_TEST_ZFS_IMAGE` or `<workspace>/out/image-test-zfs`.
 const IMAGE_ENV: &str = "BERTH_TEST_ZFS_IMAGE";
 
@@ -182,7 +187,7 @@ fn suite_work_dir(agent: &mut berth_qemu_tests::AgentClient) -> Result<&'static 
 
 /// The zfs row of `berthctl plugins ls`.
 fn zfs_plugin_row(vm: &Vm) -> Result<Option<String>> {
-    let plugins = vm.berthctl_ok(&["plugins", "ls"], Duration::from_secs(30))?;
+    let plugins = vm.berthctl_ok(&["plugins", "ls"], Duration::from_secs(90))?;
     Ok(plugins
         .stdout
         .lines()
@@ -192,7 +197,7 @@ fn zfs_plugin_row(vm: &Vm) -> Result<Option<String>> {
 
 fn finish(mut vm: Vm, started: Instant, booted: Duration) -> Result<()> {
     vm.powerdown()?;
-    let status = vm.wait_exit(Duration::from_secs(60))?;
+    let status = vm.wait_exit(Duration::from_secs(180))?;
     vm.check(status.success(), format!("QEMU exited with {status}"))?;
     println!(
         "zfs scenario: {:.1} s in total (boot {:.1} s)",
@@ -404,10 +409,11 @@ fn zfs_full_conformance() -> Result<()> {
     let (mut vm, _scratch, booted, started) = boot("zfs-full")?;
     let mut agent = vm.agent()?;
     let work = suite_work_dir(&mut agent)?;
-    run_in(
+    run_in_for(
         &mut agent,
         "conformance suite (zfs), all cases",
         &[CONFORMANCE, "zfs", work, "tank/conformance"],
+        FULL_SUITE_TIMEOUT,
     )?;
     drop(agent);
     finish(vm, started, booted)
@@ -535,7 +541,7 @@ fn zfs_bench_prepare_commit_latency() -> Result<()> {
     )?;
     drop(agent);
     vm.powerdown()?;
-    let status = vm.wait_exit(Duration::from_secs(60))?;
+    let status = vm.wait_exit(Duration::from_secs(180))?;
     vm.check(status.success(), format!("QEMU exited with {status}"))?;
     if !reused {
         std::fs::create_dir_all(&cache).with_context(|| format!("create {}", cache.display()))?;

@@ -130,6 +130,8 @@ pub const TABLE: &[Row] = &[
     ("tasks.v1.Tasks", "Logs", R),
     // Reopening a CRI log changes where a running task writes: an operator's act.
     ("tasks.v1.Tasks", "ReopenLog", O),
+    // A process's stdio, stdin included: writes into a container.
+    ("tasks.v1.Tasks", "Attach", O),
     ("transfer.v1.Transfer", "Import", O),
     ("transfer.v1.Transfer", "Export", O),
     ("transfer.v1.Transfer", "View", O),
@@ -144,6 +146,7 @@ pub const TABLE: &[Row] = &[
     ("berth.shim.v1.Shim", "Pause", L),
     ("berth.shim.v1.Shim", "Resume", L),
     ("berth.shim.v1.Shim", "Delete", L),
+    ("berth.shim.v1.Shim", "Attach", L),
 ];
 
 /// The fully qualified service of a row.

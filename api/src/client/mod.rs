@@ -1,8 +1,10 @@
 //! Client side of berth's ttrpc APIs: connecting with a timeout, bounding each call, and the
-//! errors a client reports. Used by berthctl, init's readiness check and tests.
+//! errors a client reports. Used by berthctl, init's readiness check and tests. [`stdio`] is
+//! the client end of container stdio over the API (`Tasks.Attach`).
 
 use std::time::Duration;
 
+pub mod stdio;
 mod storage;
 pub use storage::StorageClient;
 

@@ -1,6 +1,6 @@
-//! critest against berth-cri on the host (`#[ignore]`d: minutes long; the judged run is
-//! inside a QEMU guest, `make test-cri`). critest's hard-coded public images are rebuilt
-//! locally (`berth_test_support::cri_images`) and served by the loopback registry through
+//! critest against berth-cri on the host (`#[ignore]`d: minutes long; `make test-cri`).
+//! critest's hard-coded public images are rebuilt locally (`berth_test_support::cri_images`)
+//! and served by the loopback registry through
 //! berthd's mirror-only `_default`. critest runs inside the test's network namespace, beside
 //! berth-cri (its host-network and port specs talk to the pods from there).
 //!
@@ -33,6 +33,9 @@ pub fn skip_regex() -> String {
 #[test]
 #[ignore = "minutes long: cargo test -p berth --test cri -- --ignored --nocapture critest"]
 fn critest_on_the_host() -> Result<()> {
+    let Some(critest) = env::cri_tool("critest") else {
+        return Ok(());
+    };
     let Some(env) = env::setup("critest")? else {
         return Ok(());
     };
@@ -50,7 +53,7 @@ fn critest_on_the_host() -> Result<()> {
     let sock = format!("unix://{}", env.socket().display());
     let focus = std::env::var("BERTH_CRITEST_FOCUS").unwrap_or_default();
     let t = Instant::now();
-    let mut cmd = env.netns.command(&env.critest_bin);
+    let mut cmd = env.netns.command(&critest);
     cmd.args(["--runtime-endpoint", &sock, "--image-endpoint", &sock])
         .arg(format!("--ginkgo.skip={}", skip_regex()))
         .args(["--ginkgo.no-color", "--ginkgo.v"]);

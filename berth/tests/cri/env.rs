@@ -1,8 +1,8 @@
 //! The world of the CRI host tests: a network namespace of the test's own (CNI's bridge,
 //! iptables masquerading and host-local never touch the host's), a loopback docker-registry,
 //! berthd and berth-cri inside that namespace (sharing the host's mount namespace, so the
-//! netns pins berth-cri makes are visible to berthd's shims), and the real crictl/critest
-//! from scripts/build-cri-tools.sh's cache.
+//! netns pins berth-cri makes are visible to berthd's shims), and the real crictl
+//! from scripts/build-cri-tools.sh's cache (critest's tests ask for critest themselves).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -58,25 +58,30 @@ impl Drop for Proc {
     }
 }
 
-/// crictl and critest, built through the script into its cache when missing; `None` (after
-/// printing why) when they cannot be had.
-pub fn cri_tools() -> Option<(PathBuf, PathBuf)> {
+/// `tool` (`crictl` or `critest`), built through the script into its cache when missing (or
+/// waited for while `make test`'s background build of it runs); `None` (after printing why)
+/// when it cannot be had. Each tool alone: `make test` needs crictl only, whose cold build is
+/// much cheaper than critest's.
+pub fn cri_tool(tool: &str) -> Option<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-cri-tools.sh");
     let started = Instant::now();
-    let out = Command::new(&script).stderr(Stdio::inherit()).output();
+    let out = Command::new(&script)
+        .arg(tool)
+        .stderr(Stdio::inherit())
+        .output();
     match out {
         Ok(o) if o.status.success() => {
             let dir = PathBuf::from(String::from_utf8_lossy(&o.stdout).lines().last()?.trim());
             println!(
-                "cri-tools ready in {:.1}s: {}",
+                "{tool} ready in {:.1}s: {}",
                 started.elapsed().as_secs_f64(),
                 dir.display()
             );
-            Some((dir.join("crictl"), dir.join("critest")))
+            Some(dir.join(tool))
         }
         Ok(o) => {
             eprintln!(
-                "SKIP: scripts/build-cri-tools.sh failed ({}): crictl/critest unavailable",
+                "SKIP: scripts/build-cri-tools.sh {tool} failed ({}): {tool} unavailable",
                 o.status
             );
             None
@@ -91,7 +96,6 @@ pub fn cri_tools() -> Option<(PathBuf, PathBuf)> {
 /// Everything running; dropped in reverse: berth-cri, berthd, registry, namespace.
 pub struct Env {
     pub crictl_bin: PathBuf,
-    pub critest_bin: PathBuf,
     pub cri: Option<Proc>,
     pub berthd: Option<Proc>,
     pub registry: Registry,
@@ -195,7 +199,7 @@ pub fn setup(name: &str) -> Result<Option<Env>> {
         eprintln!("SKIP: CNI plugins missing in /usr/lib/cni (Debian containernetworking-plugins, scripts/install-deps.sh)");
         return Ok(None);
     }
-    let Some((crictl_bin, critest_bin)) = cri_tools() else {
+    let Some(crictl_bin) = cri_tool("crictl") else {
         return Ok(None);
     };
     let dir = tempfile::tempdir()?;
@@ -252,7 +256,6 @@ default_lease_dir = "{0}/leases"
     )?;
     Ok(Some(Env {
         crictl_bin,
-        critest_bin,
         cri: Some(cri),
         berthd: Some(berthd),
         registry,

@@ -9,16 +9,13 @@ use berth_api::proto::{containers as cpb, events as epb, tasks as tpb};
 use super::Berthd;
 use crate::error::Result;
 
-/// A process to exec in a task, with the FIFOs its stdio goes through ("": none).
+/// A process to exec in a task (its stdio travels over `Tasks.Attach`).
 #[derive(Debug, Clone, Default)]
 pub struct Exec {
     pub exec_id: String,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
 }
 
 impl Berthd {
@@ -43,13 +40,12 @@ impl Berthd {
         Ok(())
     }
 
-    /// `Tasks.Create` with the init's output also in CRI format at `log_path` ("": none),
-    /// stdio from FIFOs when given; returns the pid.
-    pub async fn create_task(&self, id: &str, log_path: &str, stdin: &str) -> Result<u32> {
+    /// `Tasks.Create` with the init's output also in CRI format at `log_path` ("": none);
+    /// returns the pid.
+    pub async fn create_task(&self, id: &str, log_path: &str) -> Result<u32> {
         let req = tpb::CreateTaskRequest {
             container_id: id.to_owned(),
             log_path: log_path.to_owned(),
-            stdin: stdin.to_owned(),
             ..Default::default()
         };
         Ok(call!(self, tasks, create, "Tasks.Create", req)?.pid)
@@ -77,20 +73,44 @@ impl Berthd {
         Ok(())
     }
 
-    /// `Tasks.Exec`; returns the pid.
-    pub async fn exec(&self, id: &str, e: Exec) -> Result<u32> {
+    /// `Tasks.Exec` (created, not started), then `Tasks.Attach` to it (output only), then
+    /// `Tasks.Start` of it: nothing it writes is missed. The session's stream has no
+    /// deadline; the caller bounds it.
+    pub async fn exec_attached(
+        &self,
+        id: &str,
+        e: Exec,
+    ) -> Result<berth_api::client::stdio::Session> {
+        let exec_id = e.exec_id.clone();
         let req = tpb::ExecProcessRequest {
             container_id: id.to_owned(),
             exec_id: e.exec_id,
             args: e.args,
             env: e.env,
             cwd: e.cwd,
-            stdin: e.stdin,
-            stdout: e.stdout,
-            stderr: e.stderr,
             ..Default::default()
         };
-        Ok(call!(self, tasks, exec, "Tasks.Exec", req)?.pid)
+        call!(self, tasks, exec, "Tasks.Exec", req)?;
+        let c = self.conn().await?;
+        let session = bounded(
+            &self.address,
+            self.timeout,
+            "Tasks.Attach",
+            berth_api::client::stdio::attach(
+                &c.tasks,
+                self.ctx(Duration::ZERO),
+                berth_api::client::stdio::AttachOptions::new(id).exec(&exec_id),
+            ),
+        )
+        .await;
+        let session = self.check(session)?;
+        let req = tpb::StartRequest {
+            container_id: id.to_owned(),
+            exec_id,
+            ..Default::default()
+        };
+        call!(self, tasks, start, "Tasks.Start", req)?;
+        Ok(session)
     }
 
     /// `Tasks.Wait` for process `exec_id` ("": the init), bounded by `timeout`.

@@ -1,15 +1,14 @@
 //! ExecSync: run a command in a running container and answer its output and exit code.
 //!
-//! berthd's Tasks.Exec takes FIFO paths for the process's stdio (its shim copies the
-//! process's output into them): berth-cri, on the same node, makes two FIFOs under
-//! `<state_dir>/containers/<id>/`, opens their read ends before the exec (the shim waits for
-//! a reader), reads both to their end, and waits for the exit. A command still running at
-//! the timeout is SIGKILLed and the call fails DEADLINE_EXCEEDED (kubelet's exec probes).
-//! Output is capped at 16 MiB per stream, containerd's limit.
+//! berthd's `Tasks.Exec` creates the process, berth-cri attaches to it over `Tasks.Attach`
+//! (berth-api's stdio client, output only) and then starts it, so nothing it writes is
+//! missed; the output is read until the exit. A command still running at the timeout is
+//! SIGKILLed and the call fails DEADLINE_EXCEEDED (kubelet's exec probes). Output is capped
+//! at 16 MiB per stream, containerd's limit.
 
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use berth_api::client::stdio::Event;
 
 use super::Containers;
 use crate::berthd::Exec;
@@ -17,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::proto::ExecSyncResponse;
 
 /// Largest output kept per stream.
-const MAX_OUTPUT: u64 = 16 << 20;
+const MAX_OUTPUT: usize = 16 << 20;
 const SIGKILL: u32 = 9;
 /// The timeout when kubelet gives none.
 const NO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -38,11 +37,10 @@ fn random_hex(n: usize) -> Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Reads a FIFO to its end (at most [`MAX_OUTPUT`] bytes kept).
-async fn drain(rx: tokio::net::unix::pipe::Receiver) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = rx.take(MAX_OUTPUT).read_to_end(&mut out).await;
-    out
+/// Appends `b` to `to`, keeping at most [`MAX_OUTPUT`] bytes.
+fn keep(to: &mut Vec<u8>, b: &[u8]) {
+    let room = MAX_OUTPUT.saturating_sub(to.len());
+    to.extend_from_slice(&b[..b.len().min(room)]);
 }
 
 impl Containers {
@@ -67,23 +65,14 @@ impl Containers {
             }
         }
         let exec_id = format!("sync-{}", random_hex(8)?);
-        let dir = self.state_dir.join("containers").join(&r.id).join(&exec_id);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            what: format!("create {}", dir.display()),
-            source,
-        })?;
         // On a task of its own: kubelet's deadline is the same as the command's, and when the
         // client gives up first the request's future is dropped — the timeout's SIGKILL must
         // still happen.
         let me = self.clone();
         let id = r.id.clone();
-        tokio::spawn(async move {
-            let result = me.exec_in(&id, &exec_id, cmd, &dir, timeout).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            result
-        })
-        .await
-        .map_err(|e| Error::Corrupt(format!("ExecSync task: {e}")))?
+        tokio::spawn(async move { me.exec_in(&id, &exec_id, cmd, timeout).await })
+            .await
+            .map_err(|e| Error::Corrupt(format!("ExecSync task: {e}")))?
     }
 
     async fn exec_in(
@@ -91,33 +80,15 @@ impl Containers {
         id: &str,
         exec_id: &str,
         cmd: Vec<String>,
-        dir: &std::path::Path,
         timeout: i64,
     ) -> Result<ExecSyncResponse> {
-        let io = |what: String| move |source| Error::Io { what, source };
-        let mut readers = Vec::new();
-        for name in ["stdout", "stderr"] {
-            let p = dir.join(name);
-            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
-                |e| Error::Io {
-                    what: format!("mkfifo {}", p.display()),
-                    source: e.into(),
-                },
-            )?;
-            let rx = tokio::net::unix::pipe::OpenOptions::new()
-                .open_receiver(&p)
-                .map_err(io(format!("open {}", p.display())))?;
-            readers.push(tokio::spawn(drain(rx)));
-        }
-        let path = |n: &str| dir.join(n).display().to_string();
-        self.berthd
-            .exec(
+        let mut session = self
+            .berthd
+            .exec_attached(
                 id,
                 Exec {
                     exec_id: exec_id.to_owned(),
                     args: cmd,
-                    stdout: path("stdout"),
-                    stderr: path("stderr"),
                     ..Default::default()
                 },
             )
@@ -127,34 +98,35 @@ impl Containers {
         } else {
             NO_TIMEOUT
         };
-        let exit = match self.berthd.wait_process(id, exec_id, limit).await {
-            Ok(w) => w.exit_status,
-            Err(e) if e.berthd_kind() == Some(berth_api::errdefs::Kind::DeadlineExceeded) => {
-                let _ = self.berthd.signal(id, exec_id, SIGKILL, false).await;
-                for r in readers {
-                    r.abort();
+        let mut out = ExecSyncResponse::default();
+        let read = async {
+            while let Some(ev) = session.output.next().await {
+                match ev {
+                    Ok(Event::Stdout(b)) => keep(&mut out.stdout, &b),
+                    Ok(Event::Stderr(b)) => keep(&mut out.stderr, &b),
+                    Ok(Event::Exit { status, .. }) => return Ok(Some(status)),
+                    Err(e) => return Err(e),
                 }
+            }
+            Ok(None)
+        };
+        let exit = match tokio::time::timeout(limit, read).await {
+            Ok(Ok(Some(status))) => status,
+            // The stream ended without the exit (berthd restarted): ask for it.
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                self.berthd
+                    .wait_process(id, exec_id, limit)
+                    .await?
+                    .exit_status
+            }
+            Err(_) => {
+                let _ = self.berthd.signal(id, exec_id, SIGKILL, false).await;
                 return Err(Error::DeadlineExceeded(format!(
                     "command in container {id} timed out after {timeout} s (killed)"
                 )));
             }
-            Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
-        for r in readers {
-            // The writers close when the process's output ends; a grandchild holding them
-            // open longer is not waited for.
-            match tokio::time::timeout(Duration::from_secs(5), r).await {
-                Ok(Ok(v)) => out.push(v),
-                _ => out.push(Vec::new()),
-            }
-        }
-        let stderr = out.pop().unwrap_or_default();
-        let stdout = out.pop().unwrap_or_default();
-        Ok(ExecSyncResponse {
-            stdout,
-            stderr,
-            exit_code: exit as i32,
-        })
+        out.exit_code = exit as i32;
+        Ok(out)
     }
 }

@@ -90,7 +90,7 @@ impl Containers {
                 source,
             })?;
         }
-        self.berthd.create_task(&r.id, &log, "").await?;
+        self.berthd.create_task(&r.id, &log).await?;
         if let Err(e) = self.berthd.start_task(&r.id).await {
             // Back to CREATED: no task is left for a retry to trip on.
             let _ = self.berthd.signal(&r.id, "", SIGKILL, true).await;

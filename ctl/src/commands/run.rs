@@ -1,17 +1,21 @@
 //! `berthctl run IMAGE [COMMAND…]`: runs a container from an image (Containers service,
-//! `Create` — berthd builds the spec from the image — then Tasks service `Create`, `Wait`,
+//! `Create` — berthd builds the spec from the image — then Tasks service `Create`, `Attach`,
 //! `Start`) and exits with the container's status (128 + signal for a signalled one).
 //!
-//! berthctl creates FIFOs in a private temporary directory for the container's stdin, stdout
-//! and stderr, forwards SIGINT, SIGTERM and SIGHUP to it, and waits. With `--rm` it deletes
-//! the task and the container afterwards; with `-d` it returns after the start (output goes
-//! to the container's log). A task that cannot be created leaves no container behind.
+//! The container's stdio travels over the API connection (`Tasks.Attach`, attached before
+//! the start so no output is missed): its stdout and stderr to ours, our stdin to it with
+//! `-i` (else its stdin is /dev/null), a terminal with `-t` (ours raw with `-it`, Ctrl-P
+//! Ctrl-Q detaches). berthctl forwards SIGINT, SIGTERM and SIGHUP to it. With `--rm` it
+//! deletes the task and the container afterwards; with `-d` it returns after the start
+//! (output goes to the container's log; `tasks attach` reaches it). A task that cannot be
+//! created leaves no container behind.
 
 use std::time::Duration;
 
+use berth_api::client::stdio::{attach, AttachOptions};
 use berth_api::proto::{containers as cpb, tasks as tpb};
 
-use super::process::{gen_id, Fifos};
+use super::process::{check_tty, gen_id, pump, stdin_is_tty, window_size, Ended, OnSignal, Target};
 use crate::connect::Berthd;
 use crate::error::Error;
 use crate::globals::Globals;
@@ -25,6 +29,12 @@ pub struct RunArgs {
     /// Start it and return (no stdio attached; output goes to the container's log).
     #[arg(long, short = 'd')]
     detach: bool,
+    /// Keep the container's stdin open and attach ours to it (else it reads /dev/null).
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Give the container a terminal (with -i: ours goes raw; Ctrl-P Ctrl-Q detaches).
+    #[arg(long, short = 't')]
+    tty: bool,
     /// Container id (default: generated).
     #[arg(long)]
     name: Option<String>,
@@ -69,6 +79,9 @@ pub struct RunArgs {
 
 /// Runs the container; returns its exit status (0 with `-d`).
 pub async fn run(g: &Globals, a: RunArgs) -> Result<i32, Error> {
+    if !a.detach {
+        check_tty(a.interactive, a.tty)?;
+    }
     let berthd = Berthd::connect(g).await?;
     let id = a.name.clone().unwrap_or_else(gen_id);
     let mounts = a
@@ -128,7 +141,8 @@ pub async fn run(g: &Globals, a: RunArgs) -> Result<i32, Error> {
             .delete(berthd.ctx(), &delete_container())
             .await;
     } else if result.is_err() {
-        // A task that could not be created leaves no container behind either.
+        // A task that could not be created (or started: `run_task` deleted it) leaves no
+        // container behind either; one that ran keeps it (its task refuses the delete).
         let _ = berthd
             .containers()
             .delete(berthd.ctx(), &delete_container())
@@ -137,70 +151,71 @@ pub async fn run(g: &Globals, a: RunArgs) -> Result<i32, Error> {
     result
 }
 
-/// Creates, starts and (unless detached) waits for the task, forwarding signals to it.
+/// Creates, attaches to, starts and (unless detached) follows the task to its exit.
 async fn run_task(berthd: &Berthd, id: &str, a: &RunArgs) -> Result<i32, Error> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // Signals are caught from before the container starts, to be forwarded to it.
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::io("handle SIGINT"))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::io("handle SIGTERM"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(Error::io("handle SIGHUP"))?;
-    let fifos = if a.detach {
-        None
-    } else {
-        Some(Fifos::create(id)?)
-    };
-    let mut req = tpb::CreateTaskRequest {
+    let tasks = berthd.tasks();
+    let req = tpb::CreateTaskRequest {
         container_id: id.to_owned(),
+        stdin: a.interactive,
+        terminal: a.tty,
         ..Default::default()
     };
-    if let Some(f) = &fifos {
-        req.stdin = f.path("stdin");
-        req.stdout = f.path("stdout");
-        req.stderr = f.path("stderr");
-    }
-    let copiers = fifos.as_ref().map(Fifos::attach);
-    let tasks = berthd.tasks();
     tasks
         .create(berthd.ctx_for(Duration::from_secs(60)), &req)
         .await
         .map_err(Error::call("create task"))?;
-    // Wait before start, so even an instant exit is seen (the shim records it anyway).
-    let wait_req = tpb::WaitRequest {
-        container_id: id.to_owned(),
-        ..Default::default()
-    };
-    let wait = tasks.wait(berthd.stream_ctx(), &wait_req);
     let start = tpb::StartRequest {
         container_id: id.to_owned(),
         ..Default::default()
     };
-    tasks
-        .start(berthd.ctx(), &start)
-        .await
-        .map_err(Error::call("start task"))?;
     if a.detach {
+        tasks
+            .start(berthd.ctx(), &start)
+            .await
+            .map_err(Error::call("start task"))?;
         println!("{id}");
         return Ok(0);
     }
-    tokio::pin!(wait);
-    let status = loop {
-        let sig = tokio::select! {
-            r = &mut wait => break r.map_err(Error::call("wait task"))?,
-            _ = sigint.recv() => libc::SIGINT,
-            _ = sigterm.recv() => libc::SIGTERM,
-            _ = sighup.recv() => libc::SIGHUP,
-        };
-        let kill = tpb::KillRequest {
-            container_id: id.to_owned(),
-            signal: sig as u32,
-            ..Default::default()
-        };
-        let _ = tasks.kill(berthd.ctx(), &kill).await;
+    // Attached before the start: everything the container writes comes to us.
+    let opts = AttachOptions::new(id)
+        .stdin(a.interactive)
+        .tty(a.tty, window_size());
+    let started = async {
+        let session = attach(&tasks, berthd.stream_ctx(), opts)
+            .await
+            .map_err(Error::call("attach"))?;
+        tasks
+            .start(berthd.ctx(), &start)
+            .await
+            .map_err(Error::call("start task"))?;
+        Ok::<_, Error>(session)
     };
-    if let Some(c) = copiers {
-        c.finish().await;
+    let session = match started.await {
+        Ok(s) => s,
+        Err(e) => {
+            let req = tpb::DeleteTaskRequest {
+                container_id: id.to_owned(),
+                ..Default::default()
+            };
+            let _ = tasks.delete(berthd.ctx(), &req).await;
+            return Err(e);
+        }
+    };
+    let t = Target {
+        berthd,
+        container_id: id,
+        exec_id: "",
+    };
+    let raw = a.tty && a.interactive && stdin_is_tty();
+    match pump(t, session, a.interactive, raw, OnSignal::Forward).await? {
+        Ended::Exit(status) => Ok(status as i32),
+        Ended::Detached => {
+            if a.rm {
+                eprintln!("berthctl: --rm not applied to a detached container: remove it with `tasks rm` and `containers rm` once it exits");
+            }
+            Ok(0)
+        }
     }
-    Ok(status.exit_status as i32)
 }
 
 /// Parses a positive size in berth's one grammar (`32M`, `1G`, `512MiB`, `4096`;

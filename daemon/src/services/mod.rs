@@ -16,6 +16,7 @@
 //! and Content's ingest calls (Status, ListStatuses, Abort: ingests are keyed by their ref
 //! across namespaces; the write that commits one records it in a namespace).
 
+pub mod attach;
 pub mod config;
 pub mod containers;
 pub mod content;

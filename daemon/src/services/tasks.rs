@@ -1,15 +1,16 @@
 //! `berth.services.tasks.v1.Tasks`: the tasks of the request's namespace, one shim each,
-//! over [`Tasks`]' lifecycle, exec and wait operations (which publish the task events).
+//! over [`Tasks`]' lifecycle, exec and wait operations (which publish the task events), and
+//! `Attach`, the stdio streams berthd relays to the shims ([`super::attach`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_api::errdefs;
-use berth_api::proto::{tasks as tpb, tasks_ttrpc};
+use berth_api::proto::{stdio, tasks as tpb, tasks_ttrpc};
 use berth_api::time::nanos;
 use berth_engine::tasks::metrics::Metrics;
 use berth_engine::tasks::{ExecProcess, ProcessState, TaskIo, Tasks};
-use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
+use ttrpc::r#async::{ServerStream, ServerStreamSender, TtrpcContext};
 
 use super::namespace;
 
@@ -90,8 +91,7 @@ impl tasks_ttrpc::Tasks for TasksService {
         let ns = namespace(ctx)?;
         let io = TaskIo {
             stdin: r.stdin,
-            stdout: r.stdout,
-            stderr: r.stderr,
+            terminal: r.terminal,
         };
         let opts = berth_engine::tasks::TaskOptions {
             log_path: (!r.log_path.is_empty()).then(|| r.log_path.clone().into()),
@@ -114,11 +114,12 @@ impl tasks_ttrpc::Tasks for TasksService {
         r: tpb::StartRequest,
     ) -> ttrpc::Result<tpb::StartResponse> {
         let ns = namespace(ctx)?;
-        let pid = self
-            .0
-            .start_task(&ns, &r.container_id)
-            .await
-            .map_err(status)?;
+        let pid = if r.exec_id.is_empty() {
+            self.0.start_task(&ns, &r.container_id).await
+        } else {
+            self.0.start_exec(&ns, &r.container_id, &r.exec_id).await
+        }
+        .map_err(status)?;
         Ok(tpb::StartResponse {
             pid,
             ..Default::default()
@@ -186,8 +187,7 @@ impl tasks_ttrpc::Tasks for TasksService {
             cwd: r.cwd,
             io: TaskIo {
                 stdin: r.stdin,
-                stdout: r.stdout,
-                stderr: r.stderr,
+                terminal: r.terminal,
             },
         };
         let pid = self.0.exec(&ns, &r.container_id, p).await.map_err(status)?;
@@ -311,6 +311,28 @@ impl tasks_ttrpc::Tasks for TasksService {
             .await
             .map_err(status)?;
         Ok(tpb::Empty::default())
+    }
+
+    async fn attach(
+        &self,
+        ctx: &TtrpcContext,
+        stream: ServerStream<stdio::AttachResponse, stdio::AttachRequest>,
+    ) -> ttrpc::Result<()> {
+        let ns = namespace(ctx)?;
+        let (tx, mut rx) = stream.split();
+        let first = rx.recv().await?.unwrap_or_default();
+        let Some(stdio::attach_request::Msg::Open(open)) = &first.msg else {
+            return Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                "the first message of an attach must be `open`",
+            )));
+        };
+        let shim = self
+            .0
+            .attach(&ns, &open.container_id)
+            .await
+            .map_err(status)?;
+        super::attach::relay(first, tx, rx, shim, self.0.stopping()).await
     }
 
     async fn get(&self, ctx: &TtrpcContext, r: tpb::GetRequest) -> ttrpc::Result<tpb::GetResponse> {

@@ -3,11 +3,13 @@
 //!
 //! The shim's core — creating the container, its stdio and log, exit records, exec, the
 //! process state machine — is `berth_engine::tasks::shim`; this module is the process's entry
-//! and its ttrpc server ([`service`]). It lives here, beside berthd's services, because every
-//! ttrpc server of berth is a thin adapter in this crate: the engine stays a ttrpc client only
-//! (of its shims), which a grep for server trait impls in `engine/` checks. It is still its own
-//! process, never part of berthd: berthd starts `berth-shim serve …` from the same binary.
+//! and its ttrpc server ([`service`], its stdio streams in [`attach`]). It lives here,
+//! beside berthd's services, because every ttrpc server of berth is a thin adapter in this
+//! crate: the engine stays a ttrpc client only (of its shims), which a grep for server trait
+//! impls in `engine/` checks. It is still its own process, never part of berthd: berthd
+//! starts `berth-shim serve …` from the same binary.
 
+pub mod attach;
 pub mod service;
 
 use std::ffi::OsString;

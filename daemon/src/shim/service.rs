@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_api::errdefs;
-use berth_api::proto::{shim as pb, shim_ttrpc};
+use berth_api::proto::{shim as pb, shim_ttrpc, stdio};
 use berth_engine::tasks::shim::Shim;
 use berth_engine::tasks::{ExecProcess, ProcessState, TaskIo};
-use ttrpc::r#async::TtrpcContext;
+use ttrpc::r#async::{ServerStream, TtrpcContext};
 
 /// The shim API of one shim; `done` tells the serving loop to stop after a Delete.
 pub struct ShimService {
@@ -50,9 +50,9 @@ impl shim_ttrpc::Shim for ShimService {
     async fn start(
         &self,
         _: &TtrpcContext,
-        _: pb::StartRequest,
+        r: pb::StartRequest,
     ) -> ttrpc::Result<pb::StartResponse> {
-        let pid = self.shim.start().await.map_err(status)?;
+        let pid = self.shim.start(&r.exec_id).await.map_err(status)?;
         Ok(pb::StartResponse {
             pid,
             ..Default::default()
@@ -82,8 +82,7 @@ impl shim_ttrpc::Shim for ShimService {
             cwd: r.cwd,
             io: TaskIo {
                 stdin: r.stdin,
-                stdout: r.stdout,
-                stderr: r.stderr,
+                terminal: r.terminal,
             },
         };
         let pid = self.shim.exec(p).await.map_err(status)?;
@@ -113,6 +112,14 @@ impl shim_ttrpc::Shim for ShimService {
     async fn reopen_log(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
         self.shim.reopen_log().map_err(status)?;
         Ok(pb::Empty::default())
+    }
+
+    async fn attach(
+        &self,
+        _: &TtrpcContext,
+        stream: ServerStream<stdio::AttachResponse, stdio::AttachRequest>,
+    ) -> ttrpc::Result<()> {
+        super::attach::serve(&self.shim, stream).await
     }
 
     async fn delete(

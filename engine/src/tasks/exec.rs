@@ -1,10 +1,14 @@
 //! Extra processes in a running task's container (`berthctl tasks exec`): the shim creates
-//! them (see [`super::shim::exec`]) and owns their stdio and exit.
+//! them (see [`super::shim::exec`]) and owns their stdio and exit; [`Tasks::start_exec`]
+//! runs one. Also [`Tasks::attach`], the shim end of a process's stdio stream.
 
-use berth_api::proto::shim as spb;
+use berth_api::proto::{shim as spb, stdio};
 
 use super::launch::shim_err;
 use super::{Error, TaskIo, Tasks};
+
+/// A stdio stream to a task's shim (`berth.shim.v1.Shim/Attach`).
+pub type ShimAttach = ttrpc::r#async::ClientStream<stdio::AttachRequest, stdio::AttachResponse>;
 
 /// A process to start in a running container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,7 +25,17 @@ pub struct ExecProcess {
 }
 
 impl Tasks {
-    /// Starts `p` in task `id`'s container; returns its pid.
+    /// Opens a stdio stream to the shim of task `id` (no deadline: it lasts as long as the
+    /// client stays attached). The caller sends the client's `open` first.
+    pub async fn attach(&self, ns: &str, id: &str) -> Result<ShimAttach, Error> {
+        self.shim(ns, id)?
+            .attach(ttrpc::context::Context::default())
+            .await
+            .map_err(|e| shim_err(id, e))
+    }
+
+    /// Creates `p` in task `id`'s container (not started: see [`Tasks::start_exec`]);
+    /// returns 0.
     pub async fn exec(&self, ns: &str, id: &str, p: ExecProcess) -> Result<u32, Error> {
         let out = self
             .shim(ns, id)?
@@ -33,8 +47,7 @@ impl Tasks {
                     env: p.env,
                     cwd: p.cwd,
                     stdin: p.io.stdin,
-                    stdout: p.io.stdout,
-                    stderr: p.io.stderr,
+                    terminal: p.io.terminal,
                     ..Default::default()
                 },
             )

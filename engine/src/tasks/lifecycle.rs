@@ -19,13 +19,14 @@ use super::manager::Task;
 use super::shim::exits::read_exit;
 use super::{spec, Error, ExitRecord, ProcessState, Status, Tasks};
 
-/// Where a process's stdio goes: FIFO paths of the client, or empty (stdin from /dev/null,
-/// output only to the container's log).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A process's stdio: its output always goes to the container's log and to the clients
+/// attached over the API (`Tasks.Attach`); no client ever names a path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TaskIo {
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
+    /// Keep stdin open for attached clients; false: stdin is /dev/null.
+    pub stdin: bool,
+    /// A terminal (pty) instead of pipes: one output stream.
+    pub terminal: bool,
 }
 
 /// What a task is created with besides its stdio.
@@ -38,6 +39,30 @@ pub struct TaskOptions {
 
 fn ctx(secs: i64) -> ttrpc::context::Context {
     ttrpc::context::with_timeout(secs * 1_000_000_000)
+}
+
+/// `spec` with a terminal for its process (`process.terminal`, which the executor answers
+/// with a pty and the console socket), and `TERM=xterm` unless the environment sets `TERM`
+/// (docker's `-t` does the same; a shell needs it to edit lines).
+fn with_terminal(spec: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut v: serde_json::Value = serde_json::from_slice(spec)
+        .map_err(|e| Error::InvalidSpec(format!("OCI runtime spec: {e}")))?;
+    let Some(p) = v.get_mut("process").and_then(|p| p.as_object_mut()) else {
+        return Err(Error::InvalidSpec("a terminal needs a process".into()));
+    };
+    p.insert("terminal".into(), serde_json::Value::Bool(true));
+    let env = p
+        .entry("env")
+        .or_insert_with(|| serde_json::json!([]))
+        .as_array_mut()
+        .ok_or_else(|| Error::InvalidSpec("process.env is not a list".into()))?;
+    if !env
+        .iter()
+        .any(|e| e.as_str().is_some_and(|s| s.starts_with("TERM=")))
+    {
+        env.push("TERM=xterm".into());
+    }
+    serde_json::to_vec(&v).map_err(|e| Error::InvalidSpec(e.to_string()))
 }
 
 impl Tasks {
@@ -114,7 +139,10 @@ impl Tasks {
                 })?;
                 mounted = true;
             }
-            let spec_bytes = spec::resolve_user(&c.spec, &rootfs)?;
+            let mut spec_bytes = spec::resolve_user(&c.spec, &rootfs)?;
+            if io.terminal {
+                spec_bytes = with_terminal(&spec_bytes)?;
+            }
             check_binds(&spec::parse(&spec_bytes)?, &rootfs)?;
             std::fs::write(dir.join("config.json"), &spec_bytes).map_err(|source| Error::Io {
                 what: "write config.json".into(),
@@ -206,6 +234,28 @@ impl Tasks {
             ns,
             "/tasks/start",
             serde_json::json!({"container_id": id, "pid": out.pid}),
+        );
+        Ok(out.pid)
+    }
+
+    /// Starts exec `exec_id` of task `id` (created by [`Tasks::exec`]); returns its pid and
+    /// publishes `/tasks/exec-started` (containerd's topic).
+    pub async fn start_exec(&self, ns: &str, id: &str, exec_id: &str) -> Result<u32, Error> {
+        let out = self
+            .shim(ns, id)?
+            .start(
+                ctx(70),
+                &spb::StartRequest {
+                    exec_id: exec_id.to_owned(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| shim_err(id, e))?;
+        self.publish(
+            ns,
+            "/tasks/exec-started",
+            serde_json::json!({"container_id": id, "exec_id": exec_id, "pid": out.pid}),
         );
         Ok(out.pid)
     }

@@ -41,6 +41,9 @@ pub struct Tasks {
     events: tokio::sync::broadcast::Sender<Event>,
     /// The runtime handlers (berthd's configuration; only `berth` until set).
     pub(super) runtimes: std::sync::RwLock<super::runtimes::Runtimes>,
+    /// Set when berthd stops: streams that last as long as their client (stdio attaches)
+    /// end then, instead of holding the stop for ttrpc's 10 s.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Tasks {
@@ -54,6 +57,7 @@ impl Tasks {
             reserved: Mutex::new(HashSet::new()),
             events: tokio::sync::broadcast::channel(QUEUE).0,
             runtimes: Default::default(),
+            stopping: tokio::sync::watch::channel(false).0,
         });
         t.adopt().await;
         t
@@ -62,6 +66,16 @@ impl Tasks {
     /// Sets the runtime handlers from berthd's configuration.
     pub fn set_runtimes(&self, r: super::runtimes::Runtimes) {
         *self.runtimes.write().expect("runtimes lock") = r;
+    }
+
+    /// berthd is stopping: long streams (stdio attaches) end now (the processes go on).
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Becomes true when berthd stops (see [`Tasks::stop_streams`]).
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Sends an event to the current subscribers (none: dropped).

@@ -58,15 +58,18 @@ impl Runc {
         c
     }
 
-    /// `exec --detach --pid-file PID --process PROCESS ID`; the caller sets the stdio (the
-    /// process inherits it).
-    pub fn exec_command(&self, process: &Path, pid_file: &Path) -> Command {
+    /// `exec --detach --pid-file PID --process PROCESS [--console-socket S] ID`; the caller
+    /// sets the stdio (the process inherits it, or with a console socket gets a terminal).
+    pub fn exec_command(&self, process: &Path, pid_file: &Path, console: Option<&Path>) -> Command {
         let mut c = self.base();
         c.args(["exec", "--detach", "--pid-file"])
             .arg(pid_file)
             .arg("--process")
-            .arg(process)
-            .arg(&self.id);
+            .arg(process);
+        if let Some(s) = console {
+            c.arg("--console-socket").arg(s);
+        }
+        c.arg(&self.id);
         c
     }
 
@@ -92,13 +95,15 @@ impl Runc {
         }
     }
 
-    /// `create` with the init's stdio, before the shim's reaper runs (so a plain wait is
-    /// safe). Returns the init's pid.
+    /// `create` with the init's stdio (or, with `console`, a terminal whose master goes to
+    /// that socket), before the shim's reaper runs (so a plain wait is safe). Returns the
+    /// init's pid.
     pub fn create(
         &self,
         stdin: impl Into<Stdio>,
         stdout: impl Into<Stdio>,
         stderr: impl Into<Stdio>,
+        console: Option<&Path>,
     ) -> Result<u32, Error> {
         std::fs::create_dir_all(self.root()).map_err(|source| Error::Io {
             what: format!("create {}", self.root().display()),
@@ -111,11 +116,11 @@ impl Runc {
             .arg("--bundle")
             .arg(&self.dir)
             .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(&self.id)
-            .stdin(stdin)
-            .stdout(stdout)
-            .stderr(stderr);
+            .arg(&pid_file);
+        if let Some(s) = console {
+            cmd.arg("--console-socket").arg(s);
+        }
+        cmd.arg(&self.id).stdin(stdin).stdout(stdout).stderr(stderr);
         let status = cmd.status().map_err(|source| Error::Io {
             what: format!("run {} create", self.binary.display()),
             source,
@@ -142,15 +147,17 @@ pub fn read_pid(path: &Path) -> Result<u32, Error> {
         .map_err(|_| Error::Executor(format!("{}: not a pid: {text:?}", path.display())))
 }
 
-/// The process of an exec under an external runtime: the container's own process (user,
-/// capabilities, rlimits, no_new_privs, AppArmor/SELinux labels) with the exec's arguments,
-/// its environment added to the container's, and its cwd when given — the same as the
-/// built-in executor's exec, which keeps the container's user and seccomp profile.
+/// The process of an exec under an external runtime (and of a built-in exec with a
+/// terminal): the container's own process (user, capabilities, rlimits, no_new_privs,
+/// AppArmor/SELinux labels) with the exec's arguments, its environment added to the
+/// container's, its cwd when given, and a terminal or not — the same as the built-in
+/// executor's exec, which keeps the container's user and seccomp profile.
 pub fn exec_process(
     spec: &oci_spec::runtime::Spec,
     args: &[String],
     env: &[String],
     cwd: &str,
+    terminal: bool,
 ) -> Result<serde_json::Value, Error> {
     let mut p = serde_json::to_value(spec.process().clone().unwrap_or_default())
         .map_err(|e| Error::InvalidSpec(format!("process: {e}")))?;
@@ -169,7 +176,7 @@ pub fn exec_process(
     }
     p["args"] = serde_json::json!(args);
     p["env"] = serde_json::json!(merged);
-    p["terminal"] = serde_json::json!(false);
+    p["terminal"] = serde_json::json!(terminal);
     if !cwd.is_empty() {
         p["cwd"] = serde_json::json!(cwd);
     }
@@ -189,7 +196,7 @@ mod tests {
                         "user": {"uid": 1000, "gid": 1000}, "noNewPrivileges": true}
         }))
         .unwrap();
-        let p = exec_process(&spec, &["id".into()], &["A=2".into()], "/tmp").unwrap();
+        let p = exec_process(&spec, &["id".into()], &["A=2".into()], "/tmp", false).unwrap();
         assert_eq!(p["args"], serde_json::json!(["id"]));
         assert_eq!(p["env"], serde_json::json!(["PATH=/bin", "A=2"]));
         assert_eq!(p["cwd"], "/tmp");

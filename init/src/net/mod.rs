@@ -15,6 +15,7 @@ pub mod dhcp;
 pub mod dhcp_socket;
 pub mod link;
 pub mod netlink;
+pub mod pci;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -49,6 +50,9 @@ pub struct Env {
     pub set_hostname: bool,
     /// Count PCI network devices under this sysfs root to know what to wait for.
     pub sysfs: PathBuf,
+    /// The kernel's module directory, whose `modules.alias` says which PCI network devices
+    /// a module of the image can drive (see [`pci`]).
+    pub modules: PathBuf,
 }
 
 impl Default for Env {
@@ -57,6 +61,7 @@ impl Default for Env {
             resolv_conf: PathBuf::from(RESOLV_CONF),
             set_hostname: true,
             sysfs: PathBuf::from("/sys"),
+            modules: crate::modules::release_dir(Path::new("/")),
         }
     }
 }
@@ -198,12 +203,14 @@ pub fn start(plan: Plan, env: Env, console: Console) -> Network {
 
 impl Network {
     /// Waits until every expected interface is configured, or the `wait_secs` settle time.
-    /// Expected: the PCI network devices in sysfs (whose driver may still be loading) and
-    /// the interfaces already seen. Then warns about `[[network.interface]]` entries that
-    /// matched nothing and interfaces still unconfigured, and sets the fallback host name.
+    /// Expected: the PCI network devices in sysfs that a driver can bind (bound already, or
+    /// claimed by a module of the image, which may still be loading; the others are named in
+    /// one line and not waited for, see [`pci`]) and the interfaces already seen. Then warns
+    /// about `[[network.interface]]` entries that matched nothing and interfaces still
+    /// unconfigured, and sets the fallback host name.
     pub fn wait(&self) {
         let started = Instant::now();
-        let expected = count_pci_nics(&self.shared.env.sysfs);
+        let expected = self.expected_nics();
         let deadline = started + self.shared.plan.wait;
         let mut status = self.shared.status.lock().expect("network status");
         loop {
@@ -252,6 +259,21 @@ impl Network {
             drop(status);
             self.set_hostname(&name, "fallback");
         }
+    }
+
+    /// How many PCI network devices can get an interface; says once which cannot.
+    fn expected_nics(&self) -> usize {
+        let nics = pci::network_devices(&self.shared.env.sysfs);
+        if nics.iter().all(|n| n.bound) {
+            return nics.len();
+        }
+        let aliases = crate::coldplug::AliasTable::read(&self.shared.env.modules);
+        let (drivable, orphans) =
+            pci::split_drivable(nics, |modalias| !aliases.lookup(modalias).is_empty());
+        if let Some(line) = pci::orphans_line(&orphans) {
+            self.shared.console.warn(&line);
+        }
+        drivable.len()
     }
 
     /// NTP servers learned so far (`ip=` ntp0, DHCP option 42), without duplicates.
@@ -749,19 +771,6 @@ fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// PCI devices of class "network controller" (0x02xxxx) under `sysfs`.
-fn count_pci_nics(sysfs: &Path) -> usize {
-    let Ok(dir) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("class"))
-                .is_ok_and(|c| c.trim().starts_with("0x02"))
-        })
-        .count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,21 +804,5 @@ mod tests {
                 "search corp.test example.test"
             ]
         );
-    }
-
-    #[test]
-    fn pci_nics_are_counted_by_class() {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, class) in [
-            ("0000:00:02.0", "0x020000\n"),
-            ("0000:00:03.0", "0x010000\n"),
-            ("0000:00:04.0", "0x028000\n"),
-        ] {
-            let d = dir.path().join("bus/pci/devices").join(name);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("class"), class).unwrap();
-        }
-        assert_eq!(count_pci_nics(dir.path()), 2);
-        assert_eq!(count_pci_nics(Path::new("/nonexistent")), 0);
     }
 }

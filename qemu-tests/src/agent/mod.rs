@@ -127,7 +127,7 @@ pub fn dispatch(request: Request) -> Reply {
             .map(|out| Reply::success(id, &out)),
         Op::Time => Ok(Reply::success(id, &time_now())),
         Op::Resolve { name } => {
-            dns::resolve(dns::RESOLV_CONF, &name, std::time::Duration::from_secs(5))
+            dns::resolve(dns::RESOLV_CONF, &name, std::time::Duration::from_secs(15))
                 .map(|out| Reply::success(id, &out))
         }
     };

@@ -1,6 +1,7 @@
 //! `berthctl tasks …`: tasks, the running side of containers (Tasks service): list, signal,
-//! exec, processes, freeze and thaw, cgroup statistics, output, delete.
+//! exec, attach, processes, freeze and thaw, cgroup statistics, output, delete.
 
+mod attach;
 mod exec;
 mod kill;
 mod logs;
@@ -26,6 +27,9 @@ pub enum Command {
     Kill(kill::KillArgs),
     /// Run an extra process in a running task; exits with its status.
     Exec(exec::ExecArgs),
+    /// Attach to a running task's output (and stdin with -i, terminal with -t); Ctrl-P
+    /// Ctrl-Q or Ctrl-C detaches.
+    Attach(attach::AttachArgs),
     /// Pids of a task's processes.
     Ps(ps::PsArgs),
     /// Freeze every process of a task.
@@ -41,13 +45,14 @@ pub enum Command {
     Rm(rm::RmArgs),
 }
 
-/// Runs one `tasks` verb; returns the exit code (`exec`: the process's status).
+/// Runs one `tasks` verb; returns the exit code (`exec`, `attach`: the process's status).
 pub async fn run(g: &Globals, command: Command) -> Result<i32, Error> {
     let done = |r: Result<(), Error>| r.map(|()| 0);
     match command {
         Command::Ls => done(ls::run(g).await),
         Command::Kill(a) => done(kill::run(g, a).await),
         Command::Exec(a) => exec::run(g, a).await,
+        Command::Attach(a) => attach::run(g, a).await,
         Command::Ps(a) => done(ps::run(g, a).await),
         Command::Pause(a) => done(pause::run(g, a).await),
         Command::Resume(a) => done(resume::run(g, a).await),

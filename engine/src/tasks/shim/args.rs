@@ -38,12 +38,9 @@ pub struct ServeArgs {
     /// The bundle and the shim's directory.
     #[arg(long)]
     pub dir: PathBuf,
-    #[arg(long, default_value = "")]
-    pub stdin: String,
-    #[arg(long, default_value = "")]
-    pub stdout: String,
-    #[arg(long, default_value = "")]
-    pub stderr: String,
+    /// Keep the init's stdin open for attached clients (else it is /dev/null).
+    #[arg(long)]
+    pub stdin: bool,
     /// An external OCI runtime binary with runc's command line (absent: the built-in
     /// libcontainer executor).
     #[arg(long)]
@@ -79,10 +76,14 @@ pub struct ExecArgs {
     /// The container's config.json: the exec'd process gets its user and seccomp profile.
     #[arg(long)]
     pub spec: PathBuf,
+    /// Give the process a terminal, its master sent to this socket.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
 }
 
-/// The arguments of `berth-shim serve` for container `id` of `ns` in `dir`, with the stdio
-/// FIFOs of `io` and an external runtime `binary` (absent: the built-in executor).
+/// The arguments of `berth-shim serve` for container `id` of `ns` in `dir`, with the stdin
+/// of `io` (its terminal is the spec's `process.terminal`) and an external runtime `binary`
+/// (absent: the built-in executor).
 pub fn serve_args(
     ns: &str,
     id: &str,
@@ -95,13 +96,8 @@ pub fn serve_args(
         .map(Into::into)
         .collect();
     v.push(dir.into());
-    for (flag, path) in [
-        ("--stdin", &io.stdin),
-        ("--stdout", &io.stdout),
-        ("--stderr", &io.stderr),
-    ] {
-        v.push(flag.into());
-        v.push(path.into());
+    if io.stdin {
+        v.push("--stdin".into());
     }
     if let Some(b) = runtime_binary {
         v.push("--runtime-binary".into());
@@ -138,9 +134,8 @@ mod tests {
     #[test]
     fn serve_args_parse_back() {
         let io = TaskIo {
-            stdin: "/i".into(),
-            stdout: String::new(),
-            stderr: "/e".into(),
+            stdin: true,
+            terminal: true,
         };
         let mut argv = vec![std::ffi::OsString::from("berth-shim")];
         argv.extend(serve_args(
@@ -155,10 +150,7 @@ mod tests {
         };
         assert_eq!((a.namespace.as_str(), a.id.as_str()), ("ns", "c"));
         assert_eq!(a.dir, PathBuf::from("/d"));
-        assert_eq!(
-            (a.stdin.as_str(), a.stdout.as_str(), a.stderr.as_str()),
-            ("/i", "", "/e")
-        );
+        assert!(a.stdin);
         assert_eq!(a.runtime_binary, Some(PathBuf::from("/runc")));
     }
 

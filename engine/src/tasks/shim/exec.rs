@@ -1,22 +1,28 @@
-//! Extra processes in a running container (`Exec`). They are created by a short-lived
-//! helper (`berth-shim exec …`, single-threaded, because libcontainer clones its caller),
-//! which reports the new pid and exits; the process is then re-parented to the shim, the
-//! subreaper. With an external runtime, `runc exec --detach` plays the helper's part.
+//! Extra processes in a running container (`Exec`, then `Start` with the exec id). They are
+//! created by a short-lived helper (`berth-shim exec …`, single-threaded, because
+//! libcontainer clones its caller), which reports the new pid and exits; the process is then
+//! re-parented to the shim, the subreaper. With an external runtime, `runc exec --detach`
+//! plays the helper's part. With a terminal, the process creates its pty inside the
+//! container and the helper's console socket brings the master back ([`super::console`]).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::ExecArgs;
 use super::executor::Executor;
-use super::io::{io_err, pipe, stdio, Stdio};
-use super::process::{run_helper, Proc, Shim};
+use super::io::{io_err, pipe, ChildStdio, ProcIo};
+use super::process::{run_helper, Shim};
 use crate::tasks::{Error, ExecProcess, Status};
+
+/// Numbers the exec console sockets (`t<n>.sock`: short, see [`super::console`]).
+static CONSOLES: AtomicU32 = AtomicU32::new(0);
 
 /// `berth-shim exec`: runs the helper and prints the new process's pid (or `error: …`) for
 /// the shim; returns the exit code.
@@ -33,33 +39,52 @@ pub fn helper_main(a: &ExecArgs) -> i32 {
     }
 }
 
-/// Runs the exec helper and records the new process.
-pub(super) fn spawn_exec(shim: &Arc<Shim>, r: ExecProcess) -> Result<u32, Error> {
+/// Runs the exec helper for the created exec `r` with stdio `io` and records the started
+/// process.
+pub(super) fn spawn_exec(shim: &Arc<Shim>, r: ExecProcess, io: Arc<ProcIo>) -> Result<u32, Error> {
     let mut copiers = Vec::new();
-    let io = stdio(
-        &r.io.stdin,
-        &r.io.stdout,
-        &r.io.stderr,
-        &shim.log,
-        None,
-        &mut copiers,
-    )?;
+    let console_name = format!("t{}.sock", CONSOLES.fetch_add(1, Ordering::Relaxed));
+    let child = io.prepare(&shim.dir, &console_name, &shim.log, &mut copiers)?;
+    let console_path = child.console.as_ref().map(|c| c.path().to_owned());
+    let ChildStdio {
+        stdin,
+        stdout,
+        stderr,
+        console,
+    } = child;
     let external = match &shim.state.lock().expect("state lock").container {
         Executor::External(x) => Some(x.clone()),
         Executor::Builtin(_) => None,
     };
-    if let Some(x) = external {
-        let pid = exec_external(shim, &x, &r, io)?;
-        return Ok(register_exec(shim, &r.exec_id, pid));
+    let pid = if let Some(x) = external {
+        exec_external(
+            shim,
+            &x,
+            &r,
+            [stdin, stdout, stderr],
+            console_path.as_deref(),
+        )?
+    } else {
+        exec_builtin(shim, &r, [stdin, stdout, stderr], console_path.as_deref())?
+    };
+    if let Some(c) = console {
+        io.set_master(c.receive()?, &shim.log, &mut copiers)?;
     }
+    Ok(register_exec(shim, &r.exec_id, pid))
+}
+
+/// The built-in executor's exec: the helper joins the container; returns the new pid.
+fn exec_builtin(
+    shim: &Arc<Shim>,
+    r: &ExecProcess,
+    [stdin, stdout, stderr]: [OwnedFd; 3],
+    console: Option<&Path>,
+) -> Result<u32, Error> {
     let process = serde_json::json!({"args": r.args, "env": r.env, "cwd": r.cwd});
     let (out_r, out_w) = pipe()?;
     let (tx, rx) = std::sync::mpsc::channel();
-    // The reaper may see the helper's exit before we register it: hold the state lock over
-    // the spawn so the registration comes first.
-    let mut s = shim.state.lock().expect("state lock");
-    let child = std::process::Command::new("/proc/self/exe")
-        .arg0(crate::tasks::SHIM_ARGV0)
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg0(crate::tasks::SHIM_ARGV0)
         .arg("exec")
         .arg("--id")
         .arg(&shim.id)
@@ -68,46 +93,51 @@ pub(super) fn spawn_exec(shim: &Arc<Shim>, r: ExecProcess) -> Result<u32, Error>
         .arg("--process")
         .arg(process.to_string())
         .arg("--spec")
-        .arg(shim.dir.join("config.json"))
-        .stdin(std::process::Stdio::from(io.stdin))
+        .arg(shim.dir.join("config.json"));
+    if let Some(c) = console {
+        cmd.arg("--console-socket").arg(c);
+    }
+    // The reaper may see the helper's exit before we register it: hold the state lock over
+    // the spawn so the registration comes first.
+    let mut s = shim.state.lock().expect("state lock");
+    let child = cmd
+        .stdin(std::process::Stdio::from(stdin))
         .stdout(std::process::Stdio::from(out_w))
-        .stderr(std::process::Stdio::from(
-            io.stderr.try_clone().map_err(io_err("dup"))?,
-        ))
-        .spawn_with_stdout_fd(io.stdout)
+        .stderr(std::process::Stdio::from(stderr))
+        .spawn_with_stdout_fd(stdout)
         .map_err(io_err("start the exec helper"))?;
     s.helpers.insert(child, tx);
     drop(s);
+    // The command keeps the fds it was given: our copies of the report pipe's write end and
+    // of the process's stdio must close, or their readers never see the end.
+    drop(cmd);
     let mut line = String::new();
     let _ = File::from(out_r).read_to_string(&mut line);
     let code = rx
         .recv_timeout(Duration::from_secs(60))
         .map_err(|_| Error::Executor("the exec helper did not finish in 60 s".into()))?;
     let line = line.trim();
-    let pid: u32 = match line.parse() {
-        Ok(p) if code == 0 => p,
-        _ => {
-            return Err(Error::Executor(
-                line.strip_prefix("error: ").unwrap_or(line).to_owned(),
-            ))
-        }
-    };
-    Ok(register_exec(shim, &r.exec_id, pid))
+    match line.parse() {
+        Ok(p) if code == 0 => Ok(p),
+        _ => Err(Error::Executor(
+            line.strip_prefix("error: ").unwrap_or(line).to_owned(),
+        )),
+    }
 }
 
 /// Records a started exec process (or its exit, when the reaper saw it first).
 fn register_exec(shim: &Shim, exec_id: &str, pid: u32) -> u32 {
     let mut s = shim.state.lock().expect("state lock");
-    let mut p = Proc {
-        pid,
-        status: Status::Running,
-        exit: None,
-    };
-    if let Some(rec) = s.early.remove(&pid) {
-        p.status = Status::Stopped;
-        p.exit = Some(rec);
+    let early = s.early.remove(&pid);
+    if let Some(p) = s.execs.get_mut(exec_id) {
+        p.pid = pid;
+        p.status = Status::Running;
+        if let Some(rec) = early {
+            p.status = Status::Stopped;
+            p.exit = Some(rec);
+            p.io.output.set_exit(rec);
+        }
     }
-    s.execs.insert(exec_id.to_owned(), p);
     drop(s);
     shim.changed.send_modify(|n| *n += 1);
     pid
@@ -118,12 +148,14 @@ fn exec_external(
     shim: &Shim,
     x: &crate::tasks::runc::Runc,
     r: &ExecProcess,
-    io: Stdio,
+    [stdin, stdout, stderr]: [OwnedFd; 3],
+    console: Option<&Path>,
 ) -> Result<u32, Error> {
     let spec = crate::tasks::spec::parse(
         &std::fs::read(shim.dir.join("config.json")).map_err(io_err("read config.json"))?,
     )?;
-    let process = crate::tasks::runc::exec_process(&spec, &r.args, &r.env, &r.cwd)?;
+    let process =
+        crate::tasks::runc::exec_process(&spec, &r.args, &r.env, &r.cwd, console.is_some())?;
     // The exec id is a validated identifier (berthctl generates one); keep the file names
     // safe anyway.
     let tag: String = r
@@ -136,10 +168,10 @@ fn exec_external(
     std::fs::write(&process_path, process.to_string())
         .map_err(io_err(format!("write {}", process_path.display())))?;
     let offset = x.log_offset();
-    let mut cmd = x.exec_command(&process_path, &pid_path);
-    cmd.stdin(std::process::Stdio::from(io.stdin))
-        .stdout(std::process::Stdio::from(io.stdout))
-        .stderr(std::process::Stdio::from(io.stderr));
+    let mut cmd = x.exec_command(&process_path, &pid_path, console);
+    cmd.stdin(std::process::Stdio::from(stdin))
+        .stdout(std::process::Stdio::from(stdout))
+        .stderr(std::process::Stdio::from(stderr));
     let result = run_helper(shim, &mut cmd);
     drop(cmd);
     let _ = std::fs::remove_file(&process_path);
@@ -217,7 +249,7 @@ fn exec_helper(a: &ExecArgs) -> Result<u32, Error> {
     )?;
     let user = spec.process().as_ref().map(|p| p.user().clone());
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-    let pid = libcontainer::container::builder::ContainerBuilder::new(
+    let builder = libcontainer::container::builder::ContainerBuilder::new(
         a.id.clone(),
         libcontainer::syscall::syscall::SyscallType::default(),
     )
@@ -227,20 +259,39 @@ fn exec_helper(a: &ExecArgs) -> Result<u32, Error> {
     .with_stdin(dup(0)?)
     .with_stdout(dup(3)?)
     .with_stderr(dup(2)?)
-    .as_tenant()
-    .with_container_args(p.args)
-    .with_env(env)
-    .with_cwd((!p.cwd.is_empty()).then_some(PathBuf::from(p.cwd)))
-    .with_user(user.as_ref().map(|u| u.uid()))
-    .with_group(user.as_ref().map(|u| u.gid()))
-    .with_additional_gids(
-        user.as_ref()
-            .and_then(|u| u.additional_gids().clone())
-            .unwrap_or_default(),
-    )
-    .with_detach(true)
-    .build()
-    .map_err(|e| Error::Executor(berth_api::errdefs::chain(&e)))?;
+    .with_console_socket(a.console_socket.as_ref());
+    if let Some(socket) = &a.console_socket {
+        // libcontainer's tenant builder takes `terminal` only from a whole process file:
+        // the container's process (user, capabilities, rlimits, no_new_privs) with the
+        // exec's arguments, environment and cwd, as the external runtime gets it.
+        let process = crate::tasks::runc::exec_process(&spec, &p.args, &p.env, &p.cwd, true)?;
+        let file = socket.with_extension("json");
+        std::fs::write(&file, process.to_string())
+            .map_err(io_err(format!("write {}", file.display())))?;
+        let built = builder
+            .as_tenant()
+            .with_process(Some(&file))
+            .with_detach(true)
+            .build()
+            .map_err(|e| Error::Executor(berth_api::errdefs::chain(&e)));
+        let _ = std::fs::remove_file(&file);
+        return Ok(built?.as_raw() as u32);
+    }
+    let pid = builder
+        .as_tenant()
+        .with_container_args(p.args)
+        .with_env(env)
+        .with_cwd((!p.cwd.is_empty()).then_some(PathBuf::from(p.cwd)))
+        .with_user(user.as_ref().map(|u| u.uid()))
+        .with_group(user.as_ref().map(|u| u.gid()))
+        .with_additional_gids(
+            user.as_ref()
+                .and_then(|u| u.additional_gids().clone())
+                .unwrap_or_default(),
+        )
+        .with_detach(true)
+        .build()
+        .map_err(|e| Error::Executor(berth_api::errdefs::chain(&e)))?;
     Ok(pid.as_raw() as u32)
 }
 

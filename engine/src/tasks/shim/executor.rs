@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use super::args::ServeArgs;
-use super::io::{io_err, Stdio};
+use super::io::io_err;
 use crate::tasks::Error;
 
 /// Environment variable marking a shim that already runs from its read-only binary.
@@ -185,21 +185,25 @@ pub(super) enum Executor {
 }
 
 /// Creates the container with libcontainer (it clones this process: no thread may hold a
-/// lock the child needs).
+/// lock the child needs), with the init's stdio, or a terminal whose master goes to
+/// `console`.
 pub(super) fn builtin_create(
     a: &ServeArgs,
     dir: &Path,
-    io: Stdio,
+    [stdin, stdout, stderr]: [std::os::fd::OwnedFd; 3],
+    console: Option<&Path>,
 ) -> Result<(u32, Executor), Error> {
     let container = libcontainer::container::builder::ContainerBuilder::new(
         a.id.clone(),
         libcontainer::syscall::syscall::SyscallType::default(),
     )
+    .with_executor(DefaultSigpipe)
     .with_root_path(dir.join("runtime"))
     .map_err(|e| Error::Executor(e.to_string()))?
-    .with_stdin(io.stdin)
-    .with_stdout(io.stdout)
-    .with_stderr(io.stderr)
+    .with_stdin(stdin)
+    .with_stdout(stdout)
+    .with_stderr(stderr)
+    .with_console_socket(console)
     .as_init(dir)
     .with_systemd(false)
     .with_detach(true)
@@ -207,4 +211,36 @@ pub(super) fn builtin_create(
     .map_err(|e| Error::Executor(berth_api::errdefs::chain(&e)))?;
     let pid = container.pid().map_or(0, |p| p.as_raw() as u32);
     Ok((pid, Executor::Builtin(container)))
+}
+
+/// The init's workload executor: SIGPIPE back to its default action, then libcontainer's
+/// default executor. The shim ignores SIGPIPE (Rust's runtime does: a write to a reader that
+/// went away is an error, not death), the init is a clone of the shim, and an ignored signal
+/// stays ignored across `execve`: without this every process of the container would ignore
+/// it, and `yes | head` in a container would never end (`yes` spinning on EPIPE). The exec
+/// helper and an external runtime are spawned by `std::process::Command`, which resets
+/// SIGPIPE in its children itself.
+#[derive(Clone)]
+pub(super) struct DefaultSigpipe;
+
+impl libcontainer::workload::Executor for DefaultSigpipe {
+    fn exec(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorError> {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: installing SIG_DFL registers no handler code; this runs in the container's
+        // init right before it executes the workload.
+        unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(|e| {
+            libcontainer::workload::ExecutorError::Other(format!("reset SIGPIPE: {e}"))
+        })?;
+        libcontainer::workload::default::get_executor().exec(spec)
+    }
+
+    fn validate(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
 }

@@ -1,15 +1,22 @@
-//! A process's stdio in the shim: stdout and stderr go through pipes into a size-capped log
-//! file (`log`, one rotation to `log.1`) and, when berthd passed FIFO paths, to the client's
-//! FIFOs; stdin comes from a FIFO or `/dev/null`. Copying runs on plain threads, which the
-//! executor's clone() tolerates (see [`super::process`]).
+//! A process's stdio in the shim ([`ProcIo`]): stdout and stderr go through pipes — or the
+//! terminal's master, with `-t` — into a size-capped log file (`log`, one rotation to
+//! `log.1`) and to the clients attached over the API ([`super::output`]); stdin is
+//! `/dev/null`, or with `-i` a pipe the shim keeps open and attached clients write into.
+//! Copying runs on plain threads, which the executor's clone() tolerates (see
+//! [`super::process`]). No path a client names is ever opened: stdio travels over the API
+//! (`Tasks.Attach`), never through client-side FIFOs.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::io::unix::AsyncFd;
+
+use super::console::{resize, ConsoleSocket};
+use super::output::{Output, Stream};
 
 use crate::tasks::Error;
 
@@ -28,46 +35,15 @@ pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     })
 }
 
-/// Opens FIFO `path` for writing, waiting up to 10 s for its reader.
-fn open_fifo_writer(path: &str) -> Option<File> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-        {
-            Ok(f) => {
-                let _ = nix::fcntl::fcntl(
-                    f.as_raw_fd(),
-                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
-                );
-                return Some(f);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                if std::time::Instant::now() > deadline {
-                    tracing::warn!(fifo = path, "no reader came: output goes to the log only");
-                    return None;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => {
-                tracing::warn!(fifo = path, "cannot open: {e}");
-                return None;
-            }
-        }
-    }
-}
-
 /// The size-capped container log shared by the output copiers.
-pub(super) struct Log {
+pub struct Log {
     path: PathBuf,
     file: Option<File>,
     size: u64,
 }
 
 impl Log {
-    pub(super) fn open(path: PathBuf) -> Self {
+    pub fn open(path: PathBuf) -> Self {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -81,7 +57,7 @@ impl Log {
         Self { path, file, size }
     }
 
-    pub(super) fn write(&mut self, data: &[u8]) {
+    pub fn write(&mut self, data: &[u8]) {
         if self.size + data.len() as u64 > LOG_CAP {
             let _ = std::fs::rename(&self.path, self.path.with_extension("1"));
             *self = Self::open(self.path.clone());
@@ -95,106 +71,206 @@ impl Log {
     }
 }
 
-/// The CRI log a copier also feeds (the init's output only), and which stream it copies.
-pub(super) type CriOut = Option<(Arc<super::cri_log::CriLog>, super::cri_log::Stream)>;
+/// The fds a new process gets (the shim's copies are dropped once the process has them),
+/// and, with a terminal, the console socket its runtime sends the pty master to.
+pub struct ChildStdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub console: Option<ConsoleSocket>,
+}
 
-/// Copies `from` into the log, the CRI log and the FIFO (each when given); returns when
-/// `from` ends.
-fn copy_out(
-    from: OwnedFd,
-    fifo: String,
-    log: Arc<Mutex<Log>>,
-    cri: CriOut,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut cri = cri.map(|(l, s)| (l, super::cri_log::Lines::new(s)));
-        let mut from = File::from(from);
-        let mut to = if fifo.is_empty() {
-            None
+/// The shim's side of a process's stdin: the pipe's write end, or a dup of the terminal's
+/// master; non-blocking, registered with the async runtime on first use.
+#[derive(Default)]
+struct StdinSink {
+    raw: Option<OwnedFd>,
+    fd: Option<AsyncFd<OwnedFd>>,
+}
+
+/// The stdio of one process as the shim holds it: its output hub, its stdin (when open) and
+/// its terminal's master (with a terminal).
+pub struct ProcIo {
+    /// The process has a terminal: one output stream, input through the master.
+    pub terminal: bool,
+    /// The process's stdin is open to attached clients (`-i`).
+    pub stdin_open: bool,
+    pub output: Arc<Output>,
+    stdin: tokio::sync::Mutex<StdinSink>,
+    master: OnceLock<OwnedFd>,
+    /// The last window size asked for: applied when the master comes (an exec's terminal
+    /// exists only once it starts, after its client attached).
+    size: Mutex<Option<(u16, u16)>>,
+    /// The init's output is also written here in kubelet's format (`Tasks.Create`
+    /// `log_path`; execs have none).
+    cri: Option<Arc<super::cri_log::CriLog>>,
+}
+
+fn dev_null() -> Result<OwnedFd, Error> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/null")
+        .map_err(io_err("open /dev/null"))?
+        .into())
+}
+
+impl ProcIo {
+    /// The stdio of a process to be created with stdin open (`stdin`) and a terminal, its
+    /// output also in the CRI log `cri` when given.
+    pub fn new(
+        stdin: bool,
+        terminal: bool,
+        cri: Option<Arc<super::cri_log::CriLog>>,
+    ) -> Result<Arc<Self>, Error> {
+        Ok(Arc::new(Self {
+            terminal,
+            stdin_open: stdin,
+            output: Output::new(if terminal { 1 } else { 2 })?,
+            stdin: tokio::sync::Mutex::new(StdinSink::default()),
+            master: OnceLock::new(),
+            size: Mutex::new(None),
+            cri,
+        }))
+    }
+
+    /// Makes the process's ends: pipes whose shim ends are copied from now on, or, with a
+    /// terminal, `/dev/null` and a console socket named `console` in `dir` (the runtime
+    /// replaces the process's stdio with the pty's slave).
+    pub fn prepare(
+        &self,
+        dir: &Path,
+        console: &str,
+        log: &Arc<Mutex<Log>>,
+        copiers: &mut Vec<std::thread::JoinHandle<()>>,
+    ) -> Result<ChildStdio, Error> {
+        if self.terminal {
+            return Ok(ChildStdio {
+                stdin: dev_null()?,
+                stdout: dev_null()?,
+                stderr: dev_null()?,
+                console: Some(ConsoleSocket::bind(dir, console)?),
+            });
+        }
+        let stdin = if self.stdin_open {
+            let (r, w) = pipe()?;
+            let _ = super::output::set_nonblocking(&w);
+            self.sink().raw = Some(w);
+            r
         } else {
-            open_fifo_writer(&fifo)
+            dev_null()?
         };
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            log.lock().expect("log lock").write(&buf[..n]);
-            if let Some((l, lines)) = &mut cri {
-                lines.feed(l, &buf[..n]);
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        copiers.push(
+            self.output
+                .copy(out_r, Stream::Stdout, log.clone(), self.cri.clone()),
+        );
+        copiers.push(
+            self.output
+                .copy(err_r, Stream::Stderr, log.clone(), self.cri.clone()),
+        );
+        Ok(ChildStdio {
+            stdin,
+            stdout: out_w,
+            stderr: err_w,
+            console: None,
+        })
+    }
+
+    /// The sink, from synchronous setup code (nothing else holds it yet).
+    fn sink(&self) -> tokio::sync::MutexGuard<'_, StdinSink> {
+        self.stdin
+            .try_lock()
+            .expect("the stdin sink is free during setup")
+    }
+
+    /// Takes the terminal's master the runtime sent: its output is copied from now on, and
+    /// stdin (when open) is written into it.
+    pub fn set_master(
+        &self,
+        master: OwnedFd,
+        log: &Arc<Mutex<Log>>,
+        copiers: &mut Vec<std::thread::JoinHandle<()>>,
+    ) -> Result<(), Error> {
+        let _ = super::output::set_nonblocking(&master);
+        let dup = |f: &OwnedFd| f.try_clone().map_err(io_err("dup the pty master"));
+        if self.stdin_open {
+            self.sink().raw = Some(dup(&master)?);
+        }
+        copiers.push(self.output.copy(
+            dup(&master)?,
+            Stream::Stdout,
+            log.clone(),
+            self.cri.clone(),
+        ));
+        // Under the size lock, so a resize racing with this lands on the terminal.
+        let size = self.size.lock().expect("size lock");
+        if let Some((w, h)) = *size {
+            let _ = resize(&master, w, h);
+        }
+        let _ = self.master.set(master);
+        Ok(())
+    }
+
+    /// Sets the terminal's window size, now or when the terminal comes (a process without
+    /// a terminal has none).
+    pub fn resize(&self, width: u16, height: u16) -> Result<(), Error> {
+        if !self.terminal {
+            return Err(Error::FailedPrecondition(
+                "the process has no terminal".into(),
+            ));
+        }
+        let mut size = self.size.lock().expect("size lock");
+        *size = Some((width, height));
+        match self.master.get() {
+            Some(m) => resize(m, width, height),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `data` to the process's stdin, waiting while its pipe (or terminal) is full.
+    /// Writers are served one at a time, each message whole.
+    pub async fn write_stdin(&self, data: &[u8]) -> Result<(), Error> {
+        let mut s = self.stdin.lock().await;
+        if s.fd.is_none() {
+            if let Some(raw) = s.raw.take() {
+                // SAFETY: `raw` is an owned, valid descriptor that the AsyncFd owns from now
+                // on; nothing closes or replaces it behind the registration.
+                let fd = unsafe { AsyncFd::register(raw) };
+                s.fd = Some(fd.map_err(|e| io_err("watch the stdin pipe")(e.into()))?);
             }
-            if let Some(t) = &mut to {
-                if t.write_all(&buf[..n]).is_err() {
-                    to = None; // the reader went away; keep logging
-                }
+        }
+        let Some(fd) = s.fd.as_ref() else {
+            return Err(Error::FailedPrecondition("stdin is closed".into()));
+        };
+        let mut off = 0;
+        while off < data.len() {
+            let mut guard = fd.writable().await.map_err(io_err("wait for stdin"))?;
+            match guard.try_io(|f| {
+                nix::unistd::write(f.get_ref(), &data[off..]).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(n)) => off += n,
+                Ok(Err(e)) => return Err(io_err("write to the process's stdin")(e)),
+                Err(_would_block) => continue,
             }
         }
-        if let Some((l, lines)) = &mut cri {
-            lines.finish(l);
+        Ok(())
+    }
+
+    /// Ends the process's input: closes the stdin pipe (the process reads end of file), or
+    /// on a terminal writes its end-of-file character (^D, which a terminal in canonical
+    /// mode turns into end of file).
+    pub async fn close_stdin(&self) -> Result<(), Error> {
+        if self.terminal {
+            return self.write_stdin(&[4]).await;
         }
-    })
-}
-
-/// Copies FIFO `path` into `to` until the writer closes it.
-fn copy_in(path: String, to: OwnedFd) {
-    std::thread::spawn(move || {
-        let mut to = File::from(to);
-        if let Ok(mut from) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-        {
-            let _ = std::io::copy(&mut from, &mut to);
-        }
-    });
-}
-
-/// Stdio of one process: the fds it gets, and the shim's ends set to copying.
-pub(super) struct Stdio {
-    pub(super) stdin: OwnedFd,
-    pub(super) stdout: OwnedFd,
-    pub(super) stderr: OwnedFd,
-}
-
-/// Sets up the stdio of one process (FIFO paths, empty: none) and starts its copiers.
-pub(super) fn stdio(
-    stdin: &str,
-    stdout: &str,
-    stderr: &str,
-    log: &Arc<Mutex<Log>>,
-    cri: Option<&Arc<super::cri_log::CriLog>>,
-    copiers: &mut Vec<std::thread::JoinHandle<()>>,
-) -> Result<Stdio, Error> {
-    use super::cri_log::Stream;
-    let child_in: OwnedFd = if stdin.is_empty() {
-        File::open("/dev/null")
-            .map_err(io_err("open /dev/null"))?
-            .into()
-    } else {
-        let (r, w) = pipe()?;
-        copy_in(stdin.to_owned(), w);
-        r
-    };
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    copiers.push(copy_out(
-        out_r,
-        stdout.to_owned(),
-        log.clone(),
-        cri.map(|c| (c.clone(), Stream::Stdout)),
-    ));
-    copiers.push(copy_out(
-        err_r,
-        stderr.to_owned(),
-        log.clone(),
-        cri.map(|c| (c.clone(), Stream::Stderr)),
-    ));
-    Ok(Stdio {
-        stdin: child_in,
-        stdout: out_w,
-        stderr: err_w,
-    })
+        let mut s = self.stdin.lock().await;
+        s.fd = None;
+        s.raw = None;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 //! container with youki's `libcontainer` *before* it starts any thread (libcontainer clones
 //! the calling process); then serves the shim API (`berth.shim.v1`) on `shim.sock`.
 //!
-//! It owns the init's stdio: stdout and stderr go through pipes into a size-capped log file
-//! (`log`, one rotation to `log.1`) and, when berthd passed FIFO paths, to the client's
-//! FIFOs; stdin comes from a FIFO or `/dev/null`. Each exit is recorded in `exit` (written,
+//! It owns its processes' stdio: stdout and stderr go through pipes (or a terminal the
+//! container creates, `-t`) into a size-capped log file (`log`, one rotation to `log.1`) and
+//! to the clients attached over the API (`Attach`, relayed by berthd); stdin is `/dev/null`,
+//! or with `-i` a pipe the shim keeps open for attached clients. Each exit is recorded in `exit` (written,
 //! fsynced, renamed, directory fsynced) before any waiter is told, so a berthd that was down
 //! reads it after its restart. Extra processes (`Exec`) are created by a short-lived helper
 //! (`berth-shim exec …`, single-threaded, again because libcontainer clones its caller),
@@ -18,9 +19,10 @@
 //! ([`args`]).
 //!
 //! Split by concern: [`args`] (command line and start-up report), [`exits`] (durable exit
-//! records), [`io`] (stdio, the capped log), [`executor`] (libcontainer or an external
-//! runtime, sealing the binary, cgroups), [`exec`] (extra processes) and [`process`] (the
-//! state machine the shim API drives).
+//! records), [`io`] (stdio, the capped log), [`output`] (the output hub: log and attached
+//! clients, the exit after the output), [`console`] (terminals), [`executor`] (libcontainer
+//! or an external runtime, sealing the binary, cgroups), [`exec`] (extra processes) and
+//! [`process`] (the state machine the shim API drives).
 //!
 //! Where the shim's ttrpc server lives: in `berth-daemon` (`berth_daemon::shim`), with the
 //! entry point of the shim process (applet `berth-shim`), not here. Every ttrpc server of
@@ -30,14 +32,16 @@
 //! [`Shim`] it returns.
 
 pub mod args;
+pub mod console;
 pub mod cri_log;
 pub mod exec;
 pub mod executor;
 pub mod exits;
 pub mod io;
+pub mod output;
 pub mod process;
 
-pub use process::{Copiers, Shim};
+pub use process::{Attachment, Copiers, Shim};
 
 use crate::tasks::Error;
 

@@ -22,15 +22,23 @@ use tokio::sync::watch;
 use super::args::ServeArgs;
 use super::executor::{builtin_create, place_in_cgroup, remove_cgroups, Executor};
 use super::exits::{write_exit, ExitRecord};
-use super::io::{io_err, stdio, Log};
+use super::io::{io_err, ChildStdio, Log, ProcIo};
+use super::output::Subscription;
 use crate::tasks::{exit_code, Error, ExecProcess, ProcessState, Status};
 
+/// The console socket of the init's terminal, in the shim's directory.
+const INIT_CONSOLE: &str = "tty.sock";
+
 /// A process the shim owns.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(super) struct Proc {
+    /// 0 for an exec not started yet.
     pub(super) pid: u32,
     pub(super) status: Status,
     pub(super) exit: Option<ExitRecord>,
+    pub(super) io: Arc<ProcIo>,
+    /// An exec created and not started yet: what `start` runs.
+    pub(super) pending: Option<ExecProcess>,
 }
 
 impl Proc {
@@ -71,6 +79,15 @@ pub struct Shim {
 /// Output copier threads of the init, kept until the shim exits.
 pub type Copiers = Vec<std::thread::JoinHandle<()>>;
 
+/// A client attached to a process's stdio ([`Shim::attach`]): its output from now on, then
+/// its exit; and the process's stdio for the client's input and window size.
+pub struct Attachment {
+    /// 0 for an exec not started yet.
+    pub pid: u32,
+    pub io: Arc<ProcIo>,
+    pub output: Subscription,
+}
+
 fn nanos_now() -> i64 {
     berth_api::time::nanos(SystemTime::now())
 }
@@ -109,18 +126,27 @@ pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
         None => None,
     };
     let mut copiers = Vec::new();
-    let io = stdio(
-        &a.stdin,
-        &a.stdout,
-        &a.stderr,
-        &log,
-        cri_log.as_ref(),
-        &mut copiers,
+    // A terminal is the spec's (berthd sets process.terminal for `Tasks.Create` with one).
+    let spec = crate::tasks::spec::parse(
+        &std::fs::read(dir.join("config.json")).map_err(io_err("read config.json"))?,
     )?;
-    // The copier threads above only block on reads, FIFO opens and the log lock; the
-    // executor's clone() copies no lock they hold mid-operation into the child except the
-    // log's mutex, which the child never touches.
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let io = ProcIo::new(a.stdin, terminal, cri_log.clone())?;
+    let ChildStdio {
+        stdin,
+        stdout,
+        stderr,
+        console,
+    } = io.prepare(&dir, INIT_CONSOLE, &log, &mut copiers)?;
+    // The copier threads above only block on reads, polls and the log lock; the executor's
+    // clone() copies no lock they hold mid-operation into the child except the log's and
+    // the output hub's mutexes, which the child never touches.
     std::fs::create_dir_all(dir.join("runtime")).map_err(io_err("create runtime/"))?;
+    let console_path = console.as_ref().map(|c| c.path().to_owned());
     let (pid, container) = match &a.runtime_binary {
         Some(binary) => {
             let r = crate::tasks::runc::Runc {
@@ -128,11 +154,14 @@ pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
                 dir: dir.clone(),
                 id: a.id.clone(),
             };
-            let pid = r.create(io.stdin, io.stdout, io.stderr)?;
+            let pid = r.create(stdin, stdout, stderr, console_path.as_deref())?;
             (pid, Executor::External(r))
         }
-        None => builtin_create(a, &dir, io)?,
+        None => builtin_create(a, &dir, [stdin, stdout, stderr], console_path.as_deref())?,
     };
+    if let Some(c) = console {
+        io.set_master(c.receive()?, &log, &mut copiers)?;
+    }
     let (changed, _) = watch::channel(0u64);
     let shim = Arc::new(Shim {
         ns: a.namespace.clone(),
@@ -143,6 +172,8 @@ pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
                 pid,
                 status: Status::Created,
                 exit: None,
+                io,
+                pending: None,
             },
             execs: HashMap::new(),
             helpers: HashMap::new(),
@@ -226,10 +257,12 @@ impl Shim {
                 }
                 s.init.status = Status::Stopped;
                 s.init.exit = Some(rec);
+                s.init.io.output.set_exit(rec);
                 tracing::info!(pid, status = code, "container init exited");
             } else if let Some(p) = s.execs.values_mut().find(|p| p.pid == pid) {
                 p.status = Status::Stopped;
                 p.exit = Some(rec);
+                p.io.output.set_exit(rec);
             } else {
                 s.early.insert(pid, rec);
             }
@@ -247,6 +280,39 @@ impl Shim {
                 Error::NotFound(format!("exec {exec_id:?} of container {:?}", self.id))
             })
         }
+    }
+
+    /// How messages name process `exec_id`.
+    fn what(&self, exec_id: &str) -> String {
+        if exec_id.is_empty() {
+            format!("container {:?}", self.id)
+        } else {
+            format!("exec {exec_id:?} of container {:?}", self.id)
+        }
+    }
+
+    /// Attaches a client to the stdio of process `exec_id` (`""`: the init): its output from
+    /// now on and then its exit, and its stdin (`stdin`) or terminal (`tty`) — each refused
+    /// when the process was created without one.
+    pub fn attach(&self, exec_id: &str, stdin: bool, tty: bool) -> Result<Attachment, Error> {
+        let p = self.proc(exec_id)?;
+        if tty && !p.io.terminal {
+            return Err(Error::FailedPrecondition(format!(
+                "{} has no terminal: it was created without one (-t)",
+                self.what(exec_id)
+            )));
+        }
+        if stdin && !p.io.stdin_open {
+            return Err(Error::FailedPrecondition(format!(
+                "{} has no stdin: it was created without -i (its stdin is /dev/null)",
+                self.what(exec_id)
+            )));
+        }
+        Ok(Attachment {
+            pid: p.pid,
+            output: p.io.output.subscribe(),
+            io: p.io,
+        })
     }
 
     /// Process `exec_id` (`""`: the init), and every exec'd process by exec id.
@@ -288,10 +354,19 @@ impl Shim {
         Ok(())
     }
 
+    /// Starts the created process `exec_id` (`""`: the init); returns its pid.
+    pub async fn start(self: &Arc<Self>, exec_id: &str) -> Result<u32, Error> {
+        if exec_id.is_empty() {
+            self.start_init().await
+        } else {
+            self.start_exec(exec_id).await
+        }
+    }
+
     /// Starts the created init; returns its pid. The built-in executor works under the
     /// lock; an external runtime runs off it (the reaper needs the lock to hand the runtime's
     /// exit status back).
-    pub async fn start(self: &Arc<Self>) -> Result<u32, Error> {
+    async fn start_init(self: &Arc<Self>) -> Result<u32, Error> {
         let external = {
             let mut s = self.state.lock().expect("state lock");
             if s.init.status != Status::Created {
@@ -359,6 +434,12 @@ impl Shim {
         let sig = Signal::try_from(signal as i32)
             .map_err(|_| Error::InvalidArgument(format!("signal {signal}")))?;
         let p = self.proc(exec_id)?;
+        if p.pid == 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is created, not started",
+                self.what(exec_id)
+            )));
+        }
         if p.status == Status::Stopped {
             return Err(Error::NotFound(format!(
                 "process {} of container {:?} has exited",
@@ -390,32 +471,85 @@ impl Shim {
         }
     }
 
-    /// Starts process `p` in the running container; returns its pid.
+    /// Creates process `p` in the running container, with its stdio, not started yet
+    /// (containerd's Exec): [`Shim::start`] with its exec id runs it, so clients can attach
+    /// first. Returns 0 (its pid comes with the start).
     pub async fn exec(self: &Arc<Self>, p: ExecProcess) -> Result<u32, Error> {
         if p.exec_id.is_empty() || p.args.is_empty() {
             return Err(Error::InvalidArgument(
                 "exec needs an exec id and a command".into(),
             ));
         }
-        {
-            let s = self.state.lock().expect("state lock");
-            if s.execs.contains_key(&p.exec_id) {
-                return Err(Error::AlreadyExists(format!(
-                    "exec {:?} of container {:?}",
-                    p.exec_id, self.id
-                )));
-            }
+        let io = ProcIo::new(p.io.stdin, p.io.terminal, None)?;
+        let mut s = self.state.lock().expect("state lock");
+        if s.execs.contains_key(&p.exec_id) {
+            return Err(Error::AlreadyExists(format!(
+                "exec {:?} of container {:?}",
+                p.exec_id, self.id
+            )));
+        }
+        if s.init.status != Status::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {:?} is {}, not running",
+                self.id, s.init.status
+            )));
+        }
+        s.execs.insert(
+            p.exec_id.clone(),
+            Proc {
+                pid: 0,
+                status: Status::Created,
+                exit: None,
+                io,
+                pending: Some(p),
+            },
+        );
+        drop(s);
+        self.changed.send_modify(|n| *n += 1);
+        Ok(0)
+    }
+
+    /// Starts the created exec `exec_id`; returns its pid. A start that fails ends the
+    /// exec (status 255, so attached clients see it end) and frees its id.
+    async fn start_exec(self: &Arc<Self>, exec_id: &str) -> Result<u32, Error> {
+        let (p, io) = {
+            let mut s = self.state.lock().expect("state lock");
             if s.init.status != Status::Running {
                 return Err(Error::FailedPrecondition(format!(
                     "container {:?} is {}, not running",
                     self.id, s.init.status
                 )));
             }
-        }
+            let what = self.what(exec_id);
+            let proc = s
+                .execs
+                .get_mut(exec_id)
+                .ok_or_else(|| Error::NotFound(what.clone()))?;
+            let Some(p) = proc.pending.take() else {
+                return Err(Error::FailedPrecondition(format!(
+                    "{what} is {}, not created",
+                    proc.status
+                )));
+            };
+            (p, proc.io.clone())
+        };
         let shim = self.clone();
-        tokio::task::spawn_blocking(move || super::exec::spawn_exec(&shim, p))
+        let io2 = io.clone();
+        let r = tokio::task::spawn_blocking(move || super::exec::spawn_exec(&shim, p, io2))
             .await
-            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Internal(e.to_string()))
+            .and_then(|r| r);
+        if r.is_err() {
+            self.state.lock().expect("state lock").execs.remove(exec_id);
+            io.output.abort(ExitRecord {
+                pid: 0,
+                exit_status: 255,
+                exited_at: nanos_now(),
+                oom_kills: 0,
+            });
+            self.changed.send_modify(|n| *n += 1);
+        }
+        r
     }
 
     /// Pids in the container's cgroup.
