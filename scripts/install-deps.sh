@@ -23,6 +23,8 @@
 #   portmap in /usr/lib/cni), used by the CRI host tests inside a network namespace of their
 #   own. Go (for scripts/build-cri-tools.sh: crictl, critest) comes from the machine's
 #   toolchain, not from apt: Debian 12's Go is too old for cri-tools 1.37.
+# - nginx-core: the web server inside the local equivalents of critest's nginx images
+#   (copied with its libraries into an image built with umoci; never run on the host).
 # - dkms, zfsutils-linux (Debian contrib): berth-image --zfs builds zfs.ko with `dkms build`
 #   from the zfs-dkms source it fetches with `apt-get download` (never installed here), and
 #   copies zpool/zfs into the image. `contrib` is added to the host's existing Debian apt
@@ -32,7 +34,7 @@
 # `apt-get update` are reported but tolerated, since Debian's own lists still refresh.
 set -eu
 
-PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu libseccomp-dev busybox-static containernetworking-plugins systemd-boot-efi binutils dosfstools mtools qemu-utils ovmf dkms zfsutils-linux"
+PACKAGES="qemu-system-x86 erofs-utils kmod cpio libc6-dev dpkg-dev xz-utils zstd ca-certificates e2fsprogs gdisk umoci skopeo containerd runc dnsmasq-base docker-registry apache2-utils openssl iproute2 iptables ipxe-qemu libseccomp-dev busybox-static containernetworking-plugins nginx-core systemd-boot-efi binutils dosfstools mtools qemu-utils ovmf dkms zfsutils-linux"
 
 # ZFS lives in Debian's contrib component: add it to the Debian entries that list only main
 # (deb822 .sources stanzas and one-line sources.list entries). Root only; a no-op when present.

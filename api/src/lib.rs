@@ -18,11 +18,13 @@
 
 pub mod address;
 pub mod client;
+pub mod defaults;
 pub mod errdefs;
 pub mod keys;
 pub mod methods;
 pub mod mount;
 pub mod proto;
+pub mod seccomp;
 pub mod stdio;
 pub mod time;
 pub mod version;

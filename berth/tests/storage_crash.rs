@@ -172,14 +172,14 @@ fn sigkill_during_writes_deletes_and_gc_leaves_nothing_half_done() {
                     let data: Vec<u8> = (0..size).map(|i| byte ^ (i % 253) as u8).collect();
                     let f = dir.join(format!("data-{}", rng.next()));
                     std::fs::write(&f, &data).unwrap();
-                    let root = rng.next() % 3 != 0;
+                    let root = !rng.next().is_multiple_of(3);
                     let mut args = vec!["content", "put", f.to_str().unwrap()];
                     if root {
                         args.extend(["-l", "containerd.io/gc.root=1"]);
                     }
                     let _ = ctl(&socket, &args);
                     let _ = std::fs::remove_file(&f);
-                    if rng.next() % 4 == 0 {
+                    if rng.next().is_multiple_of(4) {
                         if let Ok(list) =
                             String::from_utf8(ctl(&socket, &["content", "ls", "-q"]).stdout)
                         {
@@ -188,7 +188,7 @@ fn sigkill_during_writes_deletes_and_gc_leaves_nothing_half_done() {
                             }
                         }
                     }
-                    if rng.next() % 3 == 0 {
+                    if rng.next().is_multiple_of(3) {
                         let _ = ctl(&socket, &["gc"]);
                     }
                     ops += 1;

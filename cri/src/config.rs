@@ -47,6 +47,10 @@ pub struct Config {
     pub berthd_timeout: Duration,
     /// Snapshotter images are unpacked into ("": berthd's default).
     pub snapshotter: String,
+    /// Files berth-cri derives from the records (a pod's `resolv.conf`, `hosts`,
+    /// `hostname`, bind-mounted into its containers): a tmpfs. Nothing
+    /// here is state: every file is written again from berthd's records when missing.
+    pub state_dir: PathBuf,
     /// CNI settings.
     pub cni: CniConfig,
 }
@@ -96,6 +100,7 @@ impl Default for Config {
             pause_binary: PathBuf::new(),
             berthd_timeout: Duration::from_secs(30),
             snapshotter: String::new(),
+            state_dir: PathBuf::from("/run/berth/cri"),
             cni: CniConfig::default(),
         }
     }

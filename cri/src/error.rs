@@ -26,9 +26,12 @@ pub enum Error {
     /// The request is valid but the state forbids it now.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// Not implemented by berth-cri yet (phase 2: containers, streaming, stats).
+    /// Not implemented by berth-cri.
     #[error("{0}")]
     Unimplemented(String),
+    /// The request's own time ran out (ExecSync's timeout).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A CNI plugin failed.
     #[error("CNI {command} of network {network:?} failed in plugin {plugin:?}: {message}")]
     Cni {
@@ -95,6 +98,7 @@ impl Error {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unimplemented(_) => Code::Unimplemented,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Cni { .. } => Code::Unknown,
             Error::Io { .. } => Code::Internal,
             Error::Corrupt(_) => Code::DataLoss,

@@ -6,10 +6,25 @@
 //! `PodSandboxConfig` ([`SANDBOX_CONFIG_ANNOTATION`]). Restarting berth-cri (or berthd)
 //! therefore loses nothing: the next call reads the same records.
 
-/// What a berthd container is to the CRI: [`KIND_SANDBOX`] (containers: phase 2).
+/// What a berthd container is to the CRI: [`KIND_SANDBOX`] or [`KIND_CONTAINER`].
 pub const KIND: &str = "io.berth.cri.kind";
 /// [`KIND`] of a pod sandbox.
 pub const KIND_SANDBOX: &str = "sandbox";
+/// [`KIND`] of a CRI container.
+pub const KIND_CONTAINER: &str = "container";
+/// A container's reserved name, `<name>_<pod name>_<pod namespace>_<pod uid>_<attempt>`
+/// (containerd's `makeContainerName`): one record per name.
+pub const CONTAINER_NAME: &str = "io.berth.cri.container.name";
+/// The sandbox a container belongs to.
+pub const CONTAINER_SANDBOX: &str = "io.berth.cri.container.sandbox";
+/// The image ID (config digest) a container was created from.
+pub const CONTAINER_IMAGE_ID: &str = "io.berth.cri.container.image-id";
+/// The container's CRI log file (the pod's log directory joined with its log path).
+pub const CONTAINER_LOG_PATH: &str = "io.berth.cri.container.log-path";
+/// Unix nanoseconds of the container's start (set once StartContainer succeeded).
+pub const CONTAINER_STARTED_AT: &str = "io.berth.cri.container.started-at";
+/// The OCI spec annotation holding the container's `ContainerConfig` (protobuf, base64).
+pub const CONTAINER_CONFIG_ANNOTATION: &str = "io.berth.cri.container-config";
 /// The sandbox's reserved name, `<name>_<namespace>_<uid>_<attempt>` (containerd's
 /// `makeSandboxName`): one live record per name.
 pub const SANDBOX_NAME: &str = "io.berth.cri.sandbox.name";
@@ -21,8 +36,8 @@ pub const IPS: &str = "io.berth.cri.sandbox.ips";
 pub const NETWORK: &str = "io.berth.cri.sandbox.network";
 /// The CNI ADD result (JSON) when it fits in a label: given back as `prevResult` on DEL.
 pub const CNI_RESULT: &str = "io.berth.cri.sandbox.cni-result";
-/// The cgroup parent kubelet asked for (recorded; applied from phase 2, see
-/// docs/kubernetes.md).
+/// The cgroup parent kubelet asked for: the sandbox's and its containers' cgroups are made
+/// under it (`<parent>/<id>`).
 pub const CGROUP_PARENT: &str = "io.berth.cri.sandbox.cgroup-parent";
 /// The sandbox image kubelet configured (recorded, never pulled).
 pub const SANDBOX_IMAGE: &str = "io.berth.cri.sandbox.image";

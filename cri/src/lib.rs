@@ -7,6 +7,8 @@
 //! - [`images`]: the ImageService over berthd's image records and pulls;
 //! - [`sandbox`]: pod sandboxes — berthd containers running [`pause`], the `berth-pause`
 //!   applet, in namespaces pinned by [`netns`] and wired by [`cni`];
+//! - [`container`]: containers — berthd containers made from images with a spec berth-cri
+//!   builds, joining their sandbox's namespaces; logs in kubelet's format, stats, ExecSync;
 //! - [`runtime_info`]: Version, Status, RuntimeConfig;
 //! - [`service`]: the thin gRPC adapters; [`server`]: the socket and the wiring;
 //! - [`berthd`]: the ttrpc client; [`labels`]: the state berth-cri keeps in berthd (all of
@@ -17,6 +19,7 @@
 pub mod berthd;
 pub mod cni;
 pub mod config;
+pub mod container;
 pub mod error;
 pub mod images;
 pub mod labels;

@@ -12,6 +12,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::berthd::Berthd;
 use crate::cni::{conf, Cni};
 use crate::config::Config;
+use crate::container::Containers;
 use crate::images::Images;
 use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
@@ -70,6 +71,12 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             .map_err(setup("the pause binary's path".into()))?,
     );
     let images = Arc::new(Images::new(berthd.clone(), &cfg.snapshotter));
+    let containers = Arc::new(Containers::new(
+        berthd.clone(),
+        sandboxes.clone(),
+        images.clone(),
+        cfg.state_dir.clone(),
+    ));
     let info = Arc::new(RuntimeInfo::new(berthd.clone(), cni, cfg.clone()));
 
     let path = cfg.address.clone();
@@ -98,6 +105,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         .add_service(RuntimeServiceServer::new(service::Runtime {
             info,
             sandboxes,
+            containers,
         }))
         .add_service(ImageServiceServer::new(service::Image { images }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())

@@ -3,14 +3,14 @@
 //! request, calls one core operation and maps its error through `From<Error> for Status`
 //! (crate::error), nothing else.
 //!
-//! Containers, streaming and stats come in phase 2 (docs/kubernetes.md): until then the
-//! container calls that must be idempotent succeed on the (always empty) set of containers,
-//! lists are empty, and the rest answer UNIMPLEMENTED with the reason.
+//! What berth-cri does not implement answers UNIMPLEMENTED with the reason
+//! (docs/kubernetes.md).
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::container::Containers;
 use crate::error::Error;
 use crate::images::Images;
 use crate::proto::image_service_server::ImageService;
@@ -23,6 +23,7 @@ use crate::sandbox::Sandboxes;
 pub struct Runtime {
     pub info: Arc<RuntimeInfo>,
     pub sandboxes: Arc<Sandboxes>,
+    pub containers: Arc<Containers>,
 }
 
 /// The CRI ImageService.
@@ -32,9 +33,14 @@ pub struct Image {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn phase2(what: &str) -> Status {
+/// The stream of GetContainerEvents, the generated trait's boxed stream type.
+type EventStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<ContainerEventResponse, Status>> + Send + 'static>,
+>;
+
+fn unimplemented(what: &str) -> Status {
     Error::Unimplemented(format!(
-        "{what} is not implemented by berth-cri yet (containers, streaming and stats come in phase 2; see docs/kubernetes.md)"
+        "{what} is not implemented by berth-cri (docs/kubernetes.md lists what is not supported)"
     ))
     .into()
 }
@@ -88,7 +94,9 @@ impl RuntimeService for Runtime {
         &self,
         r: Request<StopPodSandboxRequest>,
     ) -> Reply<StopPodSandboxResponse> {
-        self.sandboxes.stop(&r.into_inner().pod_sandbox_id).await?;
+        self.containers
+            .stop_sandbox(&r.into_inner().pod_sandbox_id)
+            .await?;
         Ok(Response::new(StopPodSandboxResponse {}))
     }
 
@@ -96,8 +104,8 @@ impl RuntimeService for Runtime {
         &self,
         r: Request<RemovePodSandboxRequest>,
     ) -> Reply<RemovePodSandboxResponse> {
-        self.sandboxes
-            .remove(&r.into_inner().pod_sandbox_id)
+        self.containers
+            .remove_sandbox(&r.into_inner().pod_sandbox_id)
             .await?;
         Ok(Response::new(RemovePodSandboxResponse {}))
     }
@@ -122,96 +130,164 @@ impl RuntimeService for Runtime {
 
     async fn list_containers(
         &self,
-        _: Request<ListContainersRequest>,
+        r: Request<ListContainersRequest>,
     ) -> Reply<ListContainersResponse> {
-        Ok(Response::new(ListContainersResponse {
-            containers: Vec::new(),
-        }))
+        let containers = self.containers.list(r.into_inner().filter.as_ref()).await?;
+        Ok(Response::new(ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
         r: Request<ContainerStatusRequest>,
     ) -> Reply<ContainerStatusResponse> {
-        let id = r.into_inner().container_id;
-        Err(Error::NotFound(format!("container {id:?} not found")).into())
+        let r = r.into_inner();
+        Ok(Response::new(
+            self.containers.status(&r.container_id, r.verbose).await?,
+        ))
     }
 
     async fn stop_container(
         &self,
-        _: Request<StopContainerRequest>,
+        r: Request<StopContainerRequest>,
     ) -> Reply<StopContainerResponse> {
-        // No container exists before phase 2: stopping one that does not exist is a no-op.
+        let r = r.into_inner();
+        self.containers.stop(&r.container_id, r.timeout).await?;
         Ok(Response::new(StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _: Request<RemoveContainerRequest>,
+        r: Request<RemoveContainerRequest>,
     ) -> Reply<RemoveContainerResponse> {
+        self.containers.remove(&r.into_inner().container_id).await?;
         Ok(Response::new(RemoveContainerResponse {}))
     }
 
     async fn create_container(
         &self,
-        _: Request<CreateContainerRequest>,
+        r: Request<CreateContainerRequest>,
     ) -> Reply<CreateContainerResponse> {
-        Err(phase2("CreateContainer"))
+        let r = r.into_inner();
+        let config = r
+            .config
+            .ok_or_else(|| Status::invalid_argument("CreateContainer without a config"))?;
+        let id = self.containers.create(&r.pod_sandbox_id, config).await?;
+        Ok(Response::new(CreateContainerResponse { container_id: id }))
     }
 
     async fn start_container(
         &self,
-        _: Request<StartContainerRequest>,
+        r: Request<StartContainerRequest>,
     ) -> Reply<StartContainerResponse> {
-        Err(phase2("StartContainer"))
+        self.containers.start(&r.into_inner().container_id).await?;
+        Ok(Response::new(StartContainerResponse {}))
     }
 
-    async fn exec_sync(&self, _: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {
-        Err(phase2("ExecSync"))
+    async fn update_container_resources(
+        &self,
+        r: Request<UpdateContainerResourcesRequest>,
+    ) -> Reply<UpdateContainerResourcesResponse> {
+        let r = r.into_inner();
+        let res = r.linux.unwrap_or_default();
+        self.containers
+            .update_resources(&r.container_id, &res)
+            .await?;
+        Ok(Response::new(UpdateContainerResourcesResponse {}))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        r: Request<ReopenContainerLogRequest>,
+    ) -> Reply<ReopenContainerLogResponse> {
+        self.containers
+            .reopen_log(&r.into_inner().container_id)
+            .await?;
+        Ok(Response::new(ReopenContainerLogResponse {}))
+    }
+
+    async fn exec_sync(&self, r: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {
+        let r = r.into_inner();
+        Ok(Response::new(
+            self.containers
+                .exec_sync(&r.container_id, r.cmd, r.timeout)
+                .await?,
+        ))
     }
 
     async fn exec(&self, _: Request<ExecRequest>) -> Reply<ExecResponse> {
-        Err(phase2("Exec"))
+        Err(unimplemented("Exec"))
     }
 
     async fn attach(&self, _: Request<AttachRequest>) -> Reply<AttachResponse> {
-        Err(phase2("Attach"))
+        Err(unimplemented("Attach"))
     }
 
     async fn port_forward(&self, _: Request<PortForwardRequest>) -> Reply<PortForwardResponse> {
-        Err(phase2("PortForward"))
+        Err(unimplemented("PortForward"))
+    }
+
+    async fn container_stats(
+        &self,
+        r: Request<ContainerStatsRequest>,
+    ) -> Reply<ContainerStatsResponse> {
+        let stats = self.containers.stats(&r.into_inner().container_id).await?;
+        Ok(Response::new(ContainerStatsResponse { stats: Some(stats) }))
     }
 
     async fn list_container_stats(
         &self,
-        _: Request<ListContainerStatsRequest>,
+        r: Request<ListContainerStatsRequest>,
     ) -> Reply<ListContainerStatsResponse> {
-        Ok(Response::new(ListContainerStatsResponse {
-            stats: Vec::new(),
-        }))
+        let stats = self
+            .containers
+            .list_stats(r.into_inner().filter.as_ref())
+            .await?;
+        Ok(Response::new(ListContainerStatsResponse { stats }))
     }
 
     async fn list_metric_descriptors(
         &self,
         _: Request<ListMetricDescriptorsRequest>,
     ) -> Reply<ListMetricDescriptorsResponse> {
-        Ok(Response::new(ListMetricDescriptorsResponse {
-            descriptors: Vec::new(),
-        }))
+        Err(unimplemented("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _: Request<ListPodSandboxMetricsRequest>,
+    ) -> Reply<ListPodSandboxMetricsResponse> {
+        Err(unimplemented("ListPodSandboxMetrics"))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        r: Request<PodSandboxStatsRequest>,
     ) -> Reply<PodSandboxStatsResponse> {
-        Err(phase2("PodSandboxStats"))
+        let stats = self
+            .containers
+            .sandbox_stats(&r.into_inner().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        r: Request<ListPodSandboxStatsRequest>,
     ) -> Reply<ListPodSandboxStatsResponse> {
-        Err(phase2("ListPodSandboxStats"))
+        let stats = self
+            .containers
+            .list_sandbox_stats(r.into_inner().filter.as_ref())
+            .await?;
+        Ok(Response::new(ListPodSandboxStatsResponse { stats }))
+    }
+
+    async fn get_container_events(&self, _: Request<GetEventsRequest>) -> Reply<EventStream> {
+        let rx = self.containers.events().await?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -235,8 +311,7 @@ impl ImageService for Image {
     async fn pull_image(&self, r: Request<PullImageRequest>) -> Reply<PullImageResponse> {
         let r = r.into_inner();
         let image = r.image.map(|i| i.image).unwrap_or_default();
-        let with_auth = r.auth.is_some_and(|a| a != AuthConfig::default());
-        let id = self.images.pull(&image, with_auth).await?;
+        let id = self.images.pull(&image, r.auth.as_ref()).await?;
         Ok(Response::new(PullImageResponse { image_ref: id }))
     }
 

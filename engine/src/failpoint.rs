@@ -26,6 +26,9 @@ pub const POINTS: &[&str] = &[
     "metadata.before_commit",
     "gc.sweep.record",
     "gc.sweep.blob",
+    // A shim dying after the executor created its container, before it reports: berthd must
+    // end the orphaned init and remove its cgroups (tasks::lifecycle).
+    "shim.after_create",
 ];
 
 struct Armed {

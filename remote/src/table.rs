@@ -128,6 +128,8 @@ pub const TABLE: &[Row] = &[
     ("tasks.v1.Tasks", "Resume", O),
     ("tasks.v1.Tasks", "Metrics", R),
     ("tasks.v1.Tasks", "Logs", R),
+    // Reopening a CRI log changes where a running task writes: an operator's act.
+    ("tasks.v1.Tasks", "ReopenLog", O),
     // A process's stdio, stdin included: writes into a container.
     ("tasks.v1.Tasks", "Attach", O),
     ("transfer.v1.Transfer", "Import", O),
@@ -140,6 +142,7 @@ pub const TABLE: &[Row] = &[
     ("berth.shim.v1.Shim", "Wait", L),
     ("berth.shim.v1.Shim", "Exec", L),
     ("berth.shim.v1.Shim", "Pids", L),
+    ("berth.shim.v1.Shim", "ReopenLog", L),
     ("berth.shim.v1.Shim", "Pause", L),
     ("berth.shim.v1.Shim", "Resume", L),
     ("berth.shim.v1.Shim", "Delete", L),

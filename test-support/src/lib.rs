@@ -7,7 +7,9 @@
 //!   benchmark peer), statistics for benchmarks;
 //! - [`registry`]: a real `docker-registry` on loopback and pushes to it with skopeo;
 //! - [`pty`]: a program driven through a real pseudo-terminal (`berthctl run -it`).
+//! - [`cri_images`]: local equivalents of the public images critest hard-codes.
 
+pub mod cri_images;
 pub mod host;
 pub mod pty;
 pub mod registry;

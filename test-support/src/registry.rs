@@ -179,6 +179,20 @@ fn run(cmd: &mut Command) -> Result<()> {
 /// An OCI layout in `<work>/oci` with one image, `v1`: static busybox (Debian's
 /// `busybox-static`) as `/bin/busybox`, `/bin/sh` and `/bin/echo`, built with umoci.
 pub fn busybox_layout(work: &Path) -> Result<PathBuf> {
+    busybox_layout_with(work, &["sh", "echo"])
+}
+
+/// [`busybox_layout`] with every applet busybox has as a link in `/bin` (`sleep`, `ls`,
+/// `id`, `ping`, `brctl`…), the shape of the e2e busybox image CRI tests run, plus
+/// `/etc/passwd` and `/etc/group` with root, `www-data` (33) and `nobody`.
+pub fn busybox_layout_full(work: &Path) -> Result<PathBuf> {
+    let out = Command::new("/bin/busybox").arg("--list").output()?;
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let applets: Vec<&str> = list.lines().filter(|a| *a != "busybox").collect();
+    busybox_layout_with(work, &applets)
+}
+
+fn busybox_layout_with(work: &Path, applets: &[&str]) -> Result<PathBuf> {
     let layout = work.join("oci");
     let image = format!("{}:v1", layout.display());
     let bundle = work.join("bundle");
@@ -192,8 +206,23 @@ pub fn busybox_layout(work: &Path) -> Result<PathBuf> {
     let bin = bundle.join("rootfs/bin");
     std::fs::create_dir_all(&bin)?;
     std::fs::copy("/bin/busybox", bin.join("busybox"))?;
-    for applet in ["sh", "echo"] {
+    for applet in applets {
         std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+    }
+    if applets.len() > 2 {
+        let etc = bundle.join("rootfs/etc");
+        std::fs::create_dir_all(&etc)?;
+        std::fs::write(
+            etc.join("passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )?;
+        std::fs::write(
+            etc.join("group"),
+            "root:x:0:\nwww-data:x:33:\nusers:x:100:\nnogroup:x:65534:\n",
+        )?;
+        let tmp = bundle.join("rootfs/tmp");
+        std::fs::create_dir_all(&tmp)?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
     }
     run(Command::new("umoci")
         .args(["repack", "--image", &image])

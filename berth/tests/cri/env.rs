@@ -225,22 +225,7 @@ pub fn setup(name: &str) -> Result<Option<Env>> {
             d.display()
         ),
     );
-    let log = d.join("berthd.log");
-    let mut child = netns
-        .command(env!("CARGO_BIN_EXE_berthd"))
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("spawn berthd")?;
-    let sock = d.join("state/berthd.sock");
-    wait_for(
-        "berthd",
-        || support::berthctl(&sock, &["version"]).status.success(),
-        &mut child,
-        &log,
-    )?;
-    let berthd = Proc(child);
+    let berthd = start_berthd(&netns, d, &cfg)?;
     std::fs::write(
         d.join("cri.toml"),
         format!(
@@ -248,6 +233,7 @@ pub fn setup(name: &str) -> Result<Option<Env>> {
 address = "{0}/cri.sock"
 berthd_address = "{0}/state/berthd.sock"
 netns_dir = "{0}/netns"
+state_dir = "{0}/cri-state"
 berthd_timeout = 120
 [cri.cni]
 bin_dirs = ["/usr/lib/cni", "{0}/cni-bin"]
@@ -276,6 +262,32 @@ default_lease_dir = "{0}/leases"
         netns,
         dir,
     }))
+}
+
+/// Starts berthd (in `netns`, configured by `cfg`, logging to `<d>/berthd.log`, appended) and
+/// waits until it answers.
+fn start_berthd(netns: &Netns, d: &Path, cfg: &Path) -> Result<Proc> {
+    let log = d.join("berthd.log");
+    let mut child = netns
+        .command(env!("CARGO_BIN_EXE_berthd"))
+        .arg("--config")
+        .arg(cfg)
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)?,
+        )
+        .spawn()
+        .context("spawn berthd")?;
+    let sock = d.join("state/berthd.sock");
+    wait_for(
+        "berthd",
+        || support::berthctl(&sock, &["version"]).status.success(),
+        &mut child,
+        &log,
+    )?;
+    Ok(Proc(child))
 }
 
 /// Starts berth-cri (in `netns`, configured by `<d>/cri.toml`, logging to
@@ -311,6 +323,18 @@ impl Env {
             p.0.wait()?;
         }
         self.cri = Some(start_cri(&self.netns, self.dir.path())?);
+        Ok(())
+    }
+
+    /// SIGKILLs berthd and starts it again: its shims (and their containers) live on and
+    /// are re-adopted.
+    pub fn kill_and_restart_berthd(&mut self) -> Result<()> {
+        if let Some(mut p) = self.berthd.take() {
+            p.0.kill()?;
+            p.0.wait()?;
+        }
+        let d = self.dir.path().to_owned();
+        self.berthd = Some(start_berthd(&self.netns, &d, &d.join("berthd.toml"))?);
         Ok(())
     }
 }

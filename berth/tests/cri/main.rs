@@ -9,6 +9,7 @@
 
 mod critest;
 mod env;
+mod walk_containers;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::Value;
 
-use berth_test_support::registry::{busybox_layout, push_layout};
+use berth_test_support::registry::{busybox_layout_full, push_layout};
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -64,7 +65,7 @@ fn crictl_walkthrough() -> Result<()> {
         return Ok(());
     };
     let t0 = Instant::now();
-    let layout = busybox_layout(&env.path("busybox"))?;
+    let layout = busybox_layout_full(&env.path("busybox"))?;
     push_layout(
         &layout,
         "v1",
@@ -140,17 +141,24 @@ fn crictl_walkthrough() -> Result<()> {
 
     // A pod sandbox with its network from CNI.
     let pod = env.path("pod.json");
+    let logs = env.path("pod-logs");
+    // A cgroupfs parent as kubelet gives one: the pod's cgroups are made under it.
+    let parent = format!("/berth-walk-{}/podwalk", std::process::id());
     std::fs::write(
         &pod,
-        r#"{"metadata": {"name": "walk", "namespace": "default", "uid": "walk-uid-1", "attempt": 0},
-            "hostname": "walk-pod", "log_directory": "/tmp", "labels": {"app": "walk"},
-            "linux": {"sysctls": {"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "80"}}}"#,
+        format!(
+            r#"{{"metadata": {{"name": "walk", "namespace": "default", "uid": "walk-uid-1", "attempt": 0}},
+            "hostname": "walk-pod", "log_directory": "{}", "labels": {{"app": "walk"}},
+            "linux": {{"cgroup_parent": "{parent}",
+                       "sysctls": {{"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "80"}}}}}}"#,
+            logs.display()
+        ),
     )?;
     let sid = env
         .crictl_ok(&["runp", pod.to_str().unwrap()])
         .trim()
         .to_owned();
-    assert_eq!(sid.len(), 32, "{sid}");
+    assert_eq!(sid.len(), 64, "{sid}");
     let pods = env.crictl_ok(&["pods"]);
     println!("{pods}");
     assert!(
@@ -212,6 +220,8 @@ fn crictl_walkthrough() -> Result<()> {
     assert_eq!(again["status"]["labels"]["app"], "walk", "{again}");
     assert_eq!(env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim(), sid);
 
+    let container_cgroup = walk_containers::walk(&mut env, &sid, &pod, &logs, &parent)?;
+
     // Stop (twice: it is idempotent), remove.
     env.crictl_ok(&["stopp", &sid]);
     env.crictl_ok(&["stopp", &sid]);
@@ -247,6 +257,21 @@ fn crictl_walkthrough() -> Result<()> {
     assert!(env.berthctl(&["images", "ls", "-q"]).trim().is_empty());
     let cgroups: Vec<_> = glob_cgroups(&format!("k8s.io-{sid}"));
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    // The sandbox's and the container's cgroups under the pod's parent are gone; the parent
+    // itself is kubelet's (here the test's) to remove.
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![root.to_owned()];
+    hierarchies.extend(std::fs::read_dir(root)?.flatten().map(|e| e.path()));
+    for h in &hierarchies {
+        for c in [format!("{parent}/{sid}"), container_cgroup.clone()] {
+            let p = h.join(c.trim_start_matches('/'));
+            assert!(!p.exists(), "cgroup left: {}", p.display());
+        }
+    }
+    for h in &hierarchies {
+        let _ = std::fs::remove_dir(h.join(parent.trim_start_matches('/')));
+        let _ = std::fs::remove_dir(h.join(parent.trim_start_matches('/')).parent().unwrap());
+    }
     println!("walkthrough: {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -352,6 +377,68 @@ fn a_failed_runp_releases_everything() -> Result<()> {
     );
     assert_ne!(held.ino(), mine.ino());
     env.crictl_ok(&["rmp", "-f", &sid]);
+    assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
+
+    // kubelet retrying a RunPodSandbox whose first call is still in CNI (a plugin that takes
+    // 3 s): the retry is refused at once with the sandbox being made named, the first
+    // finishes, and the next retry gets that same sandbox — nothing wedges the name.
+    let slow = bin.join("slow-bridge");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] && sleep 3\nexec /usr/lib/cni/bridge \"$@\"\n",
+    )?;
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755))?;
+    let slow_net = env.path("net.d/00-slow.conflist");
+    std::fs::write(
+        &slow_net,
+        format!(
+            r#"{{"cniVersion": "1.0.0", "name": "slow", "plugins": [
+                {{"type": "slow-bridge", "bridge": "berthslow0", "isGateway": true,
+                  "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "10.97.0.0/24"}}]], "dataDir": "{}"}}}}]}}"#,
+            env.path("leases").display()
+        ),
+    )?;
+    std::fs::write(
+        &pod,
+        r#"{"metadata": {"name": "slow", "namespace": "default", "uid": "slow-uid", "attempt": 0}, "linux": {}}"#,
+    )?;
+    let first = {
+        let (bin, cfg, pod) = (env.crictl_bin.clone(), env.path("crictl.yaml"), pod.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new(bin)
+                .arg("--config")
+                .arg(cfg)
+                .arg("runp")
+                .arg(pod)
+                .output()
+                .expect("run crictl")
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let t = Instant::now();
+    let retry = env.crictl(&["runp", pod.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&retry.stderr).into_owned();
+    println!(
+        "retry while the first is in CNI ({:.2}s): {}",
+        t.elapsed().as_secs_f64(),
+        err.lines().last().unwrap_or_default()
+    );
+    assert!(!retry.status.success());
+    assert!(
+        err.contains("AlreadyExists") && err.contains("still creating"),
+        "{err}"
+    );
+    let out = first.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(env.crictl_ok(&["runp", pod.to_str().unwrap()]).trim(), sid);
+    env.crictl_ok(&["rmp", "-f", &sid]);
+    std::fs::remove_file(&slow_net)?;
+    assert!(leases(&env.path("leases")).is_empty());
     assert!(env.berthctl(&["containers", "ls", "-q"]).trim().is_empty());
     Ok(())
 }

@@ -25,6 +25,9 @@ pub struct ImageMeta {
     pub size: u64,
     /// The config's `User` (`uid`, `name`, `uid:gid`, `name:group`, or empty).
     pub user: String,
+    /// The image config's `config` object (Entrypoint, Cmd, Env, WorkingDir, User,
+    /// StopSignal…), what a container of the image starts from.
+    pub config: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -55,18 +58,6 @@ struct IndexOrManifest {
     config: Option<Desc>,
     #[serde(default)]
     layers: Vec<Desc>,
-}
-
-#[derive(Deserialize, Default)]
-struct ImageConfig {
-    #[serde(default)]
-    config: Option<ConfigInner>,
-}
-
-#[derive(Deserialize, Default)]
-struct ConfigInner {
-    #[serde(rename = "User", default)]
-    user: Option<String>,
 }
 
 /// Image facts per target digest.
@@ -142,11 +133,14 @@ async fn read(berthd: &Berthd, media_type: &str, digest: &str, size: u64) -> Res
         .ok_or_else(|| corrupt(&digest, "manifest has no config"))?;
     total += config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
     let blob = berthd.read_blob(&config.digest, MAX_BLOB).await?;
-    let ic: ImageConfig = serde_json::from_slice(&blob).map_err(|e| corrupt(&config.digest, e))?;
+    let ic: serde_json::Value =
+        serde_json::from_slice(&blob).map_err(|e| corrupt(&config.digest, e))?;
+    let inner = ic.get("config").cloned().unwrap_or_default();
     Ok(ImageMeta {
         id: config.digest,
         size: total,
-        user: ic.config.and_then(|c| c.user).unwrap_or_default(),
+        user: inner["User"].as_str().unwrap_or_default().to_owned(),
+        config: inner,
     })
 }
 

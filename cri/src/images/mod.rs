@@ -10,7 +10,7 @@
 //!
 //! Nothing is stored outside berthd: `berthctl -n k8s.io images ls` shows the same records.
 
-mod meta;
+pub mod meta;
 pub mod reference;
 
 use std::collections::BTreeMap;
@@ -22,7 +22,8 @@ use crate::berthd::Berthd;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::proto;
-use meta::{split_user, ImageMeta, MetaCache};
+pub use meta::ImageMeta;
+use meta::{split_user, MetaCache};
 use reference::{is_image_id, Reference};
 
 /// The snapshotter plugin type whose `root` export is the image filesystem.
@@ -94,6 +95,39 @@ impl Images {
         Ok(groups.into_values().find(|g| g.names.contains(&name)))
     }
 
+    /// The image `reference` names, for a container: its facts and the berthd record a
+    /// container of it names (a `repo:tag` record when there is one, for the CRI's `image`
+    /// field; else a `repo@digest` one). `NotFound` when there is none: kubelet pulls first.
+    pub async fn resolve(&self, reference: &str) -> Result<(ImageMeta, String)> {
+        let g = self.find(reference).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "image {reference:?} not found: pull it first (PullImage)"
+            ))
+        })?;
+        let mut names = g.names.clone();
+        names.sort_by_key(|n| (n.contains('@'), n.clone()));
+        let name = names
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("image {reference:?} has no record")))?;
+        Ok((g.meta, name))
+    }
+
+    /// The facts of the image a berthd record names (`None`: no such record any more).
+    pub async fn meta_of_record(&self, name: &str) -> Result<Option<ImageMeta>> {
+        let rec = match self.berthd.image(name).await {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let t = rec.target.as_ref().cloned().unwrap_or_default();
+        Ok(Some(
+            self.meta
+                .get(&self.berthd, &t.media_type, &t.digest, t.size)
+                .await?,
+        ))
+    }
+
     /// `ListImages`; a filter naming an image lists just that one.
     pub async fn list(&self, filter: Option<&str>) -> Result<Vec<proto::Image>> {
         if let Some(f) = filter.filter(|f| !f.is_empty()) {
@@ -107,26 +141,24 @@ impl Images {
         Ok(self.find(reference).await?.map(to_cri))
     }
 
-    /// `PullImage`: returns the image ID. `with_auth` says the request carried credentials,
-    /// which berthd's Pull cannot take yet (phase 2): the pull then uses berthd's configured
-    /// credentials, and a failure says so.
-    pub async fn pull(&self, image: &str, with_auth: bool) -> Result<String> {
+    /// `PullImage`: returns the image ID. The request's `AuthConfig` goes to berthd's Pull
+    /// for this pull only (never logged here or there).
+    pub async fn pull(&self, image: &str, auth: Option<&proto::AuthConfig>) -> Result<String> {
         let r = Reference::parse(image).ok_or_else(|| {
             Error::InvalidArgument(format!("{image:?} is not an image reference"))
         })?;
-        if with_auth {
-            tracing::warn!(image, "PullImage carries AuthConfig credentials; berthd's pull cannot take them yet and uses its own registry configuration");
-        }
-        let result = match self.berthd.pull(&r.name(), &self.snapshotter).await {
-            Ok(res) => res,
-            Err(e) if with_auth => {
-                return Err(Error::FailedPrecondition(format!(
-                    "pull of {image}: {} (the request's AuthConfig credentials are not passed to berthd yet: configure them in berthd's registry configuration)",
-                    berth_api::errdefs::chain(&e)
-                )))
-            }
-            Err(e) => return Err(e),
-        };
+        let auth = auth
+            .filter(|a| **a != proto::AuthConfig::default())
+            .map(|a| berth_api::proto::pull::PullAuth {
+                username: a.username.clone(),
+                password: a.password.clone(),
+                auth: a.auth.clone(),
+                identity_token: a.identity_token.clone(),
+                registry_token: a.registry_token.clone(),
+                server_address: a.server_address.clone(),
+                ..Default::default()
+            });
+        let result = self.berthd.pull(&r.name(), &self.snapshotter, auth).await?;
         let m = self
             .meta
             .get(
@@ -181,9 +213,8 @@ impl Images {
         Ok(())
     }
 
-    /// `ImageFsInfo`: the default snapshotter's directory and what its snapshots in the CRI
-    /// namespace use.
-    pub async fn fs_info(&self) -> Result<proto::ImageFsInfoResponse> {
+    /// The snapshotter containers' layers live in, and its directory (its plugin's `root`).
+    async fn snapshotter_and_root(&self) -> Result<(String, String)> {
         let plugins = self
             .berthd
             .plugins(vec![format!("type=={SNAPSHOTTER_TYPE}")])
@@ -204,6 +235,18 @@ impl Images {
             .find(|p| p.id == wanted)
             .and_then(|p| p.exports.get("root").cloned())
             .unwrap_or_default();
+        Ok((wanted, mountpoint))
+    }
+
+    /// The directory of the snapshotter holding containers' writable layers.
+    pub async fn snapshotter_root(&self) -> Result<String> {
+        Ok(self.snapshotter_and_root().await?.1)
+    }
+
+    /// `ImageFsInfo`: the default snapshotter's directory and what its snapshots in the CRI
+    /// namespace use.
+    pub async fn fs_info(&self) -> Result<proto::ImageFsInfoResponse> {
+        let (wanted, mountpoint) = self.snapshotter_and_root().await?;
         let (mut bytes, mut inodes) = (0u64, 0u64);
         for s in self.berthd.snapshots(&wanted).await? {
             match self.berthd.snapshot_usage(&wanted, &s.name).await {

@@ -13,6 +13,7 @@
 //! The operations live one per module: [`run`], [`stop`] (StopPodSandbox and
 //! RemovePodSandbox, which share the teardown), [`view`] (status and list).
 
+pub mod files;
 pub mod names;
 mod run;
 pub mod spec;
@@ -33,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::labels;
 use crate::proto::PodSandboxConfig;
 use names::Names;
+pub(crate) use run::new_id;
 
 /// The sandbox side of berth-cri.
 pub struct Sandboxes {
@@ -44,6 +46,7 @@ pub struct Sandboxes {
     library_dirs: Vec<PathBuf>,
     sandbox_image: String,
     del_attempts: u32,
+    state_dir: PathBuf,
 }
 
 /// A sandbox as berthd's record says.
@@ -134,6 +137,7 @@ impl Sandboxes {
             library_dirs,
             sandbox_image: cfg.sandbox_image.clone(),
             del_attempts: cfg.cni.del_attempts.max(1),
+            state_dir: cfg.state_dir.clone(),
         })
     }
 
@@ -179,6 +183,58 @@ impl Sandboxes {
                 "pod sandbox ID prefix {id:?} is ambiguous ({n} sandboxes)"
             ))),
         }
+    }
+
+    /// Sandbox `id` (whole or a unique prefix) for a container being created in it: its
+    /// record, the pid of its pause process (the namespaces to join) and the directory of
+    /// its shared files ([`files`]). A sandbox that is not READY is refused.
+    pub async fn for_container(&self, id: &str) -> Result<(Record, u32, PathBuf)> {
+        let rec = self
+            .find(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id:?} not found")))?;
+        let pid = self.running(&rec.id).await?.ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready (its pause process is not running)",
+                rec.id
+            ))
+        })?;
+        let host_network = rec.netns().is_none();
+        let ips = rec.ips();
+        let dir = files::ensure(
+            &self.state_dir,
+            &rec.id,
+            &rec.config,
+            ips.first().map(String::as_str),
+            host_network,
+        )?;
+        Ok((rec, pid, dir))
+    }
+
+    /// Sandbox `id` (whole or a unique prefix), if it exists.
+    pub async fn get(&self, id: &str) -> Result<Option<Record>> {
+        self.find(id).await
+    }
+
+    /// Every sandbox, with whether it is READY.
+    pub async fn all(&self) -> Result<Vec<(Record, bool)>> {
+        let running: std::collections::HashSet<String> = self
+            .berthd
+            .tasks()
+            .await?
+            .into_iter()
+            .filter(|t| t.status == "running")
+            .map(|t| t.container_id)
+            .collect();
+        Ok(self
+            .records()
+            .await?
+            .into_iter()
+            .map(|r| {
+                let ready = running.contains(&r.id);
+                (r, ready)
+            })
+            .collect())
     }
 
     /// Whether the task of sandbox `id` runs (the sandbox is READY), and its pid.

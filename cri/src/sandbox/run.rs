@@ -16,12 +16,10 @@ use crate::labels;
 use crate::netns;
 use crate::proto::{NamespaceMode, PodSandboxConfig, Protocol};
 
-/// A new sandbox ID: 16 random bytes in hex. containerd's are 32 bytes (64 hex digits), but
-/// berthd puts a task's shim socket at `<state>/shims/<namespace>/<id>/shim.sock`, which
-/// with 64 digits passes the 108-byte limit of a unix socket path even under
-/// `/run/berth` (phase 2: berthd should name shim sockets by a hash, as containerd does).
-fn new_id() -> Result<String> {
-    let mut b = [0u8; 16];
+/// A new sandbox or container ID: 32 random bytes in hex, containerd's length (berthd names
+/// shim sockets by a hash, so the length of an ID does not matter to unix socket paths).
+pub(crate) fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
         .map_err(|source| Error::Io {
@@ -207,7 +205,7 @@ mod tests {
     #[test]
     fn ids_and_cgroup_parents() {
         let a = new_id().unwrap();
-        assert_eq!(a.len(), 32);
+        assert_eq!(a.len(), 64);
         assert_ne!(a, new_id().unwrap());
         check_cgroup_parent("").unwrap();
         check_cgroup_parent("/kubepods/besteffort/pod1234").unwrap();

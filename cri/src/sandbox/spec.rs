@@ -19,12 +19,22 @@ pub const PAUSE_PATH: &str = "/berth-pause";
 /// The user the pause process runs as (Kubernetes' pause image uses 65535 too).
 pub const PAUSE_UID: u32 = 65535;
 
-/// The cgroup of a berthd container in namespace `ns` — berthd's own convention
-/// (`engine/src/tasks/spec.rs`, `cgroup_path`), which its metrics, its pids listing and its
-/// cleanup assume. Kubelet's cgroup parent is recorded but not used until berthd can place
-/// a container under a given parent (phase 2, docs/kubernetes.md).
-pub fn cgroups_path(ns: &str, id: &str) -> String {
-    format!("/containers.slice/{ns}-{id}/init")
+/// The cgroup of a sandbox's or container's processes: `<parent>/<id>` under kubelet's
+/// cgroupfs parent (containerd's rule), else berthd's own default
+/// (`containers.slice/<ns>-<id>/init`, `engine/src/tasks/cgroups.rs`). berthd reads it back
+/// from the spec for metrics, pids and cleanup.
+pub fn cgroups_path(ns: &str, parent: &str, id: &str) -> String {
+    let parent = parent.trim_end_matches('/');
+    if parent.is_empty() {
+        format!("/containers.slice/{ns}-{id}/init")
+    } else {
+        format!("/{}/{id}", parent.trim_start_matches('/'))
+    }
+}
+
+/// The cgroup parent of a pod (empty: none given).
+pub fn cgroup_parent(c: &PodSandboxConfig) -> &str {
+    c.linux.as_ref().map_or("", |l| l.cgroup_parent.as_str())
 }
 
 /// The namespace modes of a pod: (network, pid, ipc).
@@ -165,7 +175,7 @@ pub fn build(i: &Input<'_>) -> Vec<u8> {
         "annotations": annotations,
         "linux": {
             "namespaces": namespaces,
-            "cgroupsPath": cgroups_path(i.namespace, i.id),
+            "cgroupsPath": cgroups_path(i.namespace, cgroup_parent(i.config), i.id),
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "sysctl": sysctl,
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware"]
@@ -230,6 +240,10 @@ mod tests {
         assert_eq!(
             spec["linux"]["cgroupsPath"],
             "/containers.slice/k8s.io-abc/init"
+        );
+        assert_eq!(
+            cgroups_path("k8s.io", "/kubepods/pod1/", "abc"),
+            "/kubepods/pod1/abc"
         );
         assert_eq!(spec["annotations"][SANDBOX_CONFIG_ANNOTATION], "AA==");
         let c = config(NamespaceMode::Node);

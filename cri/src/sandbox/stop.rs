@@ -49,6 +49,7 @@ impl Sandboxes {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
+        super::files::remove(&self.state_dir, &rec.id);
         tracing::info!(sandbox = %rec.id, "sandbox removed");
         Ok(())
     }

@@ -82,7 +82,11 @@ impl Sandboxes {
                 "cniResult": cni_result,
                 "sandboxImage": get(labels::SANDBOX_IMAGE),
                 "cgroupParent": get(labels::CGROUP_PARENT),
-                "cgroupsPath": spec::cgroups_path(self.berthd.namespace(), &rec.id),
+                "cgroupsPath": spec::cgroups_path(
+                    self.berthd.namespace(),
+                    spec::cgroup_parent(&rec.config),
+                    &rec.id
+                ),
                 "runtimeHandler": rec.runtime_handler,
                 "pauseBinary": self.pause_binary,
                 "name": get(labels::SANDBOX_NAME),

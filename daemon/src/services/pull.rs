@@ -36,6 +36,23 @@ impl pull_ttrpc::Pull for PullService {
         sink: ServerStreamSender<pb::PullEvent>,
     ) -> ttrpc::Result<()> {
         let ns = namespace(ctx)?;
+        let auth = match req.auth.as_ref() {
+            Some(a) => berth_engine::remotes::auth::RequestAuth::from_fields(
+                &a.username,
+                &a.password,
+                &a.auth,
+                &a.identity_token,
+                &a.registry_token,
+                &a.server_address,
+            )
+            .map_err(|e| {
+                errdefs::to_ttrpc(
+                    errdefs::Kind::InvalidArgument,
+                    format!("pull credentials: {e}"),
+                )
+            })?,
+            None => None,
+        };
         let planned = self
             .0
             .plan(&PullRequest {
@@ -44,6 +61,7 @@ impl pull_ttrpc::Pull for PullService {
                 snapshotter: req.snapshotter.clone(),
                 no_unpack: req.no_unpack,
                 max_concurrent_downloads: req.max_concurrent_downloads as usize,
+                auth,
             })
             .map_err(|e| errdefs::status(&e))?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

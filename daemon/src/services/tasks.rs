@@ -29,6 +29,7 @@ fn process_pb(container_id: &str, exec_id: &str, p: ProcessState) -> tpb::Proces
         status: p.status.as_str().to_owned(),
         exit_status: p.exit_status,
         exited_at: p.exited_at,
+        oom_killed: p.oom_killed,
         ..Default::default()
     }
 }
@@ -92,9 +93,12 @@ impl tasks_ttrpc::Tasks for TasksService {
             stdin: r.stdin,
             terminal: r.terminal,
         };
+        let opts = berth_engine::tasks::TaskOptions {
+            log_path: (!r.log_path.is_empty()).then(|| r.log_path.clone().into()),
+        };
         let pid = self
             .0
-            .create_task(&ns, &r.container_id, &io)
+            .create_task_with(&ns, &r.container_id, &io, &opts)
             .await
             .map_err(status)?;
         Ok(tpb::CreateTaskResponse {
@@ -145,6 +149,7 @@ impl tasks_ttrpc::Tasks for TasksService {
         Ok(tpb::WaitResponse {
             exit_status: e.exit_status,
             exited_at: e.exited_at,
+            oom_killed: e.oom_killed,
             ..Default::default()
         })
     }
@@ -293,6 +298,19 @@ impl tasks_ttrpc::Tasks for TasksService {
         })
         .await
         .map_err(status)
+    }
+
+    async fn reopen_log(
+        &self,
+        ctx: &TtrpcContext,
+        r: tpb::ReopenLogRequest,
+    ) -> ttrpc::Result<tpb::Empty> {
+        let ns = namespace(ctx)?;
+        self.0
+            .reopen_log(&ns, &r.container_id)
+            .await
+            .map_err(status)?;
+        Ok(tpb::Empty::default())
     }
 
     async fn attach(

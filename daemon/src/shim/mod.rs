@@ -1,5 +1,5 @@
 //! The shim process (applet `berth-shim`): one per container, started by berthd, serving the
-//! shim API (`berth.shim.v1`) on `shim.sock` in the container's directory.
+//! shim API (`berth.shim.v1`) on the socket berthd names (`<state>/s/<hash>`).
 //!
 //! The shim's core — creating the container, its stdio and log, exit records, exec, the
 //! process state machine — is `berth_engine::tasks::shim`; this module is the process's entry
@@ -38,7 +38,16 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         ShimCommand::Serve(a) => {
             let result = match shim::launch(&a) {
                 Ok(Launched::Parent) => return 0,
-                Ok(Launched::Shim(shim, copiers)) => serve(shim, copiers),
+                Ok(Launched::Shim(shim, copiers)) => {
+                    berth_engine::failpoint::hit("shim.after_create");
+                    let r = serve(shim.clone(), copiers, a.socket_path());
+                    if r.is_err() {
+                        // The container exists and its init waits for a start no one can
+                        // ask for now: end it before reporting.
+                        shim.abort();
+                    }
+                    r
+                }
                 Err(e) => Err(e),
             };
             match result {
@@ -60,16 +69,15 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 /// Serves `shim` until its container is deleted, on a single-threaded runtime started only
 /// now: the container exists, so libcontainer's clone is behind us.
-fn serve(shim: Arc<Shim>, copiers: Copiers) -> Result<(), Error> {
+fn serve(shim: Arc<Shim>, copiers: Copiers, sock: std::path::PathBuf) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(io_err("start the async runtime"))?;
-    rt.block_on(run(shim, copiers))
+    rt.block_on(run(shim, copiers, sock))
 }
 
-async fn run(shim: Arc<Shim>, copiers: Copiers) -> Result<(), Error> {
-    let sock = shim.dir().join("shim.sock");
+async fn run(shim: Arc<Shim>, copiers: Copiers, sock: std::path::PathBuf) -> Result<(), Error> {
     let _ = std::fs::remove_file(&sock);
     let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
         .map_err(io_err("handle SIGCHLD"))?;

@@ -27,6 +27,7 @@ fn state_pb(exec_id: &str, p: ProcessState) -> pb::ProcessState {
         status: p.status.as_str().to_owned(),
         exit_status: p.exit_status,
         exited_at: p.exited_at,
+        oom_killed: p.oom_killed,
         ..Default::default()
     }
 }
@@ -105,6 +106,11 @@ impl shim_ttrpc::Shim for ShimService {
 
     async fn resume(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
         self.shim.freeze(false).await.map_err(status)?;
+        Ok(pb::Empty::default())
+    }
+
+    async fn reopen_log(&self, _: &TtrpcContext, _: pb::Empty) -> ttrpc::Result<pb::Empty> {
+        self.shim.reopen_log().map_err(status)?;
         Ok(pb::Empty::default())
     }
 

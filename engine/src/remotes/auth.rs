@@ -30,6 +30,9 @@ pub enum Credential {
     /// An OAuth2 refresh token (`identitytoken` in docker's config.json), exchanged at the
     /// token endpoint.
     IdentityToken(String),
+    /// A bearer token for the registry itself (CRI `AuthConfig.registry_token`), sent as it
+    /// is in answer to a bearer challenge.
+    RegistryToken(String),
 }
 
 impl std::fmt::Debug for Credential {
@@ -38,6 +41,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
             Credential::IdentityToken(_) => write!(f, "IdentityToken(***)"),
+            Credential::RegistryToken(_) => write!(f, "RegistryToken(***)"),
         }
     }
 }
@@ -68,6 +72,66 @@ pub enum AuthError {
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     entries: HashMap<String, (Credential, String)>,
+    /// Credentials a pull request brought (CRI `AuthConfig`), for the host it names (`""`:
+    /// every host); they win over `entries` and live only as long as this pull.
+    request: Option<(Credential, String)>,
+}
+
+/// The credentials of one pull request (CRI `AuthConfig`): never stored, never logged
+/// (their `Debug` hides the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAuth {
+    /// The credential.
+    pub credential: Credential,
+    /// The registry host it is for (`host[:port]`, a URL is reduced to its host); empty:
+    /// every endpoint the pull dials, mirrors included.
+    pub server_address: String,
+}
+
+impl RequestAuth {
+    /// From CRI `AuthConfig`'s fields: the first set of identity token, registry token,
+    /// username + password, `auth` (base64 of `user:password`); `Ok(None)` when none is.
+    pub fn from_fields(
+        username: &str,
+        password: &str,
+        auth: &str,
+        identity_token: &str,
+        registry_token: &str,
+        server_address: &str,
+    ) -> Result<Option<Self>, String> {
+        let credential = if !identity_token.is_empty() {
+            Credential::IdentityToken(identity_token.to_owned())
+        } else if !registry_token.is_empty() {
+            Credential::RegistryToken(registry_token.to_owned())
+        } else if !username.is_empty() || !password.is_empty() {
+            Credential::Basic {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }
+        } else if !auth.is_empty() {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .map_err(|e| format!("auth: not base64: {e}"))?;
+            let text = String::from_utf8(decoded).map_err(|_| "auth: not UTF-8".to_string())?;
+            let (u, p) = text
+                .split_once(':')
+                .ok_or("auth: not base64 of user:password")?;
+            Credential::Basic {
+                username: u.to_owned(),
+                password: p.to_owned(),
+            }
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            credential,
+            server_address: if server_address.is_empty() {
+                String::new()
+            } else {
+                normalize_key(server_address)
+            },
+        }))
+    }
 }
 
 /// Docker Hub's legacy key in config.json.
@@ -163,8 +227,21 @@ impl Credentials {
         Ok(())
     }
 
+    /// These credentials with a pull request's on top.
+    pub fn with_request(mut self, auth: Option<RequestAuth>) -> Self {
+        self.request = auth.map(|a| (a.credential, a.server_address));
+        self
+    }
+
     /// The credential for a dialled host (`host[:port]`) and where it came from.
     pub fn for_host(&self, host: &str) -> Option<(&Credential, &str)> {
+        if let Some((c, server)) = &self.request {
+            let docker_hub =
+                |h: &str| matches!(h, "registry-1.docker.io" | "docker.io" | "index.docker.io");
+            if server.is_empty() || server == host || (docker_hub(server) && docker_hub(host)) {
+                return Some((c, "the pull request"));
+            }
+        }
         let found = self.entries.get(host).or_else(|| {
             matches!(
                 host,
@@ -180,14 +257,14 @@ impl Credentials {
         found.map(|(c, s)| (c, s.as_str()))
     }
 
-    /// Number of hosts with credentials.
+    /// Number of hosts with configured credentials.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// No credentials at all.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.request.is_none()
     }
 }
 
@@ -325,6 +402,40 @@ mod tests {
             err.to_string().contains("auths.\"h\".auth: not base64"),
             "{err}"
         );
+        // A pull request's credentials win, for the host they name or for every host.
+        let req = RequestAuth::from_fields("", "", &auth, "", "", "https://mirror.local:5000/v2/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.server_address, "mirror.local:5000");
+        let with = creds.clone().with_request(Some(req));
+        assert_eq!(
+            with.for_host("mirror.local:5000").unwrap().1,
+            "the pull request"
+        );
+        assert_eq!(
+            with.for_host("ghcr.io").unwrap().1,
+            "the berthd configuration"
+        );
+        let any = creds
+            .clone()
+            .with_request(RequestAuth::from_fields("", "", "", "", "rt", "").unwrap());
+        assert_eq!(
+            any.for_host("ghcr.io").unwrap().0,
+            &Credential::RegistryToken("rt".into())
+        );
+        assert!(!format!("{any:?}").contains("\"rt\""));
+        let hub = creds
+            .clone()
+            .with_request(RequestAuth::from_fields("u", "p", "", "", "", "docker.io").unwrap());
+        assert_eq!(
+            hub.for_host("registry-1.docker.io").unwrap().1,
+            "the pull request"
+        );
+        assert_eq!(
+            RequestAuth::from_fields("", "", "", "", "", "x").unwrap(),
+            None
+        );
+        assert!(RequestAuth::from_fields("", "", "!!", "", "", "").is_err());
         // A missing file is no credentials, not an error.
         assert!(
             Credentials::load(Some(&dir.path().join("none")), &HashMap::new())

@@ -113,6 +113,23 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// Whether this is a manifest every endpoint tried answered `404` for: the image (or
+    /// tag) does not exist there, as opposed to a registry that could not be reached.
+    pub fn manifest_not_found(&self) -> bool {
+        match self {
+            ClientError::AllFailed { what, attempts } => {
+                what.starts_with("manifest ")
+                    && !attempts.is_empty()
+                    && attempts.iter().all(|a| {
+                        matches!(a, ClientError::Attempt { reason, .. } if reason.starts_with("404"))
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
 fn list(attempts: &[ClientError]) -> String {
     attempts
         .iter()
@@ -529,14 +546,19 @@ impl RegistryClient {
                 Some((Credential::Basic { username, password }, _)) => {
                     Ok(auth::basic_header(username, password))
                 }
-                Some((Credential::IdentityToken(_), source)) => Err(format!(
-                    "401 Unauthorized: the registry asks for basic auth but the credential for {host} (from {source}) is an identity token"
-                )),
+                Some((Credential::IdentityToken(_) | Credential::RegistryToken(_), source)) => {
+                    Err(format!(
+                        "401 Unauthorized: the registry asks for basic auth but the credential for {host} (from {source}) is a token"
+                    ))
+                }
                 None => Err(format!(
                     "401 Unauthorized: the registry asks for basic auth and there are no credentials for {host}"
                 )),
             },
             "bearer" => {
+                if let Some((Credential::RegistryToken(t), _)) = cred {
+                    return Ok(format!("Bearer {t}"));
+                }
                 let realm = challenge
                     .params
                     .get("realm")
@@ -577,7 +599,9 @@ impl RegistryClient {
                             reqwest::header::AUTHORIZATION,
                             auth::basic_header(username, password),
                         ),
-                    None => ep.http.get(realm).query(&query),
+                    Some((Credential::RegistryToken(_), _)) | None => {
+                        ep.http.get(realm).query(&query)
+                    }
                 };
                 let resp = tokio::time::timeout(self.opts.stall_timeout, req.send())
                     .await

@@ -26,7 +26,8 @@ impl Tasks {
                     id.file_name().to_string_lossy().into_owned(),
                 );
                 let dir = id.path();
-                let shim = connect(&dir).await.ok();
+                let sock = super::shim_socket::existing(&self.state_dir, &nsn, &idn, &dir);
+                let shim = connect(&sock).await.ok();
                 match (&shim, read_exit(&dir)) {
                     (Some(_), _) => {
                         tracing::info!(namespace = %nsn, id = %idn, "re-adopted a live shim")

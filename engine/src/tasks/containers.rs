@@ -216,15 +216,21 @@ impl Tasks {
             }
             let backend = format!("{ns}/{}", c.id);
             let _guard = self.db().resource_guard();
-            sn.prepare(
-                &backend,
-                &crate::unpack::backend_name(ns, chain),
-                Default::default(),
-            )
-            .map_err(|source| Error::Snapshot {
-                key: backend.clone(),
-                source: Box::new(source),
-            })?;
+            // The label marks a backend snapshot the engine made for a record: without it the
+            // start-up reconciliation (and GC) do not count it as present, and berthd's next
+            // start dropped the record of every container's rootfs (a created container then
+            // failed to start: "snapshot … not found").
+            let labels = [(
+                crate::unpack::LABEL_SNAPSHOT_REF.to_string(),
+                backend.clone(),
+            )]
+            .into_iter()
+            .collect();
+            sn.prepare(&backend, &crate::unpack::backend_name(ns, chain), labels)
+                .map_err(|source| Error::Snapshot {
+                    key: backend.clone(),
+                    source: Box::new(source),
+                })?;
             let srec = crate::metadata::SnapshotRecord::new(
                 snapshotter.clone(),
                 c.id.clone(),

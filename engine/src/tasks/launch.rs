@@ -1,5 +1,5 @@
 //! Starting a container's shim and talking to it: the engine is a ttrpc client of each shim
-//! (its socket `shim.sock` in the task's directory). Also the bind-mount check done before a
+//! (its socket `<state>/s/<hash>`, [`super::shim_socket`]). Also the bind-mount check done before a
 //! shim is started, and the mapping of a shim's answers onto task errors.
 
 use std::path::Path;
@@ -82,18 +82,17 @@ pub(super) fn check_binds(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> Resu
     Ok(())
 }
 
-pub(super) async fn connect(dir: &Path) -> Result<shim_ttrpc::ShimClient, Error> {
-    let sock = dir.join("shim.sock");
+pub(super) async fn connect(sock: &Path) -> Result<shim_ttrpc::ShimClient, Error> {
     let addr = format!("unix://{}", sock.display());
     // A stale socket file of a dead shim refuses the connection at once.
-    std::os::unix::net::UnixStream::connect(&sock).map_err(|source| Error::Io {
+    std::os::unix::net::UnixStream::connect(sock).map_err(|source| Error::Io {
         what: format!("connect to {}", sock.display()),
         source,
     })?;
     let c = ttrpc::r#async::Client::connect(&addr)
         .await
         .map_err(|e| Error::Shim {
-            id: dir.display().to_string(),
+            id: sock.display().to_string(),
             reason: format!("connect: {e}"),
         })?;
     Ok(shim_ttrpc::ShimClient::new(c))
@@ -104,7 +103,9 @@ pub(super) async fn start_shim(
     ns: &str,
     id: &str,
     dir: &Path,
+    socket: &Path,
     io: &TaskIo,
+    cri_log: Option<&Path>,
     runtime_binary: Option<&Path>,
 ) -> Result<u32, Error> {
     let mut cmd = super::shim::executor::sealed_command(dir)?;
@@ -115,6 +116,10 @@ pub(super) async fn start_shim(
         io,
         runtime_binary,
     ));
+    cmd.arg("--socket").arg(socket);
+    if let Some(p) = cri_log {
+        cmd.arg("--cri-log").arg(p);
+    }
     cmd.current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

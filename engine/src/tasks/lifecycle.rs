@@ -29,6 +29,14 @@ pub struct TaskIo {
     pub terminal: bool,
 }
 
+/// What a task is created with besides its stdio.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskOptions {
+    /// Where the shim also writes the init's output in kubelet's CRI log format (absolute;
+    /// see [`super::shim::cri_log`]); `None`: not at all.
+    pub log_path: Option<PathBuf>,
+}
+
 fn ctx(secs: i64) -> ttrpc::context::Context {
     ttrpc::context::with_timeout(secs * 1_000_000_000)
 }
@@ -65,6 +73,26 @@ impl Tasks {
         id: &str,
         io: &TaskIo,
     ) -> Result<u32, Error> {
+        self.create_task_with(ns, id, io, &TaskOptions::default())
+            .await
+    }
+
+    /// [`Tasks::create_task`] with `opts` (a CRI log path).
+    pub async fn create_task_with(
+        self: &Arc<Self>,
+        ns: &str,
+        id: &str,
+        io: &TaskIo,
+        opts: &TaskOptions,
+    ) -> Result<u32, Error> {
+        if let Some(p) = &opts.log_path {
+            if !p.is_absolute() {
+                return Err(Error::InvalidArgument(format!(
+                    "log path {}: must be absolute",
+                    p.display()
+                )));
+            }
+        }
         let key = (ns.to_owned(), id.to_owned());
         if self.tasks.lock().expect("tasks lock").contains_key(&key) {
             return Err(Error::AlreadyExists(format!(
@@ -132,8 +160,27 @@ impl Tasks {
                     Some(binary)
                 }
             };
-            let pid = start_shim(ns, id, &dir, io, binary.as_deref()).await?;
-            let shim = connect(&dir).await?;
+            let sock = self.shim_socket(ns, id);
+            let sock_dir = super::shim_socket::dir(&self.state_dir);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&sock_dir)
+                .map_err(|source| Error::Io {
+                    what: format!("create {}", sock_dir.display()),
+                    source,
+                })?;
+            let pid = start_shim(
+                ns,
+                id,
+                &dir,
+                &sock,
+                io,
+                opts.log_path.as_deref(),
+                binary.as_deref(),
+            )
+            .await?;
+            let shim = connect(&sock).await?;
             Ok::<_, Error>((pid, shim))
         }
         .await;
@@ -155,12 +202,22 @@ impl Tasks {
                 Ok(pid)
             }
             Err(e) => {
+                // A shim that failed after the executor created the container (its socket, its
+                // report, a timeout) leaves the container's init waiting for a start that
+                // never comes, in its cgroups: kill whatever is there before removing them.
+                // The shim ends its own child first when it can (berth_daemon::shim).
+                let cgroup = super::cgroups::of_spec(&c.spec, ns, id);
+                let _ = tokio::task::spawn_blocking({
+                    let cgroup = cgroup.clone();
+                    move || super::cgroups::kill_all(&cgroup)
+                })
+                .await;
                 if mounted {
                     let _ = berth_api::mount::unmount_all(&rootfs);
                 }
                 let _ = std::fs::remove_dir_all(&dir);
-                // A create the executor gave up on may have made the cgroups already.
-                super::shim::executor::remove_cgroups(ns, id);
+                let _ = std::fs::remove_file(self.shim_socket(ns, id));
+                super::shim::executor::remove_cgroups(ns, id, &cgroup);
                 Err(e)
             }
         }
@@ -273,6 +330,7 @@ impl Tasks {
                     pid: p.pid,
                     exit_status: p.exit_status,
                     exited_at: p.exited_at,
+                    oom_kills: u64::from(p.oom_killed),
                 };
             }
             None => {
@@ -281,12 +339,17 @@ impl Tasks {
                 }
             }
         }
+        if t.shim.is_none() {
+            // A dead shim cannot remove its socket file; a live one does after answering.
+            let _ = std::fs::remove_file(self.shim_socket(ns, id));
+        }
+        let cgroup = super::cgroups::of_bundle(&t.dir, ns, id);
         let rootfs = t.dir.join("rootfs");
         if let Err(e) = berth_api::mount::unmount_all(&rootfs) {
             tracing::warn!(container = id, "cannot unmount the rootfs: {e}");
         }
         let _ = std::fs::remove_dir_all(&t.dir);
-        super::shim::executor::remove_cgroups(ns, id);
+        super::shim::executor::remove_cgroups(ns, id, &cgroup);
         self.tasks
             .lock()
             .expect("tasks lock")
@@ -298,6 +361,15 @@ impl Tasks {
                 "exit_status": exit.exit_status}),
         );
         Ok(exit)
+    }
+
+    /// Opens task `id`'s CRI log again (kubelet renamed it to rotate it).
+    pub async fn reopen_log(&self, ns: &str, id: &str) -> Result<(), Error> {
+        self.shim(ns, id)?
+            .reopen_log(ctx(10), &spb::Empty::default())
+            .await
+            .map_err(|e| shim_err(id, e))?;
+        Ok(())
     }
 
     /// The state of process `exec_id` (`""`: the init) of task `id`. A shim that does not
@@ -324,6 +396,7 @@ impl Tasks {
                     status: Status::parse(&sp.status),
                     exit_status: sp.exit_status,
                     exited_at: sp.exited_at,
+                    oom_killed: sp.oom_killed,
                 })
             }
             Err(ttrpc::Error::RpcStatus(s)) if s.code() == ttrpc::Code::NOT_FOUND => {
@@ -347,8 +420,9 @@ impl Tasks {
 
     /// The cgroup statistics of task `id`.
     pub fn metrics(&self, ns: &str, id: &str) -> Result<super::metrics::Metrics, Error> {
-        self.task(ns, id)?;
-        super::metrics::read(Path::new("/sys/fs/cgroup"), ns, id)
+        let t = self.task(ns, id)?;
+        let cgroup = super::cgroups::of_bundle(&t.dir, ns, id);
+        super::metrics::read(Path::new("/sys/fs/cgroup"), id, &cgroup)
     }
 
     /// The directory of task `id` holding its output (`log`, `log.1`), for

@@ -4,7 +4,8 @@
 //! [`super::adopt`]); this module holds the state, the lookups and the event bus.
 //!
 //! A task is a shim: `<state>/shims/<ns>/<id>/` is its bundle and home, and berthd keeps a
-//! ttrpc client of its socket (see [`super::shim`]). At start, [`Tasks::open`] re-adopts every
+//! ttrpc client of its socket (`<state>/s/<hash>`, see [`super::shim`] and
+//! [`super::shim_socket`]). At start, [`Tasks::open`] re-adopts every
 //! shim found under the state dir; a shim that is gone but left an `exit` record reports that
 //! exit.
 
@@ -97,6 +98,11 @@ impl Tasks {
     /// output), whether or not the task exists.
     pub fn task_dir(&self, ns: &str, id: &str) -> PathBuf {
         self.state_dir.join("shims").join(ns).join(id)
+    }
+
+    /// The socket of task `id`'s shim ([`super::shim_socket`]).
+    pub fn shim_socket(&self, ns: &str, id: &str) -> PathBuf {
+        super::shim_socket::path(&self.state_dir, ns, id)
     }
 
     pub(super) fn task(&self, ns: &str, id: &str) -> Result<Task, Error> {

@@ -1,6 +1,7 @@
 //! `Tasks.Metrics`: a task's cgroup statistics, read by berthd straight from cgroupfs.
 //!
-//! The task's cgroup is [`super::spec::cgroup_path`] under the unified hierarchy (cgroup v2:
+//! The task's cgroup ([`super::cgroups`]: its spec's, or berthd's default) is read under
+//! the unified hierarchy (cgroup v2:
 //! `memory.current`, `memory.peak`, `memory.max`, `memory.stat`, `memory.events`, `cpu.stat`,
 //! `pids.current`, `pids.max`, `io.stat`) or, on a v1 or hybrid host, under each v1
 //! controller, where the executor (libcontainer, runc) put it — then the v1 equivalents are
@@ -78,6 +79,8 @@ pub struct IoStats {
 const V2_MEMORY_KEYS: &[&str] = &[
     "anon",
     "file",
+    "active_file",
+    "inactive_file",
     "kernel",
     "kernel_stack",
     "slab",
@@ -94,6 +97,9 @@ const V2_MEMORY_KEYS: &[&str] = &[
 const V1_MEMORY_KEYS: &[&str] = &[
     "cache",
     "rss",
+    "active_file",
+    "inactive_file",
+    "total_inactive_file",
     "rss_huge",
     "shmem",
     "mapped_file",
@@ -106,10 +112,10 @@ const V1_MEMORY_KEYS: &[&str] = &[
 /// `USER_HZ`, the unit of `cpuacct.stat` (100 on every Linux architecture berth targets).
 const USER_HZ: u64 = 100;
 
-/// Reads the statistics of the task of container `id` in namespace `ns`.
-pub fn read(root: &Path, ns: &str, id: &str) -> Result<Metrics, Error> {
-    let rel = super::spec::cgroup_path(ns, id);
-    let rel = rel.trim_start_matches('/');
+/// Reads the statistics of the task of container `id`, whose cgroup is `cgroup` (relative to
+/// each hierarchy's root under `root`).
+pub fn read(root: &Path, id: &str, cgroup: &str) -> Result<Metrics, Error> {
+    let rel = cgroup.trim_start_matches('/');
     let mut m = Metrics {
         container_id: id.to_owned(),
         timestamp: SystemTime::now(),
@@ -370,7 +376,7 @@ mod tests {
             "io.stat",
             "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n",
         );
-        let m = read(root.path(), "default", "c").unwrap();
+        let m = read(root.path(), "c", "/containers.slice/default-c/init").unwrap();
         assert_eq!(m.cgroup_version, 2);
         assert_eq!(m.cgroup_path, "/containers.slice/default-c/init");
         assert_eq!(m.memory.usage, 1048576);
@@ -421,7 +427,7 @@ mod tests {
             "blkio.throttle.io_serviced",
             "8:0 Read 1\n8:0 Write 2\n",
         );
-        let m = read(root.path(), "default", "c").unwrap();
+        let m = read(root.path(), "c", "/containers.slice/default-c/init").unwrap();
         assert_eq!(m.cgroup_version, 1);
         assert_eq!(m.memory.usage, 4096);
         assert_eq!(m.memory.limit, 0);
@@ -437,7 +443,9 @@ mod tests {
     #[test]
     fn no_cgroup_is_a_clear_error() {
         let root = tempfile::tempdir().unwrap();
-        let e = read(root.path(), "default", "c").unwrap_err().to_string();
+        let e = read(root.path(), "c", "/containers.slice/default-c/init")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("this host runs cgroup v1"), "{e}");
         assert!(e.contains("memory/containers.slice/default-c/init"), "{e}");
     }

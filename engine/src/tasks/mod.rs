@@ -9,13 +9,16 @@
 //!
 //! Layout under berthd's state dir: `shims/<namespace>/<id>/` is a container's bundle
 //! (`config.json`, `rootfs/` with the snapshot mounted on it) and its shim's home:
-//! `shim.sock` (ttrpc), `shim.log` (the shim's own log), `log` (the container's output,
+//! `shim.log` (the shim's own log), `log` (the container's output,
 //! size-capped with one rotation), `exit` (the init's exit status, written and fsynced before
-//! anyone is told) and `runtime/` (libcontainer's state). See docs/containers.md.
+//! anyone is told) and `runtime/` (libcontainer's state). The shim's ttrpc socket is
+//! `s/<hash>` ([`shim_socket`]: a short path whatever the id's length). See
+//! docs/containers.md.
 
 pub mod adopt;
 pub mod boot_containers;
 mod cgroup_gp;
+pub mod cgroups;
 pub mod containers;
 pub mod events;
 pub mod exec;
@@ -28,6 +31,7 @@ pub mod oom;
 pub mod runc;
 pub mod runtimes;
 pub mod shim;
+pub mod shim_socket;
 pub mod spec;
 pub mod wait;
 
@@ -39,7 +43,7 @@ use berth_api::errdefs::{Classify, Kind};
 pub use containers::{NewContainer, RunOptions};
 pub use events::Event;
 pub use exec::ExecProcess;
-pub use lifecycle::TaskIo;
+pub use lifecycle::{TaskIo, TaskOptions};
 pub use manager::Tasks;
 pub use shim::exits::ExitRecord;
 
@@ -179,6 +183,9 @@ pub struct ProcessState {
     pub exit_status: u32,
     /// Unix nanoseconds of the exit (0: not exited).
     pub exited_at: i64,
+    /// The kernel's OOM killer killed processes of the container before its init exited
+    /// (the init only; CRI's `reason = OOMKilled`).
+    pub oom_killed: bool,
 }
 
 impl ProcessState {
@@ -189,6 +196,7 @@ impl ProcessState {
             status: Status::Unknown,
             exit_status: 0,
             exited_at: 0,
+            oom_killed: false,
         }
     }
 
@@ -199,6 +207,7 @@ impl ProcessState {
             status: Status::Stopped,
             exit_status: e.exit_status,
             exited_at: e.exited_at,
+            oom_killed: e.oom_kills > 0,
         }
     }
 }

@@ -1,20 +1,20 @@
 //! OOM kills of a container, from its cgroup v2 `memory.events`.
 //!
-//! The kernel counts every OOM kill inside a cgroup in `memory.events` (`oom_kill N`). berthd
-//! reads the container's counter when the task's init exits, before the cgroup is removed,
-//! and publishes `/tasks/oom` ahead of `/tasks/exit` when it is non-zero: the exit (137 for
-//! the usual SIGKILL) then comes with its cause. containerd's shim watches the file with
+//! The kernel counts every OOM kill inside a cgroup in `memory.events` (`oom_kill N`; v1:
+//! `memory.oom_control`). The shim reads the container's counter when the init exits, before
+//! anything can remove the cgroup, and records it with the exit (`ExitRecord::oom_kills`):
+//! Tasks.Wait and Tasks.Get then carry `oom_killed` (CRI's `reason = OOMKilled` is a read,
+//! not an event race), and berthd publishes `/tasks/oom` ahead of `/tasks/exit`: the exit
+//! (137 for the usual SIGKILL) comes with its cause. containerd's shim watches the file with
 //! inotify instead and also reports kills of processes other than the init while the
 //! container runs; berth reports those only when the container exits.
 
 use std::path::{Path, PathBuf};
 
-/// `memory.events` of the container's cgroup (`containers.slice/<ns>-<id>/init`).
-pub fn memory_events_path(cgroup_root: &Path, ns: &str, id: &str) -> PathBuf {
+/// `memory.events` of the container's cgroup `cgroup` ([`super::cgroups`]).
+pub fn memory_events_path(cgroup_root: &Path, cgroup: &str) -> PathBuf {
     cgroup_root
-        .join("containers.slice")
-        .join(format!("{ns}-{id}"))
-        .join("init")
+        .join(cgroup.trim_start_matches('/'))
         .join("memory.events")
 }
 
@@ -26,11 +26,18 @@ pub fn oom_kills(memory_events: &str) -> Option<u64> {
     })
 }
 
-/// The container's OOM kill count on a cgroup v2 host (`None`: no cgroup or not v2).
-pub fn container_oom_kills(ns: &str, id: &str) -> Option<u64> {
-    let text =
-        std::fs::read_to_string(memory_events_path(Path::new("/sys/fs/cgroup"), ns, id)).ok()?;
-    oom_kills(&text)
+/// The OOM kill count of the container in cgroup `cgroup`: `memory.events` on a cgroup v2
+/// host, `memory.oom_control` of the v1 memory hierarchy otherwise (`None`: no cgroup).
+pub fn container_oom_kills(cgroup: &str) -> Option<u64> {
+    let root = Path::new("/sys/fs/cgroup");
+    if let Ok(text) = std::fs::read_to_string(memory_events_path(root, cgroup)) {
+        return oom_kills(&text);
+    }
+    let v1 = root
+        .join("memory")
+        .join(cgroup.trim_start_matches('/'))
+        .join("memory.oom_control");
+    oom_kills(&std::fs::read_to_string(v1).ok()?)
 }
 
 #[cfg(test)]
@@ -43,7 +50,10 @@ mod tests {
         assert_eq!(oom_kills(text), Some(1));
         assert_eq!(oom_kills("low 0\noom 0\n"), None);
         assert_eq!(
-            memory_events_path(Path::new("/sys/fs/cgroup"), "default", "x"),
+            memory_events_path(
+                Path::new("/sys/fs/cgroup"),
+                "/containers.slice/default-x/init"
+            ),
             Path::new("/sys/fs/cgroup/containers.slice/default-x/init/memory.events")
         );
     }

@@ -25,104 +25,19 @@ pub const USER_ANNOTATION: &str = "io.berth.user";
 /// PATH when the image sets none (containerd's default).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// containerd's default capability set, without `CAP_MKNOD`: berth's executor does not
-/// install the cgroup v2 device filter (an eBPF program, which would need libbpf), so on a
-/// cgroup v2 host nothing but the missing capability stops a container from creating and
-/// opening a block device node.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// containerd's default capability set, without `CAP_MKNOD` (see
+/// [`berth_api::defaults::CAPS`]).
+pub const DEFAULT_CAPS: &[&str] = berth_api::defaults::CAPS;
 
 /// containerd's masked paths.
-pub const MASKED_PATHS: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
+pub const MASKED_PATHS: &[&str] = berth_api::defaults::MASKED_PATHS;
 
 /// containerd's read-only paths.
-pub const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+pub const READONLY_PATHS: &[&str] = berth_api::defaults::READONLY_PATHS;
 
-/// System calls the default seccomp profile refuses with EPERM: the ones Docker's default
-/// profile keeps from containers without extra capabilities (kernel modules, kexec, mount and
-/// namespace changes, clock changes, keyrings, tracing of other processes, BPF, perf). A deny
-/// list rather than Docker's allow list: shorter to audit, and the capability set already
-/// stops most of the rest.
-pub const SECCOMP_DENIED: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mount",
-    "move_mount",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "setns",
-    "settimeofday",
-    "swapoff",
-    "swapon",
-    "_sysctl",
-    "sysfs",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-];
+/// System calls the default seccomp profile refuses with EPERM: berth's one list, in
+/// [`berth_api::seccomp`] (where it comes from and why a deny list).
+pub const SECCOMP_DENIED: &[&str] = berth_api::seccomp::DENIED;
 
 /// A bind mount requested by the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +67,10 @@ pub struct Options {
     pub cwd: String,
 }
 
-/// The cgroup of a container's processes (the shim goes next to it, in `…/shim`).
+/// The cgroup of a container's processes (the shim goes next to it, in `…/shim`); a spec
+/// given whole may name another ([`super::cgroups`]).
 pub fn cgroup_path(ns: &str, id: &str) -> String {
-    format!("/containers.slice/{ns}-{id}/init")
+    super::cgroups::default_path(ns, id)
 }
 
 fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
@@ -482,8 +398,19 @@ pub fn resolve_user(spec: &[u8], rootfs: &Path) -> Result<Vec<u8>, Error> {
                 v["process"]["user"] = json!({"uid": 0, "gid": 0});
             }
         } else {
+            // Groups the spec names already (CRI's supplemental groups) stay, after the
+            // user's own from /etc/group.
+            let mut gids = user.additional_gids.clone();
+            if let Some(given) = v["process"]["user"]["additionalGids"].as_array() {
+                for g in given.iter().filter_map(Value::as_u64) {
+                    let g = g as u32;
+                    if !gids.contains(&g) && g != user.gid {
+                        gids.push(g);
+                    }
+                }
+            }
             v["process"]["user"] = json!({"uid": user.uid, "gid": user.gid,
-                "additionalGids": user.additional_gids});
+                "additionalGids": gids});
         }
         if let Some(env) = v["process"]["env"].as_array_mut() {
             if !env
@@ -576,6 +503,13 @@ mod tests {
         let u = spec.process().as_ref().unwrap().user();
         assert_eq!((u.uid(), u.gid()), (1000, 1000));
         assert!(String::from_utf8_lossy(&resolved).contains("HOME=/home/app"));
+        // Supplemental groups in the spec stay, after the user's own.
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+        v["process"]["user"]["additionalGids"] = json!([4242, 10]);
+        let resolved = resolve_user(&serde_json::to_vec(&v).unwrap(), r.path()).unwrap();
+        let spec = parse(&resolved).unwrap();
+        let u = spec.process().as_ref().unwrap().user();
+        assert_eq!(u.additional_gids().as_deref(), Some(&[10, 29, 4242][..]));
         let e = generate("default", "c1", None, &Options::default())
             .unwrap_err()
             .to_string();

@@ -16,6 +16,8 @@ pub struct Exit {
     pub exit_status: u32,
     /// Unix nanoseconds.
     pub exited_at: i64,
+    /// The OOM killer took part (the init only).
+    pub oom_killed: bool,
 }
 
 impl Tasks {
@@ -32,7 +34,9 @@ impl Tasks {
                 .await
             {
                 let p = w.process.into_option().unwrap_or_default();
-                if let Some(n) = super::oom::container_oom_kills(&ns, &id).filter(|n| *n > 0) {
+                if p.oom_killed {
+                    // The count the shim recorded with the exit (read before any delete).
+                    let n = read_exit(&t.task_dir(&ns, &id)).map_or(1, |e| e.oom_kills.max(1));
                     t.publish(
                         &ns,
                         "/tasks/oom",
@@ -60,6 +64,7 @@ impl Tasks {
             return Ok(Exit {
                 exit_status: e.exit_status,
                 exited_at: e.exited_at,
+                oom_killed: e.oom_kills > 0,
             });
         };
         let out = s
@@ -76,6 +81,7 @@ impl Tasks {
         Ok(Exit {
             exit_status: p.exit_status,
             exited_at: p.exited_at,
+            oom_killed: p.oom_killed,
         })
     }
 

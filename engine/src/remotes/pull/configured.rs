@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::super::auth::{Credential, Credentials};
+use super::super::auth::{Credential, Credentials, RequestAuth};
 use super::super::client::ClientOptions;
 use super::super::config::{Credentials as RegistryCredentials, LiveRegistry};
 use super::super::RegistryHost;
@@ -31,6 +31,8 @@ pub struct PullRequest {
     pub no_unpack: bool,
     /// Layers downloaded at once; 0: [`super::DEFAULT_CONCURRENT_DOWNLOADS`].
     pub max_concurrent_downloads: usize,
+    /// Credentials for this pull only, over the configured ones (CRI `AuthConfig`).
+    pub auth: Option<RequestAuth>,
 }
 
 /// Pulls with berthd's store, snapshotters and live registry settings.
@@ -84,7 +86,8 @@ impl Puller {
             .config_json
             .clone()
             .unwrap_or_else(|| self.default_docker_config.clone());
-        let credentials = Credentials::load(Some(&docker_config), &configured)?;
+        let credentials =
+            Credentials::load(Some(&docker_config), &configured)?.with_request(req.auth.clone());
         let hosts: Vec<RegistryHost> = cfg.endpoints_for(&image_ref.registry)?;
         let opts = PullOptions {
             platform,

@@ -68,6 +68,8 @@ impl Classify for PullError {
     fn kind(&self) -> Kind {
         match self {
             PullError::Reference { .. } | PullError::Platform(_) => Kind::InvalidArgument,
+            // kubelet tells "image not found" from "registry unreachable" by the code.
+            PullError::Fetch { source, .. } if source.manifest_not_found() => Kind::NotFound,
             PullError::Fetch { .. } => Kind::Unavailable,
             PullError::Image { .. }
             | PullError::Unpack { .. }
@@ -75,5 +77,44 @@ impl Classify for PullError {
             | PullError::Credentials(_) => Kind::FailedPrecondition,
             PullError::Storage { .. } => Kind::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(reason: &str) -> ClientError {
+        ClientError::Attempt {
+            url: "https://r/v2/a/manifests/t".into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_no_endpoint_has_is_not_found() {
+        let fetch = |what: &str, attempts| PullError::Fetch {
+            reference: "r/a:t".into(),
+            source: ClientError::AllFailed {
+                what: what.into(),
+                attempts,
+            },
+        };
+        let all_404 = fetch(
+            "manifest a:t",
+            vec![attempt("404 Not Found"), attempt("404 Not Found")],
+        );
+        assert_eq!(all_404.kind(), Kind::NotFound);
+        let one_down = fetch(
+            "manifest a:t",
+            vec![
+                attempt("404 Not Found"),
+                attempt("cannot connect to r: refused"),
+            ],
+        );
+        assert_eq!(one_down.kind(), Kind::Unavailable);
+        let blob = fetch("blob sha256:00", vec![attempt("404 Not Found")]);
+        assert_eq!(blob.kind(), Kind::Unavailable);
+        assert_eq!(fetch("manifest a:t", vec![]).kind(), Kind::Unavailable);
     }
 }

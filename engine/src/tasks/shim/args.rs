@@ -45,6 +45,23 @@ pub struct ServeArgs {
     /// libcontainer executor).
     #[arg(long)]
     pub runtime_binary: Option<PathBuf>,
+    /// The socket to serve the shim API on (absent: `<dir>/shim.sock`, the layout before
+    /// hashed socket names, see `tasks::shim_socket`).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Also write the init's output in kubelet's CRI log format to this file
+    /// (`tasks::shim::cri_log`).
+    #[arg(long)]
+    pub cri_log: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The socket the shim serves on.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| crate::tasks::shim_socket::legacy(&self.dir))
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -77,6 +77,25 @@ pub(super) fn seal_exe(dir: &Path) -> Result<(), Error> {
     })
 }
 
+/// Puts the (sealed) shim back into the host's mount namespace, before it creates the
+/// container. Sealing needs a namespace of its own for the read-only bind mount of the
+/// binary, and that namespace's `/` is a slave of the host's, so nothing mounted in it leaks
+/// out; but a container is cloned from its shim's namespace, and in a slave copy a mount
+/// the container makes under a bidirectional (`rshared`) volume cannot propagate back to
+/// the host (kubelet's `Bidirectional` mount propagation, used by CSI drivers; critest's
+/// "rshared" spec). Back in the host's namespace the shim keeps what matters: its
+/// executable is still the read-only mount it was executed from (`/proc/<pid>/exe` leads to
+/// that mount, which stays alive while referenced), so CVE-2019-5736's write through the
+/// link still meets EROFS (test `the_shims_binary_is_read_only`).
+pub(super) fn return_to_host_mounts(host: &File, dir: &Path) -> Result<(), Error> {
+    nix::sched::setns(host, nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| Error::Io {
+        what: "return to the host's mount namespace".into(),
+        source: e.into(),
+    })?;
+    // setns leaves the working directory at the namespace's root.
+    std::env::set_current_dir(dir).map_err(io_err(format!("chdir {}", dir.display())))
+}
+
 /// The command berthd starts a shim with: already sealed, in one `execve` instead of two.
 /// The forked child makes the same read-only bind mount as [`seal_exe`] (own mount namespace,
 /// `/` a slave, the binary bind-mounted read-only on `<dir>/.exe`), after `setsid()`, and
@@ -151,20 +170,10 @@ pub(super) fn place_in_cgroup(ns: &str, id: &str) {
     }
 }
 
-/// Removes `containers.slice/<ns>-<id>` (v2) or its per-controller copies (v1), best effort
-/// (a cgroup that still has processes stays).
-pub fn remove_cgroups(ns: &str, id: &str) {
-    let root = Path::new("/sys/fs/cgroup");
-    let rel = format!("containers.slice/{ns}-{id}");
-    let mut dirs = vec![root.join(&rel)];
-    if let Ok(rd) = std::fs::read_dir(root) {
-        dirs.extend(rd.flatten().map(|e| e.path().join(&rel)));
-    }
-    for d in dirs {
-        let _ = std::fs::remove_dir(d.join("shim"));
-        let _ = std::fs::remove_dir(d.join("init"));
-        let _ = std::fs::remove_dir(&d);
-    }
+/// Removes the container's cgroup `cgroup` and `containers.slice/<ns>-<id>` (v2) or their
+/// per-controller copies (v1), best effort (see [`crate::tasks::cgroups::remove`]).
+pub fn remove_cgroups(ns: &str, id: &str, cgroup: &str) {
+    crate::tasks::cgroups::remove(ns, id, cgroup)
 }
 
 /// The container under one of the two runtime handlers.

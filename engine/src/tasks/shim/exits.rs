@@ -13,6 +13,10 @@ pub struct ExitRecord {
     pub exit_status: u32,
     /// Unix nanoseconds.
     pub exited_at: i64,
+    /// OOM kills in the container's cgroup when its init exited (the init's record only;
+    /// absent in records of older shims).
+    #[serde(default)]
+    pub oom_kills: u64,
 }
 
 /// Reads a recorded exit (`None` when there is none yet).
@@ -43,6 +47,7 @@ mod tests {
             pid: 42,
             exit_status: 137,
             exited_at: 1,
+            oom_kills: 1,
         };
         write_exit(d.path(), &rec).unwrap();
         assert_eq!(read_exit(d.path()), Some(rec));

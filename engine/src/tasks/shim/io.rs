@@ -101,6 +101,9 @@ pub struct ProcIo {
     /// The last window size asked for: applied when the master comes (an exec's terminal
     /// exists only once it starts, after its client attached).
     size: Mutex<Option<(u16, u16)>>,
+    /// The init's output is also written here in kubelet's format (`Tasks.Create`
+    /// `log_path`; execs have none).
+    cri: Option<Arc<super::cri_log::CriLog>>,
 }
 
 fn dev_null() -> Result<OwnedFd, Error> {
@@ -114,8 +117,13 @@ fn dev_null() -> Result<OwnedFd, Error> {
 }
 
 impl ProcIo {
-    /// The stdio of a process to be created with stdin open (`stdin`) and a terminal.
-    pub fn new(stdin: bool, terminal: bool) -> Result<Arc<Self>, Error> {
+    /// The stdio of a process to be created with stdin open (`stdin`) and a terminal, its
+    /// output also in the CRI log `cri` when given.
+    pub fn new(
+        stdin: bool,
+        terminal: bool,
+        cri: Option<Arc<super::cri_log::CriLog>>,
+    ) -> Result<Arc<Self>, Error> {
         Ok(Arc::new(Self {
             terminal,
             stdin_open: stdin,
@@ -123,6 +131,7 @@ impl ProcIo {
             stdin: tokio::sync::Mutex::new(StdinSink::default()),
             master: OnceLock::new(),
             size: Mutex::new(None),
+            cri,
         }))
     }
 
@@ -154,8 +163,14 @@ impl ProcIo {
         };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        copiers.push(self.output.copy(out_r, Stream::Stdout, log.clone()));
-        copiers.push(self.output.copy(err_r, Stream::Stderr, log.clone()));
+        copiers.push(
+            self.output
+                .copy(out_r, Stream::Stdout, log.clone(), self.cri.clone()),
+        );
+        copiers.push(
+            self.output
+                .copy(err_r, Stream::Stderr, log.clone(), self.cri.clone()),
+        );
         Ok(ChildStdio {
             stdin,
             stdout: out_w,
@@ -184,7 +199,12 @@ impl ProcIo {
         if self.stdin_open {
             self.sink().raw = Some(dup(&master)?);
         }
-        copiers.push(self.output.copy(dup(&master)?, Stream::Stdout, log.clone()));
+        copiers.push(self.output.copy(
+            dup(&master)?,
+            Stream::Stdout,
+            log.clone(),
+            self.cri.clone(),
+        ));
         // Under the size lock, so a resize racing with this lands on the terminal.
         let size = self.size.lock().expect("size lock");
         if let Some((w, h)) = *size {

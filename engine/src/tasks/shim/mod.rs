@@ -33,6 +33,7 @@
 
 pub mod args;
 pub mod console;
+pub mod cri_log;
 pub mod exec;
 pub mod executor;
 pub mod exits;
@@ -57,6 +58,13 @@ pub enum Launched {
 /// leader berthd waits for, and in the child creates the container of `a`.
 pub fn launch(a: &args::ServeArgs) -> Result<Launched, Error> {
     executor::seal_exe(&a.dir)?;
+    // The host's mount namespace, berthd's (still our parent here): the shim returns to it
+    // before creating the container (executor::return_to_host_mounts).
+    let host_mounts = std::fs::File::open(format!("/proc/{}/ns/mnt", nix::unistd::getppid()))
+        .map_err(|source| Error::Io {
+            what: "open berthd's mount namespace".into(),
+            source,
+        })?;
     // Leave berthd: fork once more so the shim is no session leader's child that berthd
     // waits for; berthd's Command ran setsid() already.
     // SAFETY: no thread exists yet in this process (the shim starts none before this), so
@@ -64,6 +72,8 @@ pub fn launch(a: &args::ServeArgs) -> Result<Launched, Error> {
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { .. }) => Ok(Launched::Parent),
         Ok(nix::unistd::ForkResult::Child) => {
+            executor::return_to_host_mounts(&host_mounts, &a.dir)?;
+            drop(host_mounts);
             let (shim, copiers) = process::create(a)?;
             Ok(Launched::Shim(shim, copiers))
         }

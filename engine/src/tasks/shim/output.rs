@@ -190,15 +190,32 @@ impl Output {
         fd: OwnedFd,
         stream: Stream,
         log: Arc<Mutex<Log>>,
+        cri: Option<Arc<super::cri_log::CriLog>>,
     ) -> std::thread::JoinHandle<()> {
         let hub = self.clone();
         std::thread::spawn(move || {
             let _ = set_nonblocking(&fd);
-            hub.copy_loop(&fd, stream, &log);
+            let mut cri = cri.map(|l| {
+                let s = match stream {
+                    Stream::Stdout => super::cri_log::Stream::Stdout,
+                    Stream::Stderr => super::cri_log::Stream::Stderr,
+                };
+                (l, super::cri_log::Lines::new(s))
+            });
+            hub.copy_loop(&fd, stream, &log, &mut cri);
+            if let Some((l, lines)) = &mut cri {
+                lines.finish(l);
+            }
         })
     }
 
-    fn copy_loop(&self, fd: &OwnedFd, stream: Stream, log: &Mutex<Log>) {
+    fn copy_loop(
+        &self,
+        fd: &OwnedFd,
+        stream: Stream,
+        log: &Mutex<Log>,
+        cri: &mut Option<(Arc<super::cri_log::CriLog>, super::cri_log::Lines)>,
+    ) {
         let mut buf = vec![0u8; CHUNK];
         let mut exit_seen: Option<Instant> = None;
         let mut drained = false;
@@ -234,6 +251,9 @@ impl Output {
                     Ok(0) | Err(nix::errno::Errno::EIO) => break,
                     Ok(n) => {
                         log.lock().expect("log lock").write(&buf[..n]);
+                        if let Some((l, lines)) = cri {
+                            lines.feed(l, &buf[..n]);
+                        }
                         if !drained {
                             self.fan_out(Chunk {
                                 stream,
@@ -306,6 +326,7 @@ mod tests {
             pid: 1,
             exit_status: code,
             exited_at: 0,
+            oom_kills: 0,
         }
     }
 
@@ -336,7 +357,7 @@ mod tests {
         let (r, w) = super::super::io::pipe().unwrap();
         // A second holder of the write end (a background process) keeps the pipe open.
         let holder = w.try_clone().unwrap();
-        let t = hub.copy(r, Stream::Stdout, log.clone());
+        let t = hub.copy(r, Stream::Stdout, log.clone(), None);
         let data = vec![b'x'; 3 * CHUNK + 17];
         let writer = std::thread::spawn(move || {
             std::fs::File::from(w).write_all(&data).unwrap();
@@ -367,7 +388,7 @@ mod tests {
         drop(gone);
         let stalled = hub.subscribe();
         let (r, w) = super::super::io::pipe().unwrap();
-        let t = hub.copy(r, Stream::Stderr, log);
+        let t = hub.copy(r, Stream::Stderr, log, None);
         // More than a queue's worth with a client that never reads: only dropping it lets
         // the copier go on.
         let writer = std::thread::spawn(move || {

@@ -48,6 +48,7 @@ impl Proc {
             status: self.status,
             exit_status: self.exit.map_or(0, |e| e.exit_status),
             exited_at: self.exit.map_or(0, |e| e.exited_at),
+            oom_killed: self.exit.is_some_and(|e| e.oom_kills > 0),
         }
     }
 }
@@ -71,6 +72,8 @@ pub struct Shim {
     /// Bumped on every process change; waiters watch it.
     pub(super) changed: watch::Sender<u64>,
     pub(super) log: Arc<Mutex<Log>>,
+    /// The init's output in CRI's format, when berthd gave a log path.
+    pub(super) cri_log: Option<Arc<super::cri_log::CriLog>>,
 }
 
 /// Output copier threads of the init, kept until the shim exits.
@@ -115,6 +118,13 @@ pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
     })?;
     place_in_cgroup(&a.namespace, &a.id);
     let log = Arc::new(Mutex::new(Log::open(dir.join("log"))));
+    let cri_log = match &a.cri_log {
+        Some(p) => Some(Arc::new(
+            super::cri_log::CriLog::open(p)
+                .map_err(io_err(format!("open the CRI log {}", p.display())))?,
+        )),
+        None => None,
+    };
     let mut copiers = Vec::new();
     // A terminal is the spec's (berthd sets process.terminal for `Tasks.Create` with one).
     let spec = crate::tasks::spec::parse(
@@ -125,7 +135,7 @@ pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    let io = ProcIo::new(a.stdin, terminal)?;
+    let io = ProcIo::new(a.stdin, terminal, cri_log.clone())?;
     let ChildStdio {
         stdin,
         stdout,
@@ -172,6 +182,7 @@ pub(super) fn create(a: &ServeArgs) -> Result<(Arc<Shim>, Copiers), Error> {
         }),
         changed,
         log,
+        cri_log,
     });
     Ok((shim, copiers))
 }
@@ -227,15 +238,20 @@ impl Shim {
                 continue;
             };
             let Some(code) = exit_code(st) else { continue };
-            let rec = ExitRecord {
+            let mut rec = ExitRecord {
                 pid,
                 exit_status: code,
                 exited_at: nanos_now(),
+                oom_kills: 0,
             };
             let mut s = self.state.lock().expect("state lock");
             if let Some(tx) = s.helpers.remove(&pid) {
                 let _ = tx.send(code as i32);
             } else if s.init.pid == pid {
+                // Read now, while the cgroup exists: the record says whether the OOM killer
+                // was part of this end (crate::tasks::oom).
+                let cgroup = crate::tasks::cgroups::of_bundle(&self.dir, &self.ns, &self.id);
+                rec.oom_kills = crate::tasks::oom::container_oom_kills(&cgroup).unwrap_or(0);
                 if let Err(e) = write_exit(&self.dir, &rec) {
                     tracing::error!("cannot record the exit status durably: {e}");
                 }
@@ -464,7 +480,7 @@ impl Shim {
                 "exec needs an exec id and a command".into(),
             ));
         }
-        let io = ProcIo::new(p.io.stdin, p.io.terminal)?;
+        let io = ProcIo::new(p.io.stdin, p.io.terminal, None)?;
         let mut s = self.state.lock().expect("state lock");
         if s.execs.contains_key(&p.exec_id) {
             return Err(Error::AlreadyExists(format!(
@@ -529,6 +545,7 @@ impl Shim {
                 pid: 0,
                 exit_status: 255,
                 exited_at: nanos_now(),
+                oom_kills: 0,
             });
             self.changed.send_modify(|n| *n += 1);
         }
@@ -537,7 +554,7 @@ impl Shim {
 
     /// Pids in the container's cgroup.
     pub fn pids(&self) -> Vec<u32> {
-        let rel = crate::tasks::spec::cgroup_path(&self.ns, &self.id);
+        let rel = crate::tasks::cgroups::of_bundle(&self.dir, &self.ns, &self.id);
         let rel = rel.trim_start_matches('/');
         for base in [
             "/sys/fs/cgroup",
@@ -549,6 +566,35 @@ impl Shim {
             }
         }
         Vec::new()
+    }
+
+    /// Opens the CRI log's path again (kubelet rotated the file by renaming it); a task
+    /// without a CRI log has nothing to reopen.
+    pub fn reopen_log(&self) -> Result<(), Error> {
+        match &self.cri_log {
+            Some(l) => l
+                .reopen()
+                .map_err(io_err(format!("reopen the CRI log {}", l.path().display()))),
+            None => Err(Error::FailedPrecondition(format!(
+                "container {:?} has no CRI log (its task was created without a log path)",
+                self.id
+            ))),
+        }
+    }
+
+    /// Ends a container the shim cannot serve (its socket or server failed after the
+    /// executor created it): SIGKILLs the init, reaps it, deletes the executor's state and
+    /// the cgroups. Blocking; the shim exits after it.
+    pub fn abort(&self) {
+        let pid = self.init_pid();
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(pid as i32), None);
+        if let Executor::Builtin(c) = &mut self.state.lock().expect("state lock").container {
+            let _ = c.delete(true);
+        }
+        let cgroup = crate::tasks::cgroups::of_bundle(&self.dir, &self.ns, &self.id);
+        crate::tasks::cgroups::kill_all(&cgroup);
+        remove_cgroups(&self.ns, &self.id, &cgroup);
     }
 
     /// Deletes the container (refused while it runs) and its cgroups; returns the init's
@@ -581,7 +627,11 @@ impl Shim {
                 tracing::warn!("runtime delete: {}", berth_api::errdefs::chain(&e));
             }
         }
-        remove_cgroups(&self.ns, &self.id);
+        remove_cgroups(
+            &self.ns,
+            &self.id,
+            &crate::tasks::cgroups::of_bundle(&self.dir, &self.ns, &self.id),
+        );
         Ok(self.state.lock().expect("state lock").init.state())
     }
 }

@@ -11,9 +11,10 @@ use std::time::Duration;
 use berth_api::client::{bounded, connect, ClientError};
 use berth_api::errdefs::Kind;
 use berth_api::proto::{
-    containers as cpb, containers_ttrpc, content as ctpb, content_ttrpc, images as ipb,
-    images_ttrpc, introspection as inpb, introspection_ttrpc, pull as ppb, pull_ttrpc,
-    snapshots as spb, snapshots_ttrpc, tasks as tpb, tasks_ttrpc, version as vpb, version_ttrpc,
+    containers as cpb, containers_ttrpc, content as ctpb, content_ttrpc, events_ttrpc,
+    images as ipb, images_ttrpc, introspection as inpb, introspection_ttrpc, pull as ppb,
+    pull_ttrpc, snapshots as spb, snapshots_ttrpc, tasks as tpb, tasks_ttrpc, version as vpb,
+    version_ttrpc,
 };
 
 use crate::error::Result;
@@ -29,6 +30,7 @@ struct Conn {
     content: content_ttrpc::ContentClient,
     pull: pull_ttrpc::PullClient,
     snapshots: snapshots_ttrpc::SnapshotsClient,
+    events: events_ttrpc::EventsClient,
 }
 
 /// berthd, as berth-cri talks to it.
@@ -56,6 +58,9 @@ macro_rules! call {
         $self.check(r)
     }};
 }
+
+mod tasks;
+pub use tasks::Exec;
 
 impl Berthd {
     /// A client of berthd at `address` (connected on first use) in `namespace`.
@@ -96,7 +101,8 @@ impl Berthd {
             images: images_ttrpc::ImagesClient::new(inner.clone()),
             content: content_ttrpc::ContentClient::new(inner.clone()),
             pull: pull_ttrpc::PullClient::new(inner.clone()),
-            snapshots: snapshots_ttrpc::SnapshotsClient::new(inner),
+            snapshots: snapshots_ttrpc::SnapshotsClient::new(inner.clone()),
+            events: events_ttrpc::EventsClient::new(inner),
         };
         *guard = Some(c.clone());
         Ok(c)
@@ -334,11 +340,17 @@ impl Berthd {
 
     /// `Pull.Pull` of `reference`, waiting for the end; every progress message must come
     /// within the timeout. Returns the result.
-    pub async fn pull(&self, reference: &str, snapshotter: &str) -> Result<ppb::PullResult> {
+    pub async fn pull(
+        &self,
+        reference: &str,
+        snapshotter: &str,
+        auth: Option<ppb::PullAuth>,
+    ) -> Result<ppb::PullResult> {
         let c = self.conn().await?;
         let req = ppb::PullRequest {
             reference: reference.to_owned(),
             snapshotter: snapshotter.to_owned(),
+            auth: auth.into(),
             ..Default::default()
         };
         let mut ctx = self.ctx(self.timeout);
