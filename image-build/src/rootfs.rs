@@ -160,6 +160,8 @@ pub fn root_tree(
     tree.symlink("usr/bin/berthctl", "berth")?;
     // The remote API listener (init starts it when the node has credentials).
     tree.symlink("usr/bin/berth-apid", "berth")?;
+    // init's HTTPS fetcher for berth.config=https://… (pinned; init links no TLS).
+    tree.symlink("usr/bin/berth-fetch", "berth")?;
     // PID 1 has its own binary: init's code only, so its resident set stays small.
     let init = binary(inputs.bin_dir, "berth-init")?;
     tree.file("usr/sbin/init", 0o755, init)?;
