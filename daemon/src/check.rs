@@ -49,7 +49,10 @@ pub fn check(
         if hosts.is_empty() {
             String::new()
         } else {
-            format!(", {} host director(ies) with {endpoints} endpoint(s)", hosts.len())
+            format!(
+                ", {} host director(ies) with {endpoints} endpoint(s)",
+                hosts.len()
+            )
         }
     ))
 }
@@ -75,9 +78,13 @@ mod tests {
         let hosts = dir.path().join("h");
         std::fs::create_dir(&hosts).unwrap();
         std::fs::write(hosts.join("hosts.toml"), "server = 5\n").unwrap();
-        let e = check(Some(main.clone()), &[], &[hosts.clone()]).unwrap_err();
+        let e = check(Some(main.clone()), &[], std::slice::from_ref(&hosts)).unwrap_err();
         assert!(e.contains("hosts.toml"), "{e}");
-        std::fs::write(hosts.join("hosts.toml"), "server = \"http://10.0.2.2:5000\"\n").unwrap();
+        std::fs::write(
+            hosts.join("hosts.toml"),
+            "server = \"http://10.0.2.2:5000\"\n",
+        )
+        .unwrap();
         let ok = check(Some(main), &[], &[hosts]).unwrap();
         assert!(ok.contains("1 endpoint(s)"), "{ok}");
     }

@@ -51,7 +51,11 @@ struct Args {
     check_config: bool,
     /// With `--check-config`: read the imported file LIVE from CANDIDATE instead (an empty
     /// CANDIDATE leaves LIVE out).
-    #[arg(long = "override", value_name = "LIVE=CANDIDATE", requires = "check_config")]
+    #[arg(
+        long = "override",
+        value_name = "LIVE=CANDIDATE",
+        requires = "check_config"
+    )]
     overrides: Vec<String>,
     /// With `--check-config`: a registry host directory (`certs.d/<host>`) to check.
     #[arg(long, value_name = "DIR", requires = "check_config")]

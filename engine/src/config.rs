@@ -472,10 +472,16 @@ mod tests {
             o.insert(live.to_path_buf(), c.map(Path::to_path_buf));
             Config::load_with(&main, &o)
         };
-        assert_eq!(with(&live, Some(&candidate)).unwrap().root, Path::new("/candidate"));
+        assert_eq!(
+            with(&live, Some(&candidate)).unwrap().root,
+            Path::new("/candidate")
+        );
         assert_eq!(with(&live, None).unwrap().root, Path::new("/main"));
         let new = dir.path().join("conf.d/20-new.toml");
-        assert_eq!(with(&new, Some(&candidate)).unwrap().root, Path::new("/candidate"));
+        assert_eq!(
+            with(&new, Some(&candidate)).unwrap().root,
+            Path::new("/candidate")
+        );
         std::fs::write(&candidate, "root = 1\n").unwrap();
         assert!(with(&live, Some(&candidate)).is_err());
     }

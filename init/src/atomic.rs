@@ -71,7 +71,10 @@ mod tests {
         fs::write(&p, "old").unwrap();
         write(&p, b"new", 0o600).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "new");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(remove(&p).unwrap());
         assert!(!remove(&p).unwrap());

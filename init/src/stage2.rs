@@ -236,7 +236,10 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     if let Some(tree) = cgroups {
         supervisor = supervisor.with_cgroups(tree);
     }
-    let mut files = vec![config_path.to_path_buf(), crate::state_disk::NODE_FILE.into()];
+    let mut files = vec![
+        config_path.to_path_buf(),
+        crate::state_disk::NODE_FILE.into(),
+    ];
     if config_url.is_some() {
         files.push(crate::remote_config::FETCHED_PATH.into());
     }

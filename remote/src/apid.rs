@@ -242,9 +242,18 @@ fn check(args: &Args) -> Result<String, ApidError> {
         .chain
         .first()
         .and_then(|c| crate::identity::Identity::from_der(c.as_ref()).ok())
-        .map(|i| format!("certificate {} (serial {})", i.common_name, i.serial.as_str()))
+        .map(|i| {
+            format!(
+                "certificate {} (serial {})",
+                i.common_name,
+                i.serial.as_str()
+            )
+        })
         .unwrap_or_else(|| "certificate".into());
-    Ok(format!("ok: {id}, its key and {} CA certificate(s) load", creds.ca.len()))
+    Ok(format!(
+        "ok: {id}, its key and {} CA certificate(s) load",
+        creds.ca.len()
+    ))
 }
 
 /// Runs the applet with `args` (argv including argv[0]); returns the exit code

@@ -22,7 +22,10 @@ pub enum CertInfoError {
 
 /// `sha256:<64 hex>` of a DER certificate.
 pub fn fingerprint_der(der: &[u8]) -> String {
-    let hex: String = Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("sha256:{hex}")
 }
 
@@ -73,8 +76,14 @@ pub fn describe(der: &[u8]) -> Result<CertInfo, CertInfoError> {
             match n {
                 GeneralName::DNSName(d) => names.push(d.to_string()),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 => names.push(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string()),
-                    16 => names.push(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string()),
+                    4 => names.push(
+                        std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())
+                            .to_string(),
+                    ),
+                    16 => names.push(
+                        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
+                            .to_string(),
+                    ),
                     _ => {}
                 },
                 _ => {}
@@ -119,7 +128,9 @@ mod tests {
     #[test]
     fn a_client_certificate_reads_back_with_its_role_serial_and_fingerprint() {
         let ca = Ca::create("fleet", Validity::days(2)).unwrap();
-        let c = ca.issue_client("otto", Role::Operator, Validity::days(1)).unwrap();
+        let c = ca
+            .issue_client("otto", Role::Operator, Validity::days(1))
+            .unwrap();
         let der = &certificates(&c.cert_pem).unwrap()[0];
         let info = describe(der).unwrap();
         assert_eq!(info.identity.common_name, "otto");
@@ -129,7 +140,12 @@ mod tests {
         assert!(!info.is_ca);
         assert!(info.fingerprint.starts_with("sha256:") && info.fingerprint.len() == 71);
         let n = ca
-            .issue_node("n", &["n.lab".into()], &["10.0.0.7".parse().unwrap()], Validity::days(1))
+            .issue_node(
+                "n",
+                &["n.lab".into()],
+                &["10.0.0.7".parse().unwrap()],
+                Validity::days(1),
+            )
             .unwrap();
         let info = describe(&certificates(&n.cert_pem).unwrap()[0]).unwrap();
         assert_eq!(info.names, ["n.lab", "10.0.0.7"]);

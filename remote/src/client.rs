@@ -165,7 +165,11 @@ impl Refusal {
     /// what it usually means.
     pub fn describe(&self) -> Option<String> {
         let text = self.get()?;
-        let alert = text.split("received fatal alert: ").nth(1)?.trim().to_string();
+        let alert = text
+            .split("received fatal alert: ")
+            .nth(1)?
+            .trim()
+            .to_string();
         Some(format!(
             "the node refused this client's certificate (TLS alert {alert}: {})",
             alert_meaning(&alert)
@@ -222,10 +226,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

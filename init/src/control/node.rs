@@ -44,9 +44,7 @@ fn env(control: &Control) -> ttrpc::Result<node_config::Env> {
 }
 
 /// Runs blocking work (files, helpers, waiting for the main loop) off the runtime thread.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> ttrpc::Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ttrpc::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| status_err(ttrpc::Code::INTERNAL, format!("task failed: {e}")))
@@ -119,11 +117,8 @@ pub async fn put(
     req: system::NodeConfigPutRequest,
 ) -> ttrpc::Result<system::NodeConfigPutResponse> {
     let env = env(control)?;
-    let files: Vec<(String, Vec<u8>)> = req
-        .files
-        .into_iter()
-        .map(|f| (f.path, f.content))
-        .collect();
+    let files: Vec<(String, Vec<u8>)> =
+        req.files.into_iter().map(|f| (f.path, f.content)).collect();
     let remove = req.remove;
     let (written, removed) = blocking(move || node_config::put(&env, files, remove))
         .await?

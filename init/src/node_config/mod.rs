@@ -114,8 +114,7 @@ fn simple_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('.')
         && s.len() <= 255
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
 }
 
@@ -130,7 +129,9 @@ impl Kind {
         };
         let parts: Vec<&str> = rel.split('/').collect();
         if parts.iter().any(|p| !simple_name(p)) {
-            return bad("each part must be a plain name (letters, digits, . _ - :), no leading dot");
+            return bad(
+                "each part must be a plain name (letters, digits, . _ - :), no leading dot",
+            );
         }
         match parts[..] {
             ["node.toml"] => Ok(Kind::NodeFile),

@@ -69,7 +69,8 @@ fn the_node_file_is_checked_by_inits_parser_and_written_atomically() {
     let env = env(dir.path());
     let err = put1(&env, "node.toml", "[time]\nwait_secs = \"x\"\n").unwrap_err();
     assert!(
-        err.to_string().starts_with("node.toml: line 2: key time.wait_secs:"),
+        err.to_string()
+            .starts_with("node.toml: line 2: key time.wait_secs:"),
         "{err}"
     );
     assert!(!env.dir.join("node.toml").exists());
@@ -88,7 +89,10 @@ fn drop_ins_and_hosts_go_through_berthd_and_nothing_is_written_when_one_fails() 
     let dir = tempfile::tempdir().unwrap();
     let env = env(dir.path());
     let files = vec![
-        ("berthd.d/10-a.toml".to_string(), b"[debug]\nlevel = \"debug\"\n".to_vec()),
+        (
+            "berthd.d/10-a.toml".to_string(),
+            b"[debug]\nlevel = \"debug\"\n".to_vec(),
+        ),
         (
             "certs.d/_default/hosts.toml".to_string(),
             b"server = \"http://bad\"\n".to_vec(),
@@ -122,7 +126,10 @@ fn credentials_are_checked_together_written_0600_and_never_read_back() {
     put1(&env, "remote/ca.pem", CERT).unwrap();
     assert!(!dir.path().join("apid.args").exists());
     let err = put1(&env, "remote/node.key", CERT).unwrap_err();
-    assert!(err.to_string().contains("must hold a PEM private key"), "{err}");
+    assert!(
+        err.to_string().contains("must hold a PEM private key"),
+        "{err}"
+    );
     let err = put1(&env, "remote/node.pem", KEY).unwrap_err();
     assert!(err.to_string().contains("ending in .key"), "{err}");
     put(
@@ -147,7 +154,10 @@ fn credentials_are_checked_together_written_0600_and_never_read_back() {
     ));
     assert_eq!(get(&env, "remote/ca.pem").unwrap().0, CERT.as_bytes());
     let listed: Vec<String> = list(&env).unwrap().into_iter().map(|i| i.path).collect();
-    assert_eq!(listed, ["remote/ca.pem", "remote/node.key", "remote/node.pem"]);
+    assert_eq!(
+        listed,
+        ["remote/ca.pem", "remote/node.key", "remote/node.pem"]
+    );
     // The scratch copies are gone.
     assert_eq!(std::fs::read_dir(&env.scratch).unwrap().count(), 0);
 }

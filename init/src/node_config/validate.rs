@@ -84,7 +84,10 @@ fn helper(program: &Path, args: &[String], rel: &str) -> Result<(), NodeConfigEr
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(super::io(format!("cannot run {} to check {rel}", program.display())))?;
+        .map_err(super::io(format!(
+            "cannot run {} to check {rel}",
+            program.display()
+        )))?;
     if out.status.success() {
         return Ok(());
     }
@@ -177,7 +180,10 @@ fn berthd(env: &Env, changes: &[Change], scratch: &Scratch) -> Result<(), NodeCo
         }
         let staged_dir = scratch.0.join(&rel_dir);
         std::fs::create_dir_all(&staged_dir).map_err(super::io("cannot stage certs.d"))?;
-        for c in changes.iter().filter(|c| c.rel.starts_with(&format!("{rel_dir}/"))) {
+        for c in changes
+            .iter()
+            .filter(|c| c.rel.starts_with(&format!("{rel_dir}/")))
+        {
             match &c.data {
                 Some(d) => {
                     scratch.write(&c.rel, d)?;
@@ -233,8 +239,10 @@ pub fn all(env: &Env, changes: &[Change]) -> Result<(), NodeConfigError> {
         }
     }
     let needs_helper = changes.iter().any(|c| {
-        matches!(c.kind, Kind::DropIn | Kind::Hosts { .. } | Kind::HostFile { .. })
-            || c.rel.starts_with("remote/")
+        matches!(
+            c.kind,
+            Kind::DropIn | Kind::Hosts { .. } | Kind::HostFile { .. }
+        ) || c.rel.starts_with("remote/")
     });
     if !needs_helper {
         return Ok(());

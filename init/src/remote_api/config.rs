@@ -104,9 +104,9 @@ pub struct ListenIp(pub IpAddr);
 impl TryFrom<String> for ListenIp {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
-            .map(Self)
-            .map_err(|_| format!("{text:?} is not an IP address (\"0.0.0.0\", \"::\", \"10.0.0.7\")"))
+        text.parse().map(Self).map_err(|_| {
+            format!("{text:?} is not an IP address (\"0.0.0.0\", \"::\", \"10.0.0.7\")")
+        })
     }
 }
 
@@ -212,7 +212,10 @@ mod tests {
             "[remote]\nca = \"/etc/berth/remote/ca.pem\"\nkey = \"\"\"-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\"\"\"\n",
         )
         .unwrap();
-        assert_eq!(d.remote.ca, Credential::Path("/etc/berth/remote/ca.pem".into()));
+        assert_eq!(
+            d.remote.ca,
+            Credential::Path("/etc/berth/remote/ca.pem".into())
+        );
         assert!(matches!(d.remote.key, Credential::Inline(_)));
         let shown = format!("{:?}", d.remote);
         assert!(!shown.contains("c2VjcmV0"), "{shown}");

@@ -43,7 +43,7 @@ pub enum Plan {
         error: bool,
     },
     /// Run the listener with this setup.
-    On(Setup),
+    On(Box<Setup>),
 }
 
 /// A runnable listener setup.
@@ -113,7 +113,7 @@ pub fn plan(cfg: &RemoteApiConfig, run_dir: &Path) -> Plan {
         };
     }
     let listen = SocketAddr::new(cfg.address.0, cfg.port);
-    Plan::On(Setup {
+    Plan::On(Box::new(Setup {
         file: render(cfg, listen, &ca, &cert, &key),
         listen,
         ca,
@@ -123,7 +123,7 @@ pub fn plan(cfg: &RemoteApiConfig, run_dir: &Path) -> Plan {
         denied: cfg.deny_serials.len(),
         path: cfg.path.clone(),
         resources: cfg.resources.clone(),
-    })
+    }))
 }
 
 /// The listener's TOML file (`berth-remote::apid`'s schema).
@@ -216,7 +216,7 @@ pub fn apply(
             }
             return line;
         }
-        Plan::On(setup) => setup,
+        Plan::On(setup) => *setup,
     };
     if let Err(e) = write_files(&setup, Path::new(RUN_DIR), console) {
         let line = format!("remote API: cannot write {RUN_DIR}: {e}; not started");
@@ -272,7 +272,10 @@ mod tests {
         match plan(&cfg(dir.path()), &run) {
             Plan::Off { reason, error } => {
                 assert!(!error);
-                assert!(reason.contains("CA certificate") && reason.contains("node.key"), "{reason}");
+                assert!(
+                    reason.contains("CA certificate") && reason.contains("node.key"),
+                    "{reason}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -295,7 +298,9 @@ mod tests {
             std::fs::write(dir.path().join(f), "x").unwrap();
         }
         let mut c = cfg(dir.path());
-        c.ca = Credential::Inline("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into());
+        c.ca = Credential::Inline(
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+        );
         c.deny_serials = vec![config::Serial("0aff".into())];
         c.limits.idle_timeout_secs = Some(30);
         c.port = 9443;

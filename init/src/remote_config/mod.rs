@@ -186,7 +186,6 @@ impl FetchError {
     }
 }
 
-
 /// The outcome of [`fetch`]: the document or the last error, and what it took.
 #[derive(Debug)]
 pub struct Fetched {
@@ -232,8 +231,7 @@ pub fn fetch(url: &str, config: &RemoteConfig) -> Fetched {
         } else {
             get(&parsed, config.max_bytes)
         };
-        let result = body
-            .and_then(|body| String::from_utf8(body).map_err(|_| FetchError::NotText));
+        let result = body.and_then(|body| String::from_utf8(body).map_err(|_| FetchError::NotText));
         let give_up = match &result {
             Ok(_) => true,
             Err(err) => !err.is_transient() || started.elapsed() + delay > budget,

@@ -401,7 +401,8 @@ impl Supervisor {
         let reason = status.to_string();
         // EX_CONFIG before readiness, or (services ready as soon as they run) in a quick exit:
         // restarting cannot fix a file.
-        let bad_config = (!ready || failure) && status.signal.is_none() && status.code == EXIT_CONFIG;
+        let bad_config =
+            (!ready || failure) && status.signal.is_none() && status.code == EXIT_CONFIG;
         let clean = status.signal.is_none() && status.code == 0;
         let what = if !ready {
             format!(
@@ -597,7 +598,8 @@ impl Supervisor {
             .any(|s| !matches!(s.phase, Phase::Pending));
         match self.services.iter_mut().find(|s| s.spec.name == spec.name) {
             Some(svc) => {
-                svc.tracker = Tracker::new(spec.max_failures, spec.backoff).with_policy(spec.restart);
+                svc.tracker =
+                    Tracker::new(spec.max_failures, spec.backoff).with_policy(spec.restart);
                 svc.spec = spec;
                 svc.off_requested = false;
                 if matches!(svc.phase, Phase::Off | Phase::Failed | Phase::Done) {
@@ -659,7 +661,10 @@ impl Supervisor {
     /// whether it runs.
     pub fn signal(&self, name: &str, signal: Signal) -> bool {
         for svc in self.services.iter().filter(|s| s.spec.name == name) {
-            if let Phase::Running { pid, stop: None, .. } = svc.phase {
+            if let Phase::Running {
+                pid, stop: None, ..
+            } = svc.phase
+            {
                 let _ = nix::sys::signal::kill(pid, signal);
                 return true;
             }

@@ -49,7 +49,13 @@ pub fn compute(build_epoch: &Path, record: &Path, cert_files: &[&Path]) -> Optio
         offer(s, "the image's build time".into());
     }
     if let Some(s) = read_secs(record) {
-        offer(s, format!("the last time recorded on the state disk ({})", record.display()));
+        offer(
+            s,
+            format!(
+                "the last time recorded on the state disk ({})",
+                record.display()
+            ),
+        );
     }
     for file in cert_files {
         let Ok(pem) = std::fs::read_to_string(file) else {
@@ -190,8 +196,12 @@ fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 /// `notBefore` of a certificate (RFC 5280 §4.1: Certificate → TBSCertificate → [version],
 /// serialNumber, signature, issuer, validity), in seconds since the epoch.
 pub fn not_before(der: &[u8]) -> Option<u64> {
-    let (0x30, cert, _) = tlv(der)? else { return None };
-    let (0x30, tbs, _) = tlv(cert)? else { return None };
+    let (0x30, cert, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = tlv(cert)? else {
+        return None;
+    };
     let mut rest = tbs;
     if rest.first() == Some(&0xa0) {
         rest = tlv(rest)?.2; // version
@@ -199,7 +209,9 @@ pub fn not_before(der: &[u8]) -> Option<u64> {
     for _ in 0..3 {
         rest = tlv(rest)?.2; // serial, signature algorithm, issuer
     }
-    let (0x30, validity, _) = tlv(rest)? else { return None };
+    let (0x30, validity, _) = tlv(rest)? else {
+        return None;
+    };
     let (tag, time, _) = tlv(validity)?;
     let text = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
     let digits = |s: &str| s.parse::<u32>().ok();
@@ -251,7 +263,10 @@ d5/qP6a6c/Th0oxk4Eob5kLdUOLetkvtoC62
         assert_eq!(compute(&build, &record, &[&cert]), None);
         std::fs::write(&build, "1700000000\n").unwrap();
         let f = compute(&build, &record, &[&cert]).unwrap();
-        assert_eq!((f.secs, f.source.as_str()), (1_700_000_000, "the image's build time"));
+        assert_eq!(
+            (f.secs, f.source.as_str()),
+            (1_700_000_000, "the image's build time")
+        );
         std::fs::write(&cert, CERT).unwrap();
         let f = compute(&build, &record, &[&cert]).unwrap();
         assert!(f.source.contains("node.pem"), "{f:?}");

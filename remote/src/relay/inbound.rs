@@ -91,7 +91,7 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
     async fn request(&mut self, h: Header) -> Result<(), End> {
         let s = self.shared.clone();
         let id = h.stream_id;
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             self.discard(h.length).await?;
             return s
                 .answer(id, ttrpc::Code::INVALID_ARGUMENT, "stream id must be odd")

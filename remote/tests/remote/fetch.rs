@@ -23,12 +23,8 @@ async fn https_server(body: &'static str) -> std::net::SocketAddr {
     let f = fleet();
     let mut chain = certificates(&f.node.cert_pem).unwrap();
     chain.extend(certificates(f.ca.cert_pem()).unwrap());
-    let key = rustls::pki_types::PrivateKeyDer::try_from(
-        rustls::pki_types::pem::PemObject::from_pem_slice(f.node.key_pem.as_bytes())
-            .map(|k: rustls::pki_types::PrivatePkcs8KeyDer| k)
-            .unwrap(),
-    )
-    .unwrap();
+    let key: rustls::pki_types::PrivateKeyDer =
+        rustls::pki_types::pem::PemObject::from_pem_slice(f.node.key_pem.as_bytes()).unwrap();
     let cfg = rustls::ServerConfig::builder_with_provider(berth_remote::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -69,22 +65,42 @@ async fn the_pinned_certificate_or_its_ca_is_trusted_and_nothing_else() {
     let t = Duration::from_secs(10);
     let body = get(&url, &leaf, 1 << 20, t).await.unwrap();
     assert_eq!(body, b"[network]\nhostname = \"pxe\"\n");
-    let body = get(&url, &ca.to_uppercase().replace("SHA256", "sha256"), 1 << 20, t)
-        .await
-        .unwrap();
+    let body = get(
+        &url,
+        &ca.to_uppercase().replace("SHA256", "sha256"),
+        1 << 20,
+        t,
+    )
+    .await
+    .unwrap();
     assert_eq!(body, b"[network]\nhostname = \"pxe\"\n");
     let other = format!("sha256:{}", "0".repeat(64));
     let err = get(&url, &other, 1 << 20, t).await.unwrap_err();
     println!("wrong pin: {}", err.message);
     assert!(!err.transient);
-    assert!(err.message.contains("do not match the pin"), "{}", err.message);
+    assert!(
+        err.message.contains("do not match the pin"),
+        "{}",
+        err.message
+    );
     assert!(err.message.contains(&leaf) && err.message.contains(&ca));
     let err = get(&url, &leaf, 10, t).await.unwrap_err();
-    assert!(err.message.contains("larger than 10 bytes"), "{}", err.message);
-    let err = get(&format!("http://{addr}/"), &leaf, 10, t).await.unwrap_err();
+    assert!(
+        err.message.contains("larger than 10 bytes"),
+        "{}",
+        err.message
+    );
+    let err = get(&format!("http://{addr}/"), &leaf, 10, t)
+        .await
+        .unwrap_err();
     assert!(!err.transient && err.message.contains("not an https:// URL"));
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let err = get(&format!("https://{closed}/"), &leaf, 10, t).await.unwrap_err();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = get(&format!("https://{closed}/"), &leaf, 10, t)
+        .await
+        .unwrap_err();
     assert!(err.transient, "{}", err.message);
 }
 
@@ -102,9 +118,8 @@ async fn a_refused_client_certificate_is_reported_as_a_refusal() {
     let f = fleet();
     let now = time::OffsetDateTime::now_utc();
     let day = Duration::from_secs(86_400);
-    let expired = f
-        .ca
-        .issue_client(
+    let expired =
+        f.ca.issue_client(
             "old",
             Role::Admin,
             Validity::between(now - day * 10, now - day).unwrap(),
