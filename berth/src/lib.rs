@@ -56,6 +56,12 @@ pub const APPLETS: &[Applet] = &[
         entry: berth_remote::apid::main_with_args,
     },
     Applet {
+        name: "berth-fetch",
+        aliases: &[],
+        help: "one HTTPS GET with the server's certificate pinned (init's berth.config=https://…)",
+        entry: berth_remote::fetch::main_with_args,
+    },
+    Applet {
         name: berth_engine::tasks::SHIM_ARGV0,
         aliases: &[],
         help: "one container's shim (berthd starts it): owns the container's init and stdio",

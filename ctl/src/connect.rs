@@ -1,6 +1,8 @@
-//! The one way berthctl reaches its servers: every connection is made by
-//! [`berth_api::client::connect`] (the address normalised, connecting bounded by `--timeout`),
-//! directly or through the clients berth-api builds on it ([`Client`], [`StorageClient`]).
+//! The one way berthctl reaches its servers: [`channel`] makes every connection — to the
+//! local sockets with [`berth_api::client::connect`] (the address normalised, connecting
+//! bounded by `--timeout`), or to a node's remote API with [`berth_remote::client`] (mutual
+//! TLS, the node's name checked; berthd's services and init's both go through it) — and the
+//! clients are built on it:
 //!
 //! - [`client`] and [`storage`]: berth-api's clients of Version/Introspection and of the
 //!   storage services (Namespaces, Content, Images, Leases, GC);
@@ -23,14 +25,47 @@ use ttrpc::context::Context;
 use crate::error::Error;
 use crate::globals::Globals;
 
+/// Which server a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// berthd (`--address`).
+    Berthd,
+    /// berth-init (`--init-address`).
+    Init,
+}
+
+/// A connection to `server` and how errors name it: the local socket's address, or
+/// `node-a (10.0.0.7:7443)` over the remote API (one port for both servers).
+pub async fn channel(
+    g: &Globals,
+    server: Server,
+) -> Result<(ttrpc::r#async::Client, String), Error> {
+    if let Some(remote) = g.remote()? {
+        let c = remote.connect(g.timeout()).await?;
+        return Ok((c, remote.label()));
+    }
+    let address = match server {
+        Server::Berthd => &g.address,
+        Server::Init => &g.init_address,
+    };
+    let c = match connect(address, g.timeout()).await {
+        Ok(c) => c,
+        Err(e) if server == Server::Init => return Err(Error::init(e)),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((c, normalize_address(address)))
+}
+
 /// berthd's Version and Introspection services.
 pub async fn client(g: &Globals) -> Result<Client, Error> {
-    Ok(Client::connect(&g.address, g.timeout()).await?)
+    let (c, label) = channel(g, Server::Berthd).await?;
+    Ok(Client::over(c, &label, g.timeout()))
 }
 
 /// berthd's storage services, in the namespace of `-n`.
 pub async fn storage(g: &Globals) -> Result<StorageClient, Error> {
-    Ok(StorageClient::connect(&g.address, g.timeout(), &g.namespace).await?)
+    let (c, label) = channel(g, Server::Berthd).await?;
+    Ok(StorageClient::over(c, &label, g.timeout(), &g.namespace))
 }
 
 /// One connection to berthd, in one namespace.
@@ -44,9 +79,10 @@ pub struct Berthd {
 impl Berthd {
     /// Connects to berthd at `--address`; calls name the namespace of `-n`.
     pub async fn connect(g: &Globals) -> Result<Self, Error> {
+        let (inner, address) = channel(g, Server::Berthd).await?;
         Ok(Self {
-            inner: connect(&g.address, g.timeout()).await?,
-            address: normalize_address(&g.address),
+            inner,
+            address,
             namespace: g.namespace.clone(),
             timeout: g.timeout(),
         })
@@ -144,12 +180,10 @@ pub struct Init {
 impl Init {
     /// Connects to berth-init at `--init-address`.
     pub async fn connect(g: &Globals) -> Result<Self, Error> {
-        let inner = connect(&g.init_address, g.timeout())
-            .await
-            .map_err(Error::init)?;
+        let (inner, address) = channel(g, Server::Init).await?;
         Ok(Self {
             client: SystemClient::new(inner),
-            address: normalize_address(&g.init_address),
+            address,
             timeout: g.timeout(),
         })
     }

@@ -95,6 +95,17 @@ pub enum Error {
     /// No async runtime.
     #[error("cannot start an async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The remote API could not be reached: TCP, the TLS handshake (the node's certificate is
+    /// not for the node meant, not from the fleet CA), a time-out.
+    #[error("{}", berth_api::errdefs::chain(.0))]
+    Remote(#[from] berth_remote::client::ConnectError),
+    /// Some nodes of a `--nodes` run failed (each said why under its prefix).
+    #[error("{failed} of {total} nodes failed: {names}")]
+    Nodes {
+        failed: usize,
+        total: usize,
+        names: String,
+    },
 }
 
 impl Error {

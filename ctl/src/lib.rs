@@ -1,9 +1,12 @@
-//! berthctl: the command-line client of berthd and berth-init (ctr-like verbs). It links
-//! berth-api only: no engine code, just the wire contract.
+//! berthctl: the command-line client of berthd and berth-init (ctr-like verbs), on the node,
+//! through the QEMU bridge, or over a node's remote API. It links berth-api (the wire
+//! contract) and berth-remote's client side and PKI: no engine code.
 //!
 //! - `commands`: every verb, one file per verb under `commands/<group>/<verb>.rs`;
-//! - `globals`: the global flags (address, namespace, init address, timeout), read once;
-//! - `connect`: the one way to reach berthd and berth-init;
+//! - `globals`: the global flags (address, namespace, init address, timeout, remote), read once;
+//! - `connect`: the one way to reach berthd and berth-init, locally or remotely;
+//! - `remote`: which node (`--remote`, contexts) and its credentials; `contexts`: the contexts
+//!   file; `fanout`: `--nodes`, one verb on several nodes;
 //! - `output`: the one `--format`, the one table layout, JSON and cell formats;
 //! - `error`: the one error type and the exit-code policy.
 //!
@@ -11,17 +14,20 @@
 
 mod commands;
 mod connect;
+mod contexts;
 mod error;
+mod fanout;
 mod globals;
 mod output;
+mod remote;
 
 use std::ffi::OsString;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    config, containers, content, events, gc, hosts, images, leases, namespaces, plugins, run,
-    snapshots, system, tasks, version,
+    config, containers, content, events, gc, hosts, images, leases, namespaces, node, pki, plugins,
+    run, snapshots, system, tasks, version,
 };
 use error::{Error, EXIT_USAGE};
 use globals::Globals;
@@ -68,12 +74,19 @@ enum Command {
     /// Registry endpoints a pull would use, as berthd resolves them (certs.d hosts.toml).
     #[command(subcommand, alias = "host")]
     Hosts(hosts::Command),
-    /// berthd's configuration: reload it without a restart.
+    /// berthd's configuration (reload it without a restart), and berthctl's contexts.
     #[command(subcommand)]
     Config(config::Command),
-    /// berth-init: status, log, reboot, poweroff, service restart (uses --init-address).
+    /// berth-init: status, log, reboot, poweroff, service restart, reload (uses --init-address).
     #[command(subcommand)]
     System(system::Command),
+    /// The node's own configuration on its state disk (node file, berthd drop-ins, registry
+    /// hosts, remote API credentials), through berth-init.
+    #[command(subcommand)]
+    Node(node::Command),
+    /// The fleet PKI, on this machine: a CA, node and client certificates for the remote API.
+    #[command(subcommand)]
+    Pki(pki::Command),
     /// Run a container from an image (exit code: the container's).
     Run(run::RunArgs),
     /// Containers (metadata).
@@ -100,6 +113,8 @@ async fn dispatch(g: &Globals, command: Command) -> Result<i32, Error> {
         Command::Hosts(c) => hosts::run(g, c).await,
         Command::Config(c) => config::run(g, c).await,
         Command::System(c) => system::run(g, c).await,
+        Command::Node(c) => node::run(g, c).await,
+        Command::Pki(c) => pki::run(c),
         Command::Run(a) => return run::run(g, a).await,
         Command::Containers(c) => containers::run(g, c).await,
         Command::Tasks(c) => return tasks::run(g, c).await,
@@ -120,22 +135,54 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             nix::sys::signal::SigHandler::SigDfl,
         );
     }
-    let args = match Args::try_parse_from(args) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+    let usage = |e: clap::Error| {
+        let _ = e.print();
+        if e.use_stderr() {
+            EXIT_USAGE
+        } else {
+            0
         }
     };
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)
-        .and_then(|rt| rt.block_on(dispatch(&args.globals, args.command)));
+    let matches = match Args::command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => return usage(e),
+    };
+    let mut parsed = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => return usage(e),
+    };
+    let explicit = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        )
+    };
+    parsed.globals.address_explicit = explicit("address") || explicit("init_address");
+    let g = &parsed.globals;
+    let result = if g.nodes.is_empty() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)
+            .and_then(|rt| rt.block_on(dispatch(g, parsed.command)))
+    } else {
+        match remote::resolve(g, g.address_explicit) {
+            Ok(remote::Target::FanOut(nodes)) => {
+                fanout::run(&args, &fanout::command_path(&matches), &nodes).map(|()| 0)
+            }
+            Ok(_) => unreachable!("--nodes resolves to a fan-out"),
+            Err(e) => Err(e),
+        }
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("berthctl: error: {e}");
+            // A certificate refused after the TLS 1.3 handshake breaks the connection, and
+            // ttrpc says only that; the node's own words are kept by the transport.
+            match g.resolved_remote().and_then(|r| r.refusal()) {
+                Some(refusal) => eprintln!("berthctl: error: {refusal}"),
+                None => eprintln!("berthctl: error: {e}"),
+            }
             e.exit_code()
         }
     }

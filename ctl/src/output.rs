@@ -265,6 +265,6 @@ mod tests {
         }
         let mut n = 0;
         walk(&crate::Args::command(), "berthctl", &mut n);
-        assert_eq!(n, 15, "verbs with --format");
+        assert_eq!(n, 21, "verbs with --format");
     }
 }

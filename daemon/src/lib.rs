@@ -6,6 +6,7 @@
 //! The crate boundary is the architecture: the core never depends on this crate, so no core
 //! module can reach a service, and every ttrpc server adapter of berth lives here.
 
+pub mod check;
 pub mod reload;
 pub mod serve;
 pub mod services;

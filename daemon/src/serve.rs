@@ -45,6 +45,21 @@ struct Args {
     /// Overrides `[debug] level`.
     #[arg(long, short = 'l', value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Check the configuration (and `--check-hosts` directories) and exit: 0, or 78 with the
+    /// first problem. Serves nothing.
+    #[arg(long)]
+    check_config: bool,
+    /// With `--check-config`: read the imported file LIVE from CANDIDATE instead (an empty
+    /// CANDIDATE leaves LIVE out).
+    #[arg(
+        long = "override",
+        value_name = "LIVE=CANDIDATE",
+        requires = "check_config"
+    )]
+    overrides: Vec<String>,
+    /// With `--check-config`: a registry host directory (`certs.d/<host>`) to check.
+    #[arg(long, value_name = "DIR", requires = "check_config")]
+    check_hosts: Vec<PathBuf>,
 }
 
 /// Errors that stop berthd from starting.
@@ -135,6 +150,22 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             nix::sys::signal::Signal::SIGHUP,
             nix::sys::signal::SigHandler::SigIgn,
         );
+    }
+    if args.check_config {
+        return match crate::check::check(
+            config_path(args.config.clone()),
+            &args.overrides,
+            &args.check_hosts,
+        ) {
+            Ok(line) => {
+                println!("{line}");
+                0
+            }
+            Err(e) => {
+                eprintln!("berthd: error: {e}");
+                EXIT_CONFIG
+            }
+        };
     }
     // One line on stderr and a non-zero exit: init shows it on the console and stops
     // restarting a berthd that cannot start.

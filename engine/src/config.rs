@@ -247,9 +247,23 @@ impl Config {
 
     /// Loads `path` and its imports over the defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &Overrides::new())
+    }
+
+    /// [`Config::load`] as it would be with some imported files replaced: an import matching
+    /// a key of `overrides` is read from its value instead, or skipped for `None`; overrides
+    /// whose file no import matched (a new drop-in) are read last. `berthd --check-config`
+    /// judges a drop-in this way before berth-init writes it.
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut cfg = Config::default();
         let mut seen = Vec::new();
-        load_into(&mut cfg, path, &mut seen)?;
+        let mut used = Vec::new();
+        load_into(&mut cfg, path, &mut seen, overrides, &mut used)?;
+        for (live, candidate) in overrides {
+            if let (false, Some(c)) = (used.contains(live), candidate) {
+                load_into(&mut cfg, c, &mut seen, overrides, &mut used)?;
+            }
+        }
         cfg.sources = seen;
         Ok(cfg)
     }
@@ -282,7 +296,16 @@ impl Config {
     }
 }
 
-fn load_into(cfg: &mut Config, path: &Path, seen: &mut Vec<PathBuf>) -> Result<(), ConfigError> {
+/// Imported files replaced by others (or left out, `None`) for [`Config::load_with`].
+pub type Overrides = BTreeMap<PathBuf, Option<PathBuf>>;
+
+fn load_into(
+    cfg: &mut Config,
+    path: &Path,
+    seen: &mut Vec<PathBuf>,
+    overrides: &Overrides,
+    used: &mut Vec<PathBuf>,
+) -> Result<(), ConfigError> {
     // An import cycle (or a file imported twice) is merged once, like containerd.
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if seen.contains(&canonical) {
@@ -311,7 +334,15 @@ fn load_into(cfg: &mut Config, path: &Path, seen: &mut Vec<PathBuf>) -> Result<(
         let mut matched: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
         matched.sort();
         for m in matched {
-            load_into(cfg, &m, seen)?;
+            match overrides.get(&m) {
+                Some(replacement) => {
+                    used.push(m.clone());
+                    if let Some(r) = replacement {
+                        load_into(cfg, r, seen, overrides, used)?;
+                    }
+                }
+                None => load_into(cfg, &m, seen, overrides, used)?,
+            }
         }
     }
     Ok(())
@@ -424,6 +455,35 @@ mod tests {
     fn syntax_error_has_line() {
         let e = err("version = 1\nroot = \n");
         assert!(e.starts_with("/etc/berth/berthd.toml:2: "), "{e}");
+    }
+
+    #[test]
+    fn overrides_replace_remove_or_add_imported_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("berthd.toml");
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        std::fs::write(&main, "imports = [\"conf.d/*.toml\"]\nroot = \"/main\"\n").unwrap();
+        let live = dir.path().join("conf.d/10-a.toml");
+        std::fs::write(&live, "root = \"/a\"\n").unwrap();
+        let candidate = dir.path().join("candidate.toml");
+        std::fs::write(&candidate, "root = \"/candidate\"\n").unwrap();
+        let with = |live: &Path, c: Option<&Path>| {
+            let mut o = Overrides::new();
+            o.insert(live.to_path_buf(), c.map(Path::to_path_buf));
+            Config::load_with(&main, &o)
+        };
+        assert_eq!(
+            with(&live, Some(&candidate)).unwrap().root,
+            Path::new("/candidate")
+        );
+        assert_eq!(with(&live, None).unwrap().root, Path::new("/main"));
+        let new = dir.path().join("conf.d/20-new.toml");
+        assert_eq!(
+            with(&new, Some(&candidate)).unwrap().root,
+            Path::new("/candidate")
+        );
+        std::fs::write(&candidate, "root = 1\n").unwrap();
+        assert!(with(&live, Some(&candidate)).is_err());
     }
 
     #[test]

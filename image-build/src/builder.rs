@@ -170,6 +170,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         modules: &root_modules,
         host_tools: &host_tool_paths,
         preload: &preload,
+        source_date_epoch: opts.source_date_epoch,
     })?;
     if opts.test && zfs.is_some() {
         // ZFS test images carry the snapshotter conformance suite, run in the guest against

@@ -103,6 +103,9 @@ pub struct RootInputs<'a> {
     pub host_tools: &'a [String],
     /// Image archives for [`paths::PRELOAD_DIR`] (`[root] preload` and the demo image).
     pub preload: &'a [Preload],
+    /// The build's `SOURCE_DATE_EPOCH`, written to [`paths::BUILD_EPOCH`]: the clock floor of
+    /// a node without RTC or time server (docs/remote-api.md, "Clock floor").
+    pub source_date_epoch: u32,
 }
 
 /// One image archive to preload.
@@ -155,12 +158,21 @@ pub fn root_tree(
     tree.file("usr/bin/berth", 0o755, berth)?;
     tree.symlink("usr/bin/berthd", "berth")?;
     tree.symlink("usr/bin/berthctl", "berth")?;
+    // The remote API listener (init starts it when the node has credentials).
+    tree.symlink("usr/bin/berth-apid", "berth")?;
+    // init's HTTPS fetcher for berth.config=https://… (pinned; init links no TLS).
+    tree.symlink("usr/bin/berth-fetch", "berth")?;
     // PID 1 has its own binary: init's code only, so its resident set stays small.
     let init = binary(inputs.bin_dir, "berth-init")?;
     tree.file("usr/sbin/init", 0o755, init)?;
 
     tree.dir(in_tree(paths::CONFIG_DIR), 0o755)?;
     tree.bytes("etc/os-release", 0o644, os_release(inputs.test))?;
+    tree.bytes(
+        in_tree(paths::BUILD_EPOCH),
+        0o644,
+        format!("{}\n", inputs.source_date_epoch),
+    )?;
     // The root is read-only: init writes the resolver configuration under /run
     // (docs/networking.md).
     tree.symlink("etc/resolv.conf", "../run/berth/resolv.conf")?;
@@ -292,6 +304,7 @@ mod tests {
             index: &index,
             modules: &set,
             host_tools: &[],
+            source_date_epoch: 1_700_000_000,
             preload: &[Preload {
                 name: "00-demo.tar".into(),
                 source: PreloadSource::Bytes(b"archive".to_vec()),

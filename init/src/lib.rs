@@ -11,6 +11,7 @@
 //! [`power::finish`], and a panic in stage 2 leads to an orderly power-off or reboot
 //! (`[shutdown] on_fatal`).
 
+pub mod atomic;
 pub mod bridge;
 pub mod cgroup;
 pub mod cmdline;
@@ -28,10 +29,13 @@ pub mod memory;
 pub mod modules;
 pub mod mounts;
 pub mod net;
+pub mod node_config;
 pub mod output;
 pub mod power;
 pub mod power_button;
 pub mod reaper;
+pub mod reload;
+pub mod remote_api;
 pub mod remote_config;
 pub mod rlimit;
 pub mod slots;

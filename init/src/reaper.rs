@@ -26,7 +26,7 @@ pub enum SignalError {
 }
 
 /// Signals init handles: SIGCHLD (reap), SIGTERM/SIGUSR2/SIGPWR (power off), SIGINT
-/// (reboot; Ctrl-Alt-Del), SIGHUP (ignored for now).
+/// (reboot; Ctrl-Alt-Del), SIGHUP (reload the configuration, `crate::reload`).
 pub const HANDLED: &[Signal] = &[
     Signal::SIGCHLD,
     Signal::SIGTERM,

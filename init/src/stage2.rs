@@ -228,12 +228,30 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     };
     let sources = crate::net::config::Sources::load(&config_files, &cmdline);
     control.timeline.time("time", || {
-        crate::time::stage(&config.time, &network.ntp_servers(), &sources, console)
+        clock_floor(&config, console);
+        crate::time::stage(&config.time, &network.ntp_servers(), &sources, console);
+        crate::time::floor::record(Path::new(crate::time::floor::RECORD));
     });
     let mut supervisor = Supervisor::new(service_specs(&config), console, tx);
     if let Some(tree) = cgroups {
         supervisor = supervisor.with_cgroups(tree);
     }
+    let mut files = vec![
+        config_path.to_path_buf(),
+        crate::state_disk::NODE_FILE.into(),
+    ];
+    if config_url.is_some() {
+        files.push(crate::remote_config::FETCHED_PATH.into());
+    }
+    let mut node = crate::reload::Node {
+        config,
+        files,
+        cmdline,
+        remote: None,
+    };
+    // The remote API joins the services when the node has its credentials (docs/remote-api.md).
+    crate::reload::apply_remote(&mut node, &mut supervisor, console, Instant::now());
+    control.set_node_config(crate::node_config::Env::new(&node.config));
     control.set_services(std::sync::Arc::new(supervisor.control()));
     // Ends at `berth ready` (see control::server).
     control.timeline.begin("services");
@@ -244,10 +262,28 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         &mut supervisor,
         signals.as_ref(),
         &rx,
-        &config,
+        node,
         &network,
         console,
     )
+}
+
+/// Before the time servers are asked: the clock is never behind the image's build time, the
+/// last time recorded on the state disk, or the start of validity of the remote API's
+/// credentials ([`crate::time::floor`]).
+fn clock_floor(config: &Config, console: Console) {
+    let plan = crate::remote_api::plan(&config.remote, Path::new(crate::remote_api::RUN_DIR));
+    let creds: Vec<&Path> = match &plan {
+        crate::remote_api::Plan::On(s) => vec![s.ca.as_path(), s.cert.as_path()],
+        crate::remote_api::Plan::Off { .. } => Vec::new(),
+    };
+    if let Some(floor) = crate::time::floor::compute(
+        Path::new(berth_layout::paths::BUILD_EPOCH),
+        Path::new(crate::time::floor::RECORD),
+        &creds,
+    ) {
+        crate::time::floor::enforce(&floor, console);
+    }
 }
 
 /// The services from the configuration: berthd first.
@@ -336,21 +372,29 @@ fn main_loop(
     supervisor: &mut Supervisor,
     signals: Option<&SignalFd>,
     rx: &events::Receiver<Event>,
-    config: &Config,
+    mut node: crate::reload::Node,
     network: &crate::net::Network,
     console: Console,
 ) -> ! {
-    let shutdown_timeout = Duration::from_secs(config.shutdown.timeout_secs);
-    // DHCP RELEASE before the services stop (the network is still up then).
+    let shutdown_timeout = Duration::from_secs(node.config.shutdown.timeout_secs);
+    let record = Path::new(crate::time::floor::RECORD);
+    // DHCP RELEASE before the services stop (the network is still up then); the time
+    // recorded for the next boot's clock floor.
     let release = || {
+        crate::time::floor::record(record);
         if network.release_on_shutdown() {
             network.release(RELEASE_TIMEOUT);
         }
     };
+    let mut next_record = Instant::now() + crate::time::floor::RECORD_EVERY;
     // Once boot has settled after `berth ready`, give back what only boot needed.
     let mut trim = Trim::Waiting;
     loop {
         let now = Instant::now();
+        if now >= next_record {
+            crate::time::floor::record(record);
+            next_record = now + crate::time::floor::RECORD_EVERY;
+        }
         supervisor.tick(now);
         trim = match trim {
             Trim::Waiting if supervisor.announced() => Trim::At(now + TRIM_AFTER_READY),
@@ -413,12 +457,22 @@ fn main_loop(
                         )
                     }
                     Signal::SIGCHLD => {}
+                    Signal::SIGHUP => {
+                        crate::reload::reload(&mut node, supervisor, console, Instant::now());
+                    }
                     other => console.debug(&format!("ignoring {}", other.as_str())),
                 }
             }
         }
         for event in rx.drain() {
-            supervisor.handle(event, Instant::now());
+            match event {
+                Event::Reload { reply } => {
+                    let report =
+                        crate::reload::reload(&mut node, supervisor, console, Instant::now());
+                    let _ = reply.send(report);
+                }
+                other => supervisor.handle(other, Instant::now()),
+            }
         }
         for (pid, status) in reaper::reap() {
             if !supervisor.on_exit(pid, status, Instant::now()) && console.level() >= Level::Debug {

@@ -36,6 +36,10 @@ pub const INIT_CONFIG: &str = "/etc/berth/init.toml";
 /// (a UKI's command line is fixed, so per-node settings live here).
 pub const NODE_FILE: &str = "/var/etc/berth/node.toml";
 
+/// The image's build time (`SOURCE_DATE_EPOCH`, seconds, one line): berth-init never sets
+/// the clock earlier than this (the clock floor of a node without RTC or time server).
+pub const BUILD_EPOCH: &str = "/usr/lib/berth/build-epoch";
+
 /// The test agent of test images.
 pub const TEST_AGENT: &str = "/usr/libexec/berth/berth-test-agent";
 

@@ -12,3 +12,8 @@ pub const INIT: &str = "org.berth.init";
 
 /// The test agent of test images (`berth-test-agent --port …`); never in production images.
 pub const TEST: &str = "org.berth.test";
+
+/// The TCP port of the remote API (berth-apid: mutual TLS, docs/remote-api.md), on the node
+/// and as berthctl's default for `--remote HOST`. Not a virtio-serial port: the one network
+/// port of a node.
+pub const REMOTE_API: u16 = 7443;

@@ -42,6 +42,20 @@ struct Args {
     /// Overrides `listen` of the file.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Check, do not listen: the file (or `--ca/--cert/--key`) loads, the key matches the
+    /// certificate, the deny list and limits are valid. Exit 0, or 78 with the reason (berth-init
+    /// runs this before it writes new credentials: `berthctl node config put remote/…`).
+    #[arg(long)]
+    check: bool,
+    /// With `--check`: the CA certificate to check instead of the file's.
+    #[arg(long, requires_all = ["check", "cert", "key"])]
+    ca: Option<PathBuf>,
+    /// With `--check`: the node certificate.
+    #[arg(long, requires_all = ["check", "ca", "key"])]
+    cert: Option<PathBuf>,
+    /// With `--check`: its key.
+    #[arg(long, requires_all = ["check", "ca", "cert"])]
+    key: Option<PathBuf>,
 }
 
 /// The configuration file.
@@ -211,6 +225,37 @@ async fn serve(args: Args) -> Result<(), ApidError> {
     Ok(())
 }
 
+/// `--check`: the credentials (and the file, unless they are given) as the listener would
+/// load them. Never prints key material.
+fn check(args: &Args) -> Result<String, ApidError> {
+    let creds = match (&args.ca, &args.cert, &args.key) {
+        (Some(ca), Some(cert), Some(key)) => Credentials::load(ca, cert, key)?,
+        _ => {
+            let file = read(&args.config)?;
+            file.limits.apply().validate()?;
+            live(&file)?;
+            Credentials::load(&file.ca, &file.cert, &file.key)?
+        }
+    };
+    server_config(&creds)?;
+    let id = creds
+        .chain
+        .first()
+        .and_then(|c| crate::identity::Identity::from_der(c.as_ref()).ok())
+        .map(|i| {
+            format!(
+                "certificate {} (serial {})",
+                i.common_name,
+                i.serial.as_str()
+            )
+        })
+        .unwrap_or_else(|| "certificate".into());
+    Ok(format!(
+        "ok: {id}, its key and {} CA certificate(s) load",
+        creds.ca.len()
+    ))
+}
+
 /// Runs the applet with `args` (argv including argv[0]); returns the exit code
 /// ([`berth_api::EXIT_CONFIG`] for a configuration that cannot work: restarting cannot fix a
 /// file).
@@ -231,6 +276,18 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         .without_time()
         .with_ansi(false)
         .try_init();
+    if args.check {
+        return match check(&args) {
+            Ok(line) => {
+                println!("{line}");
+                0
+            }
+            Err(e) => {
+                eprintln!("berth-apid: error: {}", berth_api::errdefs::chain(&e));
+                berth_api::EXIT_CONFIG
+            }
+        };
+    }
     raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

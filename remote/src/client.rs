@@ -5,10 +5,13 @@
 //! ttrpc 0.10's async client runs over any `AsyncRead + AsyncWrite` (`Socket::new`), so the
 //! TLS stream is the ttrpc socket itself: no local relay or socketpair is needed.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::DEFAULT_PORT;
@@ -116,10 +119,116 @@ pub async fn connect(
     creds: &Credentials,
     timeout: Duration,
 ) -> Result<ttrpc::r#async::Client, ConnectError> {
+    Ok(connect_watched(address, node, creds, timeout).await?.0)
+}
+
+/// [`connect`], with the transport's first error kept in a [`Refusal`]: in TLS 1.3 the
+/// client's handshake is over before the node has judged the client's certificate, so a
+/// refused certificate shows up as a failed read of the first call — which ttrpc reports
+/// only as a broken connection. The refusal keeps the node's words (`received fatal alert:
+/// CertificateExpired`) for the caller's error message ([`Refusal::describe`]).
+pub async fn connect_watched(
+    address: &str,
+    node: &str,
+    creds: &Credentials,
+    timeout: Duration,
+) -> Result<(ttrpc::r#async::Client, Refusal), ConnectError> {
     let tls = connect_tls(address, node, creds, timeout).await?;
-    Ok(ttrpc::r#async::Client::new(
-        ttrpc::r#async::transport::Socket::new(tls),
+    let refusal = Refusal::default();
+    let watched = Watched {
+        inner: tls,
+        refusal: refusal.clone(),
+    };
+    Ok((
+        ttrpc::r#async::Client::new(ttrpc::r#async::transport::Socket::new(watched)),
+        refusal,
     ))
+}
+
+/// The first transport error of a connection (see [`connect_watched`]).
+#[derive(Debug, Clone, Default)]
+pub struct Refusal(Arc<Mutex<Option<String>>>);
+
+impl Refusal {
+    fn record(&self, e: &std::io::Error) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// The error, when there was one.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// When the node refused the client's certificate: a sentence saying so, the alert and
+    /// what it usually means.
+    pub fn describe(&self) -> Option<String> {
+        let text = self.get()?;
+        let alert = text
+            .split("received fatal alert: ")
+            .nth(1)?
+            .trim()
+            .to_string();
+        Some(format!(
+            "the node refused this client's certificate (TLS alert {alert}: {})",
+            alert_meaning(&alert)
+        ))
+    }
+}
+
+/// What a TLS alert from the node usually means for a berth client.
+pub fn alert_meaning(alert: &str) -> &'static str {
+    match alert {
+        "UnknownCA" | "BadCertificate" => {
+            "it is not from this node's fleet CA, or the node has another CA"
+        }
+        "CertificateExpired" => {
+            "it is expired, or not yet valid at the node's clock (see the clock floor in docs/remote-api.md)"
+        }
+        "UnsupportedCertificate" => "it is not a client certificate (no clientAuth usage)",
+        "CertificateRequired" => "no client certificate was offered (--cert and --key)",
+        "CertificateRevoked" => "it was revoked",
+        _ => "see the node's log (`berthctl system log -s berth-apid`) for its reason",
+    }
+}
+
+/// A transport that keeps its first error in a [`Refusal`].
+struct Watched<S> {
+    inner: S,
+    refusal: Refusal,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &r {
+            self.refusal.record(e);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

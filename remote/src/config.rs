@@ -11,7 +11,7 @@ use crate::frame::TTRPC_MAX_FRAME;
 use crate::identity::Serial;
 
 /// The port the listener binds by default.
-pub const DEFAULT_PORT: u16 = 7443;
+pub const DEFAULT_PORT: u16 = berth_layout::ports::REMOTE_API;
 
 /// Defences, with their defaults (docs/remote-api.md lists them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,14 +11,18 @@
 //!   decision on one call; [`identity`]: CN, serial and roles of a certificate;
 //! - [`config`]: limits and the live (reloadable) part; [`tls`]: rustls configurations;
 //! - [`audit`]: the audit line of mutating calls; [`ratelimit`]: bounded warnings;
-//! - [`pki`]: fleet CA, node and client certificates (for `berthctl pki`);
+//! - [`pki`]: fleet CA, node and client certificates (for `berthctl pki`); [`certinfo`]:
+//!   reading them back (subject, role, serial, validity, fingerprint);
 //! - [`client`]: the client side (a ttrpc client over TLS, checked against the node name);
-//! - [`apid`]: the `berth-apid` applet.
+//! - [`apid`]: the `berth-apid` applet; [`fetch`]: the `berth-fetch` applet (a PXE node's
+//!   configuration over HTTPS with the server's certificate pinned).
 
 pub mod apid;
 pub mod audit;
+pub mod certinfo;
 pub mod client;
 pub mod config;
+pub mod fetch;
 pub mod frame;
 pub mod identity;
 pub mod listener;

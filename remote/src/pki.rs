@@ -1,4 +1,4 @@
-//! The fleet PKI, for `berthctl pki` (phase 2) and tests: a fleet CA, node certificates
+//! The fleet PKI, for `berthctl pki` and tests: a fleet CA, node certificates
 //! (DNS names and IPs as SANs, serverAuth) and client certificates per role (`O=<role>`,
 //! clientAuth), each with its validity window, as PEM. rcgen with the ring backend; keys are
 //! ECDSA P-256; serials are 16 random bytes.
@@ -58,6 +58,14 @@ impl Validity {
         }
     }
 
+    /// From `not_before` (the CA's, see [`Ca::not_before`]) to `days` from now.
+    pub fn since(not_before: OffsetDateTime, days: u32) -> Result<Validity, PkiError> {
+        Validity::between(
+            not_before,
+            OffsetDateTime::now_utc() + Duration::from_secs(u64::from(days) * 86_400),
+        )
+    }
+
     /// Exactly this window (tests make expired and not-yet-valid certificates with it).
     pub fn between(
         not_before: OffsetDateTime,
@@ -88,6 +96,7 @@ pub struct Issued {
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    not_before: OffsetDateTime,
 }
 
 fn random_serial() -> Result<SerialNumber, PkiError> {
@@ -141,6 +150,7 @@ impl Ca {
         let cert = p.self_signed(&key).map_err(rc("CA certificate"))?;
         Ok(Ca {
             cert_pem: cert.pem(),
+            not_before: validity.not_before,
             issuer: Issuer::new(p, key),
         })
     }
@@ -149,10 +159,27 @@ impl Ca {
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
         let key = KeyPair::from_pem(key_pem).map_err(rc("CA key"))?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(rc("CA certificate"))?;
+        let not_before = crate::certinfo::certificates(cert_pem)
+            .ok()
+            .and_then(|c| crate::certinfo::describe(&c[0]).ok())
+            .map(|i| i.not_before)
+            .ok_or(PkiError::Rcgen {
+                what: "CA certificate",
+                source: rcgen::Error::CouldNotParseCertificate,
+            })?;
         Ok(Ca {
             issuer,
             cert_pem: cert_pem.to_string(),
+            not_before,
         })
+    }
+
+    /// When the CA became valid. Client certificates are best issued valid from then
+    /// ([`Validity::since`]): a node without a time source never believes a time before its
+    /// own credentials' start (the clock floor, docs/remote-api.md), so a client certificate
+    /// made after the node's would otherwise be "not yet valid" there.
+    pub fn not_before(&self) -> OffsetDateTime {
+        self.not_before
     }
 
     /// The CA certificate (what nodes and clients trust).

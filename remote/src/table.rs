@@ -15,7 +15,9 @@
 //!   reading whole blobs and exporting images (`Content.Read`, `Transfer.Export`): images can
 //!   carry baked-in secrets, so a reader sees metadata, not bytes.
 //! - admin: what removes stored data or changes the node itself — namespace, content and
-//!   snapshot removal, snapshot cleanup, GC, configuration reload, upgrade, power-off.
+//!   snapshot removal, snapshot cleanup, GC, configuration reload, upgrade, power-off, and
+//!   the node's configuration files (listing them too: they hold credentials and the deny
+//!   list).
 //! - local: the shim's API, berthd's private channel to a container, never remote.
 
 use crate::roles::Class;
@@ -115,6 +117,10 @@ pub const TABLE: &[Row] = &[
     ("system.v1.System", "UpgradeBegin", A),
     ("system.v1.System", "UpgradeWrite", A),
     ("system.v1.System", "UpgradeCommit", A),
+    ("system.v1.System", "Reload", A),
+    ("system.v1.System", "NodeConfigList", A),
+    ("system.v1.System", "NodeConfigGet", A),
+    ("system.v1.System", "NodeConfigPut", A),
     ("tasks.v1.Tasks", "Create", O),
     ("tasks.v1.Tasks", "Start", O),
     ("tasks.v1.Tasks", "Kill", O),

@@ -92,12 +92,18 @@ impl Client {
     /// `timeout`.
     pub async fn connect(address: &str, timeout: Duration) -> Result<Client, ClientError> {
         let inner = connect(address, timeout).await?;
-        Ok(Client {
+        Ok(Self::over(inner, &normalize_address(address), timeout))
+    }
+
+    /// Over a connection made elsewhere (the remote API's TLS transport); `address` names it
+    /// in errors.
+    pub fn over(inner: ttrpc::r#async::Client, address: &str, timeout: Duration) -> Client {
+        Client {
             version: version_ttrpc::VersionClient::new(inner.clone()),
             introspection: introspection_ttrpc::IntrospectionClient::new(inner),
-            address: normalize_address(address),
+            address: address.to_owned(),
             timeout,
-        })
+        }
     }
 
     fn ctx(&self) -> ttrpc::context::Context {

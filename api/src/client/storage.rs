@@ -49,17 +49,28 @@ impl StorageClient {
                     })
                 }
             };
-        Ok(Self {
+        Ok(Self::over(inner, &address, timeout, namespace))
+    }
+
+    /// Over a connection made elsewhere (the remote API's TLS transport); `address` names it
+    /// in errors.
+    pub fn over(
+        inner: ttrpc::r#async::Client,
+        address: &str,
+        timeout: Duration,
+        namespace: &str,
+    ) -> Self {
+        Self {
             namespaces: namespaces_ttrpc::NamespacesClient::new(inner.clone()),
             images: images_ttrpc::ImagesClient::new(inner.clone()),
             leases: leases_ttrpc::LeasesClient::new(inner.clone()),
             content: content_ttrpc::ContentClient::new(inner.clone()),
             gc: gc_ttrpc::GcClient::new(inner),
-            address,
+            address: address.to_owned(),
             timeout,
             namespace: namespace.to_owned(),
             lease: None,
-        })
+        }
     }
 
     /// Sends `lease` with every call: content written is attached to it.

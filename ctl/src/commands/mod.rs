@@ -25,6 +25,8 @@ pub mod hosts;
 pub mod images;
 pub mod leases;
 pub mod namespaces;
+pub mod node;
+pub mod pki;
 pub mod plugins;
 mod process;
 pub mod run;

@@ -319,6 +319,14 @@ fn finish(entries: Vec<Entry>, registry: &str) -> Vec<RegistryHost> {
         .collect()
 }
 
+/// Reads one host directory (`certs.d/<host>/`) as a pull would, without pulling: the
+/// `hosts.toml` there (or Docker's certificate-file layout) parses and names usable
+/// endpoints. Returns how many endpoints it configures. `berthd --check-config --check-hosts`
+/// uses it to judge a node configuration change before it is written.
+pub fn check_dir(dir: &Path) -> Result<usize, HostsError> {
+    load_dir(dir).map(|entries| entries.len())
+}
+
 fn load_dir(dir: &Path) -> Result<Vec<Entry>, HostsError> {
     let file = dir.join(HOSTS_FILE);
     match std::fs::read_to_string(&file) {

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub use resources::Resources;
+pub use resources::{CpuMax, Max, MemoryMax, PidsMax, Resources};
 
 /// Where cgroup2 is mounted (with `nsdelegate,favordynmods`, `mounts::STAGE2_MOUNTS`).
 pub const ROOT: &str = "/sys/fs/cgroup";

@@ -75,6 +75,9 @@ pub struct Config {
     pub boot: crate::slots::BootConfig,
     /// `[zfs]`: the ZFS pool imported before berthd (docs/zfs.md).
     pub zfs: crate::zfs::ZfsConfig,
+    /// `[remote]`: the remote API listener and the node's credentials
+    /// ([`crate::remote_api`], docs/remote-api.md).
+    pub remote: crate::remote_api::RemoteApiConfig,
 }
 
 /// `[console]`.
@@ -258,6 +261,7 @@ impl Default for Config {
             remote_config: crate::remote_config::RemoteConfig::default(),
             boot: crate::slots::BootConfig::default(),
             zfs: crate::zfs::ZfsConfig::default(),
+            remote: crate::remote_api::RemoteApiConfig::default(),
         }
     }
 }

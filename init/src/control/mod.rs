@@ -1,7 +1,8 @@
 //! init's control API: ttrpc on `/run/berth/init.sock` (mode 0600), bridged to the host as the
 //! virtio-serial port `org.berth.init`. Service `berth.services.system.v1.System`
 //! (`api/proto/berth/services/system/v1/system.proto`): boot stages and services
-//! (Status), the log (Log, FollowLog), Reboot, Poweroff, RestartService.
+//! (Status), the log (Log, FollowLog), Reboot, Poweroff, RestartService, A/B upgrades, Reload
+//! and node configuration (NodeConfigList/Get/Put, [`node`]).
 //!
 //! The server runs on one thread with a current-thread tokio runtime (ttrpc's server is
 //! async); everything it reads is shared with init through [`Control`]: the [`Timeline`],
@@ -11,6 +12,7 @@
 //!
 //! See `docs/control-api.md`.
 
+pub mod node;
 pub mod server;
 pub mod supervised;
 pub mod timeline;
@@ -67,6 +69,9 @@ pub trait ServiceControl: Send + Sync {
     /// Stops the service (SIGTERM, then SIGKILL after the shutdown timeout) and starts it
     /// again at once, without counting a failure.
     fn restart(&self, name: &str) -> Result<(), RestartError>;
+    /// Reads init's configuration again and applies what can change now
+    /// ([`crate::reload`]); the error says why the main loop could not.
+    fn reload(&self) -> Result<crate::reload::ReloadReport, String>;
 }
 
 /// What the control API serves from; lives for the whole life of PID 1.
@@ -79,6 +84,7 @@ pub struct Control {
     pub console: Console,
     services: OnceLock<Arc<dyn ServiceControl>>,
     slots: OnceLock<Arc<crate::slots::Slots>>,
+    node_config: OnceLock<crate::node_config::Env>,
 }
 
 impl std::fmt::Debug for Control {
@@ -98,6 +104,7 @@ impl Control {
             console,
             services: OnceLock::new(),
             slots: OnceLock::new(),
+            node_config: OnceLock::new(),
         }
     }
 
@@ -109,6 +116,16 @@ impl Control {
     /// The A/B slot state, once the boot stage ran.
     pub fn slots(&self) -> Option<&Arc<crate::slots::Slots>> {
         self.slots.get()
+    }
+
+    /// Plugs in where node configuration lives and what validates it (once, after storage).
+    pub fn set_node_config(&self, env: crate::node_config::Env) {
+        let _ = self.node_config.set(env);
+    }
+
+    /// Node configuration, once the storage stage ran.
+    pub fn node_config(&self) -> Option<&crate::node_config::Env> {
+        self.node_config.get()
     }
 
     /// Plugs in the supervisor's side (once).

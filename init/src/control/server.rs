@@ -450,6 +450,38 @@ impl system_ttrpc::System for SystemService {
         Ok(system::PowerResponse::default())
     }
 
+    async fn reload(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: system::ReloadRequest,
+    ) -> ttrpc::Result<system::ReloadResponse> {
+        super::node::reload(self.control).await
+    }
+
+    async fn node_config_list(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: system::NodeConfigListRequest,
+    ) -> ttrpc::Result<system::NodeConfigListResponse> {
+        super::node::list(self.control).await
+    }
+
+    async fn node_config_get(
+        &self,
+        _ctx: &TtrpcContext,
+        req: system::NodeConfigGetRequest,
+    ) -> ttrpc::Result<system::NodeConfigGetResponse> {
+        super::node::get(self.control, req).await
+    }
+
+    async fn node_config_put(
+        &self,
+        _ctx: &TtrpcContext,
+        req: system::NodeConfigPutRequest,
+    ) -> ttrpc::Result<system::NodeConfigPutResponse> {
+        super::node::put(self.control, req).await
+    }
+
     async fn restart_service(
         &self,
         _ctx: &TtrpcContext,
@@ -503,6 +535,12 @@ mod tests {
                 pid: Some(42),
                 restarts: 1,
             }]
+        }
+        fn reload(&self) -> Result<crate::reload::ReloadReport, String> {
+            Ok(crate::reload::ReloadReport {
+                applied: vec!["remote API: off: test".into()],
+                errors: Vec::new(),
+            })
         }
         fn restart(&self, name: &str) -> Result<(), RestartError> {
             if name == "berthd" {

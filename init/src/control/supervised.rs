@@ -9,6 +9,9 @@ use crate::supervisor::{Control, ControlError, ServiceState};
 
 /// How long a restart request waits for the main loop to accept it.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reload may take on the main loop (it writes files, may run a helper and
+/// stops or starts the listener).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The state names the control API reports.
 pub fn state_name(state: ServiceState) -> &'static str {
@@ -21,6 +24,7 @@ pub fn state_name(state: ServiceState) -> &'static str {
         ServiceState::Exited => "exited",
         ServiceState::Failed => "failed",
         ServiceState::Stopped => "stopped",
+        ServiceState::Off => "off",
     }
 }
 
@@ -35,6 +39,10 @@ impl ServiceControl for Control {
                 restarts: s.restarts,
             })
             .collect()
+    }
+
+    fn reload(&self) -> Result<crate::reload::ReloadReport, String> {
+        Control::reload(self, RELOAD_TIMEOUT).map_err(|e| e.to_string())
     }
 
     fn restart(&self, name: &str) -> Result<(), RestartError> {

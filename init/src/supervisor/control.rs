@@ -38,6 +38,12 @@ pub enum Event {
         /// Where the answer goes.
         reply: mpsc::Sender<Result<(), ControlError>>,
     },
+    /// [`Control::reload`]: read the configuration again ([`crate::reload`]). The main loop
+    /// handles it, not the supervisor.
+    Reload {
+        /// Where the report goes.
+        reply: mpsc::Sender<crate::reload::ReloadReport>,
+    },
 }
 
 /// Why a [`Control`] request was refused.
@@ -52,6 +58,9 @@ pub enum ControlError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The service is off by the configuration; a reload that enables it starts it.
+    #[error("service {0:?} is off by the configuration")]
+    Off(String),
     /// The main loop did not answer in time (it is busy, or gone).
     #[error("init's main loop did not answer within {0:?}")]
     NoAnswer(Duration),
@@ -77,6 +86,8 @@ pub enum ServiceState {
     Failed,
     /// Stopped for shutdown.
     Stopped,
+    /// Off by the configuration (the remote API without credentials, turned off by a reload).
+    Off,
 }
 
 /// One service's status.
@@ -124,5 +135,13 @@ impl Control {
         });
         rx.recv_timeout(timeout)
             .unwrap_or(Err(ControlError::NoAnswer(timeout)))
+    }
+
+    /// Asks the main loop to reload the configuration; returns its report.
+    pub fn reload(&self, timeout: Duration) -> Result<crate::reload::ReloadReport, ControlError> {
+        let (tx, rx) = mpsc::channel();
+        self.events.send(Event::Reload { reply: tx });
+        rx.recv_timeout(timeout)
+            .map_err(|_| ControlError::NoAnswer(timeout))
     }
 }

@@ -88,19 +88,7 @@ impl Supervisor {
                 ));
                 continue;
             }
-            services.push(Service {
-                tracker: Tracker::new(spec.max_failures, spec.backoff).with_policy(spec.restart),
-                spec,
-                phase: Phase::Pending,
-                last: Arc::default(),
-                current: Arc::default(),
-                ever_ready: false,
-                cgroup: None,
-                spawns: 0,
-                last_exit: None,
-                since: console::uptime(),
-                restart_requested: false,
-            });
+            services.push(Service::new(spec, Phase::Pending));
         }
         let supervisor = Self {
             services,
@@ -236,6 +224,8 @@ impl Supervisor {
                 let result = self.request_restart(&name, now);
                 let _ = reply.send(result);
             }
+            // The main loop's (stage 2 takes it before the supervisor sees events).
+            Event::Reload { .. } => {}
         }
         self.publish();
     }
@@ -266,6 +256,7 @@ impl Supervisor {
             }
             // Already stopping, or exited and about to be decided: restart once it settles.
             Phase::Running { .. } | Phase::Exited { .. } => svc.restart_requested = true,
+            Phase::Off => return Err(ControlError::Off(name.to_string())),
             Phase::Waiting { .. } | Phase::Failed | Phase::Done => {
                 console.notice(&format!("starting {name} on request"));
                 svc.tracker.reset();
@@ -386,6 +377,16 @@ impl Supervisor {
             return;
         }
         let ran = now.saturating_duration_since(started);
+        if std::mem::take(&mut svc.off_requested) {
+            self.console.notice(&format!(
+                "{} (pid {pid}) stopped after {:.1}s: {status}; off",
+                svc.spec.name,
+                ran.as_secs_f64()
+            ));
+            svc.restart_requested = false;
+            svc.enter(Phase::Off);
+            return;
+        }
         if std::mem::take(&mut svc.restart_requested) {
             self.console.notice(&format!(
                 "{} (pid {pid}) stopped after {:.1}s: {status}; starting it again",
@@ -398,7 +399,10 @@ impl Supervisor {
         }
         let failure = Tracker::is_failure(ready, ran);
         let reason = status.to_string();
-        let bad_config = !ready && status.signal.is_none() && status.code == EXIT_CONFIG;
+        // EX_CONFIG before readiness, or (services ready as soon as they run) in a quick exit:
+        // restarting cannot fix a file.
+        let bad_config =
+            (!ready || failure) && status.signal.is_none() && status.code == EXIT_CONFIG;
         let clean = status.signal.is_none() && status.code == 0;
         let what = if !ready {
             format!(
@@ -580,6 +584,94 @@ impl Supervisor {
         });
     }
 
+    /// Adds `spec` as a new service (started at once when the engine stage has begun), or
+    /// gives the service of that name this spec for its next start; a service that is off,
+    /// failed or done starts again. A running one keeps running: restart it to apply a new
+    /// spec ([`Supervisor::restart`]).
+    pub fn upsert(&mut self, spec: ServiceSpec, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        let started = self
+            .services
+            .iter()
+            .any(|s| !matches!(s.phase, Phase::Pending));
+        match self.services.iter_mut().find(|s| s.spec.name == spec.name) {
+            Some(svc) => {
+                svc.tracker =
+                    Tracker::new(spec.max_failures, spec.backoff).with_policy(spec.restart);
+                svc.spec = spec;
+                svc.off_requested = false;
+                if matches!(svc.phase, Phase::Off | Phase::Failed | Phase::Done) {
+                    svc.enter(Phase::Waiting { until: now });
+                }
+            }
+            None => {
+                let phase = if started {
+                    Phase::Waiting { until: now }
+                } else {
+                    Phase::Pending
+                };
+                self.services.push(Service::new(spec, phase));
+            }
+        }
+        self.publish();
+    }
+
+    /// Stops service `name` (SIGTERM, SIGKILL after its stop timeout) and keeps it off until
+    /// [`Supervisor::upsert`]. Returns whether such a service exists.
+    pub fn turn_off(&mut self, name: &str, now: Instant) -> bool {
+        let Some(svc) = self.services.iter_mut().find(|s| s.spec.name == name) else {
+            return false;
+        };
+        match svc.phase {
+            Phase::Running { pid, stop, .. } => {
+                svc.off_requested = true;
+                if stop.is_none() {
+                    svc.signal(pid, Signal::SIGTERM);
+                    let deadline = now + svc.spec.stop_timeout;
+                    if let Phase::Running { stop, .. } = &mut svc.phase {
+                        *stop = Some(deadline);
+                    }
+                }
+            }
+            Phase::Exited { .. } => svc.off_requested = true,
+            Phase::Stopped | Phase::Off => {}
+            _ => svc.enter(Phase::Off),
+        }
+        self.publish();
+        true
+    }
+
+    /// Restarts service `name` as [`Control::restart`] does.
+    pub fn restart(&mut self, name: &str, now: Instant) -> Result<(), ControlError> {
+        let r = self.request_restart(name, now);
+        self.publish();
+        r
+    }
+
+    /// Whether service `name` has a running process.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.spec.name == name && matches!(s.phase, Phase::Running { .. }))
+    }
+
+    /// Sends `signal` to the main process of service `name` (a reload: SIGHUP); returns
+    /// whether it runs.
+    pub fn signal(&self, name: &str, signal: Signal) -> bool {
+        for svc in self.services.iter().filter(|s| s.spec.name == name) {
+            if let Phase::Running {
+                pid, stop: None, ..
+            } = svc.phase
+            {
+                let _ = nix::sys::signal::kill(pid, signal);
+                return true;
+            }
+        }
+        false
+    }
+
     /// Stops restarting; services not running are marked stopped. Returns the process ids of
     /// the running services.
     pub fn begin_shutdown(&mut self) -> Vec<Pid> {
@@ -592,7 +684,7 @@ impl Supervisor {
                 Phase::Pending | Phase::Waiting { .. } | Phase::Exited { .. } => {
                     svc.enter(Phase::Stopped)
                 }
-                Phase::Failed | Phase::Done | Phase::Stopped => {}
+                Phase::Failed | Phase::Done | Phase::Stopped | Phase::Off => {}
             }
         }
         self.publish();

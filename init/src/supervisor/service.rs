@@ -49,6 +49,9 @@ pub(super) enum Phase {
     Done,
     /// Shut down.
     Stopped,
+    /// Turned off by the configuration ([`Supervisor::turn_off`](super::Supervisor::turn_off));
+    /// started again by [`Supervisor::upsert`](super::Supervisor::upsert).
+    Off,
 }
 
 /// A service and its state.
@@ -77,9 +80,29 @@ pub(super) struct Service {
     /// A [`Control::restart`](super::Control::restart) is in progress: the next exit
     /// restarts at once.
     pub(super) restart_requested: bool,
+    /// Being turned off: the next exit ends in [`Phase::Off`].
+    pub(super) off_requested: bool,
 }
 
 impl Service {
+    /// A service row for `spec`, in `phase`.
+    pub(super) fn new(spec: ServiceSpec, phase: Phase) -> Self {
+        Service {
+            tracker: Tracker::new(spec.max_failures, spec.backoff).with_policy(spec.restart),
+            spec,
+            phase,
+            last: Arc::default(),
+            current: Arc::default(),
+            ever_ready: false,
+            cgroup: None,
+            spawns: 0,
+            last_exit: None,
+            since: console::uptime(),
+            restart_requested: false,
+            off_requested: false,
+        }
+    }
+
     /// Moves to `phase`, noting when.
     pub(super) fn enter(&mut self, phase: Phase) {
         self.phase = phase;
@@ -101,6 +124,7 @@ impl Service {
             Phase::Failed => (ServiceState::Failed, None),
             Phase::Done => (ServiceState::Exited, None),
             Phase::Stopped => (ServiceState::Stopped, None),
+            Phase::Off => (ServiceState::Off, None),
         };
         ServiceStatus {
             name: self.spec.name.clone(),

@@ -7,6 +7,7 @@
 //! `step_threshold_ms`, or slews it (`adjtime`) when it is close. A thread then polls every
 //! `poll_secs` and slews; only an offset beyond `[time] max_slew_secs` is stepped again.
 
+pub mod floor;
 pub mod sntp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -7,6 +7,7 @@ mod applet;
 mod bench;
 mod calls;
 mod common;
+mod fetch;
 mod handshake;
 
 use std::alloc::{GlobalAlloc, Layout, System};

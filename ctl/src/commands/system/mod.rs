@@ -1,11 +1,12 @@
 //! `berthctl system …`: berth-init's control API (`berth.services.system.v1.System` at
 //! `--init-address`: `/run/berth/init.sock` on a node, or the host end of the
 //! `org.berth.init` virtio-serial port) — boot stages and services, the log, reboot,
-//! power-off, service restarts and A/B upgrades.
+//! power-off, service restarts, A/B upgrades and configuration reloads.
 
 mod log;
 mod poweroff;
 mod reboot;
+pub mod reload;
 mod restart;
 mod status;
 mod upgrade;
@@ -29,6 +30,9 @@ pub enum Command {
     Poweroff,
     /// Restart one supervised service.
     Restart(restart::RestartArgs),
+    /// Read init's configuration again and apply what can change now (the remote API, its
+    /// credentials and deny list); berthd reloads too. Like SIGHUP to init.
+    Reload(reload::ReloadArgs),
     /// Install a unified kernel image (from `berth-image uki`) into the inactive A/B slot,
     /// to be tried once at the next boot (docs/upgrades.md).
     Upgrade(upgrade::UpgradeArgs),
@@ -44,5 +48,6 @@ pub async fn run(g: &Globals, command: Command) -> Result<(), Error> {
         Command::Poweroff => poweroff::run(&init).await,
         Command::Restart(a) => restart::run(&init, a).await,
         Command::Upgrade(a) => upgrade::run(&init, a).await,
+        Command::Reload(a) => reload::run(&init, a).await,
     }
 }

@@ -1,33 +1,45 @@
-//! `berth.config=<url>`: a node configuration fetched over HTTP at boot, for PXE nodes that
-//! have no state disk to hold a node file.
+//! `berth.config=<url>`: a node configuration fetched over the network at boot, for PXE nodes
+//! that have no state disk to hold a node file.
 //!
-//! Once networking is up, init fetches the URL (plain `http://` only: no TLS, see below) and
-//! layers the document exactly like the node file: image file → node file → **fetched file**
-//! → the `berth.` arguments of the kernel command line (which still win). Its invalid keys are
-//! reported with the URL and line (`http://10.0.2.2:8080/node.toml:3: key …`) and dropped
-//! alone. A fetch that keeps failing is retried with back-off for `[remote_config]
-//! retry_secs`, then reported once with the URL, and the node goes on without it.
+//! Once networking is up, init fetches the URL and layers the document exactly like the node
+//! file: image file → node file → **fetched file** → the `berth.` arguments of the kernel
+//! command line (which still win). Its invalid keys are reported with the URL and line
+//! (`http://10.0.2.2:8080/node.toml:3: key …`) and dropped alone. A fetch that keeps failing
+//! is retried with back-off for `[remote_config] retry_secs`, then reported once with the URL,
+//! and the node goes on without it.
+//!
+//! **Credentials never travel in plain HTTP.** A document may carry the remote API's
+//! credentials (`[remote] ca/cert/key` as PEM, docs/remote-api.md); one that holds a private
+//! key and came over `http://` is refused whole with one error line. `https://` URLs are
+//! fetched with the server's certificate pinned (`[remote_config] pin = "sha256:…"`, set on
+//! the kernel command line next to the URL): by the multi-call binary's `berth-fetch`
+//! ([`https`]), so init itself links no TLS stack.
 //!
 //! The fetch happens after the network stage, so only settings used from then on can still
-//! change: `[time]`, `[berthd]` (but its `address`), `[[service]]`, `[shutdown]`, `[sysctl]` and `[rlimits]`
-//! (re-applied when they differ) and `[network] hostname` (set again). Everything used
-//! before (`[console]`, `[modules]`, `[bridge]`, `[storage]`, `[log]`, the rest of
-//! `[network]`, `[remote_config]` itself) keeps its earlier value, and a fetched file that
-//! changes one of those gets a warning naming the section (docs/pxe.md).
+//! change: `[time]`, `[berthd]` (but its `address`), `[[service]]`, `[shutdown]`, `[sysctl]`,
+//! `[rlimits]` (re-applied when they differ), `[remote]` and `[network] hostname` (set
+//! again). Everything used before (`[console]`, `[modules]`, `[bridge]`, `[storage]`, `[log]`,
+//! the rest of `[network]`, `[remote_config]` itself) keeps its earlier value, and a fetched
+//! file that changes one of those gets a warning naming the section (docs/pxe.md).
 //!
-//! Why a hand-written HTTP/1.0 GET over `std::net::TcpStream` rather than a crate (`ureq`
-//! without TLS being the smallest well-kept blocking one): init is synchronous and
+//! Why a hand-written HTTP/1.0 GET ([`http`]) over `std::net::TcpStream` rather than a crate
+//! (`ureq` without TLS being the smallest well-kept blocking one): init is synchronous and
 //! threads-only, its size and idle RSS are budgeted (issue 3: RSS < 4 MiB), and one GET of a
 //! small text file needs none of what a client crate brings (connection pools, cookies,
 //! redirects, chunked decoding, a URL crate). Asking for HTTP/1.0 means the server sends
 //! either a `Content-Length` or closes the connection at the end, never chunked encoding,
 //! so the reader is ~60 lines. Measured: fetching and layering add 25 KiB to the static
-//! `berth-init` (5,668,112 → 5,693,776 bytes, release, thin LTO, stripped; docs/pxe.md). Host names are not resolved (init has no resolver of its own
-//! before berthd, and static glibc must not use NSS): the URL names an IP address, as PXE
-//! setups do (`${next-server}` in the iPXE script).
+//! `berth-init` (5,668,112 → 5,693,776 bytes, release, thin LTO, stripped; docs/pxe.md). Host
+//! names are not resolved (init has no resolver of its own before berthd, and static glibc
+//! must not use NSS): the URL names an IP address, as PXE setups do (`${next-server}` in the
+//! iPXE script).
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+pub mod http;
+pub mod https;
+
+pub use http::{get, HttpUrl};
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,16 +51,10 @@ use crate::console::Console;
 /// Where the fetched document is kept (for the loader, and for an operator to look at).
 pub const FETCHED_PATH: &str = "/run/berth/remote-config.toml";
 
-/// Longest a connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest a read or write may stall.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 /// Largest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
-/// Longest response head accepted.
-const MAX_HEAD: usize = 16 * 1024;
 
 /// `[remote_config]`: how `berth.config=<url>` is fetched.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -59,6 +65,11 @@ pub struct RemoteConfig {
     pub retry_secs: u64,
     /// Largest document accepted, in bytes.
     pub max_bytes: u64,
+    /// `https://` URLs: the SHA-256 of the server's certificate or of a CA certificate in the
+    /// chain it sends (`sha256:<64 hex>`); required for them.
+    pub pin: Pin,
+    /// The HTTPS fetcher (the multi-call binary's `berth-fetch` applet).
+    pub fetch_path: PathBuf,
 }
 
 impl Default for RemoteConfig {
@@ -66,7 +77,37 @@ impl Default for RemoteConfig {
         Self {
             retry_secs: 30,
             max_bytes: 1 << 20,
+            pin: Pin(String::new()),
+            fetch_path: PathBuf::from("/usr/bin/berth-fetch"),
         }
+    }
+}
+
+/// A certificate pin: `""` or `sha256:<64 hex digits>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Pin(pub String);
+
+impl TryFrom<String> for Pin {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let ok = text.is_empty()
+            || text
+                .strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if ok {
+            Ok(Pin(text.to_ascii_lowercase()))
+        } else {
+            Err(format!(
+                "{text:?}: expected sha256:<64 hex digits> (`berthctl pki fingerprint FILE` prints it)"
+            ))
+        }
+    }
+}
+
+impl From<Pin> for String {
+    fn from(p: Pin) -> String {
+        p.0
     }
 }
 
@@ -118,6 +159,14 @@ pub enum FetchError {
     /// The document is not UTF-8 text.
     #[error("document is not UTF-8 text")]
     NotText,
+    /// The HTTPS fetcher failed (its own words: pin mismatch, handshake, status, …).
+    #[error("{message}")]
+    Https {
+        /// Its error line.
+        message: String,
+        /// Whether trying again can help.
+        transient: bool,
+    },
 }
 
 impl FetchError {
@@ -125,189 +174,16 @@ impl FetchError {
     fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Connect { .. } | Self::Io { .. } | Self::Status { .. } | Self::Malformed { .. }
+            Self::Connect { .. }
+                | Self::Io { .. }
+                | Self::Status { .. }
+                | Self::Malformed { .. }
+                | Self::Https {
+                    transient: true,
+                    ..
+                }
         )
     }
-}
-
-/// A parsed `http://` URL with an IP-address host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    /// Server address.
-    pub addr: SocketAddr,
-    /// The `Host:` header value (`host[:port]` as written).
-    pub host: String,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-impl HttpUrl {
-    /// Parses `http://<ip>[:port][/path]`; IPv6 addresses in brackets.
-    pub fn parse(url: &str) -> Result<Self, FetchError> {
-        let fail = |reason: &str| FetchError::Url {
-            reason: reason.to_string(),
-        };
-        let rest = match url.split_once("://") {
-            Some(("http", rest)) => rest,
-            Some(("https", _)) => {
-                return Err(fail(
-                    "https is not supported (init fetches plain http only; serve the file on the provisioning network)",
-                ))
-            }
-            _ => return Err(fail("expected an http:// URL")),
-        };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
-        };
-        let path = path.split('#').next().unwrap_or("/").to_string();
-        if authority.contains('@') {
-            return Err(fail("user information in the URL is not supported"));
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (ip, after) = v6
-                .split_once(']')
-                .ok_or_else(|| fail("unclosed [ in the host"))?;
-            (ip, after.strip_prefix(':'))
-        } else {
-            match authority.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(fail("no host"));
-        }
-        let ip: IpAddr = host.parse().map_err(|_| {
-            fail(&format!(
-                "host {host:?} is not an IP address (init resolves no names this early; use the server's address)"
-            ))
-        })?;
-        let port = match port {
-            None | Some("") => 80,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| fail(&format!("bad port {p:?}")))?,
-        };
-        if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(fail("whitespace in the path"));
-        }
-        Ok(Self {
-            addr: SocketAddr::new(ip, port),
-            host: authority.to_string(),
-            path,
-        })
-    }
-}
-
-/// One HTTP/1.0 GET; the body if the answer is `200`.
-pub fn get(url: &HttpUrl, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
-    let mut stream = TcpStream::connect_timeout(&url.addr, CONNECT_TIMEOUT).map_err(|source| {
-        FetchError::Connect {
-            addr: url.addr,
-            source,
-        }
-    })?;
-    let io = |what| move |source| FetchError::Io { what, source };
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
-        .map_err(io("set socket timeouts"))?;
-    let request = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: berth-init/{}\r\nAccept: */*\r\n\r\n",
-        url.path,
-        url.host,
-        env!("CARGO_PKG_VERSION")
-    );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(io("send the request"))?;
-    // Read until the end of the head, keeping what follows it.
-    let mut buf = Vec::with_capacity(4096);
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(FetchError::Malformed {
-                reason: "response head too long",
-            });
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).map_err(io("read the response"))?;
-        if n == 0 {
-            return Err(FetchError::Malformed {
-                reason: "connection closed before the end of the response head",
-            });
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| FetchError::Malformed {
-        reason: "response head is not text",
-    })?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|s| s.get(2..))
-        .ok_or(FetchError::Malformed {
-            reason: "no HTTP status line",
-        })?;
-    if !status.starts_with("200") {
-        return Err(FetchError::Status {
-            status: status.trim().to_string(),
-        });
-    }
-    let mut length: Option<u64> = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.trim().parse().map_err(|_| FetchError::Malformed {
-                reason: "bad Content-Length",
-            })?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            && !value.trim().eq_ignore_ascii_case("identity")
-        {
-            // HTTP/1.0 requests must not get chunked answers (RFC 9112 §7.1).
-            return Err(FetchError::Malformed {
-                reason: "transfer encoding on an HTTP/1.0 response",
-            });
-        }
-    }
-    if length.is_some_and(|l| l > max_bytes) {
-        return Err(FetchError::TooLarge { max: max_bytes });
-    }
-    let mut body = buf.split_off(head_end);
-    // One byte over the limit tells "too large" from "exactly the limit".
-    let limit = length.unwrap_or(max_bytes + 1);
-    (&mut stream)
-        .take(limit.saturating_sub(body.len() as u64))
-        .read_to_end(&mut body)
-        .map_err(io("read the body"))?;
-    match length {
-        Some(l) if (body.len() as u64) < l => Err(FetchError::Malformed {
-            reason: "connection closed before Content-Length bytes",
-        }),
-        Some(l) => {
-            body.truncate(l as usize);
-            Ok(body)
-        }
-        None if body.len() as u64 > max_bytes => Err(FetchError::TooLarge { max: max_bytes }),
-        None => Ok(body),
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The outcome of [`fetch`]: the document or the last error, and what it took.
@@ -327,7 +203,18 @@ pub fn fetch(url: &str, config: &RemoteConfig) -> Fetched {
     let budget = Duration::from_secs(config.retry_secs);
     let mut delay = INITIAL_BACKOFF;
     let mut attempts = 0;
-    let parsed = match HttpUrl::parse(url) {
+    let parsed = HttpUrl::parse(url).and_then(|p| {
+        if p.tls && config.pin.0.is_empty() {
+            Err(FetchError::Url {
+                reason: "an https:// URL needs the server's certificate pinned: \
+                         berth.remote_config.pin=sha256:… on the kernel command line"
+                    .into(),
+            })
+        } else {
+            Ok(p)
+        }
+    });
+    let parsed = match parsed {
         Ok(parsed) => parsed,
         Err(err) => {
             return Fetched {
@@ -339,8 +226,12 @@ pub fn fetch(url: &str, config: &RemoteConfig) -> Fetched {
     };
     loop {
         attempts += 1;
-        let result = get(&parsed, config.max_bytes)
-            .and_then(|body| String::from_utf8(body).map_err(|_| FetchError::NotText));
+        let body = if parsed.tls {
+            https::get(&config.fetch_path, url, &config.pin.0, config.max_bytes)
+        } else {
+            get(&parsed, config.max_bytes)
+        };
+        let result = body.and_then(|body| String::from_utf8(body).map_err(|_| FetchError::NotText));
         let give_up = match &result {
             Ok(_) => true,
             Err(err) => !err.is_transient() || started.elapsed() + delay > budget,
@@ -458,11 +349,22 @@ pub fn stage(
             return config;
         }
     };
+    let plain = url.starts_with("http://");
+    if plain && crate::node_config::has_private_key(text.as_bytes()) {
+        console.error(&format!(
+            "berth.config={url}: the document carries a private key over plain HTTP; refused \
+             whole (anyone on the network could read it). Serve it over https:// with \
+             berth.remote_config.pin=sha256:<server certificate> (docs/pxe.md), and issue a new \
+             key: this one travelled in the clear"
+        ));
+        return config;
+    }
     let path = Path::new(FETCHED_PATH);
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(err) = std::fs::write(path, &text) {
+    // 0600: the document may hold credentials.
+    if let Err(err) = crate::atomic::write(path, text.as_bytes(), 0o600) {
         console.error(&format!(
             "berth.config={url}: cannot keep the document in {}: {err}; not applied",
             path.display()
@@ -506,87 +408,9 @@ pub fn stage(
 
 #[cfg(test)]
 mod tests {
+    use super::http::serve;
     use super::*;
     use std::net::TcpListener;
-
-    #[test]
-    fn urls_parse_and_bad_ones_say_why() {
-        let u = HttpUrl::parse("http://10.0.2.2:8080/n/node.toml?x=1#f").unwrap();
-        assert_eq!(u.addr, "10.0.2.2:8080".parse().unwrap());
-        assert_eq!(
-            (u.host.as_str(), u.path.as_str()),
-            ("10.0.2.2:8080", "/n/node.toml?x=1")
-        );
-        let u = HttpUrl::parse("http://[fd00::1]").unwrap();
-        assert_eq!((u.addr.port(), u.path.as_str()), (80, "/"));
-        for (url, want) in [
-            ("https://10.0.0.1/x", "https is not supported"),
-            ("ftp://10.0.0.1/x", "expected an http:// URL"),
-            ("http://boot.example/x", "is not an IP address"),
-            ("http://10.0.0.1:99999/x", "bad port"),
-            ("http:///x", "no host"),
-        ] {
-            let err = HttpUrl::parse(url).unwrap_err().to_string();
-            assert!(err.contains(want), "{url}: {err}");
-        }
-    }
-
-    /// Serves each of `answers` to one connection, in order, on loopback.
-    fn serve(answers: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<Vec<String>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let handle = std::thread::spawn(move || {
-            let mut requests = Vec::new();
-            for answer in answers {
-                let (mut s, _) = listener.accept().unwrap();
-                let mut buf = [0u8; 2048];
-                let n = s.read(&mut buf).unwrap();
-                requests.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                s.write_all(&answer).unwrap();
-            }
-            requests
-        });
-        (format!("http://{addr}"), handle)
-    }
-
-    #[test]
-    fn gets_a_document_with_and_without_content_length() {
-        let (base, server) = serve(vec![
-            b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello-extra".to_vec(),
-            b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nuntil close".to_vec(),
-        ]);
-        let url = HttpUrl::parse(&format!("{base}/node.toml")).unwrap();
-        assert_eq!(get(&url, 100).unwrap(), b"hello");
-        assert_eq!(get(&url, 100).unwrap(), b"until close");
-        let requests = server.join().unwrap();
-        assert!(
-            requests[0].starts_with("GET /node.toml HTTP/1.0\r\nHost: 127.0.0.1:"),
-            "{requests:?}"
-        );
-    }
-
-    #[test]
-    fn errors_name_the_status_and_the_limit() {
-        let (base, server) = serve(vec![
-            b"HTTP/1.0 404 Not Found\r\n\r\n".to_vec(),
-            b"HTTP/1.0 200 OK\r\nContent-Length: 50\r\n\r\n".to_vec(),
-            b"HTTP/1.0 200 OK\r\n\r\n0123456789ABC".to_vec(),
-            b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nshort".to_vec(),
-        ]);
-        let url = HttpUrl::parse(&base).unwrap();
-        assert_eq!(
-            get(&url, 10).unwrap_err().to_string(),
-            "server answered 404 Not Found"
-        );
-        let too_large = "document larger than 10 bytes ([remote_config] max_bytes)";
-        assert_eq!(get(&url, 10).unwrap_err().to_string(), too_large);
-        assert_eq!(get(&url, 10).unwrap_err().to_string(), too_large);
-        assert!(get(&url, 10)
-            .unwrap_err()
-            .to_string()
-            .contains("before Content-Length"));
-        server.join().unwrap();
-    }
 
     #[test]
     fn retries_until_the_server_answers_then_gives_up_in_time() {
