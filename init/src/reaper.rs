@@ -6,7 +6,12 @@
 //! otherwise ignores signals it has no handler for. Orphans re-parented to init are reaped
 //! with `waitpid(-1, WNOHANG)` until nothing is left.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -97,15 +102,92 @@ impl fmt::Display for ExitStatus {
 
 /// Reaps every child that has ended, without blocking. `Err(ECHILD)` from `waitpid` (no
 /// children at all) ends the loop like `StillAlive` does.
+/// The statuses of children [`output`] waits for are kept for it, not returned.
 pub fn reap() -> Vec<(Pid, ExitStatus)> {
     let mut out = Vec::new();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => break,
-            Ok(status) => out.extend(ExitStatus::from_wait(status)),
+            Ok(status) => {
+                let Some((pid, st)) = ExitStatus::from_wait(status) else {
+                    continue;
+                };
+                let mut awaited = AWAITED.lock().unwrap_or_else(|e| e.into_inner());
+                match awaited.get_mut(&pid.as_raw()) {
+                    Some(slot) => *slot = Some(st),
+                    None => out.push((pid, st)),
+                }
+            }
         }
     }
     out
+}
+
+/// Children another thread waits for in [`output`], and their statuses once [`reap`] got
+/// them first.
+static AWAITED: Mutex<BTreeMap<i32, Option<ExitStatus>>> = Mutex::new(BTreeMap::new());
+
+/// `command.output()` that works in PID 1, from any thread: the main loop's `waitpid(-1)` may
+/// reap the child before `std::process::Child::wait` does (then that fails with ECHILD), so
+/// the child is registered before anything can reap it and its status is taken from
+/// whichever `waitpid` gets it. Standard input is /dev/null.
+pub fn output(command: &mut Command) -> std::io::Result<Output> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = {
+        // Held across the spawn: [`reap`] cannot look the child up before it is registered.
+        let mut awaited = AWAITED.lock().unwrap_or_else(|e| e.into_inner());
+        let child = command.spawn()?;
+        awaited.insert(child.id() as i32, None);
+        child
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    let err_pipe = child.stderr.take();
+    let stderr = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = err_pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut p) = child.stdout.take() {
+        let _ = p.read_to_end(&mut stdout);
+    }
+    let stderr = stderr.join().unwrap_or_default();
+    drop(child);
+    let status = loop {
+        let reaped = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => None,
+            Ok(status) => ExitStatus::from_wait(status).map(|(_, st)| st),
+            Err(e) => {
+                AWAITED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&pid.as_raw());
+                return Err(e.into());
+            }
+        };
+        let mut awaited = AWAITED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(st) = reaped.or_else(|| awaited.get(&pid.as_raw()).copied().flatten()) {
+            awaited.remove(&pid.as_raw());
+            break st;
+        }
+        drop(awaited);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let raw = match status.signal {
+        Some(sig) => sig as i32,
+        None => (status.code & 0xff) << 8,
+    };
+    Ok(Output {
+        status: std::process::ExitStatus::from_raw(raw),
+        stdout,
+        stderr,
+    })
 }
 
 /// Whether init has any child left.

@@ -197,6 +197,9 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
         storage_started.elapsed().as_millis()
     ));
     let config = with_node_file(config_path, &cmdline, config, console);
+    // As soon as the state disk (the recorded time) and the node file (credentials) are known:
+    // log records, leases and the engine's files get believable times from here on.
+    clock_floor(&config, console);
     control.timeline.end(storage_stage);
     // The log file and forwarding are configured by the node file too (per-node servers).
     control.timeline.time("log outputs", || {
@@ -228,7 +231,6 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     };
     let sources = crate::net::config::Sources::load(&config_files, &cmdline);
     control.timeline.time("time", || {
-        clock_floor(&config, console);
         crate::time::stage(&config.time, &network.ntp_servers(), &sources, console);
         crate::time::floor::record(Path::new(crate::time::floor::RECORD));
     });
@@ -268,9 +270,9 @@ pub fn run(config_path: &Path, fatal: &mut FatalPolicy) -> ! {
     )
 }
 
-/// Before the time servers are asked: the clock is never behind the image's build time, the
-/// last time recorded on the state disk, or the start of validity of the remote API's
-/// credentials ([`crate::time::floor`]).
+/// The clock is never behind the image's build time, the last time recorded on the state
+/// disk, or the start of validity of the remote API's credentials ([`crate::time::floor`]);
+/// time servers, when there are any, correct it afterwards.
 fn clock_floor(config: &Config, console: Console) {
     let plan = crate::remote_api::plan(&config.remote, Path::new(crate::remote_api::RUN_DIR));
     let creds: Vec<&Path> = match &plan {

@@ -81,13 +81,9 @@ fn pem(c: &Change, data: &[u8]) -> Result<(), NodeConfigError> {
 
 /// Runs a validating helper; its standard error (or status) is the refusal.
 fn helper(program: &Path, args: &[String], rel: &str) -> Result<(), NodeConfigError> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(super::io(format!(
-            "cannot run {} to check {rel}",
-            program.display()
-        )))?;
+    let out = crate::reaper::output(Command::new(program).args(args)).map_err(super::io(
+        format!("cannot run {} to check {rel}", program.display()),
+    ))?;
     if out.status.success() {
         return Ok(());
     }

@@ -224,8 +224,9 @@ pub fn apply(
         return line;
     }
     let running = supervisor.is_running(SERVICE);
+    // Running with the same address: SIGHUP, always — the credential files may have new
+    // contents under the same names (a `node config put remote/node.pem=…`).
     let line = match current.as_ref() {
-        Some(old) if running && old == &setup => "remote API: unchanged".to_string(),
         Some(old) if running && old.listen == setup.listen && old.path == setup.path => {
             supervisor.upsert(spec(&setup), now);
             supervisor.signal(SERVICE, nix::sys::signal::Signal::SIGHUP);

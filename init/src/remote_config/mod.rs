@@ -452,6 +452,29 @@ mod tests {
         assert_eq!(fetched.attempts, 0);
     }
 
+    /// A document carrying a private key over plain HTTP is refused whole (its host name is
+    /// not applied), before it is written anywhere.
+    #[test]
+    fn a_private_key_over_plain_http_is_refused() {
+        let doc = b"HTTP/1.0 200 OK\r\n\r\n[network]\nhostname = \"leaked\"\n[remote]\nkey = \"\"\"\n-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n\"\"\"\n";
+        let (base, server) = serve(vec![doc.to_vec()]);
+        let before = Config::default();
+        let after = stage(
+            Some(&format!("{base}/node.toml")),
+            before.clone(),
+            &[],
+            "",
+            crate::console::Console::new(crate::console::Level::Error),
+        );
+        server.join().unwrap();
+        assert_eq!(after, before);
+        // And https needs a pin.
+        let fetched = fetch("https://10.0.2.2/node.toml", &RemoteConfig::default());
+        let err = fetched.result.unwrap_err().to_string();
+        assert!(err.contains("berth.remote_config.pin"), "{err}");
+        assert_eq!(fetched.attempts, 0);
+    }
+
     #[test]
     fn fetched_file_layers_after_the_node_file_before_the_cmdline() {
         let dir = tempfile::tempdir().unwrap();

@@ -71,6 +71,8 @@ pub struct Supervisor {
     cgroups: Option<Tree>,
     status: Arc<Mutex<Vec<ServiceStatus>>>,
     announced: bool,
+    /// [`Supervisor::start`] was called: services added later start at once.
+    started: bool,
     shutting_down: bool,
 }
 
@@ -97,6 +99,7 @@ impl Supervisor {
             cgroups: None,
             status: Arc::default(),
             announced: false,
+            started: false,
             shutting_down: false,
         };
         supervisor.publish();
@@ -121,6 +124,7 @@ impl Supervisor {
 
     /// The engine stage: every service starts on the next [`Supervisor::tick`].
     pub fn start(&mut self, now: Instant) {
+        self.started = true;
         for svc in &mut self.services {
             if matches!(svc.phase, Phase::Pending) {
                 svc.enter(Phase::Waiting { until: now });
@@ -592,10 +596,7 @@ impl Supervisor {
         if self.shutting_down {
             return;
         }
-        let started = self
-            .services
-            .iter()
-            .any(|s| !matches!(s.phase, Phase::Pending));
+        let started = self.started;
         match self.services.iter_mut().find(|s| s.spec.name == spec.name) {
             Some(svc) => {
                 svc.tracker =

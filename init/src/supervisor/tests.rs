@@ -298,3 +298,45 @@ fn stop_all_kills_a_service_that_ignores_sigterm_after_its_timeout() {
         sup.handle(ev, Instant::now());
     }
 }
+
+/// The remote API's life: added after the engine stage, reloaded with SIGHUP (it keeps
+/// running), turned off, started again; exit 78 right after a start is a configuration
+/// problem even for a service that is ready as soon as it runs.
+#[test]
+fn a_service_added_later_turned_off_and_on_and_given_up_on_exit_78() {
+    let (tx, rx) = events::channel().unwrap();
+    let mut sup = Supervisor::new(vec![], Console::new(console::Level::Error), tx);
+    sup.start(Instant::now());
+    let apid = spec("apid", "/bin/sh", &["-c", "trap '' HUP; sleep 30"], 3);
+    sup.upsert(apid.clone(), Instant::now());
+    drive(&mut sup, &rx, &[], |s| s.is_running("apid"));
+    assert!(sup.signal("apid", Signal::SIGHUP));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(sup.is_running("apid"), "SIGHUP must not stop it");
+    assert!(sup.turn_off("apid", Instant::now()));
+    drive(&mut sup, &rx, &[], |s| {
+        matches!(s.services[0].phase, Phase::Off)
+    });
+    assert_eq!(sup.status()[0].state, ServiceState::Off);
+    assert!(matches!(
+        sup.restart("apid", Instant::now()),
+        Err(ControlError::Off(_))
+    ));
+    sup.upsert(apid, Instant::now());
+    drive(&mut sup, &rx, &[], |s| s.is_running("apid"));
+    sup.turn_off("apid", Instant::now());
+    drive(&mut sup, &rx, &[], |s| {
+        matches!(s.services[0].phase, Phase::Off)
+    });
+    sup.upsert(
+        spec("apid", "/bin/sh", &["-c", "exit 78"], 3),
+        Instant::now(),
+    );
+    drive(&mut sup, &rx, &[], |s| {
+        matches!(s.services[0].phase, Phase::Failed)
+    });
+    assert_eq!(
+        sup.services[0].spawns, 3,
+        "started twice before, once with exit 78"
+    );
+}
