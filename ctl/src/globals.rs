@@ -12,8 +12,10 @@ use std::time::Duration;
 use berth_api::address::{DEFAULT_ADDRESS, DEFAULT_INIT_ADDRESS};
 use berth_api::keys::DEFAULT_NAMESPACE;
 
-/// berthctl's global flags.
+/// berthctl's global flags, under a heading of their own in every verb's help (mixed in with
+/// a verb's own options they buried them).
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Globals {
     /// berthd's socket (`unix:///path` or a path); on a QEMU host, the bridged virtio-serial socket.
     #[arg(long, short = 'a', global = true, env = "BERTH_ADDRESS", default_value = DEFAULT_ADDRESS)]
