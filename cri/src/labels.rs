@@ -54,3 +54,23 @@ pub const SANDBOX_CONFIG_ANNOTATION: &str = "io.berth.cri.sandbox-config";
 
 /// Largest label berthd accepts (key + value, containerd's rule).
 pub const MAX_LABEL: usize = 4096;
+
+/// The CRI config berth-cri stored, base64 protobuf, in a berthd container's OCI spec under
+/// `annotation` (a container's or a sandbox's; `what` names it in errors).
+pub fn stored_config<M: prost::Message + Default>(
+    c: &berth_api::proto::containers::Container,
+    what: &str,
+    annotation: &str,
+) -> crate::error::Result<M> {
+    use base64::Engine as _;
+    let corrupt = |part: &str, e: &dyn std::fmt::Display| {
+        crate::error::Error::Corrupt(format!("{what} {}: {part}: {e}", c.id))
+    };
+    let spec: serde_json::Value =
+        serde_json::from_slice(&c.spec).map_err(|e| corrupt("OCI spec", &e))?;
+    let encoded = spec["annotations"][annotation].as_str().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| corrupt("config annotation", &e))?;
+    M::decode(bytes.as_slice()).map_err(|e| corrupt("config annotation", &e))
+}

@@ -99,16 +99,11 @@ pub fn record_of(c: &berth_api::proto::containers::Container) -> Option<Result<R
         return None;
     }
     let parse = || -> Result<Record> {
-        let spec: serde_json::Value = serde_json::from_slice(&c.spec)
-            .map_err(|e| Error::Corrupt(format!("container {}: OCI spec: {e}", c.id)))?;
-        let encoded = spec["annotations"][labels::CONTAINER_CONFIG_ANNOTATION]
-            .as_str()
-            .unwrap_or_default();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|e| Error::Corrupt(format!("container {}: config annotation: {e}", c.id)))?;
-        let config = ContainerConfig::decode(bytes.as_slice())
-            .map_err(|e| Error::Corrupt(format!("container {}: config annotation: {e}", c.id)))?;
+        let config = labels::stored_config::<ContainerConfig>(
+            c,
+            "container",
+            labels::CONTAINER_CONFIG_ANNOTATION,
+        )?;
         Ok(Record {
             id: c.id.clone(),
             sandbox_id: c

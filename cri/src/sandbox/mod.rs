@@ -91,16 +91,11 @@ pub fn record_of(c: &berth_api::proto::containers::Container) -> Option<Result<R
         return None;
     }
     let parse = || -> Result<Record> {
-        let spec: serde_json::Value = serde_json::from_slice(&c.spec)
-            .map_err(|e| Error::Corrupt(format!("sandbox {}: OCI spec: {e}", c.id)))?;
-        let encoded = spec["annotations"][labels::SANDBOX_CONFIG_ANNOTATION]
-            .as_str()
-            .unwrap_or_default();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|e| Error::Corrupt(format!("sandbox {}: config annotation: {e}", c.id)))?;
-        let config = PodSandboxConfig::decode(bytes.as_slice())
-            .map_err(|e| Error::Corrupt(format!("sandbox {}: config annotation: {e}", c.id)))?;
+        let config = labels::stored_config::<PodSandboxConfig>(
+            c,
+            "sandbox",
+            labels::SANDBOX_CONFIG_ANNOTATION,
+        )?;
         Ok(Record {
             id: c.id.clone(),
             config,
